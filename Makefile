@@ -1,0 +1,41 @@
+# Two commands on a fresh Debian machine:
+#   make run    install what is missing, migrate, run every program under supervisord
+#   make test   the same install, then the whole test suite
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install system python run test render check
+install: system python .env
+
+system:
+	bash deploy/bin/ensure-system.sh
+
+python: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+# A local .env with development defaults, only when none exists.
+.env:
+	cp -n .env.example .env
+
+run: install
+	$(PY) manage.py check
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py render_supervisor --check
+	$(PY) manage.py supervisord
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+render: python
+	$(PY) manage.py render_supervisor
+
+check: python
+	$(PY) manage.py check
+	$(PY) manage.py render_supervisor --check

@@ -1,0 +1,104 @@
+"""System checks that make a stranded-task topology fail loudly.
+
+The classic silent failure with Celery is a task routed to a queue that no
+worker consumes: it waits forever.  These checks run with every
+``manage.py check`` (and so before ``migrate``, ``runserver`` and the test
+suite) and name the queue or task at fault.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+
+from django.core.checks import Error, Tags, register
+
+from projectname.topology import TOPOLOGY, Topology
+
+
+def check_topology(topology: Topology, known_tasks: Iterable[str]) -> list[Error]:
+    known_tasks = set(known_tasks)
+    declared = set(topology.queue_names())
+    consumed = {queue for worker in topology.workers for queue in worker.queues}
+    errors: list[Error] = []
+
+    if topology.default_queue not in declared:
+        errors.append(Error(
+            f"The default queue '{topology.default_queue}' is not declared.",
+            hint="Declare it in TOPOLOGY.queues.", id="topology.E001",
+        ))
+    for worker in topology.workers:
+        for queue in worker.queues:
+            if queue not in declared:
+                errors.append(Error(
+                    f"Worker '{worker.name}' consumes undeclared queue '{queue}'.",
+                    hint="Declare the queue in TOPOLOGY.queues or remove it from the worker.",
+                    id="topology.E002",
+                ))
+    for queue in topology.queue_names():
+        if queue not in consumed:
+            errors.append(Error(
+                f"Queue '{queue}' has no worker program consuming it: "
+                "tasks sent there would wait forever.",
+                hint="Add the queue to a Worker's queues in projectname/topology.py.",
+                id="topology.E003",
+            ))
+    for route in topology.routes:
+        if route.queue not in declared:
+            errors.append(Error(
+                f"Task '{route.task}' is routed to undeclared queue '{route.queue}'.",
+                hint="Declare the queue or fix the route.", id="topology.E004",
+            ))
+        if route.task not in known_tasks:
+            errors.append(Error(
+                f"Route names task '{route.task}', which does not exist.",
+                hint="Fix the dotted task name or remove the route.", id="topology.E005",
+            ))
+    for entry in topology.schedules:
+        if entry.task not in known_tasks:
+            errors.append(Error(
+                f"Beat entry '{entry.name}' names task '{entry.task}', which does not exist.",
+                hint="Fix the dotted task name.", id="topology.E006",
+            ))
+        if entry.queue not in declared:
+            errors.append(Error(
+                f"Beat entry '{entry.name}' sends to undeclared queue '{entry.queue}'.",
+                hint="Declare the queue or change the entry's queue.", id="topology.E007",
+            ))
+        elif entry.queue not in consumed:
+            errors.append(Error(
+                f"Beat entry '{entry.name}' sends to queue '{entry.queue}', "
+                "which no worker consumes.",
+                hint="Add the queue to a Worker's queues.", id="topology.E008",
+            ))
+    names = [worker.name for worker in topology.workers]
+    for name in {name for name in names if names.count(name) > 1}:
+        errors.append(Error(
+            f"Worker name '{name}' is declared twice.", id="topology.E009",
+        ))
+    return errors
+
+
+def project_task_names() -> set[str]:
+    """Every registered task name, after importing each app's tasks module.
+
+    (Not ``app.loader.import_default_modules()``: inside a worker that fires
+    the Django fixup, which runs these checks again, recursively.)
+    """
+    from django.apps import apps
+
+    from projectname.celery import app
+
+    for config in apps.get_app_configs():
+        module = f"{config.name}.tasks"
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+    return set(app.tasks.keys())
+
+
+@register(Tags.compatibility, "topology")
+def topology_check(app_configs=None, **kwargs):
+    return check_topology(TOPOLOGY, project_task_names())

@@ -1,0 +1,251 @@
+"""The whole task topology, declared once.
+
+Every queue, every worker program that consumes queues, where every task is
+routed and every beat schedule lives here.  Everything that must agree with it
+is *derived* from it, never written twice:
+
+* Celery's ``task_queues`` / ``task_routes`` / ``task_annotations`` /
+  ``beat_schedule`` (see ``projectname/settings.py``),
+* the supervisor program files in ``deploy/conf.d/``
+  (``python manage.py render_supervisor``),
+* the system check that refuses a topology that would strand tasks
+  (``python manage.py check``),
+* the human-readable overview (``python manage.py topology``).
+
+To add a queue: declare a ``Queue`` below, give it a consumer in ``WORKERS``,
+route tasks to it in ``ROUTES``, then run ``python manage.py render_supervisor``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from celery.schedules import crontab
+from kombu import Exchange
+from kombu import Queue as KombuQueue
+
+DEFAULT_QUEUE = "celery"
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A durable RabbitMQ queue bound to a direct exchange of the same name."""
+
+    name: str
+    purpose: str
+    # RabbitMQ priorities (x-max-priority): 0..max_priority, higher runs first.
+    max_priority: int | None = None
+    # Seconds the oldest waiting message may wait before operators are alerted.
+    wait_alert_seconds: int | None = None
+    # "classic" or "quorum" (replicated across a RabbitMQ cluster).
+    queue_type: str = "classic"
+
+    def arguments(self) -> dict[str, object]:
+        """The x-arguments the queue is declared with (all declarers must agree)."""
+        arguments: dict[str, object] = {}
+        if self.queue_type != "classic":
+            arguments["x-queue-type"] = self.queue_type
+        if self.max_priority is not None:
+            arguments["x-max-priority"] = self.max_priority
+        return arguments
+
+    def to_kombu(self) -> KombuQueue:
+        exchange = Exchange(self.name, type="direct", durable=True)
+        return KombuQueue(
+            self.name, exchange, routing_key=self.name, durable=True,
+            queue_arguments=self.arguments() or None,
+        )
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A supervisor program running ``celery worker -Q <queues>``.
+
+    ``time_limit`` / ``soft_time_limit`` are the worker-wide defaults; a route
+    may tighten them per task.  ``stopwaitsecs`` for supervisor is derived from
+    the longest hard limit so that a warm shutdown can let the longest task
+    finish before supervisor escalates to SIGKILL.
+    """
+
+    name: str
+    queues: tuple[str, ...]
+    pool: str = "prefork"
+    concurrency: int = 2
+    prefetch_multiplier: int = 4
+    max_tasks_per_child: int = 1000
+    # KiB of resident memory after which a pool process is replaced.
+    max_memory_per_child: int | None = None
+    # (max, min) pool processes; when set it replaces a fixed concurrency.
+    autoscale: tuple[int, int] | None = None
+    soft_time_limit: int = 60
+    time_limit: int = 90
+
+    @property
+    def node_name(self) -> str:
+        # %h is expanded by Celery to the host name, so inspection shows where
+        # each worker runs ("main_worker@web-1").
+        return f"{self.name}@%h"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one task (by dotted name) goes, and how it is acknowledged."""
+
+    task: str
+    queue: str
+    # Ack after the task ran, so a killed worker's task is redelivered.  Only
+    # for tasks that are safe to run twice (their effects are idempotent).
+    acks_late: bool = False
+    soft_time_limit: int | None = None
+    time_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A beat entry; ``queue`` is explicit so the job never lands elsewhere."""
+
+    name: str
+    task: str
+    schedule: crontab
+    queue: str
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Topology:
+    queues: tuple[Queue, ...]
+    workers: tuple[Worker, ...]
+    routes: tuple[Route, ...]
+    schedules: tuple[Schedule, ...]
+    default_queue: str = DEFAULT_QUEUE
+
+    # -- lookups -----------------------------------------------------------
+    def queue_names(self) -> list[str]:
+        return [queue.name for queue in self.queues]
+
+    def route_for(self, task_name: str) -> Route | None:
+        return next((route for route in self.routes if route.task == task_name), None)
+
+    def queue_for(self, task_name: str) -> str:
+        route = self.route_for(task_name)
+        return route.queue if route else self.default_queue
+
+    def consumers_of(self, queue_name: str) -> list[Worker]:
+        return [worker for worker in self.workers if queue_name in worker.queues]
+
+    def worker_named(self, name: str) -> Worker:
+        return next(worker for worker in self.workers if worker.name == name)
+
+    def longest_time_limit(self, worker: Worker) -> int:
+        limits = [worker.time_limit]
+        for queue_name in worker.queues:
+            limits += [
+                route.time_limit
+                for route in self.routes
+                if route.queue == queue_name and route.time_limit
+            ]
+        return max(limits)
+
+    # -- Celery settings derived from the declaration ---------------------
+    def celery_queues(self) -> tuple[KombuQueue, ...]:
+        return tuple(queue.to_kombu() for queue in self.queues)
+
+    def celery_routes(self) -> dict[str, dict[str, str]]:
+        return {
+            route.task: {"queue": route.queue, "routing_key": route.queue}
+            for route in self.routes
+        }
+
+    def celery_annotations(self) -> dict[str, dict[str, object]]:
+        annotations: dict[str, dict[str, object]] = {}
+        for route in self.routes:
+            options: dict[str, object] = {}
+            if route.acks_late:
+                options["acks_late"] = True
+                options["reject_on_worker_lost"] = True
+            if route.soft_time_limit:
+                options["soft_time_limit"] = route.soft_time_limit
+            if route.time_limit:
+                options["time_limit"] = route.time_limit
+            if options:
+                annotations[route.task] = options
+        return annotations
+
+    def celery_beat_schedule(self) -> dict[str, dict[str, object]]:
+        return {
+            entry.name: {
+                "task": entry.task,
+                "schedule": entry.schedule,
+                "kwargs": dict(entry.kwargs),
+                "options": {"queue": entry.queue, "routing_key": entry.queue},
+            }
+            for entry in self.schedules
+        }
+
+
+NOTIFICATIONS = "apps.notifications.tasks"
+REPORTS = "apps.reports.tasks"
+CORE = "apps.core.tasks"
+
+TOPOLOGY = Topology(
+    queues=(
+        Queue(DEFAULT_QUEUE, "Anything without an explicit route."),
+        Queue("main_worker", "Quick, user-facing work: notifications, e-mail.",
+              wait_alert_seconds=60),
+        Queue("heavy", "Long-running work: reports over date ranges.",
+              wait_alert_seconds=900),
+    ),
+    workers=(
+        Worker(
+            name="main_worker",
+            queues=("main_worker", DEFAULT_QUEUE),
+            concurrency=2,
+            prefetch_multiplier=4,
+            max_memory_per_child=200_000,
+            soft_time_limit=60,
+            time_limit=90,
+        ),
+        Worker(
+            name="heavy_worker",
+            queues=("heavy",),
+            concurrency=1,
+            # A long task must not sit on prefetched messages that another
+            # worker process could start now.
+            prefetch_multiplier=1,
+            max_tasks_per_child=50,
+            max_memory_per_child=500_000,
+            soft_time_limit=1500,
+            time_limit=1800,
+        ),
+    ),
+    routes=(
+        Route(f"{NOTIFICATIONS}.send_notification", "main_worker", acks_late=True),
+        Route(f"{NOTIFICATIONS}.send_office_hours_reminders", "main_worker", acks_late=True),
+        Route(f"{REPORTS}.build_period_report", "heavy", acks_late=True),
+        Route(f"{REPORTS}.build_daily_report", "heavy", acks_late=True),
+        Route(f"{REPORTS}.build_weekly_report", "heavy", acks_late=True),
+        Route(f"{CORE}.probe", "main_worker"),
+        Route(f"{CORE}.heavy_probe", "heavy", acks_late=True),
+    ),
+    schedules=(
+        Schedule(
+            name="office-hours-reminders",
+            task=f"{NOTIFICATIONS}.send_office_hours_reminders",
+            # On the hour, 08:00-17:00, Monday to Friday, in CELERY_TIMEZONE.
+            schedule=crontab(minute=0, hour="8-17", day_of_week="mon-fri"),
+            queue="main_worker",
+        ),
+        Schedule(
+            name="daily-report",
+            task=f"{REPORTS}.build_daily_report",
+            schedule=crontab(minute=30, hour=6),
+            queue="heavy",
+        ),
+        Schedule(
+            name="weekly-report",
+            task=f"{REPORTS}.build_weekly_report",
+            schedule=crontab(minute=0, hour=7, day_of_week="mon"),
+            queue="heavy",
+        ),
+    ),
+)

@@ -1,0 +1,73 @@
+"""Session-wide fixtures.
+
+`live_system` starts ONE real system per test session (a private RabbitMQ
+vhost, supervisord from the committed deploy/conf.d files with every program,
+real worker processes) and shares it between all tests that use it.  Tests that
+talk to it must use `transaction=True` so workers see their rows.
+"""
+
+import os
+
+import pytest
+
+from tests.support import rabbit
+from tests.support.live import LiveSystem, build_env, free_port
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory):
+    """A file-based SQLite test database, so worker processes can share it."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+def _database_url(settings_dict) -> str:
+    if settings_dict["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = settings_dict.get("USER") or ""
+    password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
+    credentials = f"{user}{password}@" if user else ""
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+    return f"postgres://{credentials}{host}{port}/{settings_dict['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def broker_vhost():
+    vhost = rabbit.create_vhost()
+    from projectname.celery import app
+
+    # Point this process's producer at the private vhost before it connects
+    # (Celery reads CELERY_BROKER_URL from the environment before its config).
+    os.environ["CELERY_BROKER_URL"] = rabbit.broker_url(vhost)
+    app.conf.broker_url = rabbit.broker_url(vhost)
+    assert app.connection_for_write().as_uri(include_password=True).endswith(vhost)
+    yield vhost
+    rabbit.delete_vhost(vhost)
+
+
+@pytest.fixture(scope="session")
+def live_system(django_db_setup, django_db_blocker, broker_vhost, tmp_path_factory):
+    from django.db import connection
+
+    run_dir = tmp_path_factory.mktemp("system")
+    (run_dir / "log").mkdir()
+    web_port, flower_port = free_port(), free_port()
+    database_url = _database_url(connection.settings_dict)
+    system = LiveSystem(
+        run_dir=run_dir, vhost=broker_vhost, broker_url=rabbit.broker_url(broker_vhost),
+        database_url=database_url,
+        env=build_env(run_dir=run_dir, broker_url=rabbit.broker_url(broker_vhost),
+                      database_url=database_url, web_port=web_port, flower_port=flower_port),
+        web_port=web_port, flower_port=flower_port,
+    )
+    try:
+        system.start()
+        yield system
+    finally:
+        system.stop()

@@ -1,0 +1,159 @@
+"""A real system for tests: supervisord from the committed deploy/conf.d files,
+real worker processes, a private RabbitMQ vhost and the test database."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from apps.core.runtime import supervisor_environment
+from apps.core.supervisor import render_supervisord_conf
+from projectname.topology import TOPOLOGY
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+FLOWER_AUTH = ("flower-test", "flower-test-password")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {message}")
+
+
+@dataclass
+class LiveSystem:
+    run_dir: Path
+    vhost: str
+    broker_url: str
+    database_url: str
+    env: dict[str, str]
+    web_port: int
+    flower_port: int
+    process: subprocess.Popen | None = None
+    conf: Path = field(init=False)
+
+    def __post_init__(self):
+        self.conf = self.run_dir / "supervisord.conf"
+
+    # -- supervisor ----------------------------------------------------------
+    def start(self) -> None:
+        self.conf.write_text(render_supervisord_conf(
+            run_dir=str(self.run_dir), include=str(PROJECT_ROOT / "deploy" / "conf.d" / "*.conf"),
+        ))
+        self.process = subprocess.Popen(
+            [self.bin("supervisord"), "--nodaemon", "-c", str(self.conf)],
+            env=self.env, cwd=PROJECT_ROOT,
+            stdout=open(self.run_dir / "supervisord.out", "ab"), stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: (self.run_dir / "supervisor.sock").exists(), 20, message="supervisor socket")
+        self.wait_running(self.program_names(), timeout=60)
+        self.wait_workers_ready([worker.name for worker in TOPOLOGY.workers], timeout=60)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    @staticmethod
+    def bin(name: str) -> str:
+        return str(Path(sys.executable).parent / name)
+
+    def rpc(self):
+        transport = SupervisorTransport(None, None, f"unix://{self.run_dir}/supervisor.sock")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+    def ctl(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [self.bin("supervisorctl"), "-c", str(self.conf), *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout,
+        )
+
+    def program_names(self) -> list[str]:
+        return [info["name"] for info in self.rpc().getAllProcessInfo()]
+
+    def states(self) -> dict[str, str]:
+        return {info["name"]: info["statename"] for info in self.rpc().getAllProcessInfo()}
+
+    def wait_running(self, names, timeout: float = 60) -> None:
+        def all_running():
+            states = self.states()
+            failed = [n for n in names if states.get(n) in ("FATAL", "BACKOFF", "EXITED")]
+            if failed:
+                logs = {n: self.log_tail(n) for n in failed}
+                raise RuntimeError(f"programs failed to start: {failed}\n{logs}")
+            return all(states.get(n) == "RUNNING" for n in names)
+
+        wait_for(all_running, timeout, interval=0.5, message=f"RUNNING {names}")
+
+    def log_tail(self, program: str, lines: int = 40) -> str:
+        path = self.run_dir / "log" / f"{program}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    # -- celery --------------------------------------------------------------
+    def node(self, worker_name: str) -> str:
+        return f"{worker_name}@{socket.gethostname()}"
+
+    def inspect(self, command: str, *, timeout: float = 5.0) -> dict:
+        """`celery -A projectname inspect <command> --json`, as an operator runs it."""
+        result = subprocess.run(
+            [self.bin("celery"), "-A", "projectname", "inspect", command, "--json",
+             f"--timeout={timeout}"],
+            env=self.env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout + 30,
+        )
+        if result.returncode != 0 or not result.stdout.strip():
+            return {}
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    def wait_workers_ready(self, worker_names, timeout: float = 60) -> None:
+        from projectname.celery import app
+
+        expected = {self.node(name) for name in worker_names}
+
+        def consuming():
+            replies = app.control.inspect(destination=list(expected), timeout=1.0).active_queues() or {}
+            return expected <= {node for node, queues in replies.items() if queues}
+
+        wait_for(consuming, timeout, interval=0.5, message=f"workers consuming: {expected}")
+
+
+def build_env(*, run_dir: Path, broker_url: str, database_url: str, web_port: int,
+              flower_port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(supervisor_environment(project_root=PROJECT_ROOT, run_dir=run_dir))
+    env.update({
+        "WEB_PORT": str(web_port),
+        "FLOWER_PORT": str(flower_port),
+        "CELERY_BROKER_URL": broker_url,
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "projectname.settings",
+        # Production-like programs: DEBUG off (it also keeps every SQL query in memory).
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": env.get("DJANGO_SECRET_KEY", "test-only-secret-key"),
+        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "EMAIL_FILE_PATH": str(run_dir / "mail"),
+        "FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH),
+    })
+    return env

@@ -1,0 +1,82 @@
+"""The topology system check names every kind of stranding mistake."""
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+from apps.core.checks import check_topology, project_task_names
+from projectname.topology import TOPOLOGY, Queue, Route, Schedule, Worker
+
+KNOWN = project_task_names()
+PROBE = "apps.core.tasks.probe"
+
+
+def _ids_and_messages(topology):
+    errors = check_topology(topology, KNOWN)
+    return [e.id for e in errors], " | ".join(e.msg for e in errors)
+
+
+def test_the_project_topology_is_clean():
+    assert check_topology(TOPOLOGY, KNOWN) == []
+
+
+def test_route_to_undeclared_queue():
+    broken = dataclasses.replace(TOPOLOGY, routes=TOPOLOGY.routes + (Route(PROBE, "nowhere"),))
+    ids, text = _ids_and_messages(broken)
+    assert "topology.E004" in ids and "'nowhere'" in text and PROBE in text
+
+
+def test_queue_without_consumer():
+    broken = dataclasses.replace(TOPOLOGY, queues=TOPOLOGY.queues + (Queue("orphan", "x"),))
+    ids, text = _ids_and_messages(broken)
+    assert ids == ["topology.E003"] and "'orphan'" in text
+
+
+def test_worker_consuming_undeclared_queue():
+    worker = Worker(name="ghost", queues=("ghost_queue",))
+    broken = dataclasses.replace(TOPOLOGY, workers=TOPOLOGY.workers + (worker,))
+    ids, text = _ids_and_messages(broken)
+    assert ids == ["topology.E002"] and "'ghost_queue'" in text
+
+
+def test_route_to_missing_task():
+    broken = dataclasses.replace(TOPOLOGY, routes=TOPOLOGY.routes + (Route("apps.nope.tasks.x", "main_worker"),))
+    ids, text = _ids_and_messages(broken)
+    assert ids == ["topology.E005"] and "apps.nope.tasks.x" in text
+
+
+def test_schedule_with_missing_task_and_unconsumed_queue():
+    base = TOPOLOGY.schedules[0]
+    missing_task = dataclasses.replace(base, name="typo", task="apps.nope.tasks.y")
+    undeclared = dataclasses.replace(base, name="lost", queue="nowhere")
+    ids, text = _ids_and_messages(dataclasses.replace(
+        TOPOLOGY, schedules=TOPOLOGY.schedules + (missing_task, undeclared)))
+    assert sorted(ids) == ["topology.E006", "topology.E007"]
+    assert "'typo'" in text and "apps.nope.tasks.y" in text and "'lost'" in text
+
+
+def test_schedule_to_declared_but_unconsumed_queue():
+    topology = dataclasses.replace(
+        TOPOLOGY,
+        queues=TOPOLOGY.queues + (Queue("parked", "x"),),
+        schedules=(Schedule("parked-job", PROBE, TOPOLOGY.schedules[0].schedule, "parked"),),
+    )
+    ids, text = _ids_and_messages(topology)
+    assert "topology.E008" in ids and "'parked-job'" in text
+
+
+def test_manage_py_check_passes_on_the_real_topology():
+    root = Path(__file__).resolve().parents[3]
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=root,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_topology_command_prints_queues_workers_tasks_and_schedules():
+    root = Path(__file__).resolve().parents[3]
+    result = subprocess.run([sys.executable, "manage.py", "topology"], cwd=root,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for word in ("QUEUES", "WORKERS", "TASKS", "SCHEDULES", "heavy_worker", "office-hours-reminders"):
+        assert word in result.stdout

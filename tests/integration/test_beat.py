@@ -1,0 +1,68 @@
+"""Beat sends each crontab entry to the entry's own queue."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from celery.beat import ScheduleEntry, Scheduler
+from celery.schedules import crontab
+from django.utils import timezone
+
+from apps.core.models import ProbeRun
+from projectname.celery import app
+from projectname.topology import TOPOLOGY
+from tests.support.live import wait_for
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+
+class InMemoryScheduler(Scheduler):
+    """Celery's own scheduler logic (is_due, apply_entry, publish) without a store."""
+
+    def setup_schedule(self):
+        pass
+
+
+def _due_entry(name, task, queue, kwargs):
+    # Every minute, last run long ago: due on the first tick.
+    return ScheduleEntry(
+        name=name, task=task, schedule=crontab(app=app), kwargs=kwargs,
+        options={"queue": queue, "routing_key": queue},
+        last_run_at=timezone.now() - timedelta(hours=1), app=app,
+    )
+
+
+def test_a_due_entry_is_published_to_its_queue_and_run_by_that_queues_worker(live_system):
+    token = uuid.uuid4().hex
+    # probe is routed to main_worker; the beat entry explicitly names heavy.
+    entry = _due_entry("probe-on-heavy", "apps.core.tasks.probe", "heavy", {"token": token})
+    scheduler = InMemoryScheduler(app=app, lazy=True)
+    scheduler.schedule[entry.name] = entry
+
+    scheduler.tick()
+
+    run = wait_for(lambda: ProbeRun.objects.filter(token=token).first(), 30, message="probe ran")
+    assert run.queue == "heavy"
+    assert run.hostname == live_system.node("heavy_worker")
+
+
+def test_topology_entries_publish_to_their_declared_queues(live_system):
+    scheduler = InMemoryScheduler(app=app, lazy=True)
+    published = []
+    for declared in TOPOLOGY.schedules:
+        entry = _due_entry(declared.name, declared.task, declared.queue, {})
+        scheduler.schedule[entry.name] = entry
+        published.append((declared.task, declared.queue))
+
+    for _ in published:  # one due entry is sent per tick
+        scheduler.tick()
+
+    from django_celery_results.models import TaskResult
+
+    for task, queue in published:
+        worker = next(w for w in TOPOLOGY.workers if queue in w.queues)
+        result = wait_for(
+            lambda: TaskResult.objects.filter(task_name=task, status="SUCCESS").first(),
+            60, message=f"{task} done",
+        )
+        assert result.worker == live_system.node(worker.name), (task, queue, result.worker)

@@ -150,3 +150,33 @@ LOGGING = {
         "celery": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
     },
 }
+
+# --- Priorities, eager mode, Redis broker (issue 9) -------------------------------
+# Priorities are declared per queue in the topology (Queue.max_priority ->
+# x-max-priority).  No global max: it would add x-max-priority to every queue,
+# and RabbitMQ refuses to redeclare an existing queue with other arguments.
+CELERY_TASK_QUEUE_MAX_PRIORITY = None
+# Messages sent without a priority sit in the middle (RabbitMQ: 0..9, 9 first),
+# so a caller can both raise (priority=9) and lower (priority=1) a task.
+CELERY_TASK_DEFAULT_PRIORITY = env.int("CELERY_TASK_DEFAULT_PRIORITY", default=5)
+# Workers started outside the topology (ad hoc) take one message per process,
+# so priorities are honoured there too; topology workers pass their own value.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+
+# Local development without a broker: CELERY_EAGER=1 runs every task inline in
+# the caller and re-raises its exceptions.  A system check refuses it with
+# DEBUG off (apps/core/modes.py).
+TASKS_EAGER = env.bool("CELERY_EAGER", default=False)
+CELERY_TASK_ALWAYS_EAGER = TASKS_EAGER
+CELERY_TASK_EAGER_PROPAGATES = TASKS_EAGER
+
+# Redis as the broker (CELERY_BROKER_URL=redis://host:6379/0): unacknowledged
+# messages come back after the visibility timeout instead of on connection
+# loss, so it must exceed the longest task (and any countdown/ETA).
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "redis+socket://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **globals().get("CELERY_BROKER_TRANSPORT_OPTIONS", {}),
+        "visibility_timeout": max(
+            3600, 2 * max(TOPOLOGY.longest_time_limit(w) for w in TOPOLOGY.workers)
+        ),
+    }

@@ -190,17 +190,21 @@ CORE = "apps.core.tasks"
 TOPOLOGY = Topology(
     queues=(
         Queue(DEFAULT_QUEUE, "Anything without an explicit route."),
+        # Priorities 0..9 on RabbitMQ, 9 runs first (x-max-priority=9).  A
+        # message without a priority gets CELERY_TASK_DEFAULT_PRIORITY.
         Queue("main_worker", "Quick, user-facing work: notifications, e-mail.",
-              wait_alert_seconds=60),
+              max_priority=9, wait_alert_seconds=60),
         Queue("heavy", "Long-running work: reports over date ranges.",
-              wait_alert_seconds=900),
+              max_priority=9, wait_alert_seconds=900),
     ),
     workers=(
         Worker(
             name="main_worker",
             queues=("main_worker", DEFAULT_QUEUE),
             concurrency=2,
-            prefetch_multiplier=4,
+            # Prefetch 1: a priority-9 message can only overtake what is still
+            # in the broker, so the worker must not hoard a backlog locally.
+            prefetch_multiplier=1,
             max_memory_per_child=200_000,
             soft_time_limit=60,
             time_limit=90,
@@ -209,6 +213,9 @@ TOPOLOGY = Topology(
             name="heavy_worker",
             queues=("heavy",),
             concurrency=1,
+            # Grows to 3 pool processes under a backlog, back to 1 when idle
+            # (after Celery's keepalive, AUTOSCALE_KEEPALIVE, default 30 s).
+            autoscale=(3, 1),
             # A long task must not sit on prefetched messages that another
             # worker process could start now.
             prefetch_multiplier=1,

@@ -19,6 +19,7 @@ route tasks to it in ``ROUTES``, then run ``python manage.py render_supervisor``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from celery.schedules import crontab
 from kombu import Exchange
@@ -106,7 +107,7 @@ class Schedule:
 
     name: str
     task: str
-    schedule: crontab
+    schedule: crontab | timedelta
     queue: str
     kwargs: dict = field(default_factory=dict)
 
@@ -186,6 +187,9 @@ class Topology:
 NOTIFICATIONS = "apps.notifications.tasks"
 REPORTS = "apps.reports.tasks"
 CORE = "apps.core.tasks"
+DOCTOR = "apps.doctor.tasks"
+# beat sends a heartbeat this often; `manage.py doctor` calls beat dead after 4 missed.
+BEAT_HEARTBEAT_SECONDS = 15
 
 TOPOLOGY = Topology(
     queues=(
@@ -233,8 +237,16 @@ TOPOLOGY = Topology(
         Route(f"{REPORTS}.build_weekly_report", "heavy", acks_late=True),
         Route(f"{CORE}.probe", "main_worker"),
         Route(f"{CORE}.heavy_probe", "heavy", acks_late=True),
+        Route(f"{DOCTOR}.beat_heartbeat", DEFAULT_QUEUE),
     ),
     schedules=(
+        Schedule(
+            name="beat-heartbeat",
+            task=f"{DOCTOR}.beat_heartbeat",
+            # Proves beat ticks and its messages are consumed (manage.py doctor).
+            schedule=timedelta(seconds=BEAT_HEARTBEAT_SECONDS),
+            queue=DEFAULT_QUEUE,
+        ),
         Schedule(
             name="office-hours-reminders",
             task=f"{NOTIFICATIONS}.send_office_hours_reminders",

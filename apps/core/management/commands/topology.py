@@ -44,6 +44,8 @@ class Command(BaseCommand):
 
 
 def _crontab_text(schedule) -> str:
+    if not hasattr(schedule, "_orig_minute"):  # an interval (timedelta)
+        return f"every {schedule}"
     return (
         f"{schedule._orig_minute} {schedule._orig_hour} {schedule._orig_day_of_month} "
         f"{schedule._orig_month_of_year} {schedule._orig_day_of_week}"

@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class DoctorConfig(AppConfig):
+    name = "apps.doctor"
+    label = "doctor"
+    verbose_name = "Diagnostics: `manage.py doctor`, beat heartbeat, mode and broker checks"
+
+    def ready(self):
+        # System checks (eager mode, RabbitMQ-only guarantees on Redis) and the
+        # start-up warnings workers and beat log.
+        from apps.doctor import checks, signals  # noqa: F401

@@ -1,0 +1,37 @@
+"""System checks: eager mode never with DEBUG off; RabbitMQ-only guarantees on Redis."""
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from apps.doctor.broker import rabbitmq_only_guarantees
+from projectname.topology import TOPOLOGY
+
+
+def eager_errors(*, eager: bool, debug: bool) -> list[Error]:
+    if eager and not debug:
+        return [Error(
+            "CELERY_EAGER is on with DEBUG off: every task would run inline in the web "
+            "request, without the broker, the workers, retries or time limits.",
+            hint="Unset CELERY_EAGER (or set CELERY_EAGER=0) in production; it is for "
+                 "local development and unit tests only.",
+            id="doctor.E001",
+        )]
+    return []
+
+
+@register(Tags.compatibility, "modes")
+def eager_mode_check(app_configs=None, **kwargs):
+    return eager_errors(eager=bool(getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False)),
+                        debug=settings.DEBUG)
+
+
+@register(Tags.compatibility, "broker")
+def redis_guarantees_check(app_configs=None, **kwargs):
+    return [
+        Warning(f"Redis broker: {text}", id="doctor.W001",
+                hint="See README 'Redis as broker'; use RabbitMQ where this guarantee matters.")
+        for text in rabbitmq_only_guarantees(
+            broker_url=settings.CELERY_BROKER_URL, topology=TOPOLOGY,
+            transport_options=getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None),
+        )
+    ]

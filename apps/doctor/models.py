@@ -1,0 +1,18 @@
+from django.db import models
+
+
+class BeatHeartbeat(models.Model):
+    """Heartbeats beat sends (every BEAT_HEARTBEAT_SECONDS), one row per sender.
+
+    ``origin`` is the ``<pid>@<host>`` of the process that published the
+    message, so two beats running at once show up as two rows whose
+    [first_seen, last_seen] overlap.
+    """
+
+    origin = models.CharField(max_length=255, unique=True)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+    beats = models.PositiveIntegerField(default=0)
+
+    def __str__(self):
+        return f"{self.origin}: {self.beats} beat(s), last {self.last_seen}"

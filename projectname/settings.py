@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.notifications",
     "apps.reports",
+    "apps.dispatch",
     "apps.doctor",
 ]
 

@@ -266,5 +266,7 @@ TOPOLOGY = Topology(
             schedule=crontab(minute=0, hour=7, day_of_week="mon"),
             queue="heavy",
         ),
+        # The throughput benchmark's unit of work (bench/throughput.py).
+        Route("apps.dispatch.tasks.noop", "main_worker", acks_late=True),
     ),
 )

@@ -237,6 +237,8 @@ TOPOLOGY = Topology(
         Route(f"{REPORTS}.build_weekly_report", "heavy", acks_late=True),
         Route(f"{CORE}.probe", "main_worker"),
         Route(f"{CORE}.heavy_probe", "heavy", acks_late=True),
+        # The throughput benchmark's unit of work (bench/throughput.py).
+        Route("apps.dispatch.tasks.noop", "main_worker", acks_late=True),
         Route(f"{DOCTOR}.beat_heartbeat", DEFAULT_QUEUE),
     ),
     schedules=(
@@ -266,7 +268,5 @@ TOPOLOGY = Topology(
             schedule=crontab(minute=0, hour=7, day_of_week="mon"),
             queue="heavy",
         ),
-        # The throughput benchmark's unit of work (bench/throughput.py).
-        Route("apps.dispatch.tasks.noop", "main_worker", acks_late=True),
     ),
 )

@@ -63,3 +63,11 @@ def test_stopping_a_worker_mid_task_loses_nothing(live_system):
         live_system.wait_workers_ready(["heavy_worker"])
     assert result.get(timeout=30)["token"] == token
     assert ProbeRun.objects.get(token=token).deliveries == 1
+
+
+def test_reread_and_update_see_no_drift_in_the_committed_files(live_system):
+    reread = live_system.ctl("reread")
+    assert reread.returncode == 0 and "No config updates" in reread.stdout
+    update = live_system.ctl("update")
+    assert update.returncode == 0
+    assert set(live_system.states().values()) == {"RUNNING"}

@@ -30,15 +30,19 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_results",
     "django_celery_beat",
+    "rest_framework", "rest_framework.authtoken", "drf_spectacular", "drf_spectacular_sidecar",
     "apps.core",
     "apps.notifications",
     "apps.reports",
+    "apps.taskapi",
     "apps.dispatch",
     "apps.doctor",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves static files (admin, API docs) from the app directories in production too.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -182,3 +186,45 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "redis+socket://")):
             3600, 2 * max(TOPOLOGY.longest_time_limit(w) for w in TOPOLOGY.workers)
         ),
     }
+
+# --- Task API: /api/v1/, results storage (issue 4, apps/taskapi) -----------------
+# Results (django-db) are deleted after this many seconds by the
+# "celery.backend_cleanup" beat entry (apps.taskapi.tasks.cleanup_results).
+CELERY_RESULT_EXPIRES = env.int("CELERY_RESULT_EXPIRES", default=7 * 24 * 3600)
+REST_FRAMEWORK = {
+    # Token first, so an anonymous request gets 401 with WWW-Authenticate: Token.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only, also for browsers: errors are never an HTML page (the
+    # browsable documentation is /api/docs/).
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Task API",
+    "DESCRIPTION": "Start allowlisted Celery tasks on their queues, follow, cancel and re-run "
+                   "them, see workers and queues. Authenticate with `Authorization: Token <key>`.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+# Serve static files straight from the apps (no collectstatic step needed).
+WHITENOISE_USE_FINDERS = True
+# Broker access from a request: connect timeout (s) and quick retries, so an
+# unreachable broker is a 503 within a few seconds, never a hanging request.
+TASKAPI_BROKER_TIMEOUT = env.float("TASKAPI_BROKER_TIMEOUT", default=2.0)
+TASKAPI_BROKER_RETRIES = env.int("TASKAPI_BROKER_RETRIES", default=1)
+# Seconds /api/v1/workers/ waits for workers to answer.
+TASKAPI_INSPECT_TIMEOUT = env.float("TASKAPI_INSPECT_TIMEOUT", default=1.0)
+# Longest countdown/eta accepted: RabbitMQ closes a channel holding an
+# unacknowledged (waiting ETA) message past its consumer_timeout (30 min).
+TASKAPI_MAX_DELAY_SECONDS = env.int("TASKAPI_MAX_DELAY_SECONDS", default=25 * 60)
+TASKAPI_MAX_BODY_BYTES = env.int("TASKAPI_MAX_BODY_BYTES", default=64 * 1024)
+TASKAPI_PAGE_SIZE = env.int("TASKAPI_PAGE_SIZE", default=50)

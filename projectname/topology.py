@@ -237,6 +237,9 @@ TOPOLOGY = Topology(
         Route(f"{REPORTS}.build_weekly_report", "heavy", acks_late=True),
         Route(f"{CORE}.probe", "main_worker"),
         Route(f"{CORE}.heavy_probe", "heavy", acks_late=True),
+        # Task API (apps/taskapi): diagnostic task operators can start; cleanup.
+        Route("apps.taskapi.tasks.diagnose", "main_worker"),
+        Route("apps.taskapi.tasks.cleanup_results", "main_worker"),
         # The throughput benchmark's unit of work (bench/throughput.py).
         Route("apps.dispatch.tasks.noop", "main_worker", acks_late=True),
         Route(f"{DOCTOR}.beat_heartbeat", DEFAULT_QUEUE),
@@ -267,6 +270,14 @@ TOPOLOGY = Topology(
             task=f"{REPORTS}.build_weekly_report",
             schedule=crontab(minute=0, hour=7, day_of_week="mon"),
             queue="heavy",
+        ),
+        Schedule(
+            # Named like Celery's built-in entry so it replaces it (one cleanup,
+            # on a consumed queue): deletes results older than result_expires.
+            name="celery.backend_cleanup",
+            task="apps.taskapi.tasks.cleanup_results",
+            schedule=crontab(minute=15, hour=4),
+            queue="main_worker",
         ),
     ),
 )

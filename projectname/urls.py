@@ -1,9 +1,16 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+
+from drf_spectacular.views import SpectacularAPIView
 
 from apps.core.views import health
+from apps.taskapi.views import DocsView as TaskApiDocsView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
+    # Task API (apps/taskapi): JSON endpoints, OpenAPI 3 schema, Swagger UI.
+    path("api/v1/", include("apps.taskapi.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", TaskApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -1,0 +1,188 @@
+"""The tasks the Task API may start, with a declared schema for their arguments.
+
+Only names listed in ``ALLOWLIST`` can be started or re-run over HTTP.  Each
+entry declares its parameters (order, type, required, range) and the queues it
+may be sent to; the first queue is its route in ``projectname/topology.py``
+and an override must be one of the others.  ``python manage.py check``
+verifies every entry names a registered task and declared, consumed queues.
+
+To allow a task: add an ``AllowedTask`` below and document it in the README.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from projectname.topology import TOPOLOGY
+
+TYPES = ("int", "float", "str", "bool")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str  # one of TYPES
+    required: bool = True
+    minimum: float | None = None
+    maximum: float | None = None
+    max_length: int | None = None
+    default: Any = None
+    help: str = ""
+
+    def check(self, value: Any) -> str | None:
+        """The problem with ``value``, or None when it is acceptable."""
+        if self.type == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                return "must be an integer"
+        elif self.type == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return "must be a number"
+            if not math.isfinite(value):
+                return "must be a finite number"
+        elif self.type == "str":
+            if not isinstance(value, str):
+                return "must be a string"
+            if self.max_length is not None and len(value) > self.max_length:
+                return f"must be at most {self.max_length} characters"
+        elif self.type == "bool":
+            if not isinstance(value, bool):
+                return "must be true or false"
+        if self.minimum is not None and value < self.minimum:
+            return f"must be >= {_number(self.minimum)}"
+        if self.maximum is not None and value > self.maximum:
+            return f"must be <= {_number(self.maximum)}"
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "required": self.required}
+        for key in ("minimum", "maximum", "max_length", "default"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.help:
+            out["help"] = self.help
+        return out
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+@dataclass(frozen=True)
+class AllowedTask:
+    name: str
+    description: str
+    params: tuple[Param, ...] = ()
+    # Extra queues an operator may send it to, besides its topology route.
+    extra_queues: tuple[str, ...] = ()
+
+    @property
+    def default_queue(self) -> str:
+        return TOPOLOGY.queue_for(self.name)
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        return (self.default_queue, *[q for q in self.extra_queues if q != self.default_queue])
+
+    def bind(self, args: list, kwargs: dict) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        """Match ``args``/``kwargs`` against the declared parameters.
+
+        Returns (values by parameter name, errors by request field).  Errors
+        are keyed ``args`` or ``kwargs`` and name the parameter and problem.
+        """
+        errors: dict[str, list[str]] = {}
+        values: dict[str, Any] = {}
+        if len(args) > len(self.params):
+            errors.setdefault("args", []).append(
+                f"{self.name} takes at most {len(self.params)} positional argument(s), "
+                f"got {len(args)}"
+            )
+        for index, (param, value) in enumerate(zip(self.params, args)):
+            problem = param.check(value)
+            if problem:
+                errors.setdefault("args", []).append(f"args[{index}] ({param.name}) {problem}")
+            values[param.name] = value
+        by_name = {param.name: param for param in self.params}
+        for key, value in kwargs.items():
+            param = by_name.get(key)
+            if param is None:
+                known = ", ".join(by_name) or "none"
+                errors.setdefault("kwargs", []).append(
+                    f"unknown argument '{key}' (accepted: {known})"
+                )
+                continue
+            if key in values:
+                errors.setdefault("kwargs", []).append(
+                    f"'{key}' is also given positionally in args"
+                )
+                continue
+            problem = param.check(value)
+            if problem:
+                errors.setdefault("kwargs", []).append(f"{key} {problem}")
+            values[key] = value
+        for param in self.params:
+            if param.required and param.name not in values:
+                errors.setdefault("kwargs", []).append(f"{param.name} is required")
+        return values, errors
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "task": self.name,
+            "description": self.description,
+            "queues": list(self.queues),
+            "params": [param.describe() for param in self.params],
+        }
+
+
+def _entries(*tasks: AllowedTask) -> dict[str, AllowedTask]:
+    return {task.name: task for task in tasks}
+
+
+ALLOWLIST: dict[str, AllowedTask] = _entries(
+    AllowedTask(
+        "apps.taskapi.tasks.diagnose",
+        "Diagnostic: sleeps `seconds` reporting PROGRESS, then succeeds, or fails "
+        "with DiagnosticError(message) when `fail` is true.",
+        params=(
+            Param("seconds", "float", required=False, minimum=0, maximum=50, default=0,
+                  help="How long to run (progress every 0.5 s)."),
+            Param("fail", "bool", required=False, default=False,
+                  help="Raise DiagnosticError at the end instead of returning."),
+            Param("message", "str", required=False, max_length=200, default="diagnostic",
+                  help="Returned, or the error message when failing."),
+        ),
+        extra_queues=("celery", "heavy"),
+    ),
+    AllowedTask(
+        "apps.core.tasks.probe",
+        "Records which worker and queue ran it.",
+        params=(Param("token", "str", max_length=100),),
+        extra_queues=("celery",),
+    ),
+    AllowedTask(
+        "apps.core.tasks.heavy_probe",
+        "Like probe, on the heavy worker, sleeping `seconds`.",
+        params=(
+            Param("token", "str", max_length=100),
+            Param("seconds", "float", required=False, minimum=0, maximum=600, default=1.0),
+        ),
+    ),
+    AllowedTask(
+        "apps.reports.tasks.build_period_report",
+        "(Re)builds a stored period report, reporting PROGRESS per day.",
+        params=(Param("report_id", "int", minimum=1, maximum=2**63 - 1),),
+    ),
+    AllowedTask("apps.reports.tasks.build_daily_report", "Builds yesterday's report."),
+    AllowedTask("apps.reports.tasks.build_weekly_report", "Builds the last 7 days' report."),
+    AllowedTask(
+        "apps.notifications.tasks.send_notification",
+        "Sends one stored notification (idempotent).",
+        params=(Param("notification_id", "int", minimum=1, maximum=2**63 - 1),),
+    ),
+)
+
+
+def allowed(name: str) -> AllowedTask | None:
+    return ALLOWLIST.get(name)

@@ -1,0 +1,53 @@
+"""What the Task API accepted, and what operators did to it.
+
+The execution state itself lives in django-celery-results' ``TaskResult``
+(one row per task id, written PENDING by the API before publishing, then
+STARTED/PROGRESS/SUCCESS/FAILURE/REVOKED by the worker).  ``TaskRecord`` holds
+what ``TaskResult`` cannot: the exact JSON arguments (for re-runs), the queue
+and priority the task was published with, who started it, and the
+cancellation that workers check before running the task (the database, not
+the workers' in-memory revoke list, is the source of truth).
+"""
+
+from django.conf import settings
+from django.db import models
+
+
+class TaskRecord(models.Model):
+    task_id = models.CharField(max_length=255, unique=True)
+    task_name = models.CharField(max_length=255, db_index=True)
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    queue = models.CharField(max_length=200, db_index=True)
+    priority = models.PositiveSmallIntegerField(null=True, blank=True)
+    eta = models.DateTimeField(null=True, blank=True)
+    retries = models.PositiveIntegerField(default=0)
+    accepted_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    rerun_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns",
+    )
+    # Cancellation: set once, checked by workers before the task runs.
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    cancel_terminate = models.BooleanField(default=False)
+    cancel_signal = models.CharField(max_length=16, blank=True)
+
+    class Meta:
+        ordering = ["-accepted_at"]
+        permissions = [
+            ("operate_tasks", "Can start, cancel and re-run tasks through the Task API"),
+        ]
+
+    def __str__(self):
+        return f"{self.task_name} [{self.task_id}]"
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.cancelled_at is not None

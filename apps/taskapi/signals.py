@@ -1,0 +1,50 @@
+"""Worker-side hooks: a cancelled task never runs, retries are counted.
+
+Celery's revoke list lives in each worker's memory: a worker that is offline
+or restarting when a task is revoked forgets it and would run the task when
+the message is (re)delivered.  The cancellation is therefore stored in
+``TaskRecord`` and checked here when a message arrives, in the worker's main
+process, before the task is reserved or handed to the pool: a cancelled id is
+added to the worker's revoke list, so Celery itself skips it, acknowledges the
+message and stores REVOKED.
+"""
+
+import logging
+
+from celery.signals import task_received, task_retry
+from django.db import DatabaseError, close_old_connections
+
+from apps.taskapi.models import TaskRecord
+
+logger = logging.getLogger(__name__)
+
+
+@task_received.connect(dispatch_uid="taskapi.refuse_cancelled_task")
+def refuse_cancelled_task(sender=None, request=None, **kwargs):
+    from celery.worker import state as worker_state
+
+    task_id = getattr(request, "id", None)
+    if not task_id:
+        return
+    try:
+        close_old_connections()
+        cancelled = TaskRecord.objects.filter(
+            task_id=task_id, cancelled_at__isnull=False,
+        ).exists()
+    except DatabaseError:
+        # The in-memory revoke list still applies; never block the consumer.
+        logger.exception("Could not check whether task %s was cancelled", task_id)
+        return
+    if cancelled:
+        worker_state.revoked.add(task_id)
+        logger.warning("Task %s[%s] was cancelled; it will not run.",
+                       getattr(request, "name", "?"), task_id)
+
+
+@task_retry.connect(dispatch_uid="taskapi.count_retry")
+def count_retry(sender=None, request=None, **kwargs):
+    task_id = getattr(request, "id", None)
+    if task_id:
+        TaskRecord.objects.filter(task_id=task_id).update(
+            retries=(getattr(request, "retries", 0) or 0) + 1,
+        )

@@ -1,0 +1,207 @@
+"""The Task API (``/api/v1/``): thin views over ``services`` and ``selectors``."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.views import SpectacularSwaggerView
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.taskapi import selectors, services
+from apps.taskapi.allowlist import ALLOWLIST
+from apps.taskapi.errors import TaskNotFound
+from apps.taskapi.http import CanOperateTasks, LimitedJSONParser, api_exception_handler
+from apps.taskapi.serializers import (
+    AllowedTaskSerializer,
+    ApiErrorSerializer,
+    CancelOutcomeSerializer,
+    QueueSerializer,
+    TaskCancelSerializer,
+    TaskFilterSerializer,
+    TaskSerializer,
+    TaskStartSerializer,
+    TaskTicketSerializer,
+    WorkerSerializer,
+)
+
+ERRORS = {
+    400: ApiErrorSerializer, 401: ApiErrorSerializer, 403: ApiErrorSerializer,
+    413: ApiErrorSerializer, 415: ApiErrorSerializer,
+}
+NOT_FOUND = {404: ApiErrorSerializer}
+CONFLICT = {409: ApiErrorSerializer}
+BROKER_DOWN = {503: ApiErrorSerializer}
+TASK_ID = OpenApiParameter("task_id", str, OpenApiParameter.PATH, description="The task id.")
+
+
+class TaskApiView(APIView):
+    """JSON in and out, authenticated, errors as {"detail", "code", "errors"}."""
+
+    parser_classes = [LimitedJSONParser]
+    permission_classes = [IsAuthenticated]
+
+    def get_exception_handler(self):
+        return api_exception_handler
+
+    def status_url(self, task_id: str) -> str:
+        return self.request.build_absolute_uri(reverse("taskapi:task-detail", args=[task_id]))
+
+    def operator_only(self):
+        return [IsAuthenticated(), CanOperateTasks()]
+
+
+class TaskPagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+    def get_page_size(self, request):
+        self.page_size = settings.TASKAPI_PAGE_SIZE
+        return super().get_page_size(request)
+
+
+def _ticket(view: TaskApiView, ticket: services.TaskTicket, **extra) -> dict:
+    return {
+        "task_id": ticket.task_id, "task": ticket.task, "queue": ticket.queue,
+        "state": ticket.state, "status_url": view.status_url(ticket.task_id), **extra,
+    }
+
+
+class TaskCollectionView(TaskApiView):
+    def get_permissions(self):
+        return self.operator_only() if self.request.method == "POST" else super().get_permissions()
+
+    @extend_schema(
+        operation_id="tasks_list", summary="List tasks (newest first)",
+        parameters=[
+            TaskFilterSerializer,
+            OpenApiParameter("page", int, description="Page number (from 1)."),
+            OpenApiParameter("page_size", int, description="Items per page (max 200)."),
+        ],
+        responses={200: inline_serializer("PaginatedTaskList", {
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": TaskSerializer(many=True),
+        }), **ERRORS, **NOT_FOUND},
+    )
+    def get(self, request):
+        filters = TaskFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        queryset = selectors.task_list(**filters.validated_data)
+        paginator = TaskPagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        rows = selectors.task_rows(page, include_traceback=request.user.is_staff)
+        for row in rows:
+            row["status_url"] = self.status_url(row["task_id"])
+        return paginator.get_paginated_response(rows)
+
+    @extend_schema(
+        operation_id="tasks_start", summary="Start an allowlisted task",
+        request=TaskStartSerializer,
+        responses={202: TaskTicketSerializer, **ERRORS, **BROKER_DOWN},
+    )
+    def post(self, request):
+        serializer = TaskStartSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        ticket = services.task_start(
+            task=data["task"], args=data["args"], kwargs=data["kwargs"],
+            queue=data.get("queue"), priority=data.get("priority"),
+            countdown=data.get("countdown"), eta=data.get("eta"), user=request.user,
+        )
+        return Response(_ticket(self, ticket), status=status.HTTP_202_ACCEPTED)
+
+
+class TaskDetailView(TaskApiView):
+    @extend_schema(
+        operation_id="tasks_retrieve", summary="State, result or error, progress of one task",
+        parameters=[TASK_ID], responses={200: TaskSerializer, **ERRORS, **NOT_FOUND},
+    )
+    def get(self, request, task_id: str):
+        task = selectors.task_get(task_id=task_id, include_traceback=request.user.is_staff)
+        if task is None:
+            raise TaskNotFound(f"No task with id '{task_id}'.", fields={"task_id": ["not found"]})
+        task["status_url"] = self.status_url(task_id)
+        return Response(task)
+
+
+class TaskCancelView(TaskApiView):
+    def get_permissions(self):
+        return self.operator_only()
+
+    @extend_schema(
+        operation_id="tasks_cancel", summary="Cancel (revoke) a task",
+        parameters=[TASK_ID], request=TaskCancelSerializer,
+        responses={202: CancelOutcomeSerializer, **ERRORS, **NOT_FOUND, **CONFLICT,
+                   **BROKER_DOWN},
+    )
+    def post(self, request, task_id: str):
+        serializer = TaskCancelSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        outcome = services.task_cancel(
+            task_id=task_id, terminate=serializer.validated_data["terminate"],
+            signal=serializer.validated_data["signal"], user=request.user,
+        )
+        return Response({
+            "task_id": outcome.task_id, "state": outcome.state, "terminate": outcome.terminate,
+            "detail": outcome.detail, "status_url": self.status_url(outcome.task_id),
+        }, status=status.HTTP_202_ACCEPTED)
+
+
+class TaskRerunView(TaskApiView):
+    def get_permissions(self):
+        return self.operator_only()
+
+    @extend_schema(
+        operation_id="tasks_rerun", summary="Start a new task with the same name and arguments",
+        parameters=[TASK_ID], request=None,
+        responses={202: TaskTicketSerializer, **ERRORS, **NOT_FOUND, **CONFLICT, **BROKER_DOWN},
+    )
+    def post(self, request, task_id: str):
+        ticket = services.task_rerun(task_id=task_id, user=request.user)
+        return Response(_ticket(self, ticket, rerun_of=task_id), status=status.HTTP_202_ACCEPTED)
+
+
+class AllowedTasksView(TaskApiView):
+    @extend_schema(
+        operation_id="tasks_allowed", summary="Tasks that can be started, with argument schemas",
+        responses={200: AllowedTaskSerializer(many=True), **ERRORS},
+    )
+    def get(self, request):
+        return Response([spec.describe() for spec in ALLOWLIST.values()])
+
+
+class WorkersView(TaskApiView):
+    @extend_schema(
+        operation_id="workers_list", summary="Workers: queues, active/reserved/scheduled, pool",
+        responses={200: WorkerSerializer(many=True), **ERRORS, **BROKER_DOWN},
+    )
+    def get(self, request):
+        return Response(selectors.worker_list())
+
+
+class QueuesView(TaskApiView):
+    @extend_schema(
+        operation_id="queues_list", summary="Queues: messages ready, consumers, expected programs",
+        responses={200: QueueSerializer(many=True), **ERRORS, **BROKER_DOWN},
+    )
+    def get(self, request):
+        return Response(selectors.queue_list())
+
+
+class DocsView(SpectacularSwaggerView):
+    """Swagger UI for /api/schema/; browsers without a session log in first."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), reverse("admin:login"))
+        return super().get(request, *args, **kwargs)

@@ -7,7 +7,9 @@ from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "projectname.settings")
 
-app = Celery("projectname")
+# Every task gets delivery limits, dead-lettering of exhausted retries and
+# safe long countdowns (apps/reliability/base.py).
+app = Celery("projectname", task_cls="apps.reliability.base:ReliableTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

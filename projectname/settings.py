@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.notifications",
     "apps.reports",
+    "apps.reliability",
     "apps.taskapi",
     "apps.dispatch",
     "apps.doctor",
@@ -228,3 +229,49 @@ TASKAPI_INSPECT_TIMEOUT = env.float("TASKAPI_INSPECT_TIMEOUT", default=1.0)
 TASKAPI_MAX_DELAY_SECONDS = env.int("TASKAPI_MAX_DELAY_SECONDS", default=25 * 60)
 TASKAPI_MAX_BODY_BYTES = env.int("TASKAPI_MAX_BODY_BYTES", default=64 * 1024)
 TASKAPI_PAGE_SIZE = env.int("TASKAPI_PAGE_SIZE", default=50)
+
+# --- Reliability: delivery guarantees (issue 5, apps/reliability) -----------------
+# At-least-once delivery, exactly-once effects.  See README "Reliability guarantees".
+if CELERY_BROKER_URL.startswith(("pyamqp://", "amqp://", "amqps://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **globals().get("CELERY_BROKER_TRANSPORT_OPTIONS", {}),
+        # Publisher confirms: apply_async returns only once RabbitMQ has the
+        # (persistent) message, so an accepted task is never lost in transit.
+        "confirm_publish": True,
+    }
+# A broker that is briefly unavailable: publishing retries on a bounded
+# policy (about 10 s in all), then raises kombu's OperationalError to the caller.
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 5, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 3.0,
+}
+# Workers started before RabbitMQ wait for it, and reconnect forever after an
+# outage (liveness: `manage.py liveness` checks they consume again).
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# Ack after the task ran; a task whose worker process dies is requeued.  Every
+# task's effects are idempotent (apps.reliability.services.effect_apply); a
+# route can opt out with Route(acks_late=False).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A task that raised, or hit its hard time limit, is recorded as FAILURE and
+# acknowledged: re-running it would fail the same way.
+CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = True
+# On a lost broker connection RabbitMQ requeues every unacked message, so a
+# task still running will run again elsewhere anyway: cancel it now instead of
+# letting two copies run side by side (its ack could not be delivered anyway).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Poison messages (undecodable bodies) go to the dead-letter queue, and the
+# dead-letter exchange/queue are declared on every worker connection.
+CELERY_WORKER_CONSUMER = "apps.reliability.consumer:ReliableConsumer"
+# Exactly one beat (a RabbitMQ exclusive-queue lock); last_run_at is written
+# after every send, so a restart never fires the same slot twice.
+CELERY_BEAT_SCHEDULER = "apps.reliability.beat:LockedScheduler"
+CELERY_BEAT_SYNC_EVERY = 1
+# Execution starts per message before it is dead-lettered (a Route may set
+# max_deliveries); classic queues have no x-delivery-limit.
+RELIABILITY_DELIVERY_LIMIT = env.int("RELIABILITY_DELIVERY_LIMIT", default=5)
+# Countdowns/ETAs further ahead than this wait in the database, not in a
+# worker: RabbitMQ closes a channel that holds an unacked message longer than
+# its consumer_timeout (30 min by default).  Keep it well below that.
+RELIABILITY_LONG_DELAY_SECONDS = env.int("RELIABILITY_LONG_DELAY_SECONDS", default=900)

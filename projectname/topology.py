@@ -27,6 +27,17 @@ from kombu import Queue as KombuQueue
 
 DEFAULT_QUEUE = "celery"
 
+# Dead letters (see apps/reliability): every work queue dead-letters rejected
+# messages to this fanout exchange, which feeds one durable queue.  RabbitMQ
+# records why and from where in the message's x-death header.
+DEAD_LETTER_EXCHANGE = "dead_letter"
+DEAD_LETTER_QUEUE = "dead_letter"
+# How many times a message may START executing before it is dead-lettered
+# instead (a task that kills its worker every time must not loop forever).
+# Classic queues have no x-delivery-limit, so apps/reliability counts
+# deliveries per task id in the database.  A Route may set its own limit.
+DELIVERY_LIMIT = 5
+
 
 @dataclass(frozen=True)
 class Queue:
@@ -40,6 +51,8 @@ class Queue:
     wait_alert_seconds: int | None = None
     # "classic" or "quorum" (replicated across a RabbitMQ cluster).
     queue_type: str = "classic"
+    # Rejected / undeliverable messages go to DEAD_LETTER_EXCHANGE.
+    dead_letter: bool = True
 
     def arguments(self) -> dict[str, object]:
         """The x-arguments the queue is declared with (all declarers must agree)."""
@@ -48,6 +61,10 @@ class Queue:
             arguments["x-queue-type"] = self.queue_type
         if self.max_priority is not None:
             arguments["x-max-priority"] = self.max_priority
+        if self.dead_letter:
+            # No x-dead-letter-routing-key: the message keeps its routing key,
+            # and x-death names the queue it died in (used to re-queue it).
+            arguments["x-dead-letter-exchange"] = DEAD_LETTER_EXCHANGE
         return arguments
 
     def to_kombu(self) -> KombuQueue:
@@ -94,11 +111,14 @@ class Route:
 
     task: str
     queue: str
-    # Ack after the task ran, so a killed worker's task is redelivered.  Only
-    # for tasks that are safe to run twice (their effects are idempotent).
-    acks_late: bool = False
+    # Ack after the task ran, so a killed worker's task is redelivered (the
+    # default: every task's effects must be idempotent, see apps/reliability).
+    # acks_late=False acks on receipt: a crash loses the task, never repeats it.
+    acks_late: bool = True
     soft_time_limit: int | None = None
     time_limit: int | None = None
+    # Deliveries (execution starts) before dead-lettering; None: DELIVERY_LIMIT.
+    max_deliveries: int | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +171,11 @@ class Topology:
     def celery_queues(self) -> tuple[KombuQueue, ...]:
         return tuple(queue.to_kombu() for queue in self.queues)
 
+    def dead_letter_queue(self) -> KombuQueue:
+        """The one queue every work queue dead-letters into (fanout exchange)."""
+        exchange = Exchange(DEAD_LETTER_EXCHANGE, type="fanout", durable=True)
+        return KombuQueue(DEAD_LETTER_QUEUE, exchange, routing_key="#", durable=True)
+
     def celery_routes(self) -> dict[str, dict[str, str]]:
         return {
             route.task: {"queue": route.queue, "routing_key": route.queue}
@@ -160,10 +185,13 @@ class Topology:
     def celery_annotations(self) -> dict[str, dict[str, object]]:
         annotations: dict[str, dict[str, object]] = {}
         for route in self.routes:
-            options: dict[str, object] = {}
-            if route.acks_late:
-                options["acks_late"] = True
-                options["reject_on_worker_lost"] = True
+            # Explicit either way: the global default (task_acks_late) is True.
+            options: dict[str, object] = {
+                "acks_late": route.acks_late,
+                "reject_on_worker_lost": route.acks_late,
+            }
+            if route.max_deliveries:
+                options["max_deliveries"] = route.max_deliveries
             if route.soft_time_limit:
                 options["soft_time_limit"] = route.soft_time_limit
             if route.time_limit:
@@ -187,6 +215,7 @@ class Topology:
 NOTIFICATIONS = "apps.notifications.tasks"
 REPORTS = "apps.reports.tasks"
 CORE = "apps.core.tasks"
+RELIABILITY = "apps.reliability.tasks"
 DOCTOR = "apps.doctor.tasks"
 # beat sends a heartbeat this often; `manage.py doctor` calls beat dead after 4 missed.
 BEAT_HEARTBEAT_SECONDS = 15
@@ -237,6 +266,14 @@ TOPOLOGY = Topology(
         Route(f"{REPORTS}.build_weekly_report", "heavy", acks_late=True),
         Route(f"{CORE}.probe", "main_worker"),
         Route(f"{CORE}.heavy_probe", "heavy", acks_late=True),
+        # Reliability: delayed dispatch of long countdowns, and the tasks the
+        # fault-injection harness (bench/faults.py) runs.
+        Route(f"{RELIABILITY}.dispatch_delayed_tasks", "main_worker"),
+        Route(f"{RELIABILITY}.fault_effect", "main_worker"),
+        Route(f"{RELIABILITY}.fault_effect_heavy", "heavy"),
+        Route(f"{RELIABILITY}.fault_flaky", "main_worker"),
+        Route(f"{RELIABILITY}.fault_sleep", "main_worker", soft_time_limit=2, time_limit=5),
+        Route(f"{RELIABILITY}.fault_crash", "main_worker", max_deliveries=3),
         # Task API (apps/taskapi): diagnostic task operators can start; cleanup.
         Route("apps.taskapi.tasks.diagnose", "main_worker"),
         Route("apps.taskapi.tasks.cleanup_results", "main_worker"),
@@ -257,6 +294,14 @@ TOPOLOGY = Topology(
             task=f"{NOTIFICATIONS}.send_office_hours_reminders",
             # On the hour, 08:00-17:00, Monday to Friday, in CELERY_TIMEZONE.
             schedule=crontab(minute=0, hour="8-17", day_of_week="mon-fri"),
+            queue="main_worker",
+        ),
+        Schedule(
+            name="reliability-dispatch-delayed",
+            # Publishes tasks whose long countdown/ETA is now close (see
+            # apps/reliability: RabbitMQ's consumer_timeout).
+            task=f"{RELIABILITY}.dispatch_delayed_tasks",
+            schedule=crontab(minute="*"),
             queue="main_worker",
         ),
         Schedule(

@@ -1,0 +1,113 @@
+"""The base class of every task in the project (``Celery(task_cls=...)``).
+
+It adds three guarantees around Celery's own ``Task``:
+
+* **Bounded redelivery.**  Before a *redelivered* message runs, its delivery
+  counter (per task id, in the database) is incremented; past the route's
+  ``max_deliveries`` (default ``DELIVERY_LIMIT``) the message is rejected
+  without requeue, so RabbitMQ dead-letters it instead of handing it to the
+  next worker process to crash.  First deliveries cost nothing.
+* **Exhausted retries are dead-lettered.**  When a transient error (the task's
+  ``autoretry_for``) is still failing after ``max_retries`` retries, the result
+  becomes FAILURE and the message goes to the dead-letter queue.
+* **Long countdowns never wait in a worker.**  ``apply_async`` with a
+  countdown/ETA beyond ``RELIABILITY_LONG_DELAY_SECONDS`` stores the task in
+  the database; ``dispatch_delayed_tasks`` (beat, every minute) publishes it
+  when it is near.  A worker holding an unacked ETA message longer than
+  RabbitMQ's ``consumer_timeout`` would have its channel closed, again and
+  again.  Pass ``direct=True`` to bypass (tests use it to show the failure).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from celery import Task
+from celery.exceptions import Retry
+
+
+class ReliableTask(Task):
+    #: Execution starts allowed per message (None: settings / topology default).
+    max_deliveries: int | None = None
+
+    def __call__(self, *args, **kwargs):
+        request = self.request
+        in_worker = not request.called_directly and not request.is_eager
+        if in_worker and self.acks_late:
+            from apps.reliability.services import delivery_limit_for, delivery_record
+
+            delivery_record(
+                task_id=request.id, task_name=self.name,
+                redelivered=bool((request.delivery_info or {}).get("redelivered")),
+                limit=delivery_limit_for(self),
+            )
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:
+            transient = tuple(getattr(self, "autoretry_for", ()) or ())
+            if (in_worker and self.acks_late and transient and isinstance(exc, transient)
+                    and not isinstance(exc, Retry) and self.max_retries is not None
+                    and request.retries >= self.max_retries):
+                from apps.reliability.services import RetriesExhausted
+
+                raise RetriesExhausted(
+                    f"{self.name}[{request.id}] still failing after {request.retries} "
+                    f"retries: {exc.__class__.__name__}: {exc}"
+                ) from exc
+            raise
+
+    def apply_async(self, args=None, kwargs=None, task_id=None, producer=None,
+                    link=None, link_error=None, shadow=None, **options):
+        direct = options.pop("direct", False)
+        eta = self._far_eta(options)
+        if direct or eta is None or self.app.conf.task_always_eager or link or link_error:
+            return super().apply_async(args, kwargs, task_id=task_id, producer=producer,
+                                       link=link, link_error=link_error, shadow=shadow,
+                                       **options)
+        from django.db import transaction
+
+        from apps.reliability.services import delayed_task_store
+
+        task_id = task_id or str(uuid.uuid4())
+        stored = {k: v for k, v in options.items()
+                  if k in ("queue", "routing_key", "priority", "expires", "headers",
+                           "time_limit", "soft_time_limit")
+                  and _json_safe(v)}
+        with transaction.atomic():
+            delayed_task_store(task_name=self.name, task_id=task_id, args=list(args or []),
+                               kwargs=dict(kwargs or {}), options=stored, eta=eta)
+        return self.AsyncResult(task_id)
+
+    def _far_eta(self, options) -> datetime | None:
+        """The ETA when it is beyond the long-delay threshold, else None."""
+        from django.conf import settings
+        from django.utils import timezone
+
+        threshold = float(getattr(settings, "RELIABILITY_LONG_DELAY_SECONDS", 900))
+        now = timezone.now()
+        countdown, eta = options.get("countdown"), options.get("eta")
+        if countdown is not None:
+            when = now + timedelta(seconds=float(countdown))
+        elif isinstance(eta, datetime):
+            when = eta if timezone.is_aware(eta) else timezone.make_aware(eta)
+        elif isinstance(eta, str):
+            when = datetime.fromisoformat(eta)
+            when = when if timezone.is_aware(when) else timezone.make_aware(when)
+        else:
+            return None
+        if (when - now).total_seconds() <= threshold:
+            return None
+        options.pop("countdown", None)
+        options.pop("eta", None)
+        return when
+
+
+def _json_safe(value) -> bool:
+    import json
+
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False

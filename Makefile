@@ -27,6 +27,7 @@ $(VENV)/.installed: requirements.txt
 run: install
 	$(PY) manage.py check
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py sync_schedules
 	$(PY) manage.py render_supervisor --check
 	$(PY) manage.py supervisord
 
@@ -35,7 +36,9 @@ test: install
 
 render: python
 	$(PY) manage.py render_supervisor
+	$(PY) manage.py render_systemd
 
 check: python
 	$(PY) manage.py check
 	$(PY) manage.py render_supervisor --check
+	$(PY) manage.py render_systemd --check

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "apps.taskapi",
     "apps.dispatch",
     "apps.doctor",
+    "apps.ops",
 ]
 
 MIDDLEWARE = [
@@ -275,3 +276,24 @@ RELIABILITY_DELIVERY_LIMIT = env.int("RELIABILITY_DELIVERY_LIMIT", default=5)
 # worker: RabbitMQ closes a channel that holds an unacked message longer than
 # its consumer_timeout (30 min by default).  Keep it well below that.
 RELIABILITY_LONG_DELAY_SECONDS = env.int("RELIABILITY_LONG_DELAY_SECONDS", default=900)
+
+# --- Operations: /ops/ dashboard, alerts, database schedules (issue 6, apps/ops) ---
+# RabbitMQ's management API: queue lengths, consumers, oldest message's age.
+# Credentials default to the broker URL's; the vhost is always the broker's.
+RABBITMQ_MANAGEMENT_URL = env("RABBITMQ_MANAGEMENT_URL", default="http://127.0.0.1:15672")
+RABBITMQ_MANAGEMENT_USER = env("RABBITMQ_MANAGEMENT_USER", default="")
+RABBITMQ_MANAGEMENT_PASSWORD = env("RABBITMQ_MANAGEMENT_PASSWORD", default="")
+# Where wait-time alerts go (dotted paths of classes with send(incident, message)).
+OPS_ALERT_CHANNELS = env.list("OPS_ALERT_CHANNELS", default=[
+    "apps.ops.alerts.LogChannel", "apps.ops.alerts.EmailChannel",
+])
+# "Work waiting with no consumer" must last this long before it alerts
+# (a worker restart is not an incident).
+OPS_NO_CONSUMER_GRACE_SECONDS = env.int("OPS_NO_CONSUMER_GRACE_SECONDS", default=30)
+OPS_REFRESH_SECONDS = env.int("OPS_REFRESH_SECONDS", default=10)
+LOGIN_URL = "admin:login"
+# Beat reads its schedule from the database (editable in the admin, picked up
+# without a restart); topology schedules are synced into it by
+# `manage.py sync_schedules` (and at beat start).  It keeps apps.reliability's
+# single-beat lock.  See apps/ops/scheduler.py.
+CELERY_BEAT_SCHEDULER = "apps.ops.scheduler:DatabaseScheduler"

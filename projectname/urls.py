@@ -13,4 +13,5 @@ urlpatterns = [
     path("api/v1/", include("apps.taskapi.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", TaskApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
+    path("ops/", include("apps.ops.urls")),
 ]

@@ -70,7 +70,9 @@ def programs(topology: Topology) -> list[Program]:
             # to start instead of doubling every schedule.
             command=(
                 "celery -A projectname beat --loglevel=INFO"
-                " --schedule=%(ENV_RUN_DIR)s/celerybeat-schedule"
+                # Schedules live in the database (editable in the admin);
+                # see apps/ops/scheduler.py.
+                " --scheduler=apps.ops.scheduler:DatabaseScheduler"
                 " --pidfile=%(ENV_RUN_DIR)s/beat.pid"
             ),
             stopwaitsecs=60,

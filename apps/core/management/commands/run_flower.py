@@ -1,11 +1,35 @@
 import os
+from urllib.parse import quote
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+# Flower writes its in-memory state (task events) to its --db file this often
+# (ms), not only at shutdown, so a crash loses at most a minute of it.
+STATE_SAVE_INTERVAL_MS = 60_000
+
+
+def broker_api_url() -> tuple[str, dict[str, str]]:
+    """Flower's --broker_api (RabbitMQ's management API) and extra environment.
+
+    Flower takes the API's credentials from the URL, else from the broker URL.
+    Credentials that differ from the broker's go in FLOWER_BROKER_API (the
+    environment) rather than on the command line, where `ps` would show them.
+    """
+    from apps.ops.broker import management_api
+
+    api = management_api()
+    url = f"{api.url}/api/"
+    if settings.RABBITMQ_MANAGEMENT_USER or settings.RABBITMQ_MANAGEMENT_PASSWORD:
+        scheme, rest = url.split("://", 1)
+        secret = f"{scheme}://{quote(api.user, safe='')}:{quote(api.password, safe='')}@{rest}"
+        return "", {"FLOWER_BROKER_API": secret}
+    return url, {}
+
 
 class Command(BaseCommand):
-    help = "Start Flower on 127.0.0.1 behind Basic auth (FLOWER_BASIC_AUTH=user:password)."
+    help = ("Start Flower on 127.0.0.1 behind Basic auth (FLOWER_BASIC_AUTH=user:password), "
+            "with persistent state and RabbitMQ's management API for queue lengths.")
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=5555)
@@ -19,7 +43,12 @@ class Command(BaseCommand):
             )
         run_dir = os.environ.get("RUN_DIR", str(settings.BASE_DIR / "run"))
         argv = ["celery", "-A", "projectname", "flower", "--address=127.0.0.1",
-                f"--port={port}", "--persistent=True", f"--db={run_dir}/flower.db"]
+                f"--port={port}", "--persistent=True", f"--db={run_dir}/flower.db",
+                f"--state_save_interval={STATE_SAVE_INTERVAL_MS}"]
+        api_url, api_env = broker_api_url()
+        if api_url:
+            argv.append(f"--broker_api={api_url}")
+        os.environ.update(api_env)
         # Flower reads FLOWER_BASIC_AUTH from the environment itself, so the
         # password never appears in `ps`.
         os.execvp("celery", argv)

@@ -1,0 +1,35 @@
+"""Wait-time alerts: conditions from the topology, delivery through channels.
+
+A channel is any class with ``send(incident, message)``; the list comes from
+``OPS_ALERT_CHANNELS`` (dotted paths).  Built in: a log line and an e-mail to
+``OPERATOR_EMAILS`` through Django's mail backend.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.utils.module_loading import import_string
+
+logger = logging.getLogger("apps.ops.alerts")
+
+
+class LogChannel:
+    def send(self, incident, message: str) -> None:
+        logger.warning("queue alert: %s", message)
+
+
+class EmailChannel:
+    def send(self, incident, message: str) -> None:
+        send_mail(
+            f"[ops] queue {incident.queue}: {incident.get_kind_display().lower()}",
+            f"{message}\n\nOpened at {incident.opened_at.isoformat()}.\n"
+            "You get one e-mail per incident; it closes when the condition clears.",
+            settings.DEFAULT_FROM_EMAIL, settings.OPERATOR_EMAILS,
+        )
+
+
+def alert_channels() -> list:
+    return [import_string(path)() for path in settings.OPS_ALERT_CHANNELS]

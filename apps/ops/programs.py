@@ -1,0 +1,105 @@
+"""supervisord's XML-RPC interface over its unix socket.
+
+The socket is ``$RUN_DIR/supervisor.sock``: supervisord gives every program
+(the web server included) the ``RUN_DIR`` it runs from.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import xmlrpc.client
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from supervisor.xmlrpc import SupervisorTransport
+
+ACTIONS = ("start", "stop", "restart")
+# Stopping the web server from the page it serves would lock the operator out.
+NOT_STOPPABLE = {"web"}
+
+
+class ProgramError(Exception):
+    """An action was refused or supervisord is unreachable; the message says why."""
+
+
+@dataclass(frozen=True)
+class ProgramState:
+    name: str
+    state: str
+    pid: int
+    description: str
+
+
+def supervisor_socket_path() -> Path:
+    run_dir = os.environ.get("RUN_DIR") or str(Path(settings.BASE_DIR) / "run")
+    return Path(run_dir) / "supervisor.sock"
+
+
+def _rpc():
+    transport = SupervisorTransport(None, None, f"unix://{supervisor_socket_path()}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+
+def program_states() -> dict[str, ProgramState]:
+    """Name -> state of every program; raises ProgramError when unreachable."""
+    try:
+        infos = _rpc().getAllProcessInfo()
+    except (OSError, xmlrpc.client.Error) as exc:
+        raise ProgramError(f"supervisord is not reachable at {supervisor_socket_path()}: {exc}") from exc
+    return {
+        info["name"]: ProgramState(name=info["name"], state=info["statename"], pid=info["pid"],
+                                   description=info["description"])
+        for info in infos
+    }
+
+
+def _restart_in_background(name: str) -> None:
+    def restart():
+        rpc = _rpc()
+        try:
+            # wait=True: a worker's warm shutdown finishes its running task first.
+            rpc.stopProcess(name, True)
+        except xmlrpc.client.Fault:
+            pass  # already stopped
+        rpc.startProcess(name, False)
+
+    threading.Thread(target=restart, name=f"restart-{name}", daemon=True).start()
+
+
+def program_control(*, name: str, action: str) -> str:
+    """Start, stop or restart one program; returns a human-readable outcome.
+
+    Never blocks on a long warm shutdown: stop and restart are requested and
+    the dashboard shows the state change on its next refresh.
+    """
+    if action not in ACTIONS:
+        raise ProgramError(f"unknown action '{action}' (expected one of {', '.join(ACTIONS)})")
+    states = program_states()
+    if name not in states:
+        raise ProgramError(f"unknown program '{name}'")
+    rpc = _rpc()
+    try:
+        if action == "start":
+            if states[name].state == "RUNNING":
+                return f"{name} is already running"
+            rpc.startProcess(name, False)
+            return f"{name}: start requested"
+        if name in NOT_STOPPABLE:
+            if action == "restart":
+                # gunicorn reloads its workers gracefully on HUP.
+                rpc.signalProcess(name, "HUP")
+                return f"{name}: graceful reload requested"
+            raise ProgramError(f"{name} serves this page; stop it with supervisorctl")
+        if action == "stop":
+            if states[name].state not in ("RUNNING", "STARTING", "BACKOFF"):
+                return f"{name} is not running"
+            rpc.stopProcess(name, False)
+            return f"{name}: stop requested (a worker finishes its running tasks first)"
+        _restart_in_background(name)
+        return f"{name}: restart requested"
+    except xmlrpc.client.Fault as exc:
+        raise ProgramError(f"{name}: {exc.faultString}") from exc
+    except OSError as exc:
+        raise ProgramError(f"supervisord is not reachable: {exc}") from exc

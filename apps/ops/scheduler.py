@@ -1,0 +1,82 @@
+"""Beat's scheduler: django-celery-beat's DatabaseScheduler, topology-aware.
+
+Run as ``celery -A projectname beat --scheduler apps.ops.scheduler:DatabaseScheduler``.
+It is django-celery-beat's ``DatabaseScheduler`` with two changes:
+
+* At start it runs the same three-way merge as ``manage.py sync_schedules``
+  instead of the stock ``update_or_create`` from ``beat_schedule``, which would
+  overwrite every admin edit of a topology entry at each beat restart.
+* An entry's exchange and routing key always follow its ``queue`` (every
+  declared queue is bound to the direct exchange of its own name), so changing
+  the queue in the admin can never publish to an exchange with no binding.
+
+* Exactly one beat schedules: it takes apps.reliability's RabbitMQ lock
+  (an exclusive queue, see ``apps/reliability/beat.py``) before it schedules,
+  stands by while another beat holds it, and exits if it loses it.
+
+Everything else (the database is read again whenever an entry changes, at
+least every 5 s) is the stock scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django_celery_beat import schedulers
+
+from projectname.topology import TOPOLOGY
+
+logger = logging.getLogger(__name__)
+
+
+class ModelEntry(schedulers.ModelEntry):
+    def __init__(self, model, app=None):
+        super().__init__(model, app=app)
+        queue = self.options.get("queue")
+        if queue in TOPOLOGY.queue_names():
+            self.options["exchange"] = queue
+            self.options["routing_key"] = queue
+
+
+class DatabaseScheduler(schedulers.DatabaseScheduler):
+    Entry = ModelEntry
+    lock = None
+
+    def _acquire_lock(self) -> None:
+        try:
+            from apps.reliability.beat import LOCK_QUEUE, LOCK_RETRY_SECONDS, BeatLock
+        except ImportError:  # the reliability app is not installed: no lock
+            return
+        self.lock = BeatLock(self.app)
+        standing_by = False
+        while not self.lock.acquire():
+            if not standing_by:
+                logger.warning("Another beat holds the lock (queue %r): standing by, not scheduling.",
+                               LOCK_QUEUE)
+                standing_by = True
+            time.sleep(LOCK_RETRY_SECONDS)
+        logger.info("Beat lock acquired (queue %r): this beat schedules.", LOCK_QUEUE)
+
+    def tick(self, *args, **kwargs):
+        if self.lock is not None and not self.lock.held() and not self.lock.acquire():
+            logger.error("Beat lost its lock to another beat: exiting without scheduling.")
+            raise SystemExit(1)
+        return super().tick(*args, **kwargs)
+
+    def close(self):
+        try:
+            super().close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def setup_schedule(self):
+        from apps.ops.services import schedules_sync
+
+        self._acquire_lock()
+        # Sync first: the first read of self.schedule loads the database.
+        report = schedules_sync()
+        for line in report.changes + report.kept:
+            logger.info("sync_schedules: %s", line)
+        self.install_default_entries(self.schedule)

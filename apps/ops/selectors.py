@@ -1,0 +1,230 @@
+"""Reads for the operations dashboard.  History comes from the database."""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Count
+from django.db.models.functions import TruncMinute
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+from django_celery_results.models import TaskResult
+
+from apps.ops.models import AlertIncident, SyncedSchedule, TaskRerun
+from projectname.topology import TOPOLOGY
+
+ACTIVITY_MINUTES = 60
+
+
+# -- workers -------------------------------------------------------------------
+@dataclass
+class WorkerView:
+    name: str
+    node: str
+    declared_queues: tuple[str, ...]
+    online: bool = False
+    queues: list[str] = field(default_factory=list)
+    active: list[dict] = field(default_factory=list)
+    program_state: str = "UNKNOWN"
+
+
+def worker_node(worker_name: str) -> str:
+    return f"{worker_name}@{socket.gethostname()}"
+
+
+def workers_overview(*, program_states: dict | None = None, timeout: float = 1.0) -> tuple[list[WorkerView], str]:
+    """Each declared worker: online?, consumed queues, active tasks with progress.
+
+    Returns (workers, error message or "").
+    """
+    from projectname.celery import app
+
+    views = [WorkerView(name=w.name, node=worker_node(w.name), declared_queues=w.queues)
+             for w in TOPOLOGY.workers]
+    nodes = [view.node for view in views]
+    error = ""
+    try:
+        inspect = app.control.inspect(destination=nodes, timeout=timeout, limit=len(nodes))
+        queues_reply = inspect.active_queues() or {}
+        active_reply = inspect.active() or {}
+    except Exception as exc:  # broker down: show the workers as unknown, say why
+        queues_reply, active_reply, error = {}, {}, f"cannot reach the workers through the broker: {exc}"
+    active_ids = [task["id"] for tasks in active_reply.values() for task in tasks]
+    progress = _progress_of(active_ids)
+    for view in views:
+        view.online = view.node in queues_reply or view.node in active_reply
+        view.queues = sorted(queue["name"] for queue in queues_reply.get(view.node, []))
+        view.active = [
+            {
+                "id": task["id"], "name": task.get("name") or task.get("type", ""),
+                "started": _from_timestamp(task.get("time_start")),
+                "progress": progress.get(task["id"]),
+            }
+            for task in active_reply.get(view.node, [])
+        ]
+        if program_states and view.name in program_states:
+            view.program_state = program_states[view.name].state
+    return views, error
+
+
+def _from_timestamp(value) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromtimestamp(value, tz=timezone.get_current_timezone())
+
+
+def _progress_of(task_ids: list[str]) -> dict[str, dict]:
+    """Progress (current/total, percent) that long tasks report via update_state."""
+    progress = {}
+    for task_id, result in TaskResult.objects.filter(
+            task_id__in=task_ids, status="PROGRESS").values_list("task_id", "result"):
+        try:
+            meta = json.loads(result or "{}")
+            current, total = int(meta["current"]), int(meta["total"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        progress[task_id] = {"current": current, "total": total,
+                             "percent": round(100 * current / total) if total else 0}
+    return progress
+
+
+# -- activity ------------------------------------------------------------------
+def activity_per_minute(*, now: datetime | None = None, minutes: int = ACTIVITY_MINUTES) -> dict[str, dict]:
+    """Per queue: finished tasks and failures per minute over the last hour.
+
+    From the results table (it survives restarts of Flower and the web
+    server).  The queue is the task's declared route.
+    """
+    now = (now or timezone.now()).replace(second=0, microsecond=0)
+    start = now - timedelta(minutes=minutes - 1)
+    series = {queue: {"total": [0] * minutes, "failed": [0] * minutes}
+              for queue in TOPOLOGY.queue_names()}
+    rows = (TaskResult.objects.filter(date_done__gte=start)
+            .annotate(minute=TruncMinute("date_done"))
+            .values("minute", "task_name", "status").annotate(count=Count("id")))
+    for row in rows:
+        if row["status"] not in ("SUCCESS", "FAILURE"):
+            continue
+        queue = TOPOLOGY.queue_for(row["task_name"] or "")
+        index = int((row["minute"] - start).total_seconds() // 60)
+        if queue not in series or not 0 <= index < minutes:
+            continue
+        series[queue]["total"][index] += row["count"]
+        if row["status"] == "FAILURE":
+            series[queue]["failed"][index] += row["count"]
+    for data in series.values():
+        data["last_hour"] = sum(data["total"])
+        data["failed_last_hour"] = sum(data["failed"])
+    return series
+
+
+def failures_recent(*, limit: int = 15) -> list[dict]:
+    failures = list(TaskResult.objects.filter(status="FAILURE").order_by("-date_done")[:limit])
+    reruns: dict[str, TaskRerun] = {}
+    for rerun in TaskRerun.objects.filter(original_task_id__in=[f.task_id for f in failures]):
+        reruns.setdefault(rerun.original_task_id, rerun)
+    statuses = dict(TaskResult.objects.filter(
+        task_id__in=[r.new_task_id for r in reruns.values()]).values_list("task_id", "status"))
+    return [
+        {
+            "task_id": failure.task_id, "task_name": failure.task_name or "",
+            "queue": TOPOLOGY.queue_for(failure.task_name or ""),
+            "date_done": failure.date_done, "error": _error_text(failure),
+            "args": _json_or_text(failure.task_args), "kwargs": _json_or_text(failure.task_kwargs),
+            "rerun_task_id": reruns[failure.task_id].new_task_id if failure.task_id in reruns else "",
+            "rerun_status": (statuses.get(reruns[failure.task_id].new_task_id, "PENDING")
+                             if failure.task_id in reruns else ""),
+        }
+        for failure in failures
+    ]
+
+
+def _json_or_text(value):
+    try:
+        return json.loads(value) if value else None
+    except ValueError:
+        return value
+
+
+def _error_text(result: TaskResult) -> str:
+    try:
+        data = json.loads(result.result or "{}")
+        if isinstance(data, dict) and "exc_type" in data:
+            message = data.get("exc_message")
+            if isinstance(message, (list, tuple)):
+                message = " ".join(str(part) for part in message)
+            return f"{data['exc_type']}: {message}"
+    except ValueError:
+        pass
+    lines = (result.traceback or "").strip().splitlines()
+    return lines[-1] if lines else (result.result or "")
+
+
+# -- schedules -----------------------------------------------------------------
+def schedules_overview(*, now: datetime | None = None) -> list[dict]:
+    """Every beat entry in the database, as the DatabaseScheduler sees it."""
+    now = now or timezone.now()
+    tz = timezone.get_current_timezone()
+    managed = set(SyncedSchedule.objects.values_list("name", flat=True))
+    entries = []
+    for task in PeriodicTask.objects.select_related("crontab", "interval").order_by("name"):
+        schedule_text, next_run = _schedule_text(task), None
+        if task.enabled and (task.crontab_id or task.interval_id):
+            next_run = _next_run(task, now)
+        entries.append({
+            "name": task.name, "task": task.task,
+            "queue": task.queue or TOPOLOGY.queue_for(task.task),
+            "schedule": schedule_text,
+            "next_run": next_run.astimezone(tz) if next_run else None,
+            "last_run": task.last_run_at.astimezone(tz) if task.last_run_at else None,
+            "enabled": task.enabled, "managed": task.name in managed,
+            "total_run_count": task.total_run_count,
+        })
+    return entries
+
+
+def _schedule_text(task: PeriodicTask) -> str:
+    if task.crontab_id:
+        return task.crontab.human_readable
+    if task.interval_id:
+        return str(task.interval)
+    return str(task.clocked or task.solar or "")
+
+
+def _next_run(task: PeriodicTask, now: datetime) -> datetime | None:
+    """When beat will send it next (same rule as django-celery-beat's ModelEntry)."""
+    from projectname.celery import app
+
+    schedule = task.crontab.schedule if task.crontab_id else task.interval.schedule
+    schedule.app = app
+    schedule.nowfun = lambda: now.astimezone(app.timezone)
+    last_run = task.last_run_at or task.date_changed or now
+    remaining = schedule.remaining_estimate(last_run.astimezone(app.timezone))
+    return now + max(remaining, timedelta(0))
+
+
+# -- alerts --------------------------------------------------------------------
+def incidents_open() -> list[AlertIncident]:
+    return list(AlertIncident.objects.filter(closed_at__isnull=True).order_by("queue", "kind"))
+
+
+def incidents_recent(*, limit: int = 10) -> list[AlertIncident]:
+    return list(AlertIncident.objects.all()[:limit])
+
+
+# -- dead letters (apps.reliability, when installed) ---------------------------
+def dead_letters(*, limit: int = 20) -> tuple[list[dict], str]:
+    """(rows, note). Empty with a note when the reliability app is not there."""
+    try:
+        from apps.reliability.services import dead_letters_list
+    except ImportError:
+        return [], "Dead-letter services are not installed (apps.reliability)."
+    try:
+        rows = dead_letters_list(limit=limit)
+    except Exception as exc:  # noqa: BLE001 - shown to the operator, not swallowed
+        return [], f"Cannot list dead letters: {exc}"
+    return [row.as_dict() for row in rows], ""

@@ -1,0 +1,298 @@
+"""Writes of the operations app: alerts, re-runs, schedule sync."""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+from django_celery_results.models import TaskResult
+
+from apps.ops.alerts import alert_channels
+from apps.ops.broker import QueueStats
+from apps.ops.models import AlertIncident, SyncedSchedule, TaskRerun
+from projectname.topology import TOPOLOGY, Topology
+
+logger = logging.getLogger(__name__)
+
+
+# -- wait-time alerts ------------------------------------------------------------
+@dataclass(frozen=True)
+class Condition:
+    queue: str
+    kind: str
+    active: bool
+    value: float
+    message: str
+    grace_seconds: float
+
+
+def queue_conditions(*, stats: dict[str, QueueStats], topology: Topology = TOPOLOGY) -> list[Condition]:
+    """The alert conditions of every declared queue, crossed or not."""
+    conditions = []
+    grace = settings.OPS_NO_CONSUMER_GRACE_SECONDS
+    for queue in topology.queues:
+        stat = stats.get(queue.name)
+        if stat is None or not stat.exists:
+            continue
+        conditions.append(Condition(
+            queue=queue.name, kind=AlertIncident.KIND_NO_CONSUMER,
+            active=stat.ready > 0 and stat.consumers == 0, value=stat.ready,
+            message=f"queue {queue.name}: {stat.ready} message(s) waiting and no consumer",
+            grace_seconds=grace,
+        ))
+        if queue.wait_alert_seconds:
+            wait = stat.oldest_wait or 0
+            conditions.append(Condition(
+                queue=queue.name, kind=AlertIncident.KIND_WAIT,
+                active=stat.oldest_wait is not None and wait >= queue.wait_alert_seconds,
+                value=wait,
+                message=(f"queue {queue.name}: the oldest message has waited {wait:.0f} s "
+                         f"(threshold {queue.wait_alert_seconds} s); {stat.ready} ready, "
+                         f"{stat.consumers} consumer(s)"),
+                grace_seconds=0,
+            ))
+    return conditions
+
+
+def alerts_evaluate(*, stats: dict[str, QueueStats], now: datetime | None = None,
+                    topology: Topology = TOPOLOGY) -> list[AlertIncident]:
+    """Open, notify and close incidents; returns the open ones.
+
+    Called on every dashboard refresh (from any number of web processes) and by
+    ``manage.py ops_alerts``: an incident is opened once, notified once (the
+    first caller to stamp ``notified_at`` sends it) and closed when the
+    condition clears.
+    """
+    now = now or timezone.now()
+    for condition in queue_conditions(stats=stats, topology=topology):
+        open_incidents = AlertIncident.objects.filter(
+            queue=condition.queue, kind=condition.kind, closed_at__isnull=True)
+        if not condition.active:
+            open_incidents.update(closed_at=now)
+            continue
+        incident = open_incidents.first()
+        if incident is None:
+            try:
+                with transaction.atomic():
+                    incident = AlertIncident.objects.create(
+                        queue=condition.queue, kind=condition.kind, opened_at=now,
+                        detail=condition.message, peak=condition.value)
+            except IntegrityError:  # another web process opened it first
+                incident = open_incidents.first()
+                if incident is None:
+                    continue
+        if condition.value > incident.peak:
+            AlertIncident.objects.filter(pk=incident.pk).update(
+                peak=condition.value, detail=condition.message)
+        if (now - incident.opened_at).total_seconds() >= condition.grace_seconds:
+            claimed = AlertIncident.objects.filter(pk=incident.pk, notified_at__isnull=True).update(
+                notified_at=now)
+            if claimed:
+                incident.refresh_from_db()
+                _notify(incident, condition.message)
+    return list(AlertIncident.objects.filter(closed_at__isnull=True).order_by("queue", "kind"))
+
+
+def _notify(incident: AlertIncident, message: str) -> None:
+    for channel in alert_channels():
+        try:
+            channel.send(incident, message)
+        except Exception:  # one broken channel must not silence the others
+            logger.exception("alert channel %s failed for %s", type(channel).__name__, incident)
+
+
+# -- re-run a failed task ------------------------------------------------------------
+class RerunError(Exception):
+    pass
+
+
+def _stored_arguments(value, *, empty):
+    """Arguments as django-celery-results stored them (JSON of a repr)."""
+    if value in (None, ""):
+        return empty
+    data = json.loads(value)
+    if isinstance(data, str):
+        data = ast.literal_eval(data)
+    return data
+
+
+def task_rerun_failed(*, task_id: str, requested_by=None) -> TaskRerun:
+    """Send a failed task again, with its stored name and arguments, to its queue.
+
+    The new message is published after the transaction commits; its id is
+    recorded so the dashboard links the failure to its re-run.
+    """
+    from projectname.celery import app
+
+    failure = TaskResult.objects.filter(task_id=task_id).first()
+    if failure is None:
+        raise RerunError(f"no stored result for task {task_id}")
+    if failure.status != "FAILURE":
+        raise RerunError(f"task {task_id} is {failure.status}, only failed tasks are re-run")
+    if failure.task_name not in app.tasks:
+        raise RerunError(f"task name {failure.task_name!r} is not a registered task")
+    try:
+        args = list(_stored_arguments(failure.task_args, empty=[]))
+        kwargs = dict(_stored_arguments(failure.task_kwargs, empty={}))
+    except (ValueError, SyntaxError, TypeError) as exc:
+        raise RerunError(
+            f"the stored arguments of {task_id} cannot be read back ({exc.__class__.__name__}); "
+            "they may have been truncated: re-send it from its source") from exc
+    new_task_id = str(uuid.uuid4())
+    rerun = TaskRerun.objects.create(original_task_id=task_id, new_task_id=new_task_id,
+                                     task_name=failure.task_name, requested_by=requested_by)
+    transaction.on_commit(lambda: app.send_task(
+        failure.task_name, args=args, kwargs=kwargs, task_id=new_task_id))
+    return rerun
+
+
+# -- schedules: topology -> django-celery-beat ------------------------------------------
+MANAGED_FIELDS = ("task", "schedule", "queue", "kwargs")
+
+
+def _desired(entry, tz: str) -> dict:
+    schedule = entry.schedule
+    if hasattr(schedule, "_orig_minute"):
+        spec = {"type": "crontab", "minute": str(schedule._orig_minute),
+                "hour": str(schedule._orig_hour), "day_of_week": str(schedule._orig_day_of_week),
+                "day_of_month": str(schedule._orig_day_of_month),
+                "month_of_year": str(schedule._orig_month_of_year), "timezone": tz}
+    else:  # timedelta, or celery.schedules.schedule
+        seconds = getattr(schedule, "run_every", schedule).total_seconds()
+        spec = {"type": "interval", "every": int(seconds), "period": "seconds"}
+    return {"task": entry.task, "schedule": spec, "queue": entry.queue,
+            "kwargs": dict(entry.kwargs)}
+
+
+def _current(task: PeriodicTask) -> dict:
+    if task.crontab_id:
+        crontab = task.crontab
+        spec = {"type": "crontab", "minute": crontab.minute, "hour": crontab.hour,
+                "day_of_week": crontab.day_of_week, "day_of_month": crontab.day_of_month,
+                "month_of_year": crontab.month_of_year, "timezone": str(crontab.timezone)}
+    elif task.interval_id:
+        interval = task.interval
+        seconds = {"days": 86400, "hours": 3600, "minutes": 60, "seconds": 1,
+                   "microseconds": 1e-6}[interval.period] * interval.every
+        spec = {"type": "interval", "every": int(seconds), "period": "seconds"}
+    else:
+        spec = {"type": "other"}
+    try:
+        kwargs = json.loads(task.kwargs or "{}")
+    except ValueError:
+        kwargs = task.kwargs
+    return {"task": task.task, "schedule": spec, "queue": task.queue or "", "kwargs": kwargs}
+
+
+def _apply(task: PeriodicTask, field: str, value) -> None:
+    if field == "task":
+        task.task = value
+    elif field == "queue":
+        # The routing key must name the same queue (declared queues are bound
+        # to a direct exchange of their own name).
+        task.queue, task.routing_key, task.exchange = value, value, None
+    elif field == "kwargs":
+        task.kwargs = json.dumps(value)
+    elif field == "schedule":
+        if value["type"] == "crontab":
+            spec = {k: v for k, v in value.items() if k != "type"}
+            task.crontab = CrontabSchedule.objects.filter(**spec).first() or \
+                CrontabSchedule.objects.create(**spec)
+            task.interval = None
+        else:
+            task.interval, _ = IntervalSchedule.objects.get_or_create(
+                every=value["every"], period=IntervalSchedule.SECONDS)
+            task.crontab = None
+        task.solar = task.clocked = None
+
+
+def _describe_schedule(spec: dict) -> str:
+    if spec.get("type") == "crontab":
+        return (f"crontab {spec['minute']} {spec['hour']} {spec['day_of_month']} "
+                f"{spec['month_of_year']} {spec['day_of_week']} ({spec['timezone']})")
+    if spec.get("type") == "interval":
+        return f"every {spec['every']} s"
+    return "another kind of schedule"
+
+
+def _show(field: str, value) -> str:
+    return _describe_schedule(value) if field == "schedule" else json.dumps(value)
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    changes: list[str]  # what was written; empty when the database already agreed
+    kept: list[str]     # admin edits left in place
+
+
+@transaction.atomic
+def schedules_sync(*, topology: Topology = TOPOLOGY, tz: str | None = None) -> SyncReport:
+    """Create/update the database beat entries from the topology; reports what changed.
+
+    Three-way merge per field (task, schedule, queue, kwargs), against what
+    the previous sync wrote:
+
+    * topology changed since the last sync  -> the topology's value is written
+      (it wins even over an admin edit of the same field, and says so);
+    * only the database changed (an admin edit) -> the edit is kept;
+    * ``enabled`` belongs to operators: set on creation only.
+
+    Entries not in the topology (made by hand in the admin) are never touched;
+    an entry removed from the topology is disabled, not deleted.
+    """
+    tz = tz or settings.CELERY_TIMEZONE
+    changes: list[str] = []
+    kept: list[str] = []
+    declared = {entry.name for entry in topology.schedules}
+    for entry in topology.schedules:
+        desired = _desired(entry, tz)
+        record = SyncedSchedule.objects.filter(name=entry.name).first()
+        last = record.fields if record else {}
+        task = PeriodicTask.objects.filter(name=entry.name).select_related(
+            "crontab", "interval").first()
+        if task is None:
+            task = PeriodicTask(name=entry.name, enabled=True,
+                                description="Declared in projectname/topology.py "
+                                            "(python manage.py sync_schedules).")
+            for field in MANAGED_FIELDS:
+                _apply(task, field, desired[field])
+            task.save()
+            changes.append(f"created {entry.name}: {entry.task} on {entry.queue}, "
+                           f"{_describe_schedule(desired['schedule'])}")
+        else:
+            current = _current(task)
+            updated = []
+            for field in MANAGED_FIELDS:
+                if current[field] == desired[field]:
+                    continue
+                if field in last and last[field] == desired[field]:
+                    kept.append(f"kept admin edit of {entry.name}.{field}: "
+                                   f"{_show(field, current[field])} "
+                                   f"(topology still says {_show(field, desired[field])})")
+                    continue
+                note = (" (overrides an admin edit)"
+                        if field in last and current[field] != last[field] else "")
+                _apply(task, field, desired[field])
+                updated.append(field)
+                changes.append(f"updated {entry.name}.{field}: {_show(field, current[field])} -> "
+                               f"{_show(field, desired[field])}{note}")
+            if updated:
+                task.save()
+        if last != desired:
+            SyncedSchedule.objects.update_or_create(name=entry.name, defaults={"fields": desired})
+    for record in SyncedSchedule.objects.exclude(name__in=declared):
+        task = PeriodicTask.objects.filter(name=record.name, enabled=True).first()
+        if task is not None:
+            task.enabled = False
+            task.save()  # through save(), so beat's change tracking sees it
+            changes.append(f"disabled {record.name}: no longer in the topology")
+        record.delete()
+    return SyncReport(changes=changes, kept=kept)

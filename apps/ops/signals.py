@@ -1,0 +1,13 @@
+"""Signal handlers of the operations app."""
+
+import time
+
+
+def stamp_publish_time(sender=None, properties=None, **kwargs) -> None:
+    """Set the AMQP ``timestamp`` property (seconds) on every task message.
+
+    RabbitMQ reports the oldest ready message's timestamp as
+    ``head_message_timestamp``; the dashboard and the wait-time alerts use it.
+    """
+    if properties is not None:
+        properties.setdefault("timestamp", int(time.time()))

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from apps.ops import views
+
+app_name = "ops"
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("api/snapshot/", views.snapshot, name="snapshot"),
+    path("programs/<str:name>/<str:action>/", views.program_action, name="program-action"),
+    path("tasks/<str:task_id>/rerun/", views.task_rerun, name="task-rerun"),
+    path("dead-letters/<str:letter_id>/requeue/", views.dead_letter_requeue,
+         name="dead-letter-requeue"),
+]

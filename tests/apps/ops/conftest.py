@@ -1,0 +1,57 @@
+"""Fixtures for the operations dashboard tests."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+OPS_PERMISSIONS = ("control_programs", "rerun_tasks", "requeue_dead_letters")
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    from django.contrib.auth.models import Permission
+
+    def make(username: str, *, staff: bool, permissions=()):
+        user = django_user_model.objects.create_user(
+            username=username, password=f"{username}-pass-9x!", is_staff=staff)
+        if permissions:
+            user.user_permissions.add(*Permission.objects.filter(
+                content_type__app_label="ops", codename__in=permissions))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def no_supervisor(tmp_path, monkeypatch):
+    """Point the dashboard at a run dir without supervisord (never someone else's)."""
+    monkeypatch.setenv("RUN_DIR", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def test_output_dir() -> Path:
+    path = Path(os.environ.get("TEST_OUTPUT_DIR", PROJECT_ROOT / "run" / "test-output"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def browser():
+    """Headless Debian Chromium driven by Playwright (no browser download)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make install` (deploy/bin/ensure-system.sh)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                             headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()

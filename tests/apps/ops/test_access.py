@@ -1,0 +1,102 @@
+"""/ops/ is staff only; every action is POST-only, CSRF-protected and needs a permission."""
+
+import pytest
+from django.test import Client
+
+from apps.ops.models import TaskRerun
+
+pytestmark = pytest.mark.django_db
+
+ACTIONS = [
+    "/ops/programs/main_worker/restart/",
+    "/ops/programs/heavy_worker/stop/",
+    "/ops/programs/beat/start/",
+    "/ops/tasks/some-task-id/rerun/",
+    "/ops/dead-letters/some-letter/requeue/",
+]
+
+
+def test_anonymous_is_sent_to_login_and_sees_nothing(client):
+    response = client.get("/ops/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/?next=/ops/")
+    snapshot = client.get("/ops/api/snapshot/")
+    assert snapshot.status_code == 403
+    assert "queues" not in snapshot.json()
+
+
+@pytest.mark.parametrize("url", ACTIONS)
+def test_anonymous_actions_are_refused(client, url):
+    response = client.post(url)
+    assert response.status_code == 403
+
+
+def test_non_staff_is_refused_everything(client, make_user, no_supervisor):
+    # Even with every ops permission: staff status is required.
+    user = make_user("plain", staff=False, permissions=("control_programs", "rerun_tasks",
+                                                        "requeue_dead_letters"))
+    client.force_login(user)
+    assert client.get("/ops/").status_code == 403
+    assert client.get("/ops/api/snapshot/").status_code == 403
+    for url in ACTIONS:
+        assert client.post(url).status_code == 403, url
+    assert not TaskRerun.objects.exists()
+
+
+@pytest.mark.parametrize("url", ACTIONS)
+def test_staff_without_the_permission_cannot_act(client, make_user, no_supervisor, url):
+    client.force_login(make_user("viewer", staff=True))
+    response = client.post(url)
+    assert response.status_code == 403
+    assert "permission" in response.json()["error"]
+
+
+@pytest.mark.parametrize("url", ACTIONS)
+def test_actions_are_post_only(client, make_user, url):
+    client.force_login(make_user("operator", staff=True,
+                                 permissions=("control_programs", "rerun_tasks", "requeue_dead_letters")))
+    assert client.get(url).status_code == 405
+
+
+@pytest.mark.parametrize("url", ACTIONS)
+def test_actions_need_the_csrf_token(make_user, url):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(make_user("operator", staff=True,
+                                 permissions=("control_programs", "rerun_tasks", "requeue_dead_letters")))
+    response = client.post(url)
+    assert response.status_code == 403
+    assert b"CSRF" in response.content
+
+
+def test_staff_sees_the_page_and_the_json(client, make_user, no_supervisor):
+    client.force_login(make_user("viewer", staff=True))
+    page = client.get("/ops/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    for queue in ("celery", "main_worker", "heavy"):
+        assert f'data-queue="{queue}"' in html
+    # No supervisord in this run dir: the page says so instead of failing.
+    assert "supervisord is not reachable" in html
+    assert "<script src=" not in html and "cdn" not in html.lower()
+    data = client.get("/ops/api/snapshot/", HTTP_ACCEPT="application/json").json()
+    assert [q["name"] for q in data["queues"]] == ["celery", "main_worker", "heavy"]
+    assert {w["name"] for w in data["workers"]} == {"main_worker", "heavy_worker"}
+    assert 'data-queue="heavy"' in data["html"]
+
+
+def test_unknown_program_and_action_are_clear_errors(client, make_user, monkeypatch):
+    from apps.ops import programs
+    from apps.ops.programs import ProgramState
+
+    monkeypatch.setattr(programs, "program_states", lambda: {
+        "web": ProgramState("web", "RUNNING", 1, "")})
+    client.force_login(make_user("operator", staff=True, permissions=("control_programs",)))
+    response = client.post("/ops/programs/nope/restart/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"error": "unknown program 'nope'"}
+    response = client.post("/ops/programs/web/explode/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 400
+    assert "unknown action 'explode'" in response.json()["error"]
+    response = client.post("/ops/programs/web/stop/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 400
+    assert "serves this page" in response.json()["error"]

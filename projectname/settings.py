@@ -277,6 +277,36 @@ RELIABILITY_DELIVERY_LIMIT = env.int("RELIABILITY_DELIVERY_LIMIT", default=5)
 # its consumer_timeout (30 min by default).  Keep it well below that.
 RELIABILITY_LONG_DELAY_SECONDS = env.int("RELIABILITY_LONG_DELAY_SECONDS", default=900)
 
+# --- Scale out: RabbitMQ cluster, failover, quorum queues (issue 7) ---------------
+# CELERY_BROKER_URL may name several cluster nodes separated by ";"
+# ("pyamqp://u:p@rabbit-1//;pyamqp://u:p@rabbit-2//;pyamqp://u:p@rabbit-3//"):
+# kombu connects to the first that answers and fails over to the next when
+# it goes away (producers, workers, beat alike).
+# Seconds between AMQP heartbeats: a worker host that vanished (network cut,
+# power off) is noticed after about two missed beats, and RabbitMQ then
+# requeues its unacknowledged tasks for the other hosts.
+CELERY_BROKER_HEARTBEAT = env.int("CELERY_BROKER_HEARTBEAT", default=120)
+# TASK_QUEUE_TYPE=quorum declares every topology queue as a quorum queue
+# (replicated on the cluster, survives losing a minority of its nodes).  It
+# changes queue arguments, so existing classic queues must be drained and
+# deleted first (RabbitMQ refuses to redeclare a queue with other arguments).
+TASK_QUEUE_TYPE = env("TASK_QUEUE_TYPE", default="classic")
+if TASK_QUEUE_TYPE not in ("classic", "quorum"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"TASK_QUEUE_TYPE must be 'classic' or 'quorum', not {TASK_QUEUE_TYPE!r}.")
+if TASK_QUEUE_TYPE == "quorum":
+    _quorum_queues = {queue.name: queue for queue in TOPOLOGY.with_queue_type("quorum").celery_queues()}
+    CELERY_TASK_QUEUES = tuple(_quorum_queues.get(queue.name, queue) for queue in CELERY_TASK_QUEUES)
+    # Anything Celery declares on its own (e.g. the default queue) is quorum too.
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+    # Quorum queues do not support global QoS: the worker detects them and uses
+    # a per-consumer prefetch, and declares the native delayed-delivery
+    # exchanges/queues (celery_delayed_*) that carry ETA/countdown tasks.
+    CELERY_WORKER_DETECT_QUORUM_QUEUES = True
+    CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE = "quorum"
+
 # --- Operations: /ops/ dashboard, alerts, database schedules (issue 6, apps/ops) ---
 # RabbitMQ's management API: queue lengths, consumers, oldest message's age.
 # Credentials default to the broker URL's; the vhost is always the broker's.

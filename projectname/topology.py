@@ -18,7 +18,7 @@ route tasks to it in ``ROUTES``, then run ``python manage.py render_supervisor``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from celery.schedules import crontab
@@ -26,6 +26,8 @@ from kombu import Exchange
 from kombu import Queue as KombuQueue
 
 DEFAULT_QUEUE = "celery"
+# "classic" (one node) or "quorum" (replicated across a RabbitMQ cluster).
+QUEUE_TYPES = ("classic", "quorum")
 
 # Dead letters (see apps/reliability): every work queue dead-letters rejected
 # messages to this fanout exchange, which feeds one durable queue.  RabbitMQ
@@ -67,8 +69,25 @@ class Queue:
             arguments["x-dead-letter-exchange"] = DEAD_LETTER_EXCHANGE
         return arguments
 
+    def __post_init__(self):
+        if self.queue_type not in QUEUE_TYPES:
+            raise ValueError(f"Queue {self.name!r}: queue_type must be one of {QUEUE_TYPES}.")
+        if self.queue_type == "quorum" and self.max_priority is not None:
+            raise ValueError(
+                f"Queue {self.name!r}: RabbitMQ 3.10 quorum queues have no priorities "
+                "(x-max-priority); keep it classic or drop max_priority."
+            )
+
+    @property
+    def exchange_type(self) -> str:
+        # Quorum queues get ETA/countdown tasks through Celery's native delayed
+        # delivery, which only works through topic exchanges (with a direct one
+        # the worker would hold the message until its ETA).  Routing is the
+        # same: the routing key is the queue name.
+        return "topic" if self.queue_type == "quorum" else "direct"
+
     def to_kombu(self) -> KombuQueue:
-        exchange = Exchange(self.name, type="direct", durable=True)
+        exchange = Exchange(self.name, type=self.exchange_type, durable=True)
         return KombuQueue(
             self.name, exchange, routing_key=self.name, durable=True,
             queue_arguments=self.arguments() or None,
@@ -170,6 +189,20 @@ class Topology:
     # -- Celery settings derived from the declaration ---------------------
     def celery_queues(self) -> tuple[KombuQueue, ...]:
         return tuple(queue.to_kombu() for queue in self.queues)
+
+    def with_queue_type(self, queue_type: str) -> Topology:
+        """The same topology with every queue declared as ``queue_type``.
+
+        ``quorum`` is for a RabbitMQ cluster (settings: TASK_QUEUE_TYPE=quorum):
+        each queue is replicated on the cluster's nodes and survives losing a
+        minority of them.  RabbitMQ 3.10 quorum queues have no priorities, so
+        ``max_priority`` is dropped there: messages run in arrival order.
+        """
+        return replace(self, queues=tuple(
+            replace(queue, queue_type=queue_type,
+                    max_priority=None if queue_type == "quorum" else queue.max_priority)
+            for queue in self.queues
+        ))
 
     def dead_letter_queue(self) -> KombuQueue:
         """The one queue every work queue dead-letters into (fanout exchange)."""

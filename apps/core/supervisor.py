@@ -10,6 +10,7 @@ the same committed files serve ``make run`` and a test's temporary run dir.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from projectname.topology import Topology, Worker
@@ -33,12 +34,15 @@ class Program:
     extra: tuple[tuple[str, str], ...] = ()
 
 
-def worker_command(worker: Worker) -> str:
+def worker_command(worker: Worker, host: str | None = None) -> str:
     # %% is supervisor's escape for a literal %: Celery expands %h itself.
+    # A named host (``render_supervisor --host web-2``) is written literally,
+    # so workers on hosts sharing a kernel host name stay distinct.
+    node_name = worker.node_name if host is None else f"{worker.name}@{host}"
     parts = [
         "celery -A projectname worker",
         f"--queues={','.join(worker.queues)}",
-        f"--hostname={worker.node_name.replace('%', '%%')}",
+        f"--hostname={node_name.replace('%', '%%')}",
         f"--pool={worker.pool}",
         (f"--autoscale={worker.autoscale[0]},{worker.autoscale[1]}" if worker.autoscale
          else f"--concurrency={worker.concurrency}"),
@@ -53,11 +57,11 @@ def worker_command(worker: Worker) -> str:
     return " ".join(parts)
 
 
-def programs(topology: Topology) -> list[Program]:
+def programs(topology: Topology, host: str | None = None) -> list[Program]:
     result = [
         Program(
             name=worker.name,
-            command=worker_command(worker),
+            command=worker_command(worker, host),
             stopwaitsecs=topology.longest_time_limit(worker) + SHUTDOWN_MARGIN,
             priority=200,
         )
@@ -127,9 +131,22 @@ def render_program(program: Program) -> str:
     return f"{HEADER}\n[program:{program.name}]\n{body}\n"
 
 
-def render_program_files(topology: Topology) -> dict[str, str]:
-    """File name in conf.d -> content."""
-    return {f"{program.name}.conf": render_program(program) for program in programs(topology)}
+def render_program_files(topology: Topology, *, host: str | None = None,
+                         only: Sequence[str] | None = None) -> dict[str, str]:
+    """File name in conf.d -> content.
+
+    ``host`` renders a worker host's files (worker names ``<program>@<host>``);
+    ``only`` keeps just the named programs (a host runs a subset).
+    """
+    return {
+        f"{program.name}.conf": render_program(program)
+        for program in programs(topology, host)
+        if only is None or program.name in only
+    }
+
+
+def program_names(topology: Topology) -> list[str]:
+    return [program.name for program in programs(topology)]
 
 
 def render_supervisord_conf(*, run_dir: str = "%(here)s/../run", include: str = "conf.d/*.conf") -> str:

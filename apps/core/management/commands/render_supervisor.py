@@ -1,10 +1,13 @@
 import difflib
+import re
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core.supervisor import GENERATED_MARK, render_program_files, render_supervisord_conf
+from apps.core.supervisor import (
+    GENERATED_MARK, program_names, render_program_files, render_supervisord_conf,
+)
 from projectname.topology import TOPOLOGY
 
 
@@ -17,15 +20,49 @@ class Command(BaseCommand):
             help="Write nothing; exit 1 and print a diff if the files differ.",
         )
         parser.add_argument(
-            "--deploy-dir", default=str(Path(settings.BASE_DIR) / "deploy"),
-            help="Directory holding supervisord.conf and conf.d/ (default: deploy/).",
+            "--deploy-dir", default=None,
+            help="Directory holding supervisord.conf and conf.d/ "
+                 "(default: deploy/, or deploy/hosts/<host>/ with --host).",
+        )
+        parser.add_argument(
+            "--host", default=None,
+            help="Render a worker host's configuration: workers are named <program>@<host> "
+                 "and supervisord keeps its state in $RUN_DIR.",
+        )
+        parser.add_argument(
+            "--programs", default=None,
+            help="With --host: comma-separated programs this host runs "
+                 "(default: every worker program of the topology).",
         )
 
-    def handle(self, *args, check: bool, deploy_dir: str, **options):
-        deploy = Path(deploy_dir)
-        wanted = {Path("supervisord.conf"): render_supervisord_conf()}
-        wanted.update({Path("conf.d") / name: text
-                       for name, text in render_program_files(TOPOLOGY).items()})
+    def handle(self, *args, check: bool, deploy_dir: str | None, host: str | None,
+               programs: str | None, **options):
+        if host is None:
+            if programs is not None:
+                raise CommandError("--programs needs --host (the default render has every program).")
+            deploy = Path(deploy_dir or Path(settings.BASE_DIR) / "deploy")
+            wanted = {Path("supervisord.conf"): render_supervisord_conf()}
+            wanted.update({Path("conf.d") / name: text
+                           for name, text in render_program_files(TOPOLOGY).items()})
+        else:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", host):
+                raise CommandError(
+                    f"--host {host!r} is not a valid host name (letters, digits, '_', '.', '-')."
+                )
+            known = program_names(TOPOLOGY)
+            chosen = ([name.strip() for name in programs.split(",") if name.strip()]
+                      if programs is not None else [worker.name for worker in TOPOLOGY.workers])
+            unknown = [name for name in chosen if name not in known]
+            if unknown or not chosen:
+                raise CommandError(
+                    f"--programs: unknown program(s) {', '.join(unknown) or '(none given)'}; "
+                    f"choose from {', '.join(known)}."
+                )
+            deploy = Path(deploy_dir or Path(settings.BASE_DIR) / "deploy" / "hosts" / host)
+            wanted = {Path("supervisord.conf"): render_supervisord_conf(
+                run_dir="%(ENV_RUN_DIR)s", include="conf.d/*.conf")}
+            wanted.update({Path("conf.d") / name: text for name, text in
+                           render_program_files(TOPOLOGY, host=host, only=chosen).items()})
         # Generated files whose program left the topology must go too.
         stale = [
             path.relative_to(deploy) for path in sorted((deploy / "conf.d").glob("*.conf"))

@@ -1,0 +1,318 @@
+#!/usr/bin/env python
+"""Scale-out scenarios on the local multi-host test bed (deploy/testbed/testbed.sh).
+
+A 3-node RabbitMQ cluster with quorum queues, worker hosts in network
+namespaces (each with its own supervisord), a producer in the root namespace
+publishing ``apps.core.tasks.probe`` through the failover URL list.  Every
+probe records its token once (unique) and counts its deliveries, so:
+
+* executed          distinct tokens whose probe finished
+* lost              sent - executed
+* duplicated effects  effect rows beyond one per token (the idempotency key
+                    keeps this at 0 even when a task runs twice)
+* ran twice         tokens whose task body ran more than once (redeliveries
+                    absorbed by the idempotent service)
+
+Scenarios:
+  1  N tasks across the worker hosts (the split per host is printed)
+  2  stop the RabbitMQ node the producer is connected to, mid-run
+  3  cut one worker host's network (veth down) mid-run, restore it later
+
+Usage (root):
+  .venv/bin/python bench/cluster.py                      # all three, 10,000 tasks each
+  .venv/bin/python bench/cluster.py --tasks 500 --scenarios 2 --keep
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TESTBED = PROJECT_ROOT / "deploy" / "testbed" / "testbed.sh"
+sys.path.insert(0, str(PROJECT_ROOT))
+
+
+@dataclass
+class Result:
+    scenario: str
+    sent: int
+    executed: int
+    duplicated_effects: int
+    ran_twice: int
+    seconds: float
+    split: dict[str, int]
+    publish_errors: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.executed
+
+
+class Testbed:
+    """Drives deploy/testbed/testbed.sh with one fixed environment."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+
+    def run(self, *args: str, timeout: float = 300) -> str:
+        completed = subprocess.run(
+            ["bash", str(TESTBED), *args], env=self.env, capture_output=True, text=True,
+            timeout=timeout,
+        )
+        if completed.returncode != 0:
+            raise RuntimeError(f"testbed.sh {' '.join(args)} failed ({completed.returncode}):\n"
+                               f"{completed.stdout}\n{completed.stderr}")
+        return completed.stdout
+
+    def producer_env(self) -> dict[str, str]:
+        environment = {}
+        for line in self.run("env").splitlines():
+            key, _, value = line.removeprefix("export ").partition("=")
+            environment[key] = value.strip("'")
+        return environment
+
+
+def node_port(base_port: int, node: int) -> int:
+    return base_port + node
+
+
+def setup_django(producer_env: dict[str, str]) -> None:
+    os.environ.update(producer_env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "projectname.settings")
+    os.environ.setdefault("DJANGO_SECRET_KEY", "testbed-only-secret-key")
+    import django
+
+    django.setup()
+
+
+def producer_port() -> int:
+    """The broker port the producer's pooled connection is attached to."""
+    from projectname.celery import app
+
+    with app.producer_or_acquire() as producer:
+        producer.connection.ensure_connection(max_retries=3)
+        return producer.connection.connection.transport.sock.getpeername()[1]
+
+
+def publish(tokens: list[str], *, on_progress=None) -> tuple[int, int]:
+    from apps.core.tasks import probe
+
+    sent = errors = 0
+    for index, token in enumerate(tokens):
+        try:
+            probe.apply_async(args=[token])
+            sent += 1
+        except Exception as exc:  # noqa: BLE001 - counted and reported, never hidden
+            errors += 1
+            print(f"  publish {token} failed: {exc!r}", file=sys.stderr)
+        if on_progress:
+            on_progress(index + 1)
+    return sent, errors
+
+
+def finished_count(prefix: str) -> int:
+    from apps.core.models import ProbeRun
+
+    return ProbeRun.objects.filter(token__startswith=prefix, finished_at__isnull=False).count()
+
+
+def wait_finished(prefix: str, expected: int, *, stall_timeout: float) -> None:
+    """Until every task ran, or nothing progressed for ``stall_timeout`` s."""
+    last, last_change = -1, time.monotonic()
+    while True:
+        done = finished_count(prefix)
+        if done >= expected:
+            return
+        if done != last:
+            last, last_change = done, time.monotonic()
+        elif time.monotonic() - last_change > stall_timeout:
+            print(f"  no progress for {stall_timeout:.0f}s at {done}/{expected}", file=sys.stderr)
+            return
+        time.sleep(1)
+
+
+def measure(name: str, prefix: str, sent: int, errors: int, started: float,
+            notes: list[str]) -> Result:
+    from django.db.models import Count, Max
+
+    from apps.core.models import ProbeRun
+
+    runs = ProbeRun.objects.filter(token__startswith=prefix)
+    finished = runs.filter(finished_at__isnull=False)
+    last = finished.aggregate(last=Max("finished_at"))["last"]
+    rows = runs.count()
+    distinct = runs.values("token").distinct().count()
+    split = Counter(dict(finished.values_list("hostname").annotate(n=Count("id"))))
+    # From the first publish to the last finished task (not to our last poll).
+    seconds = (last.timestamp() - started) if last is not None else time.time() - started
+    return Result(
+        scenario=name, sent=sent, executed=finished.values("token").distinct().count(),
+        duplicated_effects=rows - distinct,
+        ran_twice=runs.filter(deliveries__gt=1).count(), seconds=seconds,
+        split=dict(sorted(split.items())), publish_errors=errors, notes=notes,
+    )
+
+
+def host_short(hostname: str) -> str:
+    return hostname.split("@", 1)[1] if "@" in hostname else hostname
+
+
+def scenario_spread(bed: Testbed, tasks: int, **_) -> Result:
+    prefix = f"s1-{uuid.uuid4().hex[:8]}-"
+    tokens = [f"{prefix}{i}" for i in range(tasks)]
+    started = time.time()
+    sent, errors = publish(tokens)
+    wait_finished(prefix, sent, stall_timeout=120)
+    return measure(f"1. {tasks} tasks, 3 worker hosts", prefix, sent, errors, started, [])
+
+
+def scenario_node_down(bed: Testbed, tasks: int, base_port: int, **_) -> Result:
+    prefix = f"s2-{uuid.uuid4().hex[:8]}-"
+    tokens = [f"{prefix}{i}" for i in range(tasks)]
+    port = producer_port()
+    node = port - base_port
+    notes = [f"producer connected to node {node} (port {port}); stopped it after 30% published"]
+    stopped = threading.Event()
+
+    def stop_node():
+        bed.run("node-stop", str(node))
+        stopped.set()
+
+    def on_progress(count):
+        if count == max(1, tasks * 3 // 10) and not stopped.is_set():
+            threading.Thread(target=stop_node, daemon=True).start()
+
+    started = time.time()
+    sent, errors = publish(tokens, on_progress=on_progress)
+    stopped.wait(120)
+    notes.append(f"producer now on port {producer_port()}")
+    wait_finished(prefix, sent, stall_timeout=120)
+    result = measure(f"2. stop broker node {node} mid-run", prefix, sent, errors, started, notes)
+    bed.run("node-start", str(node))
+    return result
+
+
+def scenario_host_cut(bed: Testbed, tasks: int, cut_seconds: float, **_) -> Result:
+    prefix = f"s3-{uuid.uuid4().hex[:8]}-"
+    tokens = [f"{prefix}{i}" for i in range(tasks)]
+    host = "h2"
+    notes: list[str] = []
+    before: dict[str, int] = {}
+
+    def cut_and_restore():
+        # Mid-run: once a fifth of the work is done.
+        while finished_count(prefix) < tasks // 5:
+            time.sleep(0.2)
+        before.update(measure("", prefix, 0, 0, time.time(), []).split)
+        bed.run("host-cut", host)
+        time.sleep(cut_seconds)
+        bed.run("host-restore", host)
+
+    cutter = threading.Thread(target=cut_and_restore, daemon=True)
+    started = time.time()
+    cutter.start()
+    sent, errors = publish(tokens)
+    cutter.join()
+    wait_finished(prefix, sent, stall_timeout=180)
+    result = measure(f"3. cut {host}'s network {cut_seconds:.0f}s mid-run", prefix, sent, errors,
+                     started, notes)
+    during = {name: result.split.get(name, 0) - before.get(name, 0) for name in result.split}
+    notes.append(f"done before the cut: {before}; after: {during}")
+    return result
+
+
+SCENARIOS = {"1": scenario_spread, "2": scenario_node_down, "3": scenario_host_cut}
+
+
+def print_table(results: list[Result]) -> None:
+    header = ("scenario", "sent", "executed", "lost", "duplicated effects", "ran twice", "time")
+    rows = [header] + [
+        (r.scenario, str(r.sent), str(r.executed), str(r.lost), str(r.duplicated_effects),
+         str(r.ran_twice), f"{r.seconds:.1f}s")
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for index, row in enumerate(rows):
+        print("| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + " |")
+        if index == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    print()
+    for r in results:
+        split = ", ".join(f"{host_short(h)} {n}" for h, n in r.split.items())
+        print(f"{r.scenario}: split per worker: {split}")
+        if r.publish_errors:
+            print(f"  publish errors (raised to the caller, not sent): {r.publish_errors}")
+        for note in r.notes:
+            print(f"  {note}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--scenarios", default="1,2,3")
+    parser.add_argument("--cut-seconds", type=float, default=40.0,
+                        help="How long scenario 3 keeps the host cut off (default 40 s).")
+    parser.add_argument("--tag", default=os.environ.get("TESTBED_TAG", "b"))
+    parser.add_argument("--base-port", type=int, default=int(os.environ.get("TESTBED_BASE_PORT", 5700)))
+    parser.add_argument("--database-url", default=os.environ.get("TESTBED_DATABASE_URL"),
+                        help="Default: a fresh PostgreSQL database on 127.0.0.1:5432 "
+                             "(relayed into the namespaces), else SQLite in the state dir.")
+    parser.add_argument("--keep", action="store_true", help="Leave the test bed running.")
+    args = parser.parse_args(argv)
+
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [s for s in scenarios if s not in SCENARIOS]
+    if unknown or args.tasks < 10:
+        parser.error(f"--scenarios: choose from 1,2,3 (got {unknown}); --tasks must be >= 10")
+    if os.geteuid() != 0:
+        parser.error("the test bed needs root (network namespaces, veth pairs)")
+
+    env = dict(os.environ, TESTBED_TAG=args.tag, TESTBED_BASE_PORT=str(args.base_port))
+    if args.database_url:
+        env["TESTBED_DATABASE_URL"] = args.database_url
+    bed = Testbed(env)
+    try:
+        print(f"building the test bed (tag {args.tag}) ...", flush=True)
+        t0 = time.monotonic()
+        bed.run("up", timeout=600)
+        print(f"test bed up in {time.monotonic() - t0:.0f}s", flush=True)
+        setup_django(bed.producer_env())
+        wait_workers(expected_hosts=int(env.get("TESTBED_HOSTS", 3)))
+        results = []
+        for key in scenarios:
+            print(f"scenario {key} ...", flush=True)
+            results.append(SCENARIOS[key](bed, args.tasks, base_port=args.base_port,
+                                          cut_seconds=args.cut_seconds))
+        print()
+        print_table(results)
+        return 0 if all(r.lost == 0 and r.duplicated_effects == 0 for r in results) else 1
+    finally:
+        if not args.keep:
+            bed.run("down", timeout=600)
+
+
+def wait_workers(expected_hosts: int, timeout: float = 120) -> None:
+    from projectname.celery import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        replies = app.control.inspect(timeout=2.0).active_queues() or {}
+        hosts = {host_short(node) for node, queues in replies.items() if queues}
+        if len(hosts) >= expected_hosts:
+            return
+        time.sleep(1)
+    raise TimeoutError(f"worker hosts not consuming after {timeout}s")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

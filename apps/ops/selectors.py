@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
@@ -93,23 +93,30 @@ def _progress_of(task_ids: list[str]) -> dict[str, dict]:
 
 
 # -- activity ------------------------------------------------------------------
+def _accepted_queue():
+    """The queue an accepted-task row (apps.taskapi) names for the result's task id."""
+    from apps.taskapi.models import TaskRecord
+
+    return Subquery(TaskRecord.objects.filter(task_id=OuterRef("task_id")).values("queue")[:1])
+
+
 def activity_per_minute(*, now: datetime | None = None, minutes: int = ACTIVITY_MINUTES) -> dict[str, dict]:
     """Per queue: finished tasks and failures per minute over the last hour.
 
     From the results table (it survives restarts of Flower and the web
-    server).  The queue is the task's declared route.
+    server).  The queue is the one the Task API accepted the task on (its
+    ``TaskRecord``), else the task's declared route.
     """
     now = (now or timezone.now()).replace(second=0, microsecond=0)
     start = now - timedelta(minutes=minutes - 1)
     series = {queue: {"total": [0] * minutes, "failed": [0] * minutes}
               for queue in TOPOLOGY.queue_names()}
-    rows = (TaskResult.objects.filter(date_done__gte=start)
-            .annotate(minute=TruncMinute("date_done"))
-            .values("minute", "task_name", "status").annotate(count=Count("id")))
+    rows = (TaskResult.objects.filter(date_done__gte=start, status__in=("SUCCESS", "FAILURE"))
+            .annotate(minute=TruncMinute("date_done"), accepted_queue=_accepted_queue())
+            .values("minute", "task_name", "accepted_queue", "status")
+            .annotate(count=Count("id")))
     for row in rows:
-        if row["status"] not in ("SUCCESS", "FAILURE"):
-            continue
-        queue = TOPOLOGY.queue_for(row["task_name"] or "")
+        queue = row["accepted_queue"] or TOPOLOGY.queue_for(row["task_name"] or "")
         index = int((row["minute"] - start).total_seconds() // 60)
         if queue not in series or not 0 <= index < minutes:
             continue
@@ -123,7 +130,8 @@ def activity_per_minute(*, now: datetime | None = None, minutes: int = ACTIVITY_
 
 
 def failures_recent(*, limit: int = 15) -> list[dict]:
-    failures = list(TaskResult.objects.filter(status="FAILURE").order_by("-date_done")[:limit])
+    failures = list(TaskResult.objects.filter(status="FAILURE")
+                    .annotate(accepted_queue=_accepted_queue()).order_by("-date_done")[:limit])
     reruns: dict[str, TaskRerun] = {}
     for rerun in TaskRerun.objects.filter(original_task_id__in=[f.task_id for f in failures]):
         reruns.setdefault(rerun.original_task_id, rerun)
@@ -132,7 +140,7 @@ def failures_recent(*, limit: int = 15) -> list[dict]:
     return [
         {
             "task_id": failure.task_id, "task_name": failure.task_name or "",
-            "queue": TOPOLOGY.queue_for(failure.task_name or ""),
+            "queue": failure.accepted_queue or TOPOLOGY.queue_for(failure.task_name or ""),
             "date_done": failure.date_done, "error": _error_text(failure),
             "args": _json_or_text(failure.task_args), "kwargs": _json_or_text(failure.task_kwargs),
             "rerun_task_id": reruns[failure.task_id].new_task_id if failure.task_id in reruns else "",

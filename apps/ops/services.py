@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import logging
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -114,44 +112,29 @@ class RerunError(Exception):
     pass
 
 
-def _stored_arguments(value, *, empty):
-    """Arguments as django-celery-results stored them (JSON of a repr)."""
-    if value in (None, ""):
-        return empty
-    data = json.loads(value)
-    if isinstance(data, str):
-        data = ast.literal_eval(data)
-    return data
-
-
 def task_rerun_failed(*, task_id: str, requested_by=None) -> TaskRerun:
     """Send a failed task again, with its stored name and arguments, to its queue.
 
-    The new message is published after the transaction commits; its id is
-    recorded so the dashboard links the failure to its re-run.
+    Delegates to the Task API's ``task_rerun`` (exact stored JSON arguments,
+    queue and priority; allowlisted tasks only; the message is published after
+    the transaction commits).  The new id is recorded so the dashboard links
+    the failure to its re-run.
     """
-    from projectname.celery import app
+    from apps.taskapi.errors import TaskApiError
+    from apps.taskapi.services import task_rerun
 
     failure = TaskResult.objects.filter(task_id=task_id).first()
     if failure is None:
         raise RerunError(f"no stored result for task {task_id}")
     if failure.status != "FAILURE":
-        raise RerunError(f"task {task_id} is {failure.status}, only failed tasks are re-run")
-    if failure.task_name not in app.tasks:
-        raise RerunError(f"task name {failure.task_name!r} is not a registered task")
+        raise RerunError(f"task {task_id} is {failure.status}, only failed tasks are re-run here")
+    user = requested_by if requested_by is not None and requested_by.is_authenticated else None
     try:
-        args = list(_stored_arguments(failure.task_args, empty=[]))
-        kwargs = dict(_stored_arguments(failure.task_kwargs, empty={}))
-    except (ValueError, SyntaxError, TypeError) as exc:
-        raise RerunError(
-            f"the stored arguments of {task_id} cannot be read back ({exc.__class__.__name__}); "
-            "they may have been truncated: re-send it from its source") from exc
-    new_task_id = str(uuid.uuid4())
-    rerun = TaskRerun.objects.create(original_task_id=task_id, new_task_id=new_task_id,
-                                     task_name=failure.task_name, requested_by=requested_by)
-    transaction.on_commit(lambda: app.send_task(
-        failure.task_name, args=args, kwargs=kwargs, task_id=new_task_id))
-    return rerun
+        ticket = task_rerun(task_id=task_id, user=user)
+    except TaskApiError as exc:
+        raise RerunError(exc.detail) from exc
+    return TaskRerun.objects.create(original_task_id=task_id, new_task_id=ticket.task_id,
+                                    task_name=ticket.task, requested_by=user)
 
 
 # -- schedules: topology -> django-celery-beat ------------------------------------------

@@ -1,0 +1,94 @@
+"""Wait-time alerts: once per incident, through every configured channel."""
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from apps.ops.broker import QueueStats
+from apps.ops.models import AlertIncident
+from apps.ops.services import alerts_evaluate
+
+pytestmark = pytest.mark.django_db
+
+SENT = []
+
+
+class RecordingChannel:
+    """A third channel, to show the list is pluggable."""
+
+    def send(self, incident, message):
+        SENT.append((incident.queue, incident.kind, message))
+
+
+@pytest.fixture(autouse=True)
+def channels(settings):
+    SENT.clear()
+    settings.OPS_ALERT_CHANNELS = ["apps.ops.alerts.LogChannel", "apps.ops.alerts.EmailChannel",
+                                   "tests.apps.ops.test_alerts.RecordingChannel"]
+    settings.OPERATOR_EMAILS = ["ops@example.com"]
+    settings.OPS_NO_CONSUMER_GRACE_SECONDS = 30
+
+
+def _stats(**main_worker):
+    base = {"name": "main_worker", "exists": True, "ready": 0, "unacked": 0, "consumers": 1}
+    return {
+        "main_worker": QueueStats(**{**base, **main_worker}),
+        "heavy": QueueStats(name="heavy", exists=True, consumers=1),
+        "celery": QueueStats(name="celery", exists=True, consumers=1),
+    }
+
+
+def test_a_long_wait_alerts_once_per_incident(caplog):
+    now = timezone.now()
+    # Below main_worker's threshold (60 s, declared in the topology): nothing.
+    assert alerts_evaluate(stats=_stats(ready=3, oldest_wait=59), now=now) == []
+    assert mail.outbox == []
+
+    open_ = alerts_evaluate(stats=_stats(ready=3, oldest_wait=61), now=now)
+    assert [(i.queue, i.kind) for i in open_] == [("main_worker", "wait")]
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == ["ops@example.com"]
+    assert "main_worker" in mail.outbox[0].subject
+    assert "waited 61 s (threshold 60 s)" in mail.outbox[0].body
+    assert "queue alert: queue main_worker" in caplog.text
+    assert SENT == [("main_worker", "wait", open_[0].detail)]
+
+    # Every later refresh of the same incident: no new message.
+    for seconds in (10, 20, 30):
+        alerts_evaluate(stats=_stats(ready=5, oldest_wait=61 + seconds),
+                        now=now + timedelta(seconds=seconds))
+    assert len(mail.outbox) == 1 and len(SENT) == 1
+    assert AlertIncident.objects.get().peak == 91
+
+    # The queue drains: the incident closes.  A new crossing is a new incident.
+    assert alerts_evaluate(stats=_stats(ready=0), now=now + timedelta(seconds=40)) == []
+    assert AlertIncident.objects.get().closed_at is not None
+    alerts_evaluate(stats=_stats(ready=1, oldest_wait=75), now=now + timedelta(seconds=50))
+    assert len(mail.outbox) == 2
+    assert AlertIncident.objects.count() == 2
+
+
+def test_work_without_a_consumer_alerts_after_the_grace_period():
+    now = timezone.now()
+    open_ = alerts_evaluate(stats=_stats(ready=2, consumers=0), now=now)
+    assert [(i.queue, i.kind, i.notified_at) for i in open_] == [("main_worker", "no_consumer", None)]
+    assert mail.outbox == []  # a restart blip is not worth an e-mail
+    alerts_evaluate(stats=_stats(ready=2, consumers=0), now=now + timedelta(seconds=31))
+    assert len(mail.outbox) == 1
+    assert "2 message(s) waiting and no consumer" in mail.outbox[0].body
+    alerts_evaluate(stats=_stats(ready=2, consumers=0), now=now + timedelta(seconds=60))
+    assert len(mail.outbox) == 1
+
+
+def test_a_broken_channel_does_not_silence_the_others(settings):
+    settings.OPS_ALERT_CHANNELS = ["tests.apps.ops.test_alerts.BrokenChannel",
+                                   "apps.ops.alerts.EmailChannel"]
+    alerts_evaluate(stats=_stats(ready=1, oldest_wait=600), now=timezone.now())
+    assert len(mail.outbox) == 1
+
+
+class BrokenChannel:
+    def send(self, incident, message):
+        raise ConnectionError("pager service down")

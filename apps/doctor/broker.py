@@ -20,6 +20,15 @@ def broker_scheme(url: str) -> str:
     return urlsplit(url).scheme.lower()
 
 
+def broker_identity(url: str) -> str:
+    """host:port/vhost-or-db, without scheme or credentials (the same broker, however spelled)."""
+    parts = urlsplit(url)
+    redis = parts.scheme.lower() in REDIS_SCHEMES
+    port = parts.port or (6379 if redis else 5672)
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    return f"{parts.hostname or '127.0.0.1'}:{port}/{path or ('0' if redis else '/')}"
+
+
 def is_redis(url: str) -> bool:
     return broker_scheme(url) in REDIS_SCHEMES
 

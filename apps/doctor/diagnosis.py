@@ -298,9 +298,12 @@ def check_beat(ctx: Context) -> list[Finding]:
     if ctx.supervisor_states is not None and (info is None or info["statename"] != "RUNNING"):
         state = info["statename"] if info else "not configured"
         return [Finding("beat", FAIL, f"beat program is {state}: no schedule is sent", start_fix)]
+    from apps.doctor.broker import broker_identity
+
+    broker = broker_identity(ctx.broker_url)
     try:
-        latest = beat_heartbeat_latest()
-        recent = beat_heartbeats_recent(within=stale_after)
+        latest = beat_heartbeat_latest(broker=broker)
+        recent = beat_heartbeats_recent(within=stale_after, broker=broker)
     except DatabaseError as error:
         return [Finding("beat", FAIL, f"cannot read heartbeats: {_describe(error)}",
                         "`python manage.py migrate`")]

@@ -5,12 +5,12 @@ from django.utils import timezone
 from apps.doctor.models import BeatHeartbeat
 
 
-def beat_heartbeat_record(*, origin: str) -> BeatHeartbeat:
-    """Record one heartbeat from the beat process ``origin``."""
+def beat_heartbeat_record(*, origin: str, broker: str = "") -> BeatHeartbeat:
+    """Record one heartbeat from the beat process ``origin`` via ``broker``."""
     now = timezone.now()
     with transaction.atomic():
         heartbeat, created = BeatHeartbeat.objects.get_or_create(
-            origin=origin, defaults={"first_seen": now, "last_seen": now, "beats": 1},
+            origin=origin, broker=broker, defaults={"first_seen": now, "last_seen": now, "beats": 1},
         )
         if not created:
             BeatHeartbeat.objects.filter(pk=heartbeat.pk).update(

@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from apps.doctor.broker import broker_identity
 from apps.doctor.services import beat_heartbeat_record
 
 
@@ -10,4 +11,5 @@ def beat_heartbeat(self) -> None:
     It travels the whole path (beat -> broker -> worker -> database), so a
     recent heartbeat proves beat is ticking and its messages are consumed.
     """
-    beat_heartbeat_record(origin=self.request.origin or "unknown")
+    beat_heartbeat_record(origin=self.request.origin or "unknown",
+                          broker=broker_identity(self.app.conf.broker_url))

@@ -10,6 +10,8 @@ from tests.apps.doctor.conftest import by_check, doctor_json, run_doctor
 from tests.support.live import free_port, wait_for
 from projectname.topology import TOPOLOGY
 
+URL = "pyamqp://u:p@127.0.0.1:5672/doctor-unit"
+BROKER = "127.0.0.1:5672/doctor-unit"
 PROGRAMS = [w.name for w in TOPOLOGY.workers] + ["beat", "flower", "web"]
 
 
@@ -147,20 +149,24 @@ def test_beat_without_heartbeat_for_a_minute_fails(tmp_path):
     from apps.doctor.models import BeatHeartbeat
 
     old = timezone.now() - timedelta(minutes=5)
-    BeatHeartbeat.objects.create(origin="gen1@a", first_seen=old, last_seen=old, beats=9)
-    [finding] = check_beat(Context(broker_url="", run_dir=tmp_path, timeout=1, debug=False))
+    BeatHeartbeat.objects.create(origin="gen1@a", broker=BROKER, first_seen=old, last_seen=old,
+                                 beats=9)
+    [finding] = check_beat(Context(broker_url=URL, run_dir=tmp_path, timeout=1, debug=False))
     assert finding.status == FAIL and "no heartbeat" in finding.message
 
 
 @pytest.mark.django_db
 def test_two_beats_at_once_fail_and_a_restart_does_not(tmp_path):
-    ctx = Context(broker_url="", run_dir=tmp_path, timeout=1, debug=False)
+    ctx = Context(broker_url=URL, run_dir=tmp_path, timeout=1, debug=False)
     for _ in range(2):
-        beat_heartbeat_record(origin="gen1@host-a")
+        beat_heartbeat_record(origin="gen1@host-a", broker=BROKER)
     assert check_beat(ctx)[0].status == OK          # one beat; then it restarted:
     for _ in range(2):
-        beat_heartbeat_record(origin="gen2@host-a")
+        beat_heartbeat_record(origin="gen2@host-a", broker=BROKER)
     assert check_beat(ctx)[0].status == OK
-    beat_heartbeat_record(origin="gen1@host-a")      # ... but the old one still ticks
+    for _ in range(2):                               # a beat of another system (broker)
+        beat_heartbeat_record(origin="gen3@host-b", broker="10.0.0.9:5672/other")
+    assert check_beat(ctx)[0].status == OK
+    beat_heartbeat_record(origin="gen1@host-a", broker=BROKER)  # the old one still ticks
     [finding] = check_beat(ctx)
     assert finding.status == FAIL and "2 beat processes" in finding.message

@@ -10,6 +10,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 missing=()
 command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || missing+=(rabbitmq-server)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# Redis: the alternative broker/result backend (README 'Redis as broker'; tests run on it too).
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # Debian's Chromium drives the /ops/ browser test (Playwright never downloads one).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -35,3 +37,15 @@ fi
 for _ in $(seq 1 60); do port_open 15672 && break; sleep 1; done
 port_open 15672 || { echo "ensure-system: RabbitMQ management API not listening on 15672" >&2; exit 1; }
 echo "ensure-system: RabbitMQ ready (AMQP 5672, management 15672)"
+
+if ! port_open 6379; then
+  echo "ensure-system: starting Redis"
+  if [ -f /etc/redis/redis.conf ]; then
+    $SUDO redis-server /etc/redis/redis.conf --daemonize yes --bind 127.0.0.1 --port 6379 \
+      --dir /var/lib/redis >/dev/null 2>&1 || true
+  fi
+  port_open 6379 || $SUDO redis-server --daemonize yes --bind 127.0.0.1 --port 6379 >/dev/null 2>&1 || true
+  for _ in $(seq 1 30); do port_open 6379 && break; sleep 1; done
+  port_open 6379 || { echo "ensure-system: Redis did not start on 127.0.0.1:6379" >&2; exit 1; }
+fi
+echo "ensure-system: Redis ready (6379)"

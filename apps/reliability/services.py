@@ -24,6 +24,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from celery.exceptions import Reject
 from django.conf import settings
@@ -205,18 +206,18 @@ def _death(message) -> dict:
 def _died_at(death: dict) -> datetime | None:
     value = death.get("time")
     if isinstance(value, datetime):
-        return value if timezone.is_aware(value) else timezone.make_aware(value, timezone.utc)
+        return value if timezone.is_aware(value) else timezone.make_aware(value, dt_timezone.utc)
     return None
 
 
-def _with_dead_letter_channel(fn):
+def _with_dead_letter_channel(fn, broker_url: str | None = None):
     from projectname.celery import app
 
-    with app.connection_for_write() as connection:
+    with app.connection_for_write(broker_url) as connection:
         connection.ensure_connection(max_retries=3)
         channel = connection.channel()
         try:
-            TOPOLOGY.dead_letter_queue()(channel).declare()
+            TOPOLOGY.dead_letter_queue(getattr(settings, "TASK_QUEUE_TYPE", "classic"))(channel).declare()
             return fn(channel)
         finally:
             # Messages fetched and not acknowledged go back to the queue.
@@ -226,7 +227,7 @@ def _with_dead_letter_channel(fn):
                 pass
 
 
-def dead_letters_list(*, limit: int = 100) -> list[DeadLetter]:
+def dead_letters_list(*, limit: int = 100, broker_url: str | None = None) -> list[DeadLetter]:
     """The first ``limit`` dead letters, oldest first, without removing them.
 
     Reads the ``dead_letter`` queue with basic.get (no ack); closing the
@@ -252,11 +253,11 @@ def dead_letters_list(*, limit: int = 100) -> list[DeadLetter]:
             ))
         return letters
 
-    return _with_dead_letter_channel(read)
+    return _with_dead_letter_channel(read, broker_url)
 
 
 def dead_letter_requeue(*, dead_letter_id: str | None = None, requeue_all: bool = False,
-                        limit: int = 10_000) -> list[str]:
+                        limit: int = 10_000, broker_url: str | None = None) -> list[str]:
     """Publish dead letters back to the queue they died in; returns their ids.
 
     Pass ``dead_letter_id`` (as listed by ``dead_letters_list``) or
@@ -304,10 +305,10 @@ def dead_letter_requeue(*, dead_letter_id: str | None = None, requeue_all: bool 
         delivery_reset(task_ids=requeued)
         return requeued
 
-    return _with_dead_letter_channel(requeue)
+    return _with_dead_letter_channel(requeue, broker_url)
 
 
-def dead_letter_discard(*, dead_letter_id: str) -> int:
+def dead_letter_discard(*, dead_letter_id: str, broker_url: str | None = None) -> int:
     """Delete dead letters with this id for good; returns how many."""
 
     def discard(channel) -> int:
@@ -320,7 +321,7 @@ def dead_letter_discard(*, dead_letter_id: str) -> int:
                 channel.basic_ack(message.delivery_tag)
                 removed += 1
 
-    return _with_dead_letter_channel(discard)
+    return _with_dead_letter_channel(discard, broker_url)
 
 
 def dead_letters_declare(*, channel) -> None:
@@ -330,7 +331,7 @@ def dead_letters_declare(*, channel) -> None:
     rejected message always has somewhere to go: RabbitMQ silently drops a
     message whose dead-letter exchange does not exist.
     """
-    TOPOLOGY.dead_letter_queue()(channel).declare()
+    TOPOLOGY.dead_letter_queue(getattr(settings, "TASK_QUEUE_TYPE", "classic"))(channel).declare()
 
 
 # -- long countdowns / ETA --------------------------------------------------------
@@ -388,7 +389,7 @@ class QueueLiveness:
         return self.consumers >= self.expected
 
 
-def queues_liveness(*, hosts: int = 1) -> list[QueueLiveness]:
+def queues_liveness(*, hosts: int = 1, broker_url: str | None = None) -> list[QueueLiveness]:
     """Consumer and message counts of every topology queue, from the broker.
 
     ``expected`` = worker programs consuming the queue x ``hosts`` running
@@ -399,7 +400,7 @@ def queues_liveness(*, hosts: int = 1) -> list[QueueLiveness]:
     from projectname.celery import app
 
     result = []
-    with app.connection_for_write() as connection:
+    with app.connection_for_write(broker_url) as connection:
         connection.ensure_connection(max_retries=2)
         for queue in TOPOLOGY.queues:
             workers = tuple(w.name for w in TOPOLOGY.consumers_of(queue.name))

@@ -29,14 +29,18 @@ def dispatch_delayed_tasks() -> int:
 
 
 @shared_task(bind=True, ignore_result=True)
-def fault_effect(self, run_id: str, token: str) -> None:
+def fault_effect(self, run_id: str, token: str, work_ms: int = 0) -> None:
     fault_execution_record(run_id=run_id, token=token)
+    if work_ms:
+        time.sleep(work_ms / 1000)
     fault_effect_apply(run_id=run_id, token=token, task_id=self.request.id)
 
 
 @shared_task(bind=True, ignore_result=True)
-def fault_effect_heavy(self, run_id: str, token: str) -> None:
+def fault_effect_heavy(self, run_id: str, token: str, work_ms: int = 0) -> None:
     fault_execution_record(run_id=run_id, token=token)
+    if work_ms:
+        time.sleep(work_ms / 1000)
     fault_effect_apply(run_id=run_id, token=token, task_id=self.request.id)
 
 

@@ -204,10 +204,17 @@ class Topology:
             for queue in self.queues
         ))
 
-    def dead_letter_queue(self) -> KombuQueue:
-        """The one queue every work queue dead-letters into (fanout exchange)."""
+    def dead_letter_queue(self, queue_type: str = "classic") -> KombuQueue:
+        """The one queue every work queue dead-letters into (fanout exchange).
+
+        ``queue_type`` follows settings.TASK_QUEUE_TYPE: on a cluster the dead
+        letters must survive a node too.
+        """
         exchange = Exchange(DEAD_LETTER_EXCHANGE, type="fanout", durable=True)
-        return KombuQueue(DEAD_LETTER_QUEUE, exchange, routing_key="#", durable=True)
+        return KombuQueue(
+            DEAD_LETTER_QUEUE, exchange, routing_key="#", durable=True,
+            queue_arguments={"x-queue-type": queue_type} if queue_type != "classic" else None,
+        )
 
     def celery_routes(self) -> dict[str, dict[str, str]]:
         return {
@@ -248,10 +255,10 @@ class Topology:
 NOTIFICATIONS = "apps.notifications.tasks"
 REPORTS = "apps.reports.tasks"
 CORE = "apps.core.tasks"
-RELIABILITY = "apps.reliability.tasks"
 DOCTOR = "apps.doctor.tasks"
 # beat sends a heartbeat this often; `manage.py doctor` calls beat dead after 4 missed.
 BEAT_HEARTBEAT_SECONDS = 15
+RELIABILITY = "apps.reliability.tasks"
 
 TOPOLOGY = Topology(
     queues=(
@@ -299,6 +306,12 @@ TOPOLOGY = Topology(
         Route(f"{REPORTS}.build_weekly_report", "heavy", acks_late=True),
         Route(f"{CORE}.probe", "main_worker"),
         Route(f"{CORE}.heavy_probe", "heavy", acks_late=True),
+        # Task API (apps/taskapi): diagnostic task operators can start; cleanup.
+        Route("apps.taskapi.tasks.diagnose", "main_worker"),
+        Route("apps.taskapi.tasks.cleanup_results", "main_worker"),
+        # The throughput benchmark's unit of work (bench/throughput.py).
+        Route("apps.dispatch.tasks.noop", "main_worker", acks_late=True),
+        Route(f"{DOCTOR}.beat_heartbeat", DEFAULT_QUEUE),
         # Reliability: delayed dispatch of long countdowns, and the tasks the
         # fault-injection harness (bench/faults.py) runs.
         Route(f"{RELIABILITY}.dispatch_delayed_tasks", "main_worker"),
@@ -307,12 +320,6 @@ TOPOLOGY = Topology(
         Route(f"{RELIABILITY}.fault_flaky", "main_worker"),
         Route(f"{RELIABILITY}.fault_sleep", "main_worker", soft_time_limit=2, time_limit=5),
         Route(f"{RELIABILITY}.fault_crash", "main_worker", max_deliveries=3),
-        # Task API (apps/taskapi): diagnostic task operators can start; cleanup.
-        Route("apps.taskapi.tasks.diagnose", "main_worker"),
-        Route("apps.taskapi.tasks.cleanup_results", "main_worker"),
-        # The throughput benchmark's unit of work (bench/throughput.py).
-        Route("apps.dispatch.tasks.noop", "main_worker", acks_late=True),
-        Route(f"{DOCTOR}.beat_heartbeat", DEFAULT_QUEUE),
     ),
     schedules=(
         Schedule(

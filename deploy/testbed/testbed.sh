@@ -16,6 +16,7 @@
 # own cookie (HOME=<state>/home).
 #
 # Usage: deploy/testbed/testbed.sh COMMAND [ARG]
+#   check              can this machine host it? (exit 3 and the reason if not)
 #   up                 net-up + cluster-up + hosts-up (idempotent)
 #   down               stop everything this test bed started, delete its state
 #   status             nodes, cluster members, namespaces, programs
@@ -179,7 +180,7 @@ node_stop() {
   kill -9 "$pid" 2>/dev/null || true
 }
 
-cluster_down() { for n in "${NODES[@]}"; do node_stop "$n"; done; }
+cluster_down() { for n in "${NODES[@]}"; do node_stop "$n" & done; wait; }
 
 # --- network ----------------------------------------------------------------------
 net_up() {
@@ -316,11 +317,29 @@ host_down() {
 
 hosts_down() {
   local h
-  for h in $(ls "$STATE/hosts" 2>/dev/null || true); do host_down "$h"; done
+  for h in $(ls "$STATE/hosts" 2>/dev/null || true); do host_down "$h" & done
+  wait
 }
 
 host_cut() { log "cutting $1's network ($(host_veth "$1") down)"; ip link set "$(host_veth "$1")" down; }
 host_restore() { log "restoring $1's network"; ip link set "$(host_veth "$1")" up; }
+
+# Can this machine host the test bed?  Prints the reason and exits 3 if not.
+check() {
+  local ns="tb-${TAG}-probe"
+  [ "$(id -u)" -eq 0 ] || { echo "not root: creating network namespaces and veth pairs needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN)"; exit 3; }
+  command -v ip >/dev/null || { echo "iproute2 ('ip') is not installed"; exit 3; }
+  [ -x "$RMQ_BIN/rabbitmq-server" ] || { echo "RabbitMQ server is not installed ($RMQ_BIN/rabbitmq-server missing)"; exit 3; }
+  local out
+  if ! out="$(ip netns add "$ns" 2>&1)"; then echo "cannot create a network namespace: $out"; exit 3; fi
+  if ! out="$(ip link add "tb${TAG}-probe" type veth peer name eth0 netns "$ns" 2>&1)"; then
+    ip netns del "$ns" 2>/dev/null || true
+    echo "cannot create a veth pair into a namespace: $out"; exit 3
+  fi
+  ip link del "tb${TAG}-probe" 2>/dev/null || true
+  ip netns del "$ns"
+  echo "ok"
+}
 
 status() {
   local n h
@@ -346,6 +365,7 @@ down() {
 
 command="${1:-}"; shift || true
 case "$command" in
+  check) check ;;
   up) net_up; cluster_up; hosts_up ;;
   down) down ;;
   status) status ;;

@@ -1,0 +1,126 @@
+"""Scale-out: a RabbitMQ node dies mid-run and nothing is lost or applied twice.
+
+Builds the multi-host test bed (deploy/testbed/testbed.sh): a private 3-node
+RabbitMQ cluster (its own node names, ports, data dirs and cookie; the system
+node on 5672 is never touched), two worker hosts in network namespaces with
+their own supervisord, quorum queues and the failover broker URL list.  Then
+it runs a small scenario 2 of bench/cluster.py: publish 300 probes, stop the
+node the producer is connected to after 30 % were published, publish the rest.
+
+It is skipped only when the machine cannot host the test bed (no root, no
+network namespaces, no RabbitMQ), with that reason; on a root CI machine it runs.
+Everything it creates (namespaces, veths, bridge, nodes, dirs) is removed
+afterwards, also when it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TESTBED = PROJECT_ROOT / "deploy" / "testbed" / "testbed.sh"
+TASKS = 300
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_base_port() -> int:
+    """BASE with BASE+1..3 (AMQP) and BASE+20001..20003 (distribution) free."""
+    for _ in range(50):
+        base = random.randrange(6000, 9000, 10)
+        ports = [base + n for n in (1, 2, 3)] + [base + 20000 + n for n in (1, 2, 3)]
+        if all(_port_free(port) for port in ports):
+            return base
+    raise RuntimeError("no free port range for the test bed nodes")
+
+
+def _free_net() -> int:
+    used = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
+    candidates = [n for n in range(100, 250) if f"169.254.{n}." not in used]
+    return random.choice(candidates)
+
+
+@pytest.fixture
+def testbed_env(tmp_path):
+    tag = f"t{os.getpid() % 10000:04d}"
+    env = dict(
+        os.environ,
+        TESTBED_TAG=tag,
+        TESTBED_STATE=str(tmp_path / f"state-{tag}"),
+        TESTBED_BASE_PORT=str(_free_base_port()),
+        TESTBED_NET=str(_free_net()),
+        TESTBED_HOSTS="2",
+        TESTBED_PROGRAMS="main_worker",
+    )
+    env.pop("TESTBED_DATABASE_URL", None)  # SQLite in the state dir
+    check = subprocess.run(["bash", str(TESTBED), "check"], env=env, capture_output=True,
+                           text=True, timeout=60)
+    if check.returncode == 3:
+        pytest.skip(f"cluster test bed cannot be built here: {check.stdout.strip()}")
+    assert check.returncode == 0, check.stdout + check.stderr
+    try:
+        yield env
+    finally:
+        down = subprocess.run(["bash", str(TESTBED), "down"], env=env, capture_output=True,
+                              text=True, timeout=180)
+        assert down.returncode == 0, down.stdout + down.stderr
+
+
+def _leftovers(env) -> list[str]:
+    tag = env["TESTBED_TAG"]
+    found = []
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    found += [line.split()[0] for line in namespaces.splitlines() if line.startswith(f"tb-{tag}-")]
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    found += [f"link tb{tag}-…" for line in links.splitlines() if f": tb{tag}-" in line]
+    epmd = subprocess.run(["epmd", "-names"], capture_output=True, text=True).stdout
+    found += [f"node {line.split()[1]}" for line in epmd.splitlines()
+              if line.startswith(f"name tb{tag}")]
+    if Path(env["TESTBED_STATE"]).exists():
+        found.append(env["TESTBED_STATE"])
+    return found
+
+
+@pytest.mark.timeout(280)
+def test_stopping_the_producers_broker_node_loses_nothing(testbed_env, tmp_path):
+    results = tmp_path / "results.json"
+    run = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "bench" / "cluster.py"), "--tasks", str(TASKS),
+         "--scenarios", "2", "--tag", testbed_env["TESTBED_TAG"],
+         "--base-port", testbed_env["TESTBED_BASE_PORT"], "--net", testbed_env["TESTBED_NET"],
+         "--hosts", "2", "--programs", "main_worker", "--state", testbed_env["TESTBED_STATE"],
+         "--json", str(results)],
+        env=testbed_env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=240,
+    )
+    output = f"stdout:\n{run.stdout}\nstderr:\n{run.stderr[-4000:]}"
+    assert results.exists(), output
+    [result] = json.loads(results.read_text())
+
+    assert result["sent"] == TASKS, output
+    assert result["publish_errors"] == 0, output
+    assert result["executed"] == TASKS, output
+    assert result["lost"] == 0, output
+    assert result["duplicated_effects"] == 0, output
+    # The producer was on the node that died and carried on through another one.
+    assert result["extra"]["producer_port_after"] not in (0, result["extra"]["producer_port_before"]), output
+    # Both worker hosts took part, and workers are named <program>@<host>.
+    assert set(result["split"]) == {"main_worker@h1", "main_worker@h2"}, output
+    assert run.returncode == 0, output
+
+    # bench/cluster.py tears the test bed down itself: nothing may be left.
+    assert _leftovers(testbed_env) == [], output

@@ -16,13 +16,18 @@ REDIS_SCHEMES = ("redis", "rediss", "redis+socket")
 AMQP_SCHEMES = ("amqp", "pyamqp", "amqps", "librabbitmq")
 
 
+def first_broker_url(url: str) -> str:
+    """The first of a failover list ("pyamqp://n1//;pyamqp://n2//", kombu's syntax)."""
+    return url.split(";", 1)[0].strip()
+
+
 def broker_scheme(url: str) -> str:
-    return urlsplit(url).scheme.lower()
+    return urlsplit(first_broker_url(url)).scheme.lower()
 
 
 def broker_identity(url: str) -> str:
     """host:port/vhost-or-db, without scheme or credentials (the same broker, however spelled)."""
-    parts = urlsplit(url)
+    parts = urlsplit(first_broker_url(url))
     redis = parts.scheme.lower() in REDIS_SCHEMES
     port = parts.port or (6379 if redis else 5672)
     path = parts.path[1:] if parts.path.startswith("/") else parts.path

@@ -494,7 +494,11 @@ CHECKS = (
 
 
 def diagnose(*, broker_url: str, run_dir: Path, timeout: float, debug: bool) -> list[Finding]:
-    ctx = Context(broker_url=broker_url, run_dir=run_dir, timeout=timeout, debug=debug)
+    from apps.doctor.broker import first_broker_url
+
+    # With a cluster's failover list, the doctor examines the first node.
+    ctx = Context(broker_url=first_broker_url(broker_url), run_dir=run_dir, timeout=timeout,
+                  debug=debug)
     findings: list[Finding] = []
     for check in CHECKS:
         started = time.monotonic()

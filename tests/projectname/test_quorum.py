@@ -1,0 +1,86 @@
+"""Quorum queues as a topology option, and the failover broker URL list."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kombu import Connection
+
+from projectname.topology import TOPOLOGY, Queue
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quorum_topology_declares_quorum_queues_on_topic_exchanges():
+    quorum = TOPOLOGY.with_queue_type("quorum")
+    for queue in quorum.celery_queues():
+        assert queue.queue_arguments["x-queue-type"] == "quorum"
+        # RabbitMQ 3.10 quorum queues refuse x-max-priority.
+        assert "x-max-priority" not in queue.queue_arguments
+        # Native delayed delivery (ETA/countdown) needs topic exchanges.
+        assert queue.exchange.type == "topic"
+        assert queue.routing_key == queue.name
+    # The declared topology itself is unchanged (classic, direct).
+    assert {q.exchange.type for q in TOPOLOGY.celery_queues()} == {"direct"}
+
+
+def test_quorum_queue_with_priority_is_refused():
+    with pytest.raises(ValueError, match="no priorities"):
+        Queue("urgent", "x", max_priority=9, queue_type="quorum")
+    with pytest.raises(ValueError, match="queue_type"):
+        Queue("urgent", "x", queue_type="stream")
+
+
+def _celery_conf(**env) -> dict:
+    code = (
+        "import json, django; django.setup();"
+        "from projectname.celery import app; c = app.conf;"
+        "print(json.dumps({'queues': {q.name: [q.exchange.type, q.queue_arguments] for q in c.task_queues},"
+        " 'detect': c.worker_detect_quorum_queues, 'default_type': c.task_default_queue_type,"
+        " 'alternates': len(app.connection_for_write().alt)}))"
+    )
+    environment = dict(os.environ, DJANGO_SETTINGS_MODULE="projectname.settings",
+                       DJANGO_SECRET_KEY="test", **env)
+    out = subprocess.run([sys.executable, "-c", code], env=environment, cwd=PROJECT_ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_task_queue_type_quorum_switches_every_queue_and_celery_settings():
+    urls = ";".join(f"pyamqp://guest:guest@127.0.0.1:{port}//" for port in (5701, 5702, 5703))
+    conf = _celery_conf(TASK_QUEUE_TYPE="quorum", CELERY_BROKER_URL=urls)
+    assert set(conf["queues"]) >= set(TOPOLOGY.queue_names())
+    for name in TOPOLOGY.queue_names():
+        exchange_type, arguments = conf["queues"][name]
+        assert (exchange_type, arguments["x-queue-type"]) == ("topic", "quorum")
+    assert conf["detect"] is True
+    assert conf["default_type"] == "quorum"
+    # kombu failover: the first URL plus its alternates.
+    assert conf["alternates"] == 3
+
+
+def test_classic_is_the_default():
+    conf = _celery_conf()
+    for name in TOPOLOGY.queue_names():
+        assert conf["queues"][name][0] == "direct"
+        assert "x-queue-type" not in (conf["queues"][name][1] or {})
+
+
+def test_bad_queue_type_is_a_clear_error():
+    code = "import django; django.setup()"
+    environment = dict(os.environ, DJANGO_SETTINGS_MODULE="projectname.settings",
+                       DJANGO_SECRET_KEY="test", TASK_QUEUE_TYPE="stream")
+    out = subprocess.run([sys.executable, "-c", code], env=environment, cwd=PROJECT_ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "TASK_QUEUE_TYPE must be 'classic' or 'quorum', not 'stream'" in out.stderr
+
+
+def test_failover_url_list_is_parsed_by_kombu():
+    connection = Connection("pyamqp://u:p@n1:5672//;pyamqp://u:p@n2:5672//")
+    assert connection.hostname == "n1"
+    assert len(connection.alt) == 2

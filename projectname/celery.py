@@ -12,6 +12,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "projectname.settings")
 app = Celery("projectname", task_cls="apps.reliability.base:ReliableTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Worker monitoring events without per-message confirms (apps/dispatch/worker.py).
+app.steps["consumer"].add("apps.dispatch.worker:EventsWithoutConfirms")
 
 
 @setup_logging.connect

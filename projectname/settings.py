@@ -327,3 +327,11 @@ LOGIN_URL = "admin:login"
 # `manage.py sync_schedules` (and at beat start).  It keeps apps.reliability's
 # single-beat lock.  See apps/ops/scheduler.py.
 CELERY_BEAT_SCHEDULER = "apps.ops.scheduler:DatabaseScheduler"
+
+# --- Performance (issue 8) ----------------------------------------------------------
+# Database connections stay open (checked before reuse) instead of one new
+# connection per request or per received task: the worker's main process
+# looks up every received task (apps/taskapi/signals.py), and connecting to
+# the database each time cost more than running a short task.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

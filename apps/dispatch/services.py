@@ -175,6 +175,9 @@ def _message_builder(app, task, priority: int):
             priority=priority,
             correlation_id=task_id,
             reply_to="",
+            # Publish time, as every task message of the project carries it
+            # (RabbitMQ's head_message_timestamp feeds the wait-time alerts).
+            timestamp=int(time.time()),
         )
 
     return build

@@ -335,3 +335,5 @@ CELERY_BEAT_SCHEDULER = "apps.ops.scheduler:DatabaseScheduler"
 # the database each time cost more than running a short task.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Most tasks one POST /api/v1/tasks/bulk/ may start (one broker batch).
+DISPATCH_BULK_MAX_ITEMS = env.int("DISPATCH_BULK_MAX_ITEMS", default=1000)

@@ -4,12 +4,15 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from apps.core.views import health
+from apps.dispatch.views import BulkTaskStartView
 from apps.taskapi.views import DocsView as TaskApiDocsView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
     # Task API (apps/taskapi): JSON endpoints, OpenAPI 3 schema, Swagger UI.
+    # Bulk start (apps/dispatch), before the Task API so tasks/<id>/ does not catch it.
+    path("api/v1/tasks/bulk/", BulkTaskStartView.as_view(), name="tasks-bulk"),
     path("api/v1/", include("apps.taskapi.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", TaskApiDocsView.as_view(url_name="api-schema"), name="api-docs"),

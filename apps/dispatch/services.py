@@ -250,3 +250,93 @@ def _publish_confirmed(raw_connection, messages: list[Message], *, routing_key: 
             f"of {confirms.count} messages within {confirm_timeout}s",
             task_ids=nacked + unconfirmed,
         )
+
+
+# -- the HTTP API's bulk start (POST /api/v1/tasks/bulk/) ------------------------
+def tasks_start_bulk(
+    *, task: str, kwargs_list: Sequence[Mapping[str, object]], priority: int | None = None,
+    user=None,
+) -> BulkEnqueueResult:
+    """Validate, record and publish many calls of one allowlisted task.
+
+    Every item is checked against the task's argument schema (errors name the
+    item, e.g. ``kwargs_list[3]``) before anything is written or sent.  Like
+    the Task API's single start, each task gets its PENDING rows (TaskRecord,
+    TaskResult) so ``GET /api/v1/tasks/<id>/`` knows it; they are written and
+    the batch is published on commit.  If the broker is unreachable the rows
+    are removed again and ``BrokerUnavailable`` is raised; if it confirmed only
+    part of the batch, the rows stay and the error lists the unconfirmed ids.
+    """
+    from apps.taskapi.allowlist import allowed
+    from apps.taskapi.errors import TaskValidationError
+
+    spec = allowed(task) if isinstance(task, str) else None
+    if spec is None:
+        raise TaskValidationError({"task": [f"'{task}' is not an allowlisted task"]})
+    errors: dict[str, list[str]] = {}
+    for index, kwargs in enumerate(kwargs_list):
+        if not isinstance(kwargs, Mapping):
+            errors[f"kwargs_list[{index}]"] = ["must be a JSON object"]
+            continue
+        _, item_errors = spec.bind([], dict(kwargs))
+        for problems in item_errors.values():
+            errors.setdefault(f"kwargs_list[{index}]", []).extend(problems)
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)
+                                 or not 0 <= priority <= 9):
+        errors["priority"] = ["must be an integer from 0 to 9"]
+    if errors:
+        raise TaskValidationError(errors)
+    task_ids = [str(uuid.uuid4()) for _ in kwargs_list]
+    kwargs_list = [dict(kwargs) for kwargs in kwargs_list]
+    outcome: dict[str, BulkEnqueueResult] = {}
+
+    def record_and_publish():
+        outcome["result"] = _record_and_publish_bulk(
+            spec=spec, task_ids=task_ids, kwargs_list=kwargs_list, priority=priority, user=user,
+        )
+
+    transaction.on_commit(record_and_publish)
+    return outcome.get("result") or BulkEnqueueResult(
+        task_ids=task_ids, queue=spec.default_queue, seconds=0.0,
+    )
+
+
+def _record_and_publish_bulk(*, spec, task_ids, kwargs_list, priority, user) -> BulkEnqueueResult:
+    import json
+
+    from celery import states
+    from django_celery_results.models import TaskResult
+    from kombu.exceptions import OperationalError
+
+    from apps.taskapi.errors import BrokerUnavailable
+    from apps.taskapi.models import TaskRecord
+
+    queue = spec.default_queue
+    requested_by = user if user is not None and getattr(user, "is_authenticated", False) else None
+    with transaction.atomic():
+        TaskRecord.objects.bulk_create([
+            TaskRecord(task_id=task_id, task_name=spec.name, args=[], kwargs=kwargs,
+                       queue=queue, priority=priority, requested_by=requested_by)
+            for task_id, kwargs in zip(task_ids, kwargs_list, strict=True)
+        ])
+        TaskResult.objects.bulk_create([
+            TaskResult(task_id=task_id, task_name=spec.name, status=states.PENDING,
+                       task_args=json.dumps("()"), task_kwargs=json.dumps(saferepr(kwargs)),
+                       content_type="application/json", content_encoding="utf-8",
+                       meta=json.dumps({"children": []}))
+            for task_id, kwargs in zip(task_ids, kwargs_list, strict=True)
+        ], ignore_conflicts=True)
+    try:
+        return tasks_enqueue_bulk(task=spec.name, kwargs_list=kwargs_list, priority=priority,
+                                  task_ids=task_ids)
+    except BulkEnqueueError as exc:
+        raise BrokerUnavailable(
+            f"{exc}. Those tasks may not run; the others were accepted.",
+            fields={"task_ids": exc.task_ids},
+        ) from exc
+    except (OperationalError, OSError) as exc:
+        TaskResult.objects.filter(task_id__in=task_ids, status=states.PENDING).delete()
+        TaskRecord.objects.filter(task_id__in=task_ids).delete()
+        raise BrokerUnavailable(
+            f"The message broker is unreachable: {exc}. Nothing was sent."
+        ) from exc

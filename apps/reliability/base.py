@@ -7,9 +7,12 @@ It adds three guarantees around Celery's own ``Task``:
   ``max_deliveries`` (default ``DELIVERY_LIMIT``) the message is rejected
   without requeue, so RabbitMQ dead-letters it instead of handing it to the
   next worker process to crash.  First deliveries cost nothing.
-* **Exhausted retries are dead-lettered.**  When a transient error (the task's
-  ``autoretry_for``) is still failing after ``max_retries`` retries, the result
-  becomes FAILURE and the message goes to the dead-letter queue.
+* **Transient failures retry with backoff; exhausted retries are
+  dead-lettered.**  An exception in the task's ``transient_errors`` (see
+  ``retry.transient_retry``) is retried with exponential backoff and jitter
+  (state RETRY); still failing after ``max_retries`` retries, the result
+  becomes FAILURE and the message goes to the dead-letter queue.  Any other
+  exception is permanent: FAILURE, no retry.
 * **Long countdowns never wait in a worker.**  ``apply_async`` with a
   countdown/ETA beyond ``RELIABILITY_LONG_DELAY_SECONDS`` stores the task in
   the database; ``dispatch_delayed_tasks`` (beat, every minute) publishes it
@@ -26,10 +29,16 @@ from datetime import datetime, timedelta
 from celery import Task
 from celery.exceptions import Retry
 
+from apps.reliability.retry import BACKOFF_FACTOR, BACKOFF_MAX, PermanentError, backoff_delay
+
 
 class ReliableTask(Task):
     #: Execution starts allowed per message (None: settings / topology default).
     max_deliveries: int | None = None
+    #: Exceptions retried with exponential backoff (see apps/reliability/retry.py).
+    transient_errors: tuple = ()
+    backoff_factor: int = BACKOFF_FACTOR
+    backoff_max: int = BACKOFF_MAX
 
     def __call__(self, *args, **kwargs):
         request = self.request
@@ -44,18 +53,24 @@ class ReliableTask(Task):
             )
         try:
             return super().__call__(*args, **kwargs)
-        except Exception as exc:
-            transient = tuple(getattr(self, "autoretry_for", ()) or ())
-            if (in_worker and self.acks_late and transient and isinstance(exc, transient)
-                    and not isinstance(exc, Retry) and self.max_retries is not None
-                    and request.retries >= self.max_retries):
-                from apps.reliability.services import RetriesExhausted
-
-                raise RetriesExhausted(
-                    f"{self.name}[{request.id}] still failing after {request.retries} "
-                    f"retries: {exc.__class__.__name__}: {exc}"
-                ) from exc
+        except Retry:
             raise
+        except Exception as exc:
+            transient = tuple(self.transient_errors or ())
+            if not transient or not isinstance(exc, transient) or isinstance(exc, PermanentError):
+                raise
+            retries = request.retries or 0
+            if self.max_retries is not None and retries >= self.max_retries:
+                if in_worker and self.acks_late:
+                    from apps.reliability.services import RetriesExhausted
+
+                    raise RetriesExhausted(
+                        f"{self.name}[{request.id}] still failing after {retries} "
+                        f"retries: {exc.__class__.__name__}: {exc}"
+                    ) from exc
+                raise
+            raise self.retry(exc=exc, countdown=backoff_delay(
+                retries=retries, factor=self.backoff_factor, maximum=self.backoff_max))
 
     def apply_async(self, args=None, kwargs=None, task_id=None, producer=None,
                     link=None, link_error=None, shadow=None, **options):

@@ -17,6 +17,7 @@ Scenarios:
   1  N tasks across the worker hosts (the split per host is printed)
   2  stop the RabbitMQ node the producer is connected to, mid-run
   3  cut one worker host's network (veth down) mid-run, restore it later
+  d  countdown tasks on quorum queues wait in the broker (native delayed delivery)
 
 Usage (root):
   .venv/bin/python bench/cluster.py                      # all three, 10,000 tasks each
@@ -235,7 +236,41 @@ def scenario_host_cut(bed: Testbed, tasks: int, cut_seconds: float, **_) -> Resu
     return result
 
 
-SCENARIOS = {"1": scenario_spread, "2": scenario_node_down, "3": scenario_host_cut}
+def delayed_messages(bed: Testbed) -> int:
+    """Messages waiting in Celery's native delayed-delivery queues (celery_delayed_*)."""
+    total = 0
+    for line in bed.run("ctl", "1", "list_queues", "name", "messages").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].startswith("celery_delayed_") and parts[1].isdigit():
+            total += int(parts[1])
+    return total
+
+
+def scenario_countdown(bed: Testbed, tasks: int, countdown: float = 8.0, **_) -> Result:
+    """ETA/countdown on quorum queues: the broker holds the message, not a worker."""
+    from apps.core.models import ProbeRun
+    from apps.core.tasks import probe
+
+    count = min(tasks, 50)
+    prefix = f"sd-{uuid.uuid4().hex[:8]}-"
+    started = time.time()
+    for i in range(count):
+        probe.apply_async(args=[f"{prefix}{i}"], countdown=countdown)
+    waiting = delayed_messages(bed)
+    wait_finished(prefix, count, stall_timeout=countdown + 60)
+    result = measure(f"d. {count} tasks with countdown={countdown:.0f}s", prefix, count, 0,
+                     started, [])
+    first = ProbeRun.objects.filter(token__startswith=prefix).order_by("started_at").first()
+    early = (first.started_at.timestamp() - started) if first else None
+    result.extra.update(delayed_in_broker=waiting, first_start_after=early)
+    result.notes.append(f"right after publishing, {waiting} messages waited in the broker's "
+                        f"celery_delayed_* queues; the first ran {early:.1f}s after publishing"
+                        if early is not None else "nothing ran")
+    return result
+
+
+SCENARIOS = {"1": scenario_spread, "2": scenario_node_down, "3": scenario_host_cut,
+             "d": scenario_countdown}
 
 
 def print_table(results: list[Result]) -> None:
@@ -285,7 +320,7 @@ def main(argv=None) -> int:
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown or args.tasks < 10:
-        parser.error(f"--scenarios: choose from 1,2,3 (got {unknown}); --tasks must be >= 10")
+        parser.error(f"--scenarios: choose from 1,2,3,d (got {unknown}); --tasks must be >= 10")
     if os.geteuid() != 0:
         parser.error("the test bed needs root (network namespaces, veth pairs)")
 

@@ -5,7 +5,9 @@ RabbitMQ cluster (its own node names, ports, data dirs and cookie; the system
 node on 5672 is never touched), two worker hosts in network namespaces with
 their own supervisord, quorum queues and the failover broker URL list.  Then
 it runs a small scenario 2 of bench/cluster.py: publish 300 probes, stop the
-node the producer is connected to after 30 % were published, publish the rest.
+node the producer is connected to after 30 % were published, publish the rest;
+then 50 probes with an 8 s countdown, which must wait in the broker's delayed-
+delivery queues (quorum queues) and run no earlier than their countdown.
 
 It is skipped only when the machine cannot host the test bed (no root, no
 network namespaces, no RabbitMQ), with that reason; on a root CI machine it runs.
@@ -101,7 +103,7 @@ def test_stopping_the_producers_broker_node_loses_nothing(testbed_env, tmp_path)
     results = tmp_path / "results.json"
     run = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "bench" / "cluster.py"), "--tasks", str(TASKS),
-         "--scenarios", "2", "--tag", testbed_env["TESTBED_TAG"],
+         "--scenarios", "2,d", "--tag", testbed_env["TESTBED_TAG"],
          "--base-port", testbed_env["TESTBED_BASE_PORT"], "--net", testbed_env["TESTBED_NET"],
          "--hosts", "2", "--programs", "main_worker", "--state", testbed_env["TESTBED_STATE"],
          "--json", str(results)],
@@ -109,7 +111,7 @@ def test_stopping_the_producers_broker_node_loses_nothing(testbed_env, tmp_path)
     )
     output = f"stdout:\n{run.stdout}\nstderr:\n{run.stderr[-4000:]}"
     assert results.exists(), output
-    [result] = json.loads(results.read_text())
+    result, delayed = json.loads(results.read_text())
 
     assert result["sent"] == TASKS, output
     assert result["publish_errors"] == 0, output
@@ -120,6 +122,11 @@ def test_stopping_the_producers_broker_node_loses_nothing(testbed_env, tmp_path)
     assert result["extra"]["producer_port_after"] not in (0, result["extra"]["producer_port_before"]), output
     # Both worker hosts took part, and workers are named <program>@<host>.
     assert set(result["split"]) == {"main_worker@h1", "main_worker@h2"}, output
+    # Countdown tasks on quorum queues wait in the broker (Celery's native
+    # delayed delivery over topic exchanges), not unacknowledged in a worker.
+    assert delayed["executed"] == delayed["sent"] > 0, output
+    assert delayed["extra"]["delayed_in_broker"] == delayed["sent"], output
+    assert delayed["extra"]["first_start_after"] >= 7.5, output
     assert run.returncode == 0, output
 
     # bench/cluster.py tears the test bed down itself: nothing may be left.

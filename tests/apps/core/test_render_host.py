@@ -48,3 +48,8 @@ def test_host_render_defaults_to_every_worker_program(tmp_path):
 def test_bad_options_name_the_option(tmp_path, args, message):
     with pytest.raises(CommandError, match=message.replace("(", r"\(").replace(")", r"\)")):
         call_command("render_supervisor", *args, "--deploy-dir", str(tmp_path))
+
+
+def test_supervisord_for_an_unrendered_host_says_how_to_render_it():
+    with pytest.raises(CommandError, match="render_supervisor --host nowhere-1"):
+        call_command("supervisord", "--host", "nowhere-1")

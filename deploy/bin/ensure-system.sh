@@ -10,6 +10,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 missing=()
 command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || missing+=(rabbitmq-server)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# iproute2: the multi-host test bed (deploy/testbed) builds network namespaces with `ip`.
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
 # Redis: the alternative broker/result backend (README 'Redis as broker'; tests run on it too).
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # Debian's Chromium drives the /ops/ browser test (Playwright never downloads one).

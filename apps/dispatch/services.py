@@ -20,6 +20,7 @@ The guarantees are the same as a single ``apply_async`` in this project:
 
 from __future__ import annotations
 
+import importlib
 import select
 import time
 import uuid
@@ -67,6 +68,14 @@ def _celery_app():
 def _resolve_task(task):
     app = _celery_app()
     if isinstance(task, str):
+        if task not in app.tasks:
+            # Outside a worker, Celery imports an app's tasks module lazily:
+            # import it if it belongs to an installed app.
+            from django.apps import apps
+
+            module = task.rpartition(".")[0]
+            if any(module == f"{config.name}.tasks" for config in apps.get_app_configs()):
+                importlib.import_module(module)
         try:
             return app.tasks[task]
         except KeyError:

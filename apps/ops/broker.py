@@ -28,7 +28,12 @@ def management_api() -> ManagementApi:
     Credentials come from RABBITMQ_MANAGEMENT_USER/PASSWORD, else from the
     broker URL; the vhost always from the broker URL.
     """
-    broker = urlparse(settings.CELERY_BROKER_URL)
+    from projectname.celery import app
+
+    # The URL this process's Celery app really uses (the first, for a
+    # "url1;url2" failover list).
+    broker_url = str(app.conf.broker_url or settings.CELERY_BROKER_URL).split(";")[0]
+    broker = urlparse(broker_url)
     vhost = unquote(broker.path[1:]) if broker.path and broker.path != "/" else "/"
     return ManagementApi(
         url=settings.RABBITMQ_MANAGEMENT_URL.rstrip("/"),

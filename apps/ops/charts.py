@@ -16,8 +16,9 @@ def activity_svg(*, total: list[int], failed: list[int], width: int = 300, heigh
 
     def bars(values, css):
         return format_html_join(
-            "", '<rect class="{}" x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}"></rect>',
-            ((css, i * bar, height - v * scale, max(bar - 1, 1), v * scale)
+            "", '<rect class="{}" x="{}" y="{}" width="{}" height="{}"></rect>',
+            ((css, f"{i * bar:.1f}", f"{height - v * scale:.1f}", f"{max(bar - 1, 1):.1f}",
+              f"{v * scale:.1f}")
              for i, v in enumerate(values) if v),
         )
 

@@ -42,8 +42,11 @@ def test_output_dir() -> Path:
 
 
 @pytest.fixture
-def browser():
+def browser(monkeypatch):
     """Headless Debian Chromium driven by Playwright (no browser download)."""
+    # Playwright's sync API keeps an event loop in this thread; the test's own
+    # ORM calls are still plain synchronous code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run `make install` (deploy/bin/ensure-system.sh)")
     from playwright.sync_api import sync_playwright

@@ -100,3 +100,11 @@ def test_unknown_program_and_action_are_clear_errors(client, make_user, monkeypa
     response = client.post("/ops/programs/web/stop/", HTTP_ACCEPT="application/json")
     assert response.status_code == 400
     assert "serves this page" in response.json()["error"]
+
+
+def test_activity_chart_is_inline_svg_with_a_bar_per_busy_minute():
+    from apps.ops.charts import activity_svg
+
+    svg = activity_svg(total=[0, 4, 2] + [0] * 57, failed=[0, 1, 0] + [0] * 57, label="main_worker")
+    assert svg.startswith("<svg") and svg.count('class="ok"') == 2 and svg.count('class="fail"') == 1
+    assert "max 4/min" in svg

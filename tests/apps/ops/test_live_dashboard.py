@@ -1,0 +1,129 @@
+"""The dashboard against the live system: real RabbitMQ statistics, real supervisord,
+real workers, and a real browser."""
+
+import re
+import uuid
+
+import pytest
+from django.core import mail
+
+from apps.core.tasks import heavy_probe, probe
+from apps.notifications.models import Notification
+from apps.notifications.tasks import send_notification
+from apps.ops.broker import queue_stats
+from apps.ops.models import AlertIncident, TaskRerun
+from apps.ops.services import alerts_evaluate
+from projectname.topology import TOPOLOGY
+from tests.apps.ops.conftest import OPS_PERMISSIONS
+from tests.support.live import wait_for
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+
+def test_work_waiting_without_a_consumer_is_seen_and_alerted_once(live_system, settings):
+    settings.OPS_NO_CONSUMER_GRACE_SECONDS = 0
+    token = uuid.uuid4().hex
+    assert live_system.ctl("stop", "heavy_worker").returncode == 0
+    try:
+        result = heavy_probe.delay(token, 0)
+
+        def waiting():
+            stats = queue_stats(TOPOLOGY.queue_names())
+            return stats if stats["heavy"].ready >= 1 else None
+
+        # The management API refreshes its statistics every few seconds.
+        stats = wait_for(waiting, 60, interval=1, message="heavy shows the waiting message")
+        assert stats["heavy"].consumers == 0
+        # The publish timestamp (apps.ops.signals) gives the oldest message's age.
+        assert stats["heavy"].oldest_wait is not None and 0 <= stats["heavy"].oldest_wait < 120
+        assert stats["main_worker"].consumers >= 1
+
+        incidents = alerts_evaluate(stats=stats)
+        assert ("heavy", AlertIncident.KIND_NO_CONSUMER) in {(i.queue, i.kind) for i in incidents}
+        alerts_evaluate(stats=queue_stats(TOPOLOGY.queue_names()))
+        assert len(mail.outbox) == 1
+        assert "no consumer" in mail.outbox[0].body
+    finally:
+        live_system.ctl("start", "heavy_worker")
+        live_system.wait_workers_ready(["heavy_worker"])
+    assert result.get(timeout=60)["token"] == token
+
+    def drained():
+        stats = queue_stats(TOPOLOGY.queue_names())
+        return stats if stats["heavy"].ready == 0 and stats["heavy"].consumers >= 1 else None
+
+    alerts_evaluate(stats=wait_for(drained, 60, interval=1, message="heavy drained"))
+    incident = AlertIncident.objects.get(queue="heavy", kind=AlertIncident.KIND_NO_CONSUMER)
+    assert incident.closed_at is not None
+
+
+def test_staff_operates_the_system_from_ops_in_a_real_browser(live_system, browser, make_user,
+                                                             test_output_dir):
+    make_user("operator", staff=True, permissions=OPS_PERMISSIONS)
+    # A failed task: its notification row did not exist yet.
+    missing_id = (Notification.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1000
+    failed = send_notification.delay(missing_id)
+    with pytest.raises(Exception, match="does not exist"):
+        failed.get(timeout=60)
+    # Some traffic for the activity chart.
+    for _ in range(3):
+        probe.delay(uuid.uuid4().hex).get(timeout=30)
+    # The missing row arrives; a re-run will now succeed.
+    Notification.objects.create(pk=missing_id, recipient="ann@example.com", subject="Hi", body="Hello")
+
+    base = f"http://127.0.0.1:{live_system.web_port}"
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(f"{base}/admin/login/?next=/ops/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "operator-pass-9x!")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base}/ops/")
+    (test_output_dir / "ops-dashboard.html").write_text(page.content())  # for a failing run
+
+    # Queues and workers of the running system.
+    for queue in TOPOLOGY.queue_names():
+        row = page.locator(f"#queues tr[data-queue='{queue}']")
+        assert row.locator(".consumers").inner_text().strip() != "0"
+    for worker in TOPOLOGY.workers:
+        row = page.locator(f"#workers tr[data-worker='{worker.name}']")
+        assert row.locator("td").nth(1).inner_text() == "online"
+        assert row.locator(".state").inner_text() == "RUNNING"
+        assert live_system.node(worker.name) in row.inner_text()
+    assert page.locator("#programs .state.RUNNING").count() == len(live_system.states())
+    assert page.locator("#queues svg.chart").count() == len(TOPOLOGY.queue_names())
+
+    # One click re-runs the failed task; it runs on its worker.
+    failure_row = page.locator(f"#failures tr[data-task-id='{failed.id}']")
+    assert "DoesNotExist" in failure_row.inner_text()
+    failure_row.locator("button[name=rerun]").click()
+    page.wait_for_load_state()
+    message = page.locator(".messages li").first.inner_text()
+    assert re.search(r"Re-run of apps\.notifications\.tasks\.send_notification queued as [0-9a-f-]{36}", message)
+    rerun = TaskRerun.objects.get(original_task_id=failed.id)
+    assert rerun.new_task_id in message
+    from django_celery_results.models import TaskResult
+
+    done = wait_for(lambda: TaskResult.objects.filter(task_id=rerun.new_task_id, status="SUCCESS").first(),
+                    60, message="re-run succeeded")
+    assert done.worker == live_system.node("main_worker")
+    assert Notification.objects.get(pk=missing_id).sent_at is not None
+
+    # Restart a worker from its row: supervisord's XML-RPC, POST with CSRF.
+    before = live_system.rpc().getProcessInfo("heavy_worker")["pid"]
+    try:
+        page.locator("#workers tr[data-worker='heavy_worker'] button", has_text="Restart").click()
+        page.wait_for_load_state()
+        assert "heavy_worker: restart requested" in page.locator(".messages li").first.inner_text()
+        wait_for(lambda: live_system.rpc().getProcessInfo("heavy_worker")["pid"] not in (0, before),
+                 90, interval=0.5, message="heavy_worker restarted")
+    finally:
+        live_system.wait_running(["heavy_worker"], timeout=90)
+        live_system.wait_workers_ready(["heavy_worker"], timeout=90)
+
+    page.goto(f"{base}/ops/")
+    assert "re-run SUCCESS" in page.locator(f"#failures tr[data-task-id='{failed.id}']").inner_text()
+    page.locator("#workers tr[data-worker='heavy_worker'] td.online").wait_for()
+    path = test_output_dir / "ops-dashboard.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 20_000

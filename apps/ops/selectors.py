@@ -225,7 +225,7 @@ def incidents_recent(*, limit: int = 10) -> list[AlertIncident]:
 
 
 # -- dead letters (apps.reliability, when installed) ---------------------------
-def dead_letters(*, limit: int = 20) -> tuple[list[dict], str]:
+def dead_letters(*, limit: int = 50) -> tuple[list[dict], str]:
     """(rows, note). Empty with a note when the reliability app is not there."""
     try:
         from apps.reliability.services import dead_letters_list

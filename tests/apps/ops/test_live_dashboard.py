@@ -13,6 +13,9 @@ from apps.notifications.tasks import send_notification
 from apps.ops.broker import queue_stats
 from apps.ops.models import AlertIncident, TaskRerun
 from apps.ops.services import alerts_evaluate
+from apps.reliability.models import Effect
+from apps.reliability.services import dead_letters_list, fault_account_open
+from apps.reliability.tasks import fault_flaky
 from projectname.topology import TOPOLOGY
 from tests.apps.ops.conftest import OPS_PERMISSIONS
 from tests.support.live import wait_for
@@ -60,6 +63,10 @@ def test_work_waiting_without_a_consumer_is_seen_and_alerted_once(live_system, s
 def test_staff_operates_the_system_from_ops_in_a_real_browser(live_system, browser, make_user,
                                                              test_output_dir):
     make_user("operator", staff=True, permissions=OPS_PERMISSIONS)
+    # A dead letter: fails 4 times (first run + 3 retries), then succeeds once re-queued.
+    run = uuid.uuid4().hex[:12]
+    fault_account_open(run_id=run)
+    doomed = fault_flaky.delay(run, "ops-requeue", failures=4)
     # A failed task: its notification row did not exist yet.
     missing_id = (Notification.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1000
     failed = send_notification.delay(missing_id)
@@ -92,6 +99,27 @@ def test_staff_operates_the_system_from_ops_in_a_real_browser(live_system, brows
         assert live_system.node(worker.name) in row.inner_text()
     assert page.locator("#programs .state.RUNNING").count() == len(live_system.states())
     assert page.locator("#queues svg.chart").count() == len(TOPOLOGY.queue_names())
+    # The page refreshes itself from the JSON endpoint (every OPS_REFRESH_SECONDS).
+    snapshot = page.request.get(f"{base}/ops/api/snapshot/", headers={"Accept": "application/json"})
+    assert snapshot.ok
+    assert {q["name"]: q["consumers"] >= 1 for q in snapshot.json()["queues"]} == \
+        {name: True for name in TOPOLOGY.queue_names()}
+    first = page.locator("#updated").inner_text()
+    page.wait_for_function(f"document.getElementById('updated').textContent !== {first!r}",
+                           timeout=60_000)
+
+    # The dead letter is listed; one click re-queues it to the queue it died in.
+    wait_for(lambda: doomed.id in {d.id for d in dead_letters_list(limit=1000)}, 90,
+             message="dead-lettered")
+    page.goto(f"{base}/ops/")
+    letter_row = page.locator(f"#dead-letters tr[data-dead-letter='{doomed.id}']")
+    assert "main_worker" in letter_row.inner_text()
+    assert "apps.reliability.tasks.fault_flaky" in letter_row.inner_text()
+    letter_row.locator("button", has_text="Re-queue").click()
+    page.wait_for_load_state()
+    assert f"re-queued {doomed.id}" in page.locator(".messages li").first.inner_text()
+    wait_for(lambda: Effect.objects.filter(key=f"fault:{run}:ops-requeue").exists(), 60,
+             message="re-queued task ran")
 
     # One click re-runs the failed task; it runs on its worker.
     failure_row = page.locator(f"#failures tr[data-task-id='{failed.id}']")

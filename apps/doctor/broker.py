@@ -8,6 +8,7 @@ is Redis, say so at start-up (system check, worker and beat logs, doctor).
 
 from __future__ import annotations
 
+import importlib.util
 from urllib.parse import urlsplit
 
 from projectname.topology import Topology
@@ -65,6 +66,9 @@ def rabbitmq_only_guarantees(*, broker_url: str, topology: Topology,
     if options.get("confirm_publish"):
         problems.append("confirm_publish is set: Redis has no publisher confirms; a publish "
                         "is only as safe as Redis persistence (appendonly).")
+    if importlib.util.find_spec("apps.reliability.beat") is not None:
+        problems.append("the beat lock is an exclusive RabbitMQ queue: Redis does not enforce "
+                        "exclusivity, so a second beat would schedule everything twice.")
     late = [r.task for r in topology.routes if r.acks_late]
     if late:
         timeout = options.get("visibility_timeout", 3600)

@@ -10,6 +10,9 @@ It is django-celery-beat's ``DatabaseScheduler`` with two changes:
   declared queue is bound to the direct exchange of its own name), so changing
   the queue in the admin can never publish to an exchange with no binding.
 
+* A database that was never synced (fresh, or wiped under a running beat,
+  as a test-suite flush does) is synced again on the next tick, instead of
+  beat silently running with no entries.
 * Exactly one beat schedules: it takes apps.reliability's RabbitMQ lock
   (an exclusive queue, see ``apps/reliability/beat.py``) before it schedules,
   stands by while another beat holds it, and exits if it loses it.
@@ -23,6 +26,8 @@ from __future__ import annotations
 import logging
 import time
 
+from celery.schedules import crontab
+from django.db import DatabaseError
 from django_celery_beat import schedulers
 
 from projectname.topology import TOPOLOGY
@@ -71,12 +76,33 @@ class DatabaseScheduler(schedulers.DatabaseScheduler):
             if self.lock is not None:
                 self.lock.release()
 
-    def setup_schedule(self):
+    def _sync_topology(self) -> None:
         from apps.ops.services import schedules_sync
 
-        self._acquire_lock()
-        # Sync first: the first read of self.schedule loads the database.
         report = schedules_sync()
         for line in report.changes + report.kept:
             logger.info("sync_schedules: %s", line)
+
+    def setup_schedule(self):
+        self._acquire_lock()
+        # Sync first: the first read of self.schedule loads the database.
+        self._sync_topology()
         self.install_default_entries(self.schedule)
+
+    def schedule_changed(self):
+        from apps.ops.models import SyncedSchedule
+
+        try:
+            never_synced = not SyncedSchedule.objects.exists()
+            if never_synced:
+                logger.warning("The schedule tables were never synced (or were wiped): "
+                               "syncing the topology's schedules again.")
+                self._sync_topology()
+                if self.app.conf.result_expires:  # what install_default_entries adds
+                    self.Entry.from_entry(
+                        "celery.backend_cleanup", app=self.app, task="celery.backend_cleanup",
+                        schedule=crontab("0", "4", "*"), options={"expire_seconds": 12 * 3600})
+        except DatabaseError as exc:
+            logger.warning("Cannot check the schedule tables: %r", exc)
+            return False
+        return super().schedule_changed() or never_synced

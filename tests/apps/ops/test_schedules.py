@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.test import Client
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from apps.ops.models import SyncedSchedule
 from apps.ops.scheduler import DatabaseScheduler
 from apps.ops.services import schedules_sync
 from projectname.celery import app
@@ -179,3 +180,20 @@ def test_admin_edits_change_beats_next_run_without_a_restart(django_user_model):
         entry = scheduler.Entry(PeriodicTask.objects.get(name="daily-report"), app=app)
     assert (entry.options["queue"], entry.options["exchange"], entry.options["routing_key"]) == \
         ("main_worker", "main_worker", "main_worker")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_wiped_schedule_database_is_synced_again_on_the_next_tick():
+    from django.db import connection
+
+    schedules_sync()
+    scheduler = _NoLockScheduler(app=app, lazy=True)
+    scheduler.schedule  # noqa: B018
+    scheduler.schedule  # noqa: B018
+    with connection.cursor() as cursor:  # what a flush (or a restored empty database) does
+        for model in (PeriodicTask, CrontabSchedule, SyncedSchedule):
+            cursor.execute(f"DELETE FROM {model._meta.db_table}")
+    assert set(scheduler.schedule) >= {entry.name for entry in TOPOLOGY.schedules
+                                       if not isinstance(entry.schedule, crontab)}
+    assert set(PeriodicTask.objects.values_list("name", flat=True)) >= \
+        {entry.name for entry in TOPOLOGY.schedules}

@@ -1,11 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from drf_spectacular.views import SpectacularAPIView
-
 from apps.core.views import health
 from apps.dispatch.views import BulkTaskStartView
 from apps.taskapi.views import DocsView as TaskApiDocsView
+from apps.taskapi.views import SchemaView as TaskApiSchemaView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -14,7 +13,7 @@ urlpatterns = [
     # Bulk start (apps/dispatch), before the Task API so tasks/<id>/ does not catch it.
     path("api/v1/tasks/bulk/", BulkTaskStartView.as_view(), name="tasks-bulk"),
     path("api/v1/", include("apps.taskapi.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/schema/", TaskApiSchemaView.as_view(), name="api-schema"),
     path("api/docs/", TaskApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
     path("ops/", include("apps.ops.urls")),
 ]

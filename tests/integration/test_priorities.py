@@ -1,0 +1,103 @@
+"""Priorities on RabbitMQ through the real main_worker: priority 9 overtakes a priority-1 backlog.
+
+main_worker's queue is declared with x-max-priority=9 and the worker takes one
+message per process (prefetch multiplier 1, acks late), so the broker, which
+orders by priority, decides what runs next.  The second test measures the same
+backlog against the alternatives (a dedicated queue on the same worker; a
+dedicated queue and worker) and prints the numbers the README quotes.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+from apps.core.models import ProbeRun
+from apps.core.tasks import heavy_probe
+from projectname.topology import TOPOLOGY
+from tests.support import rabbit
+from tests.support.live import wait_for
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+BACKLOG = 16
+SECONDS = 0.25
+
+
+@dataclass
+class Outcome:
+    position: int  # how many backlog tasks started before the urgent one
+    wait: float  # seconds from publishing the urgent task to its start
+
+
+def _idle(live_system, queues=("main_worker", "celery", "heavy")) -> None:
+    def empty():
+        return all(rabbit.queue_info(live_system.vhost, q).get("messages", 1) == 0 for q in queues)
+
+    wait_for(empty, 60, interval=0.5, message=f"{queues} drained")
+
+
+def _scenario(live_system, *, backlog_queue: str, backlog_priority: int | None,
+              urgent_queue: str, urgent_priority: int | None) -> Outcome:
+    _idle(live_system)
+    tokens = [uuid.uuid4().hex for _ in range(BACKLOG)]
+    for token in tokens:
+        heavy_probe.apply_async(args=[token, SECONDS], queue=backlog_queue,
+                                priority=backlog_priority)
+    # Let the worker(s) start on the backlog: the urgent task arrives mid-way.
+    wait_for(lambda: ProbeRun.objects.filter(token__in=tokens).exists(), 30, message="backlog started")
+    urgent = uuid.uuid4().hex
+    sent = time.time()
+    heavy_probe.apply_async(args=[urgent, SECONDS], queue=urgent_queue, priority=urgent_priority)
+    wait_for(lambda: ProbeRun.objects.filter(token__in=tokens + [urgent],
+                                             finished_at__isnull=False).count() == BACKLOG + 1,
+             120, interval=0.3, message="backlog and urgent task done")
+    urgent_run = ProbeRun.objects.get(token=urgent)
+    before = ProbeRun.objects.filter(token__in=tokens, started_at__lt=urgent_run.started_at).count()
+    return Outcome(position=before, wait=urgent_run.started_at.timestamp() - sent)
+
+
+def test_main_worker_queue_accepts_priorities_and_the_worker_takes_one_at_a_time(live_system):
+    assert rabbit.queue_info(live_system.vhost, "main_worker")["arguments"]["x-max-priority"] == 9
+    worker = TOPOLOGY.worker_named("main_worker")
+    assert worker.prefetch_multiplier == 1
+    stats = live_system.inspect("stats")[live_system.node("main_worker")]
+    assert stats["prefetch_count"] == worker.concurrency * worker.prefetch_multiplier
+
+
+def test_priority_9_overtakes_a_priority_1_backlog(live_system):
+    urgent = _scenario(live_system, backlog_queue="main_worker", backlog_priority=1,
+                       urgent_queue="main_worker", urgent_priority=9)
+    # Control: the same task at the backlog's priority waits its turn (FIFO).
+    control = _scenario(live_system, backlog_queue="main_worker", backlog_priority=1,
+                        urgent_queue="main_worker", urgent_priority=1)
+
+    print(f"\npriority 9 after {urgent.position}/{BACKLOG} backlog tasks ({urgent.wait:.2f} s); "
+          f"priority 1 after {control.position}/{BACKLOG} ({control.wait:.2f} s)")
+    # Only what already ran or sat in a worker process can start first.
+    assert urgent.position <= 6, urgent
+    assert control.position >= BACKLOG - 2, control
+    assert urgent.wait < control.wait
+
+
+def test_measure_priority_against_dedicated_queues(live_system):
+    """The numbers behind the README's choice (printed with -s)."""
+    outcomes = {
+        "x-max-priority queue (priority 9 over 1)": _scenario(
+            live_system, backlog_queue="main_worker", backlog_priority=1,
+            urgent_queue="main_worker", urgent_priority=9),
+        "dedicated queue, same worker (-Q main_worker,celery)": _scenario(
+            live_system, backlog_queue="celery", backlog_priority=None,
+            urgent_queue="main_worker", urgent_priority=None),
+        "dedicated queue and worker (backlog on heavy_worker)": _scenario(
+            live_system, backlog_queue="heavy", backlog_priority=None,
+            urgent_queue="main_worker", urgent_priority=None),
+    }
+    print()
+    for name, outcome in outcomes.items():
+        print(f"{name:<55} started after {outcome.position:>2}/{BACKLOG} backlog tasks, "
+              f"waited {outcome.wait:.2f} s")
+    for outcome in outcomes.values():
+        assert outcome.position < BACKLOG // 2

@@ -147,7 +147,7 @@ ALLOWLIST: dict[str, AllowedTask] = _entries(
         "with DiagnosticError(message) when `fail` is true.",
         params=(
             Param("seconds", "float", required=False, minimum=0, maximum=50, default=0,
-                  help="How long to run (progress every 0.5 s)."),
+                  help="How long to run (PROGRESS every second)."),
             Param("fail", "bool", required=False, default=False,
                   help="Raise DiagnosticError at the end instead of returning."),
             Param("message", "str", required=False, max_length=200, default="diagnostic",

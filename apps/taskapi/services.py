@@ -18,6 +18,7 @@ Bookkeeping, per task id:
 from __future__ import annotations
 
 import ast
+import math
 import json
 import logging
 import uuid
@@ -379,11 +380,11 @@ def diagnostic_run(
     *, seconds: float = 0, fail: bool = False, message: str = "diagnostic",
     on_progress=None, sleep=None,
 ) -> dict:
-    """Run for ``seconds`` reporting progress every half second, then succeed or fail."""
+    """Run for ``seconds`` reporting progress every second, then succeed or fail."""
     import time
 
     sleep = sleep or time.sleep
-    steps = max(1, int(seconds / 0.5 + 0.999)) if seconds else 0
+    steps = max(1, math.ceil(seconds)) if seconds else 0
     for step in range(steps):
         sleep(seconds / steps)
         if on_progress:

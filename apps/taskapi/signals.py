@@ -12,7 +12,7 @@ message and stores REVOKED.
 import logging
 
 from celery.signals import task_received, task_retry
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connection
 
 from apps.taskapi.models import TaskRecord
 
@@ -27,7 +27,10 @@ def refuse_cancelled_task(sender=None, request=None, **kwargs):
     if not task_id:
         return
     try:
-        close_old_connections()
+        if not connection.in_atomic_block:
+            # The worker's main process is long-lived: drop a connection the
+            # database closed (or that is past CONN_MAX_AGE) before using it.
+            close_old_connections()
         cancelled = TaskRecord.objects.filter(
             task_id=task_id, cancelled_at__isnull=False,
         ).exists()

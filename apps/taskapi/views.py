@@ -6,10 +6,12 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from drf_spectacular.views import SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import serializers, status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -40,10 +42,19 @@ BROKER_DOWN = {503: ApiErrorSerializer}
 TASK_ID = OpenApiParameter("task_id", str, OpenApiParameter.PATH, description="The task id.")
 
 
+class JsonOnly(DefaultContentNegotiation):
+    """Always JSON, whatever the Accept header says (a browser gets JSON too)."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class TaskApiView(APIView):
     """JSON in and out, authenticated, errors as {"detail", "code", "errors"}."""
 
     parser_classes = [LimitedJSONParser]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JsonOnly
     permission_classes = [IsAuthenticated]
 
     def get_exception_handler(self):
@@ -205,3 +216,16 @@ class DocsView(SpectacularSwaggerView):
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path(), reverse("admin:login"))
         return super().get(request, *args, **kwargs)
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI 3 schema (YAML, or JSON with ?format=json); errors as JSON."""
+
+    def get_exception_handler(self):
+        return api_exception_handler
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return response

@@ -1,0 +1,286 @@
+"""Shared pieces of the benchmarks: throw-away vhosts, process CPU/RSS, queue depth.
+
+Every benchmark runs in its own RabbitMQ vhost (created here, deleted at the
+end), so it never touches the default vhost or another session's queues.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+from tests.support import rabbit  # noqa: E402  (vhost helpers shared with the tests)
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+# Hard upper bound on any benchmark size: a typo must not flood the broker.
+MAX_TASKS = 200_000
+
+
+def bounded(n: int) -> int:
+    if not 1 <= n <= MAX_TASKS:
+        raise SystemExit(f"error: --tasks must be between 1 and {MAX_TASKS}, got {n}")
+    return n
+
+
+@contextlib.contextmanager
+def throwaway_vhost(prefix: str = "bench"):
+    vhost = rabbit.create_vhost(prefix)
+    try:
+        yield vhost
+    finally:
+        rabbit.delete_vhost(vhost)
+
+
+def amqp_connection(vhost: str):
+    import amqp
+
+    host = rabbit.AMQP_HOSTPORT
+    conn = amqp.Connection(host=host, userid=rabbit.AUTH[0], password=rabbit.AUTH[1],
+                           virtual_host=vhost, heartbeat=0)
+    conn.connect()
+    return conn
+
+
+# -- processes -----------------------------------------------------------------
+def _stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2:].split()
+
+
+def children_map() -> dict[int, list[int]]:
+    result: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(int(entry))
+            if fields:
+                result.setdefault(int(fields[1]), []).append(int(entry))
+    return result
+
+
+def tree(pid: int) -> list[int]:
+    kids = children_map()
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += kids.get(current, [])
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process, plus that of its reaped children."""
+    fields = _stat(pid)
+    if not fields:
+        return 0.0
+    # utime stime cutime cstime are fields 14..17 (1-based) -> 11..14 here.
+    return sum(int(value) for value in fields[11:15]) / CLK_TCK
+
+
+def tree_cpu(pid: int) -> float:
+    return sum(cpu_seconds(p) for p in tree(pid))
+
+
+def rss_bytes(pid: int) -> int:
+    fields = _stat(pid)
+    return int(fields[21]) * PAGE if fields else 0
+
+
+def rabbitmq_pid() -> int | None:
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"beam.smp" in cmd and b"rabbit" in cmd:
+            return int(entry)
+    return None
+
+
+class RssMonitor:
+    """Samples the RSS of process trees; remembers the peak of each root's tree."""
+
+    def __init__(self, roots: dict[str, int], interval: float = 0.1):
+        self.roots = roots
+        self.interval = interval
+        self.peak_total: dict[str, int] = {name: 0 for name in roots}
+        self.peak_process: dict[str, int] = {name: 0 for name in roots}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self):
+        for name, root in self.roots.items():
+            sizes = [rss_bytes(p) for p in tree(root)]
+            self.peak_total[name] = max(self.peak_total[name], sum(sizes))
+            self.peak_process[name] = max(self.peak_process[name], max(sizes, default=0))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds used by worker trees and by RabbitMQ between start and stop."""
+
+    worker_roots: list[int]
+    rabbit: int | None = field(default_factory=rabbitmq_pid)
+
+    def _read(self) -> tuple[float, float]:
+        workers = sum(tree_cpu(pid) for pid in self.worker_roots)
+        broker = cpu_seconds(self.rabbit) if self.rabbit else 0.0
+        return workers, broker
+
+    def start(self):
+        self._start = self._read()
+        return self
+
+    def stop(self) -> tuple[float, float]:
+        end = self._read()
+        return end[0] - self._start[0], end[1] - self._start[1]
+
+
+# -- queues ----------------------------------------------------------------------
+class QueueWatcher:
+    """Ready-message count of a queue, by passive declare on its own connection."""
+
+    def __init__(self, vhost: str):
+        self.conn = amqp_connection(vhost)
+        self.channel = self.conn.channel()
+
+    def depth(self, queue: str) -> int:
+        return self.channel.queue_declare(queue, passive=True).message_count
+
+    def wait_exists(self, queue: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.depth(queue)
+                return
+            except Exception:  # noqa: BLE001 - 404 closes the channel
+                self.channel = self.conn.channel()
+                time.sleep(0.2)
+        raise TimeoutError(f"queue {queue} was never declared")
+
+    def wait_consumers(self, queue: str, count: int = 1, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.channel.queue_declare(queue, passive=True).consumer_count >= count:
+                    return
+            except Exception:  # noqa: BLE001
+                self.channel = self.conn.channel()
+            time.sleep(0.2)
+        raise TimeoutError(f"no consumer on {queue} after {timeout}s")
+
+    def wait_empty(self, queue: str, timeout: float, interval: float = 0.005) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.depth(queue) == 0:
+                return time.perf_counter()
+            time.sleep(interval)
+        raise TimeoutError(f"queue {queue} still not empty after {timeout}s")
+
+    def time_drain(self, queue: str, total: int, timeout: float) -> tuple[float, int]:
+        """Seconds from the first consumed message to an empty queue, and how many."""
+        deadline = time.monotonic() + timeout
+        while True:
+            depth = self.depth(queue)
+            if depth < total:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nobody consumed {queue} within {timeout}s")
+            time.sleep(0.002)
+        started, counted = time.perf_counter(), depth
+        ended = self.wait_empty(queue, timeout)
+        return ended - started, counted
+
+    def close(self):
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
+# -- reporting --------------------------------------------------------------------
+def median_range(values: list[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+def fmt_rate(values: list[float]) -> str:
+    if not values:
+        return "-"
+    med, low, high = median_range(values)
+    if len(values) == 1:
+        return f"{med:,.0f}"
+    return f"{med:,.0f} ({low:,.0f}-{high:,.0f})"
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for name in ("celery", "kombu", "amqp", "dramatiq", "pika", "django", "gunicorn"):
+        with contextlib.suppress(PackageNotFoundError):
+            found[name] = version(name)
+    with contextlib.suppress(Exception):
+        overview = rabbit._api("GET", "overview").json()
+        found["rabbitmq"] = overview.get("rabbitmq_version", "?")
+        found["erlang"] = overview.get("erlang_version", "?")
+    return found
+
+
+def machine() -> str:
+    model = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} cores ({model}), {socket.gethostname()}"
+
+
+def loadavg() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return "?"
+
+
+def venv_bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,340 @@
+"""Enqueue cost from a real Django view, and enqueue-to-start latency per queue.
+
+    .venv/bin/python bench/latency.py                       # defaults below
+    .venv/bin/python bench/latency.py --requests 200 --concurrency 4 --seconds 3
+
+Starts the whole system as deployed (supervisord from the committed
+deploy/conf.d files: gunicorn web, main_worker, heavy_worker, beat, flower) in a
+throw-away RabbitMQ vhost with a temporary SQLite database, then measures:
+
+1. HTTP (loopback only, a bounded number of requests from ``--concurrency``
+   client threads): p50/p99 of
+   * ``GET /health/`` (the HTTP baseline, no enqueue),
+   * ``POST /api/v1/tasks/bulk/`` with one task, and the view's own enqueue
+     time from its ``Server-Timing: enqueue;dur=`` header (pooled connection,
+     publish, confirm: the time the enqueue adds to the request),
+   * ``POST /api/v1/tasks/bulk/`` with 100 tasks (per request and per task),
+   * ``POST /api/v1/tasks/`` (the Task API's single start).
+2. Enqueue-to-start: probe tasks sent at ``--rate`` per second for
+   ``--seconds`` to each queue; latency = the worker's recorded start time
+   minus the send time (same host clock), p50/p99 per queue; then the same on
+   ``main_worker`` while ``heavy`` holds a backlog of long tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common  # noqa: E402
+from bench.common import PROJECT_ROOT  # noqa: E402
+
+MAX_REQUESTS = 20_000
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return (f"p50 {percentile(values, 50):.2f} ms, p99 {percentile(values, 99):.2f} ms "
+            f"(n={len(values)})")
+
+
+# -- system ------------------------------------------------------------------------
+def start_system(workdir: Path, vhost: str):
+    import subprocess
+
+    from tests.support.live import LiveSystem, build_env, free_port
+
+    run_dir = workdir / "system"
+    (run_dir / "log").mkdir(parents=True)
+    broker_url = common.rabbit.broker_url(vhost)
+    database_url = f"sqlite:///{workdir / 'latency.sqlite3'}"
+    web_port, flower_port = free_port(), free_port()
+    env = build_env(run_dir=run_dir, broker_url=broker_url, database_url=database_url,
+                    web_port=web_port, flower_port=flower_port)
+    # This process enqueues and reads the database like the web process does.
+    for key in ("CELERY_BROKER_URL", "DATABASE_URL", "DJANGO_DEBUG", "DJANGO_SECRET_KEY"):
+        os.environ[key] = env[key]
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "projectname.settings")
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+                   env=env, cwd=PROJECT_ROOT, check=True)
+    import django
+
+    django.setup()
+    from projectname.celery import app
+
+    app.conf.broker_url = broker_url
+    system = LiveSystem(run_dir=run_dir, vhost=vhost, broker_url=broker_url,
+                        database_url=database_url, env=env, web_port=web_port,
+                        flower_port=flower_port)
+    system.start()
+    return system
+
+
+def operator_token() -> str:
+    from django.contrib.auth.models import Group, Permission, User
+    from rest_framework.authtoken.models import Token
+
+    user = User.objects.create_user(f"bench-{uuid.uuid4().hex[:8]}")
+    group, _ = Group.objects.get_or_create(name="task operators")
+    group.permissions.add(Permission.objects.get(content_type__app_label="taskapi",
+                                                 codename="operate_tasks"))
+    user.groups.add(group)
+    return Token.objects.create(user=user).key
+
+
+# -- 1. HTTP -------------------------------------------------------------------------
+def http_load(url: str, *, method: str, body_for, headers: dict, total: int,
+              concurrency: int) -> dict:
+    """``total`` requests from ``concurrency`` threads; latencies in ms."""
+    import requests
+
+    latencies: list[float] = []
+    server: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def client():
+        session = requests.Session()
+        session.headers.update(headers)
+        while True:
+            with lock:
+                number = next(counter, None)
+            if number is None:
+                return
+            body = body_for(number) if body_for else None
+            started = time.perf_counter()
+            response = session.request(method, url, json=body, timeout=30)
+            elapsed = (time.perf_counter() - started) * 1000
+            with lock:
+                if response.status_code >= 400:
+                    failures.append(f"{response.status_code} {response.text[:200]}")
+                    continue
+                latencies.append(elapsed)
+                timing = response.headers.get("Server-Timing", "")
+                if "enqueue;dur=" in timing:
+                    server.append(float(timing.split("enqueue;dur=")[1].split(",")[0]))
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {total} requests to {url} failed: {failures[0]}")
+    return {"client_ms": latencies, "enqueue_ms": server, "requests_per_s": total / wall}
+
+
+def measure_http(system, *, requests_total: int, concurrency: int, log) -> list[dict]:
+    base = f"http://127.0.0.1:{system.web_port}"
+    headers = {"Authorization": f"Token {operator_token()}"}
+    probe = "apps.core.tasks.probe"
+    run_id = uuid.uuid4().hex[:6]
+    bulk_size = 100
+    cases = [
+        ("GET /health/ (baseline, no enqueue)", "GET", "/health/", None, requests_total),
+        ("POST /api/v1/tasks/bulk/, 1 task", "POST", "/api/v1/tasks/bulk/",
+         lambda n: {"task": probe, "kwargs_list": [{"token": f"h1-{run_id}-{n}"}]},
+         requests_total),
+        (f"POST /api/v1/tasks/bulk/, {bulk_size} tasks", "POST", "/api/v1/tasks/bulk/",
+         lambda n: {"task": probe, "kwargs_list": [{"token": f"hb-{run_id}-{n}-{i}"}
+                                                  for i in range(bulk_size)]},
+         max(1, requests_total // 10)),
+        ("POST /api/v1/tasks/ (Task API single start)", "POST", "/api/v1/tasks/",
+         lambda n: {"task": probe, "kwargs": {"token": f"ts-{run_id}-{n}"}}, requests_total),
+    ]
+    rows = []
+    for label, method, path, body_for, total in cases:
+        # A short warm-up: gunicorn workers import, pools connect.
+        http_load(base + path, method=method, body_for=(lambda n, f=body_for: f(n + 10**6))
+                  if body_for else None, headers=headers, total=min(20, total),
+                  concurrency=min(2, concurrency))
+        result = http_load(base + path, method=method, body_for=body_for, headers=headers,
+                           total=total, concurrency=concurrency)
+        result.update(label=label, requests=total, tasks_per_request=bulk_size
+                      if f"{bulk_size} tasks" in label else (0 if method == "GET" else 1))
+        rows.append(result)
+        log(f"  {label}: client {summary(result['client_ms'])}"
+            + (f"; enqueue (Server-Timing) {summary(result['enqueue_ms'])}"
+               if result["enqueue_ms"] else "")
+            + f"; {result['requests_per_s']:.0f} req/s")
+    return rows
+
+
+# -- 2. enqueue-to-start -----------------------------------------------------------------
+def send_paced(*, task, rate: float, seconds: float, queue: str | None, extra: dict) -> dict:
+    """Send ``rate`` tasks per second for ``seconds``; token -> send time (epoch s)."""
+    sent: dict[str, float] = {}
+    total = max(1, int(rate * seconds))
+    started = time.monotonic()
+    for number in range(total):
+        due = started + number / rate
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        token = f"lat-{uuid.uuid4().hex[:10]}"
+        options = {"queue": queue} if queue else {}
+        sent[token] = time.time()
+        task.apply_async(kwargs={"token": token, **extra}, **options)
+    return sent
+
+
+def start_latencies(sent: dict[str, float], timeout: float) -> list[float]:
+    from apps.core.models import ProbeRun
+
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = dict(ProbeRun.objects.filter(token__in=list(sent), started_at__isnull=False)
+                    .values_list("token", "started_at"))
+        if len(rows) == len(sent):
+            return [(rows[token].timestamp() - sent[token]) * 1000 for token in sent]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(rows)} of {len(sent)} probes started in {timeout}s")
+        time.sleep(0.5)
+
+
+def measure_start_latency(system, *, rate: float, seconds: float, backlog: int,
+                          backlog_seconds: float, log) -> list[dict]:
+    from apps.core.tasks import heavy_probe, probe
+
+    rows = []
+    timeout = 60 + seconds * 4
+    watcher = common.QueueWatcher(system.vhost)
+    for label, task, queue, extra, task_rate in (
+        ("main_worker (probe)", probe, None, {}, rate),
+        ("celery (probe, sent to the default queue)", probe, "celery", {}, rate),
+        ("heavy (heavy_probe, 0 s)", heavy_probe, None, {"seconds": 0}, max(1.0, rate / 4)),
+    ):
+        wait_idle(watcher)
+        latencies = start_latencies(send_paced(task=task, rate=task_rate, seconds=seconds,
+                                               queue=queue, extra=extra), timeout)
+        rows.append({"label": label, "rate": task_rate, "ms": latencies})
+        log(f"  {label} at {task_rate:g}/s: {summary(latencies)}")
+    # Isolation: heavy holds a backlog of long tasks while main_worker works.
+    wait_idle(watcher)
+    holders = [f"hold-{uuid.uuid4().hex[:10]}" for _ in range(backlog)]
+    for token in holders:
+        heavy_probe.apply_async(kwargs={"token": token, "seconds": backlog_seconds})
+    time.sleep(1)
+    depth = common.rabbit.queue_info(system.vhost, "heavy").get("messages", "?")
+    latencies = start_latencies(send_paced(task=probe, rate=rate, seconds=seconds, queue=None,
+                                           extra={}), timeout)
+    rows.append({"label": f"main_worker while heavy holds a backlog ({backlog} x "
+                          f"{backlog_seconds:g} s tasks)", "rate": rate, "ms": latencies,
+                 "heavy_depth": depth})
+    log(f"  main_worker with heavy backlog (heavy depth ~{depth}): {summary(latencies)}")
+    # Leave nothing behind that would hold up the shutdown.
+    watcher.channel.queue_purge("heavy")
+    watcher.close()
+    return rows
+
+
+def wait_idle(watcher, timeout: float = 600) -> None:
+    """Whatever earlier steps enqueued (e.g. the HTTP cases' tasks) has run."""
+    for queue in ("main_worker", "celery", "heavy"):
+        watcher.wait_empty(queue, timeout, interval=0.2)
+    time.sleep(1)
+
+
+def render(http_rows, latency_rows, args) -> str:
+    lines = [
+        f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine {common.machine()}; "
+        f"load {common.loadavg()}",
+        "versions " + ", ".join(f"{k} {v}" for k, v in common.versions().items()),
+        "",
+        f"HTTP through gunicorn as deployed, {args.concurrency} concurrent loopback clients",
+        "",
+        "| request | requests | client p50 / p99 ms | enqueue in the view p50 / p99 ms "
+        "(Server-Timing) | req/s |",
+        "|---|---|---|---|---|",
+    ]
+    for row in http_rows:
+        client = row["client_ms"]
+        enqueue = row["enqueue_ms"]
+        lines.append(
+            f"| {row['label']} | {row['requests']:,} | {percentile(client, 50):.2f} / "
+            f"{percentile(client, 99):.2f} | "
+            + (f"{percentile(enqueue, 50):.2f} / {percentile(enqueue, 99):.2f}" if enqueue else "-")
+            + f" | {row['requests_per_s']:.0f} |")
+    lines += ["", f"Enqueue-to-start ({args.seconds:g} s per row)", "",
+              "| queue | tasks/s sent | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|"]
+    for row in latency_rows:
+        values = row["ms"]
+        lines.append(f"| {row['label']} | {row['rate']:g} | {percentile(values, 50):.1f} | "
+                     f"{percentile(values, 99):.1f} | {max(values):.1f} |")
+    base = next((r for r in latency_rows if r["label"].startswith("main_worker (probe)")), None)
+    loaded = latency_rows[-1] if latency_rows else None
+    if base and loaded and base is not loaded:
+        ratio = percentile(loaded["ms"], 99) / percentile(base["ms"], 99)
+        lines += ["", f"main_worker p99 with heavy backlog / without: {ratio:.2f}"]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="requests per HTTP case")
+    parser.add_argument("--concurrency", type=int, default=8, help="client threads")
+    parser.add_argument("--rate", type=float, default=20.0, help="probe tasks per second")
+    parser.add_argument("--seconds", type=float, default=15.0, help="seconds per latency row")
+    parser.add_argument("--backlog", type=int, default=12, help="long heavy tasks held back")
+    parser.add_argument("--backlog-seconds", type=float, default=20.0,
+                        help="how long each backlog task runs")
+    parser.add_argument("--json", help="also write the raw results to this file")
+    args = parser.parse_args(argv)
+    if not 1 <= args.requests <= MAX_REQUESTS:
+        parser.error(f"--requests must be between 1 and {MAX_REQUESTS}")
+    if not 1 <= args.concurrency <= 64:
+        parser.error("--concurrency must be between 1 and 64")
+    if not 0.1 <= args.rate <= 500 or not 0.5 <= args.seconds <= 600:
+        parser.error("--rate must be 0.1-500 and --seconds 0.5-600")
+    if not 0 <= args.backlog <= 200 or not 0 <= args.backlog_seconds <= 120:
+        parser.error("--backlog must be 0-200 and --backlog-seconds 0-120")
+    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    with common.throwaway_vhost("bench-latency") as vhost, \
+            tempfile.TemporaryDirectory(prefix="bench-latency-") as workdir:
+        log("starting the system (supervisord, committed deploy/conf.d) ...")
+        system = start_system(Path(workdir), vhost)
+        try:
+            log("HTTP:")
+            http_rows = measure_http(system, requests_total=args.requests,
+                                     concurrency=args.concurrency, log=log)
+            log("enqueue-to-start:")
+            latency_rows = measure_start_latency(
+                system, rate=args.rate, seconds=args.seconds, backlog=args.backlog,
+                backlog_seconds=args.backlog_seconds, log=log)
+        finally:
+            system.stop()
+    print(render(http_rows, latency_rows, args))
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"http": [{k: v for k, v in r.items()} for r in http_rows],
+             "start_latency": latency_rows, "versions": common.versions(),
+             "machine": common.machine(),
+             "summary": {r["label"]: statistics.median(r["ms"]) for r in latency_rows}},
+            indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

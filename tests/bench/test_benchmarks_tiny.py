@@ -1,0 +1,66 @@
+"""The benchmark scripts keep working: each runs end to end at a tiny size.
+
+Numbers are not asserted (they depend on the machine and its load); only that
+every system and every row was measured and reported.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.live import PROJECT_ROOT
+
+pytestmark = pytest.mark.live
+
+
+def run(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, f"bench/{script}", *args], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_throughput_runs_every_system_and_reports_a_table(tmp_path):
+    out = tmp_path / "throughput.json"
+    result = run("throughput.py", "--tasks", "150", "--rounds", "1", "--json", str(out),
+                 timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert [r["system"] for r in data["results"]] == ["raw", "celery", "dramatiq", "project"]
+    for row in data["results"]:
+        assert len(row["drain"]) == len(row["live"]) == 1
+        assert row["drain"][0] > 0 and row["live"][0] > 0
+        assert row["rss_peak_mb"] > 0
+    producers = [p["producer"] for p in data["producers"]]
+    assert any("tasks_enqueue_bulk" in p for p in producers)
+    assert any("Dramatiq" in p for p in producers)
+    table = result.stdout
+    assert "| system | drain tasks/s |" in table
+    assert "ratios: drain project/celery" in table
+    assert "this project: main_worker as deployed" in table
+
+
+def test_latency_runs_http_and_queue_rows(tmp_path):
+    out = tmp_path / "latency.json"
+    result = run("latency.py", "--requests", "10", "--concurrency", "2", "--rate", "5",
+                 "--seconds", "1", "--backlog", "2", "--backlog-seconds", "1",
+                 "--json", str(out), timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert len(data["http"]) == 4
+    bulk_one = next(r for r in data["http"] if r["label"].endswith("bulk/, 1 task"))
+    assert len(bulk_one["enqueue_ms"]) == 10  # every response carried Server-Timing
+    labels = [r["label"] for r in data["start_latency"]]
+    assert labels[0].startswith("main_worker") and labels[-1].startswith("main_worker while heavy")
+    assert "Enqueue-to-start" in result.stdout
+
+
+def test_sizes_are_bounded_with_a_clear_error():
+    result = run("throughput.py", "--tasks", "10000000", timeout=60)
+    assert result.returncode != 0
+    assert "--tasks must be between 1 and" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run("latency.py", "--requests", "0", timeout=60)
+    assert result.returncode != 0 and "--requests must be between" in result.stderr

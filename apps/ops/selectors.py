@@ -210,9 +210,13 @@ def _next_run(task: PeriodicTask, now: datetime) -> datetime | None:
     schedule = task.crontab.schedule if task.crontab_id else task.interval.schedule
     schedule.app = app
     schedule.nowfun = lambda: now.astimezone(app.timezone)
-    last_run = task.last_run_at or task.date_changed or now
-    remaining = schedule.remaining_estimate(last_run.astimezone(app.timezone))
-    return now + max(remaining, timedelta(0))
+    last_run = (task.last_run_at or task.date_changed or now).astimezone(app.timezone)
+    if task.crontab_id:
+        # The wall-clock slot itself (not now + remaining seconds, which is an
+        # hour off across a DST change).
+        start, delta, _ = schedule.remaining_delta(last_run)
+        return max(start + delta, now)
+    return now + max(schedule.remaining_estimate(last_run), timedelta(0))
 
 
 # -- alerts --------------------------------------------------------------------

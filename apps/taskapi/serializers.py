@@ -19,8 +19,9 @@ class StrictBooleanField(serializers.BooleanField):
 
 
 class TaskStartSerializer(serializers.Serializer):
-    task = serializers.CharField(
-        max_length=255,
+    task = serializers.ChoiceField(
+        choices=TASK_NAMES,
+        error_messages={"invalid_choice": "'{input}' is not an allowlisted task."},
         help_text=f"An allowlisted task name: {', '.join(TASK_NAMES)}. "
                   "GET /api/v1/tasks/allowed/ lists each with its argument schema and queues.",
     )

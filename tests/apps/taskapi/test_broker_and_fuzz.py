@@ -1,0 +1,131 @@
+"""The Task API served by extra gunicorn processes: one whose broker is
+unreachable (503, promptly, nothing recorded), and one on a worker-less vhost
+that schemathesis fuzzes from /api/schema/ (no 5xx) and where refused requests
+can be seen to publish nothing."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.apps.taskapi.conftest import Http, _make_user, row_counts, web_server
+from tests.apps.taskapi.test_requests import BAD_STARTS
+from tests.support import rabbit
+from tests.support.live import free_port
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+DIAGNOSE = "apps.taskapi.tasks.diagnose"
+# Requests answered with 503 must come back well within this (connect timeout
+# 2 s, one quick retry), never hang until the client gives up.
+PROMPT_SECONDS = 10
+FUZZ_EXAMPLES = int(os.environ.get("TASKAPI_FUZZ_EXAMPLES", "15"))
+FUZZ_SEED = os.environ.get("TASKAPI_FUZZ_SEED", "20261123")
+
+
+@pytest.fixture(scope="module")
+def fuzz_vhost():
+    vhost = rabbit.create_vhost("taskapi-fuzz")
+    yield vhost
+    rabbit.delete_vhost(vhost)
+
+
+@pytest.fixture(scope="module")
+def workerless_server(live_system, fuzz_vhost):
+    """The API on a vhost no worker consumes: what it publishes stays there."""
+    env = {**live_system.env, "CELERY_BROKER_URL": rabbit.broker_url(fuzz_vhost)}
+    with web_server(env) as base:
+        yield base
+
+
+def _timed(call):
+    started = time.monotonic()
+    response = call()
+    return response, time.monotonic() - started
+
+
+@pytest.mark.parametrize("broker", ["closed port", "silent listener"])
+def test_unreachable_broker_is_a_prompt_503_and_records_nothing(live_system, broker):
+    with socket.socket() as silent:
+        if broker == "closed port":
+            port = free_port()  # nothing listens there
+        else:
+            # Accepts TCP connections (backlog) but never speaks AMQP.
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(16)
+            port = silent.getsockname()[1]
+        env = {**live_system.env,
+               "CELERY_BROKER_URL": f"pyamqp://guest:guest@127.0.0.1:{port}//"}
+        operator = _make_user("down-operator", operator=True)
+        before = row_counts()
+        with web_server(env) as base:
+            api = Http(base, operator)
+            response, took = _timed(lambda: api.post(
+                "/api/v1/tasks/", {"task": DIAGNOSE, "kwargs": {"message": "never sent"}}))
+            assert response.status_code == 503, response.text
+            body = response.json()
+            assert body["code"] == "broker_unavailable" and "broker" in body["detail"]
+            assert took < PROMPT_SECONDS, took
+            for path in ("/api/v1/workers/", "/api/v1/queues/"):
+                response, took = _timed(lambda: api.get(path))
+                assert response.status_code == 503, (path, response.text)
+                assert response.json()["code"] == "broker_unavailable"
+                assert took < PROMPT_SECONDS, (path, took)
+            # Reads that need no broker still work.
+            assert api.get("/api/v1/tasks/").status_code == 200
+        assert row_counts() == before  # nothing recorded as PENDING or started
+
+
+def _messages_in(vhost: str) -> int:
+    response = requests.get(f"{rabbit.MANAGEMENT_URL}/api/queues/{vhost}", auth=rabbit.AUTH,
+                            timeout=10)
+    response.raise_for_status()
+    return sum(queue.get("messages", 0) or 0 for queue in response.json())
+
+
+def test_refused_requests_publish_nothing(workerless_server, fuzz_vhost):
+    operator = _make_user("refused-operator", operator=True)
+    api = Http(workerless_server, operator)
+    start = _messages_in(fuzz_vhost)
+    for payload, field in BAD_STARTS:
+        response = api.post("/api/v1/tasks/", payload)
+        assert response.status_code == 400 and field in response.json()["errors"], (
+            payload, response.text)
+    assert api.post("/api/v1/tasks/", data=b"{not json",
+                    headers={"Content-Type": "application/json"}).status_code == 400
+    reader = Http(workerless_server, _make_user("refused-reader"))
+    assert reader.post("/api/v1/tasks/", {"task": DIAGNOSE}).status_code == 403
+    time.sleep(1)
+    assert _messages_in(fuzz_vhost) == start
+    # Control: an accepted request does land in the queue.
+    assert api.post("/api/v1/tasks/", {"task": DIAGNOSE}).status_code == 202
+    deadline = time.monotonic() + 30
+    while _messages_in(fuzz_vhost) != start + 1 and time.monotonic() < deadline:
+        time.sleep(1)  # the management API's counts lag a few seconds
+    assert _messages_in(fuzz_vhost) == start + 1
+
+
+def test_schemathesis_finds_no_server_error(workerless_server, tmp_path):
+    operator = _make_user("fuzzer", operator=True)
+    schemathesis = str(Path(sys.executable).parent / "schemathesis")
+    command = [
+        schemathesis, "run", f"{workerless_server}/api/schema/",
+        "--header", f"Authorization: Token {operator.token}",
+        "--checks", "not_a_server_error",
+        "--phases", "examples,coverage,fuzzing",
+        "--max-examples", str(FUZZ_EXAMPLES), "--seed", FUZZ_SEED,
+        "--workers", "1", "--request-timeout", "30",
+        "--report", "junit", "--report-dir", str(tmp_path),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            cwd=tmp_path, env={**os.environ, "NO_COLOR": "1"})
+    output = result.stdout + result.stderr
+    print(output[-6000:])  # shown with -s / on failure: operations, cases, seed
+    assert result.returncode == 0, output[-8000:]
+    # It really exercised the API (not an empty run against an unloaded schema).
+    assert "/api/v1/tasks/" in output, output[-3000:]

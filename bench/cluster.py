@@ -173,13 +173,13 @@ def host_short(hostname: str) -> str:
     return hostname.split("@", 1)[1] if "@" in hostname else hostname
 
 
-def scenario_spread(bed: Testbed, tasks: int, **_) -> Result:
+def scenario_spread(bed: Testbed, tasks: int, hosts: int = 3, **_) -> Result:
     prefix = f"s1-{uuid.uuid4().hex[:8]}-"
     tokens = [f"{prefix}{i}" for i in range(tasks)]
     started = time.time()
     sent, errors = publish(tokens)
     wait_finished(prefix, sent, stall_timeout=120)
-    return measure(f"1. {tasks} tasks, 3 worker hosts", prefix, sent, errors, started, [])
+    return measure(f"1. {tasks} tasks, {hosts} worker hosts", prefix, sent, errors, started, [])
 
 
 def scenario_node_down(bed: Testbed, tasks: int, base_port: int, **_) -> Result:
@@ -256,14 +256,20 @@ def scenario_countdown(bed: Testbed, tasks: int, countdown: float = 8.0, **_) ->
     started = time.time()
     for i in range(count):
         probe.apply_async(args=[f"{prefix}{i}"], countdown=countdown)
-    waiting = delayed_messages(bed)
+    # RabbitMQ refreshes queue lengths every few seconds: poll, keep the peak.
+    waiting = 0
+    while time.time() < started + countdown - 1:
+        waiting = max(waiting, delayed_messages(bed))
+        if waiting >= count:
+            break
+        time.sleep(0.5)
     wait_finished(prefix, count, stall_timeout=countdown + 60)
     result = measure(f"d. {count} tasks with countdown={countdown:.0f}s", prefix, count, 0,
                      started, [])
     first = ProbeRun.objects.filter(token__startswith=prefix).order_by("started_at").first()
     early = (first.started_at.timestamp() - started) if first else None
     result.extra.update(delayed_in_broker=waiting, first_start_after=early)
-    result.notes.append(f"right after publishing, {waiting} messages waited in the broker's "
+    result.notes.append(f"while waiting, {waiting} messages sat in the broker's "
                         f"celery_delayed_* queues; the first ran {early:.1f}s after publishing"
                         if early is not None else "nothing ran")
     return result
@@ -338,12 +344,16 @@ def main(argv=None) -> int:
         bed.run("up", timeout=600)
         print(f"test bed up in {time.monotonic() - t0:.0f}s", flush=True)
         setup_django(bed.producer_env())
-        wait_workers(expected_hosts=int(env.get("TESTBED_HOSTS", 3)))
+        from projectname.topology import TOPOLOGY
+
+        workers = {worker.name for worker in TOPOLOGY.workers}
+        wait_workers(expected_hosts=args.hosts,
+                     programs=[p for p in args.programs.split(",") if p in workers])
         results = []
         for key in scenarios:
             print(f"scenario {key} ...", flush=True)
             results.append(SCENARIOS[key](bed, args.tasks, base_port=args.base_port,
-                                          cut_seconds=args.cut_seconds))
+                                          cut_seconds=args.cut_seconds, hosts=args.hosts))
         print()
         print_table(results)
         if args.json_path:
@@ -355,17 +365,20 @@ def main(argv=None) -> int:
             bed.run("down", timeout=600)
 
 
-def wait_workers(expected_hosts: int, timeout: float = 120) -> None:
+def wait_workers(expected_hosts: int, programs: list[str], timeout: float = 180) -> None:
+    """Until every program on every host consumes (worker names are <program>@hN)."""
     from projectname.celery import app
 
+    expected = {f"{program}@h{i}" for program in programs for i in range(1, expected_hosts + 1)}
+    consuming: set[str] = set()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         replies = app.control.inspect(timeout=2.0).active_queues() or {}
-        hosts = {host_short(node) for node, queues in replies.items() if queues}
-        if len(hosts) >= expected_hosts:
+        consuming = {node for node, queues in replies.items() if queues}
+        if expected <= consuming:
             return
         time.sleep(1)
-    raise TimeoutError(f"worker hosts not consuming after {timeout}s")
+    raise TimeoutError(f"workers not consuming after {timeout}s: {sorted(expected - consuming)}")
 
 
 if __name__ == "__main__":

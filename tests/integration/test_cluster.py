@@ -20,9 +20,11 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -58,12 +60,14 @@ def _free_net() -> int:
 
 
 @pytest.fixture
-def testbed_env(tmp_path):
+def testbed_env():
     tag = f"t{os.getpid() % 10000:04d}"
+    # Short: supervisord's unix socket path must stay under 108 bytes.
+    base = Path(tempfile.mkdtemp(prefix="tb-"))
     env = dict(
         os.environ,
         TESTBED_TAG=tag,
-        TESTBED_STATE=str(tmp_path / f"state-{tag}"),
+        TESTBED_STATE=str(base / f"state-{tag}"),
         TESTBED_BASE_PORT=str(_free_base_port()),
         TESTBED_NET=str(_free_net()),
         TESTBED_HOSTS="2",
@@ -80,6 +84,7 @@ def testbed_env(tmp_path):
     finally:
         down = subprocess.run(["bash", str(TESTBED), "down"], env=env, capture_output=True,
                               text=True, timeout=180)
+        shutil.rmtree(base, ignore_errors=True)
         assert down.returncode == 0, down.stdout + down.stderr
 
 

@@ -114,6 +114,10 @@ class Worker:
     max_memory_per_child: int | None = None
     # (max, min) pool processes; when set it replaces a fixed concurrency.
     autoscale: tuple[int, int] | None = None
+    # Seconds an autoscaled pool stays grown after its last scale-up or task
+    # (Celery's AUTOSCALE_KEEPALIVE, default 30; checked every that many
+    # seconds, so the pool shrinks 1-2x this long after the backlog is done).
+    autoscale_keepalive: int | None = None
     soft_time_limit: int = 60
     time_limit: int = 90
 
@@ -289,6 +293,9 @@ TOPOLOGY = Topology(
             # Grows to 3 pool processes under a backlog, back to 1 when idle
             # (after Celery's keepalive, AUTOSCALE_KEEPALIVE, default 30 s).
             autoscale=(3, 1),
+            # Growing takes under a second; an idle grown process holds up to
+            # max_memory_per_child, so give the memory back soon.
+            autoscale_keepalive=10,
             # A long task must not sit on prefetched messages that another
             # worker process could start now.
             prefetch_multiplier=1,

@@ -32,6 +32,14 @@ class Program:
     stopwaitsecs: int
     priority: int
     extra: tuple[tuple[str, str], ...] = ()
+    # Environment variables for this program only (name, value).
+    environment: tuple[tuple[str, str], ...] = ()
+
+
+def worker_environment(worker: Worker) -> tuple[tuple[str, str], ...]:
+    if worker.autoscale and worker.autoscale_keepalive:
+        return (("AUTOSCALE_KEEPALIVE", str(worker.autoscale_keepalive)),)
+    return ()
 
 
 def worker_command(worker: Worker, host: str | None = None) -> str:
@@ -64,6 +72,7 @@ def programs(topology: Topology, host: str | None = None) -> list[Program]:
             command=worker_command(worker, host),
             stopwaitsecs=topology.longest_time_limit(worker) + SHUTDOWN_MARGIN,
             priority=200,
+            environment=worker_environment(worker),
         )
         for worker in topology.workers
     ]
@@ -108,7 +117,9 @@ def render_program(program: Program) -> str:
     options = [
         ("command", program.command),
         ("directory", "%(ENV_PROJECT_ROOT)s"),
-        ("environment", 'DJANGO_SETTINGS_MODULE="projectname.settings",PYTHONUNBUFFERED="1"'),
+        ("environment", ",".join(
+            ['DJANGO_SETTINGS_MODULE="projectname.settings"', 'PYTHONUNBUFFERED="1"']
+            + [f'{name}="{value}"' for name, value in program.environment])),
         *program.extra,
         ("autostart", "true"),
         ("autorestart", "true"),

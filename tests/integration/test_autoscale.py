@@ -1,0 +1,66 @@
+"""heavy_worker autoscales (--autoscale=3,1): it grows under a backlog and shrinks back when idle.
+
+Celery's autoscaler checks every second; it grows as soon as more messages are
+reserved than processes run, and shrinks only after AUTOSCALE_KEEPALIVE
+seconds (default 30) without a scale-up or a new task.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from apps.core.models import ProbeRun
+from apps.core.tasks import heavy_probe
+from projectname.topology import TOPOLOGY
+from tests.support.live import wait_for
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+WORKER = TOPOLOGY.worker_named("heavy_worker")
+
+
+def _pool_size(live_system) -> int | None:
+    from projectname.celery import app
+
+    node = live_system.node(WORKER.name)
+    replies = app.control.inspect(destination=[node], timeout=2.0).stats() or {}
+    stats = replies.get(node)
+    return len(stats["pool"]["processes"]) if stats else None
+
+
+def test_the_program_is_rendered_with_autoscale():
+    from apps.core.supervisor import render_program_files
+
+    maximum, minimum = WORKER.autoscale
+    command = render_program_files(TOPOLOGY)[f"{WORKER.name}.conf"]
+    assert f"--autoscale={maximum},{minimum}" in command and "--concurrency" not in command
+
+
+def test_heavy_worker_grows_under_a_backlog_and_shrinks_back(live_system):
+    maximum, minimum = WORKER.autoscale
+    # Earlier tests may have grown it: start from the minimum.
+    wait_for(lambda: _pool_size(live_system) == minimum, 120, interval=2,
+             message=f"{WORKER.name} at {minimum} process(es)")
+
+    tokens = [uuid.uuid4().hex for _ in range(maximum + 1)]
+    sent = time.monotonic()
+    results = [heavy_probe.delay(token, 2) for token in tokens]
+    wait_for(lambda: _pool_size(live_system) == maximum, 60, interval=0.5,
+             message=f"{WORKER.name} grown to {maximum}")
+    grown = time.monotonic() - sent
+    for result in results:
+        assert result.get(timeout=120)["hostname"] == live_system.node(WORKER.name)
+
+    runs = list(ProbeRun.objects.filter(token__in=tokens).order_by("started_at"))
+    # Really in parallel: some task started before another one finished.
+    overlapping = max(sum(1 for other in runs if other.started_at <= run.started_at < other.finished_at)
+                      for run in runs)
+    assert overlapping >= 2, [(r.started_at, r.finished_at) for r in runs]
+
+    idle = time.monotonic()
+    wait_for(lambda: _pool_size(live_system) == minimum, 120, interval=1,
+             message=f"{WORKER.name} shrunk back to {minimum}")
+    print(f"\n{WORKER.name}: {minimum}->{maximum} processes {grown:.1f} s after the backlog "
+          f"arrived; back to {minimum} {time.monotonic() - idle:.1f} s after it was done")

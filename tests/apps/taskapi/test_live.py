@@ -33,8 +33,9 @@ def _start(api, payload: dict) -> dict:
 
 
 def test_start_goes_pending_started_success_with_result(api, live_system):
+    # A short countdown keeps it queued long enough to look at it.
     ticket = _start(api, {"task": DIAGNOSE, "kwargs": {"seconds": 3, "message": "hello"},
-                          "countdown": 1})
+                          "countdown": 3})
     assert ticket["task"] == DIAGNOSE and ticket["queue"] == "main_worker"
     seen: list[str] = []
     # Visible at once, while queued, with what was asked for.

@@ -182,6 +182,24 @@ def scenario_spread(bed: Testbed, tasks: int, hosts: int = 3, **_) -> Result:
     return measure(f"1. {tasks} tasks, {hosts} worker hosts", prefix, sent, errors, started, [])
 
 
+def connections_by_port(bed: Testbed, via_node: int) -> dict[str, int]:
+    """Client connections per broker port: 'workers' from the namespaces, 'producer' from loopback."""
+    counts: Counter = Counter()
+    for line in bed.run("ctl", str(via_node), "list_connections", "port", "peer_host").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit():
+            who = "producer" if parts[1].startswith("127.") else "workers"
+            counts[f"{parts[0]} {who}"] += 1
+    return dict(sorted(counts.items()))
+
+
+def consuming_workers() -> list[str]:
+    from projectname.celery import app
+
+    replies = app.control.inspect(timeout=3.0).active_queues() or {}
+    return sorted(node for node, queues in replies.items() if queues)
+
+
 def scenario_node_down(bed: Testbed, tasks: int, base_port: int, **_) -> Result:
     prefix = f"s2-{uuid.uuid4().hex[:8]}-"
     tokens = [f"{prefix}{i}" for i in range(tasks)]
@@ -189,6 +207,10 @@ def scenario_node_down(bed: Testbed, tasks: int, base_port: int, **_) -> Result:
     node = port - base_port
     notes = [f"producer connected to node {node} (port {port}); stopped it after 30% "
              "were published, then published the rest"]
+
+    survivor = node % 3 + 1
+    before = connections_by_port(bed, survivor)
+    workers_before = consuming_workers()
 
     def on_progress(count):
         # Mid-run: workers are busy with the backlog; the producer goes on
@@ -202,7 +224,19 @@ def scenario_node_down(bed: Testbed, tasks: int, base_port: int, **_) -> Result:
     notes.append(f"producer ended on port {final_port}")
     wait_finished(prefix, sent, stall_timeout=120)
     result = measure(f"2. stop broker node {node} mid-run", prefix, sent, errors, started, notes)
-    result.extra.update(producer_port_before=port, producer_port_after=final_port)
+    # Every worker that consumed before the stop consumes again (poll: a worker
+    # that just reconnected answers broadcasts once its pidbox is back).
+    deadline = time.monotonic() + 60
+    workers_after = consuming_workers()
+    while not set(workers_before) <= set(workers_after) and time.monotonic() < deadline:
+        time.sleep(1)
+        workers_after = consuming_workers()
+    after = connections_by_port(bed, survivor)
+    notes.append(f"connections per broker port before: {before}; after: {after}")
+    notes.append(f"workers consuming after: {len(workers_after)} of {len(workers_before)}")
+    result.extra.update(producer_port_before=port, producer_port_after=final_port,
+                        connections_before=before, connections_after=after,
+                        workers_before=workers_before, workers_after=workers_after)
     bed.run("node-start", str(node))
     return result
 

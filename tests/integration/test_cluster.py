@@ -125,6 +125,11 @@ def test_stopping_the_producers_broker_node_loses_nothing(testbed_env, tmp_path)
     assert result["duplicated_effects"] == 0, output
     # The producer was on the node that died and carried on through another one.
     assert result["extra"]["producer_port_after"] not in (0, result["extra"]["producer_port_before"]), output
+    # The workers that were on it reconnected to the survivors and consume again.
+    stopped_port = str(result["extra"]["producer_port_before"])
+    assert not any(key.startswith(stopped_port) for key in result["extra"]["connections_after"]), output
+    assert result["extra"]["workers_after"] == result["extra"]["workers_before"] == [
+        "main_worker@h1", "main_worker@h2"], output
     # Both worker hosts took part, and workers are named <program>@<host>.
     assert set(result["split"]) == {"main_worker@h1", "main_worker@h2"}, output
     # Countdown tasks on quorum queues wait in the broker (Celery's native

@@ -193,13 +193,14 @@ def _message_builder(app, task, priority: int):
 
 
 class _Confirms:
-    """Tracks basic.ack / basic.nack for delivery tags 1..count of one channel."""
+    """Tracks basic.ack / basic.nack for delivery tags base+1..base+count of one channel."""
 
-    def __init__(self, count: int):
+    def __init__(self, count: int, base: int = 0):
         self.count = count
+        self.base = base
         self.state = bytearray(count + 1)  # 0 pending, 1 acked, 2 nacked
         self.settled = 0
-        self.floor = 0  # every tag <= floor is settled
+        self.floor = 0  # every tag <= floor (relative) is settled
 
     def _settle(self, tag: int, value: int) -> None:
         if 0 < tag <= self.count and not self.state[tag]:
@@ -208,32 +209,72 @@ class _Confirms:
 
     def _on(self, value: int):
         def callback(delivery_tag: int, multiple: bool) -> None:
+            tag = delivery_tag - self.base
             if multiple:
-                for tag in range(self.floor + 1, min(delivery_tag, self.count) + 1):
-                    self._settle(tag, value)
-                self.floor = max(self.floor, delivery_tag)
+                for relative in range(self.floor + 1, min(tag, self.count) + 1):
+                    self._settle(relative, value)
+                self.floor = max(self.floor, tag)
             else:
-                self._settle(delivery_tag, value)
+                self._settle(tag, value)
         return callback
 
     def tags(self, value: int) -> list[int]:
         return [tag for tag in range(1, self.count + 1) if self.state[tag] == value]
 
 
+class _ConfirmChannel:
+    """One channel in confirm mode per pooled connection, reused by every batch.
+
+    Opening a channel and switching it to confirm mode are two round trips;
+    reusing it leaves one per batch (the confirms).  Delivery tags keep
+    counting across batches, so each batch tracks its own range.
+    """
+
+    def __init__(self, raw_connection):
+        self.channel = raw_connection.channel()
+        self.channel.confirm_select()
+        self.published = 0
+        self.current: _Confirms | None = None
+        self.channel.events["basic_ack"].add(lambda tag, multiple: self._route(1, tag, multiple))
+        self.channel.events["basic_nack"].add(lambda tag, multiple: self._route(2, tag, multiple))
+
+    def _route(self, value: int, tag: int, multiple: bool) -> None:
+        if self.current is not None:
+            self.current._on(value)(tag, multiple)
+
+    @property
+    def usable(self) -> bool:
+        return self.channel.is_open
+
+    def close(self) -> None:
+        try:
+            self.channel.close()
+        except Exception:  # noqa: BLE001 - dropping it either way
+            pass
+
+
+def _confirm_channel(raw_connection) -> _ConfirmChannel:
+    cached = getattr(raw_connection, "_dispatch_confirm_channel", None)
+    if cached is None or not cached.usable:
+        cached = _ConfirmChannel(raw_connection)
+        raw_connection._dispatch_confirm_channel = cached
+    return cached
+
+
 def _publish_confirmed(raw_connection, messages: list[Message], *, routing_key: str,
                        task_ids: list[str], confirm_timeout: float) -> None:
-    confirms = _Confirms(len(messages))
-    channel = raw_connection.channel()
+    holder = _confirm_channel(raw_connection)
+    channel = holder.channel
+    confirms = holder.current = _Confirms(len(messages), base=holder.published)
+    complete = False
     try:
-        channel.confirm_select()
-        channel.events["basic_ack"].add(confirms._on(1))
-        channel.events["basic_nack"].add(confirms._on(2))
         sock = raw_connection.transport.sock
         # _basic_publish: the plain publish even on a connection whose channels
         # wait for a confirm after every message (kombu's confirm_publish).
         publish = channel._basic_publish
         for index, message in enumerate(messages, start=1):
             publish(message, exchange="", routing_key=routing_key)
+            holder.published += 1
             if index % _DRAIN_EVERY == 0:
                 while select.select([sock], [], [], 0)[0]:
                     raw_connection.drain_events(timeout=0.1)
@@ -246,11 +287,13 @@ def _publish_confirmed(raw_connection, messages: list[Message], *, routing_key: 
                 raw_connection.drain_events(timeout=min(remaining, 1.0))
             except TimeoutError:
                 continue
+        complete = confirms.settled == confirms.count
     finally:
-        try:
-            channel.close()
-        except Exception:  # noqa: BLE001 - the outcome is decided by the confirms
-            pass
+        holder.current = None
+        if not complete:
+            # Late confirms of this batch must not be mistaken for the next one's.
+            holder.close()
+            raw_connection._dispatch_confirm_channel = None
     nacked = [task_ids[tag - 1] for tag in confirms.tags(2)]
     unconfirmed = [task_ids[tag - 1] for tag in confirms.tags(0)]
     if nacked or unconfirmed:

@@ -206,3 +206,12 @@ def test_worker_still_sends_task_events_without_confirms(live_system):
     tasks_enqueue_bulk(task=probe, kwargs_list=[{"token": token}], task_ids=[task_id])
     thread.join(60)
     assert {"task-received", "task-started", "task-succeeded"} <= seen["types"], seen
+
+
+def test_confirm_tracker_counts_tags_after_earlier_batches():
+    confirms = _Confirms(3, base=10)
+    confirms._on(1)(9, True)    # an earlier batch's tags: ignored
+    assert confirms.settled == 0
+    confirms._on(1)(12, True)
+    confirms._on(2)(13, False)
+    assert confirms.tags(1) == [1, 2] and confirms.tags(2) == [3]

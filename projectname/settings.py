@@ -190,8 +190,8 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "redis+socket://")):
     }
 
 # --- Task API: /api/v1/, results storage (issue 4, apps/taskapi) -----------------
-# Results (django-db) are deleted after this many seconds by the
-# "celery.backend_cleanup" beat entry (apps.taskapi.tasks.cleanup_results).
+# Results (django-db) are deleted after this many seconds by Celery's daily
+# "celery.backend_cleanup" beat entry (declared in the topology, on main_worker).
 CELERY_RESULT_EXPIRES = env.int("CELERY_RESULT_EXPIRES", default=7 * 24 * 3600)
 REST_FRAMEWORK = {
     # Token first, so an anonymous request gets 401 with WWW-Authenticate: Token.

@@ -315,7 +315,8 @@ TOPOLOGY = Topology(
         Route(f"{CORE}.heavy_probe", "heavy", acks_late=True),
         # Task API (apps/taskapi): diagnostic task operators can start; cleanup.
         Route("apps.taskapi.tasks.diagnose", "main_worker"),
-        Route("apps.taskapi.tasks.cleanup_results", "main_worker"),
+        # Celery's own result cleanup (beat installs it when result_expires is set).
+        Route("celery.backend_cleanup", "main_worker"),
         # The throughput benchmark's unit of work (bench/throughput.py).
         Route("apps.dispatch.tasks.noop", "main_worker", acks_late=True),
         Route(f"{DOCTOR}.beat_heartbeat", DEFAULT_QUEUE),
@@ -364,11 +365,13 @@ TOPOLOGY = Topology(
             queue="heavy",
         ),
         Schedule(
-            # Named like Celery's built-in entry so it replaces it (one cleanup,
-            # on a consumed queue): deletes results older than result_expires.
+            # Exactly the entry beat adds by itself when result_expires is set
+            # (both schedulers), declared so it is visible and on a consumed
+            # queue: deletes results older than result_expires, and the Task
+            # API's records with them (apps/taskapi/signals.py).
             name="celery.backend_cleanup",
-            task="apps.taskapi.tasks.cleanup_results",
-            schedule=crontab(minute=15, hour=4),
+            task="celery.backend_cleanup",
+            schedule=crontab(minute=0, hour=4),
             queue="main_worker",
         ),
     ),

@@ -350,21 +350,22 @@ def result_expires() -> timedelta:
 
 
 def task_results_cleanup(*, now: datetime | None = None) -> dict[str, int]:
-    """Delete finished results older than ``result_expires`` and their records.
+    """Delete results older than ``result_expires`` and the Task API records
+    whose result is gone.
 
-    Tasks that have not finished are kept however old they are (a queued
-    task is still real).  Returns how many rows of each kind were deleted.
+    Celery's ``celery.backend_cleanup`` (scheduled daily in the topology)
+    deletes the results; this runs right after it (see ``signals``) and may be
+    called on its own.  Like Celery, age is ``date_done`` (for a row the API
+    wrote as PENDING: when it was accepted), so an id older than the expiry is
+    a 404 afterwards.  Returns how many rows of each kind were deleted.
     """
     expires = result_expires()
     if not expires:
         return {"results": 0, "records": 0}
     cutoff = (now or timezone.now()) - expires
-    results, _ = TaskResult.objects.filter(
-        date_done__lt=cutoff, status__in=states.READY_STATES,
-    ).delete()
-    still_known = TaskResult.objects.values("task_id")
+    results, _ = TaskResult.objects.filter(date_done__lt=cutoff).delete()
     records, _ = TaskRecord.objects.filter(accepted_at__lt=cutoff).exclude(
-        task_id__in=still_known,
+        task_id__in=TaskResult.objects.values("task_id"),
     ).delete()
     logger.info("Result cleanup: %d results, %d records older than %s", results, records, cutoff)
     return {"results": results, "records": records}

@@ -1,4 +1,5 @@
-"""Worker-side hooks: a cancelled task never runs, retries are counted.
+"""Worker-side hooks: a cancelled task never runs, retries are counted, and the
+Task API's records follow Celery's daily result cleanup.
 
 Celery's revoke list lives in each worker's memory: a worker that is offline
 or restarting when a task is revoked forgets it and would run the task when
@@ -11,7 +12,7 @@ message and stores REVOKED.
 
 import logging
 
-from celery.signals import task_received, task_retry
+from celery.signals import task_postrun, task_received, task_retry
 from django.db import DatabaseError, close_old_connections, connection
 
 from apps.taskapi.models import TaskRecord
@@ -51,3 +52,13 @@ def count_retry(sender=None, request=None, **kwargs):
         TaskRecord.objects.filter(task_id=task_id).update(
             retries=(getattr(request, "retries", 0) or 0) + 1,
         )
+
+
+@task_postrun.connect(dispatch_uid="taskapi.cleanup_records")
+def cleanup_records_after_backend_cleanup(sender=None, **kwargs):
+    """After Celery's daily ``celery.backend_cleanup``, drop the Task API's
+    records of the results it deleted."""
+    if getattr(sender, "name", None) == "celery.backend_cleanup":
+        from apps.taskapi.services import task_results_cleanup
+
+        task_results_cleanup()

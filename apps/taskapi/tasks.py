@@ -1,8 +1,8 @@
-"""Tasks of the Task API: a diagnostic task operators can start, and cleanup."""
+"""A diagnostic task operators can start through the Task API."""
 
 from celery import shared_task
 
-from apps.taskapi.services import PROGRESS, diagnostic_run, task_results_cleanup
+from apps.taskapi.services import PROGRESS, diagnostic_run
 
 
 @shared_task(bind=True)
@@ -19,9 +19,3 @@ def diagnose(self, seconds: float = 0, fail: bool = False, message: str = "diagn
         "hostname": self.request.hostname,
         "queue": (self.request.delivery_info or {}).get("routing_key") or "",
     }
-
-
-@shared_task
-def cleanup_results() -> dict:
-    """Delete results (and Task API records) older than ``result_expires``."""
-    return task_results_cleanup()

@@ -230,3 +230,27 @@ def test_workers_and_queues_describe_the_running_system(api, live_system, live_h
         assert queue["exists"] and queue["consumers"] >= 1 and not queue["no_consumers"]
         assert isinstance(queue["messages_ready"], int)
     assert queues["celery"]["expected_consumers"] == ["main_worker"]
+
+
+def test_scheduled_cleanup_removes_expired_results_and_records(api, live_system):
+    from apps.taskapi.models import TaskRecord
+    from apps.taskapi.services import result_expires
+    from projectname.celery import app
+
+    old = timezone.now() - 2 * result_expires()
+    for task_id in ("expired-done", "expired-queued"):
+        TaskResult.objects.create(task_id=task_id, task_name=DIAGNOSE,
+                                  status="SUCCESS" if "done" in task_id else "PENDING")
+        TaskRecord.objects.create(task_id=task_id, task_name=DIAGNOSE, queue="main_worker")
+    TaskResult.objects.filter(task_id__startswith="expired").update(date_done=old)
+    TaskRecord.objects.filter(task_id__startswith="expired").update(accepted_at=old)
+    fresh = _start(api, {"task": DIAGNOSE})
+
+    # What beat sends every night, through the real broker to main_worker.
+    cleanup = app.send_task("celery.backend_cleanup", queue="main_worker")
+    cleanup.get(timeout=60)
+    wait_for(lambda: not TaskRecord.objects.filter(task_id__startswith="expired").exists(),
+             30, message="expired records removed")
+    assert not TaskResult.objects.filter(task_id__startswith="expired").exists()
+    assert api.get("/api/v1/tasks/expired-done/").status_code == 404
+    assert api.get(f"/api/v1/tasks/{fresh['task_id']}/").status_code == 200

@@ -120,7 +120,7 @@ def _future(seconds=60):
 
 BAD_STARTS = [
     ({"task": "os.system", "args": ["rm -rf /"]}, "task"),
-    ({"task": "apps.taskapi.tasks.cleanup_results"}, "task"),
+    ({"task": "celery.backend_cleanup"}, "task"),
     ({}, "task"),
     ({"task": TASK, "args": {"seconds": 1}}, "args"),
     ({"task": TASK, "args": ["one"]}, "args"),
@@ -225,7 +225,7 @@ def test_cancel_input_is_validated(client_for, operator, payload, field):
 
 
 def test_rerun_of_a_task_that_is_not_allowlisted_is_409(client_for, operator):
-    stored = _stored("SUCCESS", name="apps.taskapi.tasks.cleanup_results",
+    stored = _stored("SUCCESS", name="celery.backend_cleanup",
                      task_args='"()"', task_kwargs='"{}"')
     before = row_counts()
     body = _assert_json_error(

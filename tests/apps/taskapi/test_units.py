@@ -60,7 +60,7 @@ def test_migration_creates_the_task_operators_group_with_the_permission():
 
 
 @pytest.mark.django_db
-def test_cleanup_removes_old_finished_results_and_keeps_unfinished():
+def test_cleanup_removes_results_and_records_older_than_result_expires():
     now = timezone.now()
     old = now - 2 * result_expires()
     for task_id, status in [("old-done", "SUCCESS"), ("old-queued", "PENDING"),
@@ -70,9 +70,9 @@ def test_cleanup_removes_old_finished_results_and_keeps_unfinished():
     TaskResult.objects.filter(task_id__startswith="old").update(date_done=old)
     TaskRecord.objects.filter(task_id__startswith="old").update(accepted_at=old)
 
-    assert task_results_cleanup(now=now) == {"results": 1, "records": 1}
-    assert set(TaskResult.objects.values_list("task_id", flat=True)) == {"old-queued", "new-done"}
-    assert set(TaskRecord.objects.values_list("task_id", flat=True)) == {"old-queued", "new-done"}
+    assert task_results_cleanup(now=now) == {"results": 2, "records": 2}
+    assert set(TaskResult.objects.values_list("task_id", flat=True)) == {"new-done"}
+    assert set(TaskRecord.objects.values_list("task_id", flat=True)) == {"new-done"}
 
 
 @pytest.mark.django_db
@@ -102,6 +102,8 @@ def test_cleanup_is_the_beat_backend_cleanup_entry_on_a_consumed_queue():
     from projectname.topology import TOPOLOGY
 
     entry = next(s for s in TOPOLOGY.schedules if s.name == "celery.backend_cleanup")
-    assert entry.task == "apps.taskapi.tasks.cleanup_results"
+    assert entry.task == "celery.backend_cleanup"
     assert TOPOLOGY.consumers_of(entry.queue)
+    # Also when beat installs its own default entry (no queue): the route holds.
+    assert TOPOLOGY.queue_for("celery.backend_cleanup") == entry.queue
 

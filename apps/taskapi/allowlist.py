@@ -12,7 +12,7 @@ To allow a task: add an ``AllowedTask`` below and document it in the README.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from projectname.topology import TOPOLOGY

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -151,7 +150,3 @@ def row_counts() -> tuple[int, int]:
     from apps.taskapi.models import TaskRecord
 
     return TaskRecord.objects.count(), TaskResult.objects.count()
-
-
-def elapsed(start: float) -> float:
-    return time.monotonic() - start

@@ -1,7 +1,6 @@
 """Units of the Task API: allowlist binding, migration, cleanup, worker guard."""
 
 import importlib
-from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest

@@ -80,24 +80,34 @@ class BeatLock:
         self.connection, self.channel = None, None
 
 
-class LockedScheduler(PersistentScheduler):
-    lock_retry_seconds = LOCK_RETRY_SECONDS
+class SingleBeatMixin:
+    """Scheduler mixin: tick only while holding the beat lock.
 
-    def setup_schedule(self):
-        self.lock = BeatLock(self.app)
+    The lock is taken on the first tick, not while the scheduler is being
+    built: beat's SIGTERM handler touches the scheduler, and a constructor
+    blocked waiting for the lock would make a standby beat unkillable.
+    """
+
+    lock_queue = LOCK_QUEUE
+    lock_retry_seconds = LOCK_RETRY_SECONDS
+    lock: BeatLock | None = None
+
+    def _wait_for_lock(self) -> None:
+        self.lock = BeatLock(self.app, self.lock_queue)
         standing_by = False
         while not self.lock.acquire():
             if not standing_by:
                 logger.warning(
                     "Another beat holds the lock (queue %r): standing by, not scheduling.",
-                    LOCK_QUEUE)
+                    self.lock_queue)
                 standing_by = True
             time.sleep(self.lock_retry_seconds)
-        logger.info("Beat lock acquired (queue %r): this beat schedules.", LOCK_QUEUE)
-        super().setup_schedule()
+        logger.info("Beat lock acquired (queue %r): this beat schedules.", self.lock_queue)
 
     def tick(self, *args, **kwargs):
-        if not self.lock.held() and not self.lock.acquire():
+        if self.lock is None:
+            self._wait_for_lock()
+        elif not self.lock.held() and not self.lock.acquire():
             logger.error("Beat lost its lock to another beat: exiting without scheduling.")
             raise SystemExit(1)
         return super().tick(*args, **kwargs)
@@ -106,6 +116,9 @@ class LockedScheduler(PersistentScheduler):
         try:
             super().close()
         finally:
-            lock = getattr(self, "lock", None)
-            if lock is not None:
-                lock.release()
+            if self.lock is not None:
+                self.lock.release()
+
+
+class LockedScheduler(SingleBeatMixin, PersistentScheduler):
+    """Celery's file-based scheduler (``--schedule``) behind the beat lock."""

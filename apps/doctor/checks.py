@@ -35,3 +35,25 @@ def redis_guarantees_check(app_configs=None, **kwargs):
             transport_options=getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None),
         )
     ]
+
+
+READERS_OF_DJANGO_DB_RESULTS = ("apps.taskapi", "apps.ops")
+
+
+def results_backend_warnings(*, result_backend: str, installed: list[str]) -> list[Warning]:
+    readers = [app for app in READERS_OF_DJANGO_DB_RESULTS if app in installed]
+    if result_backend == "django-db" or not readers:
+        return []
+    return [Warning(
+        f"CELERY_RESULT_BACKEND is {result_backend.split('://')[0]}://, but {', '.join(readers)} "
+        "read task states and results from django-db: their tasks would stay PENDING.",
+        hint="Keep CELERY_RESULT_BACKEND=django-db (the default) with the task API and the ops "
+             "dashboard; a Redis broker works with it.",
+        id="doctor.W002",
+    )]
+
+
+@register(Tags.compatibility, "results")
+def results_backend_check(app_configs=None, **kwargs):
+    return results_backend_warnings(result_backend=str(settings.CELERY_RESULT_BACKEND),
+                                    installed=list(settings.INSTALLED_APPS))

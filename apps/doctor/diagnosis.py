@@ -370,8 +370,13 @@ def check_result_backend(ctx: Context) -> list[Finding]:
                         "or fix CELERY_RESULT_BACKEND")]
     finally:
         _forget(task_id)
+    from apps.doctor.checks import results_backend_warnings
+
     return [Finding("result backend", OK, f"{_safe_url(backend_name)}: wrote and read back "
-                    "a result")]
+                    "a result")] + [
+        Finding("result backend", WARN, warning.msg, warning.hint)
+        for warning in results_backend_warnings(result_backend=str(backend_name),
+                                                installed=list(settings.INSTALLED_APPS))]
 
 
 def _forget(task_id: str) -> None:

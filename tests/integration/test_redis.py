@@ -78,14 +78,16 @@ def redis_system(live_system, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("redis-system")
     (run_dir / "log").mkdir()
     web_port, flower_port = free_port(), free_port()
+    # Results stay in django-db: the task API and the ops dashboard read them
+    # from there (test_results_can_live_in_redis covers a Redis result backend).
     env = build_env(run_dir=run_dir, broker_url=url, database_url=live_system.database_url,
                     web_port=web_port, flower_port=flower_port)
-    env["CELERY_RESULT_BACKEND"] = url
+    env["CELERY_RESULT_BACKEND"] = "django-db"
     system = LiveSystem(run_dir=run_dir, vhost=f"redis-db{number}", broker_url=url,
                         database_url=live_system.database_url, env=env,
                         web_port=web_port, flower_port=flower_port)
     try:
-        with _this_process_on(url, url):
+        with _this_process_on(url, "django-db"):
             system.start()
             yield system
     finally:
@@ -100,16 +102,31 @@ def test_routing_on_redis(redis_system):
     routing.test_inspect_active_queues_matches_the_topology(redis_system)
 
 
-def test_results_are_stored_in_redis(redis_system):
+def test_results_can_live_in_redis(redis_system):
+    """CELERY_RESULT_BACKEND=redis://: a worker stores results there, .get() reads them."""
     from apps.core.tasks import probe
 
-    token = uuid.uuid4().hex
-    result = probe.delay(token)
-    assert result.get(timeout=30)["token"] == token
-    number = int(redis_system.broker_url.rsplit("/", 1)[1])
-    stored = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number).get(
-        f"celery-task-meta-{result.id}")
-    assert stored is not None and json.loads(stored)["status"] == "SUCCESS"
+    number, client = _claim_database()
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{number}"
+    env = {**redis_system.env, "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url}
+    log = open(redis_system.run_dir / "log" / "results-worker.log", "ab")
+    worker = subprocess.Popen(
+        [LiveSystem.bin("celery"), "-A", "projectname", "worker", "--queues=main_worker",
+         "--hostname=results@%h", "--pool=solo", "--without-gossip", "--without-mingle"],
+        env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with _this_process_on(url, url):
+            token = uuid.uuid4().hex
+            result = probe.delay(token)
+            assert result.get(timeout=90)["token"] == token
+            assert result.backend.__class__.__name__ == "RedisBackend"
+        stored = client.get(f"celery-task-meta-{result.id}")
+        assert stored is not None and json.loads(stored)["status"] == "SUCCESS"
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+        log.close()
+        client.flushdb()
 
 
 def test_workers_and_beat_warn_about_rabbitmq_only_guarantees(redis_system):
@@ -140,3 +157,16 @@ def test_doctor_on_redis(redis_system):
     assert findings["result backend"]["status"] == "OK"
     assert findings["redis guarantees"]["status"] == "WARN"
 
+
+
+def test_task_api_on_redis(redis_system):
+    from tests.apps.taskapi import test_live as api_tests
+    from tests.apps.taskapi.conftest import Http, _make_user
+
+    def http(api_user=None):
+        return Http(f"http://127.0.0.1:{redis_system.web_port}", api_user)
+
+    api = http(_make_user("live-operator", operator=True))  # the name the test expects
+    api_tests.test_start_goes_pending_started_success_with_result(api, redis_system)
+    api_tests.test_failing_task_reports_its_error(api, http)
+    api_tests.test_queue_override_runs_on_the_other_queue(api, redis_system)

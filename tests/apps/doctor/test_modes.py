@@ -57,3 +57,13 @@ except Exception as error:
     assert result.returncode == 0, result.stderr
     assert "sent True True 1" in result.stdout
     assert "raised DoesNotExist" in result.stdout
+
+
+def test_a_non_database_result_backend_warns_when_the_api_reads_results():
+    from apps.doctor.checks import results_backend_warnings
+
+    [warning] = results_backend_warnings(result_backend="redis://127.0.0.1:6379/0",
+                                         installed=["apps.taskapi", "apps.ops"])
+    assert warning.id == "doctor.W002" and "apps.taskapi" in warning.msg
+    assert results_backend_warnings(result_backend="django-db", installed=["apps.taskapi"]) == []
+    assert results_backend_warnings(result_backend="redis://x", installed=["apps.core"]) == []

@@ -17,6 +17,7 @@ Scenarios:
   1  N tasks across the worker hosts (the split per host is printed)
   2  stop the RabbitMQ node the producer is connected to, mid-run
   3  cut one worker host's network (veth down) mid-run, restore it later
+  k  like 2, but the node is killed (SIGKILL to its Erlang VM) instead of stopped
   d  countdown tasks on quorum queues wait in the broker (native delayed delivery)
 
 Usage (root):
@@ -159,6 +160,18 @@ def measure(name: str, prefix: str, sent: int, errors: int, started: float,
     rows = runs.count()
     distinct = runs.values("token").distinct().count()
     split = Counter(dict(finished.values_list("hostname").annotate(n=Count("id"))))
+    # Each host's longest pause between two finished tasks: how long it was out
+    # (reconnecting to another node, or cut off).
+    pauses: dict[str, float] = {}
+    previous: dict[str, float] = {}
+    for hostname, finished_at in finished.order_by("finished_at").values_list("hostname", "finished_at"):
+        at = finished_at.timestamp()
+        if hostname in previous:
+            pauses[hostname] = max(pauses.get(hostname, 0.0), at - previous[hostname])
+        previous[hostname] = at
+    if name:
+        notes.append("longest pause per worker: " + ", ".join(
+            f"{host_short(h)} {p:.1f}s" for h, p in sorted(pauses.items())))
     # From the first publish to the last finished task (not to our last poll).
     seconds = (last.timestamp() - started) if last is not None else time.time() - started
     return Result(
@@ -166,6 +179,7 @@ def measure(name: str, prefix: str, sent: int, errors: int, started: float,
         duplicated_effects=rows - distinct,
         ran_twice=runs.filter(deliveries__gt=1).count(), seconds=seconds,
         split=dict(sorted(split.items())), publish_errors=errors, notes=notes,
+        extra={"longest_pause": {h: round(p, 1) for h, p in sorted(pauses.items())}},
     )
 
 
@@ -200,7 +214,7 @@ def consuming_workers() -> list[str]:
     return sorted(node for node, queues in replies.items() if queues)
 
 
-def scenario_node_down(bed: Testbed, tasks: int, base_port: int, **_) -> Result:
+def scenario_node_down(bed: Testbed, tasks: int, base_port: int, kill: bool = False, **_) -> Result:
     prefix = f"s2-{uuid.uuid4().hex[:8]}-"
     tokens = [f"{prefix}{i}" for i in range(tasks)]
     port = producer_port()
@@ -216,14 +230,16 @@ def scenario_node_down(bed: Testbed, tasks: int, base_port: int, **_) -> Result:
         # Mid-run: workers are busy with the backlog; the producer goes on
         # publishing through the same (now dead) connection after the stop.
         if count == max(1, tasks * 3 // 10):
-            bed.run("node-stop", str(node))
+            bed.run("node-kill" if kill else "node-stop", str(node))
 
     started = time.time()
     sent, errors = publish(tokens, on_progress=on_progress)
     final_port = producer_port()
     notes.append(f"producer ended on port {final_port}")
     wait_finished(prefix, sent, stall_timeout=120)
-    result = measure(f"2. stop broker node {node} mid-run", prefix, sent, errors, started, notes)
+    label = (f"k. kill -9 broker node {node} mid-run" if kill
+             else f"2. stop broker node {node} mid-run")
+    result = measure(label, prefix, sent, errors, started, notes)
     # Every worker that consumed before the stop consumes again (poll: a worker
     # that just reconnected answers broadcasts once its pidbox is back).
     deadline = time.monotonic() + 60
@@ -309,8 +325,12 @@ def scenario_countdown(bed: Testbed, tasks: int, countdown: float = 8.0, **_) ->
     return result
 
 
+def scenario_node_killed(bed: Testbed, tasks: int, base_port: int, **_) -> Result:
+    return scenario_node_down(bed, tasks, base_port, kill=True)
+
+
 SCENARIOS = {"1": scenario_spread, "2": scenario_node_down, "3": scenario_host_cut,
-             "d": scenario_countdown}
+             "k": scenario_node_killed, "d": scenario_countdown}
 
 
 def print_table(results: list[Result]) -> None:
@@ -360,7 +380,8 @@ def main(argv=None) -> int:
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown or args.tasks < 10:
-        parser.error(f"--scenarios: choose from 1,2,3,d (got {unknown}); --tasks must be >= 10")
+        parser.error(f"--scenarios: choose from {','.join(SCENARIOS)} (got {unknown}); "
+                     "--tasks must be >= 10")
     if os.geteuid() != 0:
         parser.error("the test bed needs root (network namespaces, veth pairs)")
 

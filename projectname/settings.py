@@ -306,6 +306,11 @@ if TASK_QUEUE_TYPE == "quorum":
     # exchanges/queues (celery_delayed_*) that carry ETA/countdown tasks.
     CELERY_WORKER_DETECT_QUORUM_QUEUES = True
     CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE = "quorum"
+    # ...once per (re)connection through the connected node, not once per URL
+    # of the failover list (see apps/core/cluster.py).
+    CLUSTER_BASE_WORKER_CONSUMER = globals().get(
+        "CELERY_WORKER_CONSUMER", "celery.worker.consumer:Consumer")
+    CELERY_WORKER_CONSUMER = "apps.core.cluster:ClusterConsumer"
 
 # --- Operations: /ops/ dashboard, alerts, database schedules (issue 6, apps/ops) ---
 # RabbitMQ's management API: queue lengths, consumers, oldest message's age.

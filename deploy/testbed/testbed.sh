@@ -25,6 +25,7 @@
 #   cluster-up | cluster-down
 #   hosts-up | hosts-down
 #   node-stop N | node-start N        stop/start RabbitMQ node N (1..3)
+#   node-kill N                       SIGKILL node N's Erlang VM (a crash)
 #   host-cut hN | host-restore hN     bring host hN's veth down / up
 #   host-ctl hN ARGS...               supervisorctl for host hN
 #
@@ -178,6 +179,15 @@ node_stop() {
   for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || return 0; sleep 1; done
   log "node $(node_name "$n") ignored stop; killing pid $pid"
   kill -9 "$pid" 2>/dev/null || true
+}
+
+node_kill() {  # the node dies (SIGKILL to its Erlang VM), no graceful shutdown
+  local n="$1" pid
+  pid="$(node_pid "$n")"
+  node_alive "$n" || return 0
+  log "killing node $(node_name "$n") (pid $pid)"
+  kill -9 "$pid" 2>/dev/null || true
+  for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done
 }
 
 cluster_down() { for n in "${NODES[@]}"; do node_stop "$n" & done; wait; }
@@ -381,6 +391,7 @@ case "$command" in
   hosts-up) hosts_up ;;
   hosts-down) hosts_down ;;
   node-stop) node_stop "${1:?node number}" ;;
+  node-kill) node_kill "${1:?node number}" ;;
   node-start) node_start "${1:?node number}"; node_wait "$1" ;;
   host-cut) host_cut "${1:?host}" ;;
   host-restore) host_restore "${1:?host}" ;;

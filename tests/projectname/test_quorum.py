@@ -38,9 +38,11 @@ def _celery_conf(**env) -> dict:
     code = (
         "import json, django; django.setup();"
         "from projectname.celery import app; c = app.conf;"
+        "from celery.utils.imports import symbol_by_name;"
         "print(json.dumps({'queues': {q.name: [q.exchange.type, q.queue_arguments] for q in c.task_queues},"
         " 'detect': c.worker_detect_quorum_queues, 'default_type': c.task_default_queue_type,"
-        " 'alternates': len(app.connection_for_write().alt)}))"
+        " 'alternates': len(app.connection_for_write().alt),"
+        " 'steps': list(symbol_by_name(c.worker_consumer).Blueprint.default_steps)}))"
     )
     environment = dict(os.environ, DJANGO_SETTINGS_MODULE="projectname.settings",
                        DJANGO_SECRET_KEY="test", **env)
@@ -61,10 +63,14 @@ def test_task_queue_type_quorum_switches_every_queue_and_celery_settings():
     assert conf["default_type"] == "quorum"
     # kombu failover: the first URL plus its alternates.
     assert conf["alternates"] == 3
+    # Delayed delivery is set up once through the connected node, not per URL.
+    assert "apps.core.cluster:ClusterDelayedDelivery" in conf["steps"]
+    assert "celery.worker.consumer.delayed_delivery:DelayedDelivery" not in conf["steps"]
 
 
 def test_classic_is_the_default():
     conf = _celery_conf()
+    assert "apps.core.cluster:ClusterDelayedDelivery" not in conf["steps"]
     for name in TOPOLOGY.queue_names():
         assert conf["queues"][name][0] == "direct"
         assert "x-queue-type" not in (conf["queues"][name][1] or {})

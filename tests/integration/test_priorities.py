@@ -101,3 +101,37 @@ def test_measure_priority_against_dedicated_queues(live_system):
               f"waited {outcome.wait:.2f} s")
     for outcome in outcomes.values():
         assert outcome.position < BACKLOG // 2
+
+
+def test_the_task_api_priority_overtakes_a_backlog(live_system):
+    from datetime import datetime
+
+    from django.utils import timezone
+
+    from tests.apps.taskapi.conftest import Http, _make_user
+
+    api = Http(f"http://127.0.0.1:{live_system.web_port}",
+               _make_user("priority-operator", operator=True))
+    api.get("/api/v1/queues/")  # a warm web process: the request below is quick
+    _idle(live_system)
+    tokens = [uuid.uuid4().hex for _ in range(2 * BACKLOG)]
+    for token in tokens:
+        heavy_probe.apply_async(args=[token, SECONDS], queue="main_worker", priority=1)
+    wait_for(lambda: ProbeRun.objects.filter(token__in=tokens).exists(), 30, message="backlog started")
+
+    response = api.post("/api/v1/tasks/", {"task": "apps.taskapi.tasks.diagnose",
+                                           "kwargs": {"message": "urgent"}, "priority": 9})
+    published = timezone.now()
+    assert response.status_code == 202, response.text
+    done = api.wait_state(response.json()["task_id"], {"SUCCESS", "FAILURE"}, timeout=60)
+    assert done["state"] == "SUCCESS" and done["priority"] == 9, done
+    started = datetime.fromisoformat(done["date_started"])
+    wait_for(lambda: ProbeRun.objects.filter(token__in=tokens, finished_at__isnull=False).count()
+             == len(tokens), 60, message="backlog done")
+    runs = ProbeRun.objects.filter(token__in=tokens)
+    # Of the backlog still waiting when the API answered, at most the messages
+    # already on their way to a free process started before the urgent task.
+    overtaken_by = runs.filter(started_at__gt=published, started_at__lt=started).count()
+    still_waiting_after = runs.filter(started_at__gt=started).count()
+    assert still_waiting_after >= 4, "backlog too short to show anything"
+    assert overtaken_by <= 2, (overtaken_by, still_waiting_after)

@@ -20,7 +20,10 @@ class Command(BaseCommand):
             for q in t.queues
         ]
         worker_rows = [
-            [w.name, ",".join(w.queues), w.pool, str(w.concurrency), str(w.prefetch_multiplier),
+            [w.name, ",".join(w.queues), w.pool,
+             # An autoscaling pool shows its range, min-max.
+             f"{w.autoscale[1]}-{w.autoscale[0]}" if w.autoscale else str(w.concurrency),
+             str(w.prefetch_multiplier),
              str(w.max_tasks_per_child), f"{w.soft_time_limit}/{w.time_limit}s"]
             for w in t.workers
         ]

@@ -172,7 +172,7 @@ class CeleryTutorial(PopenSystem):
 
     def setup(self):
         self.command = [common.venv_bin("celery"), "-A", "bench.celery_tutorial", "worker",
-                        "--concurrency=2", "--loglevel=WARNING",
+                        "--concurrency=2", "--loglevel=INFO",
                         f"--hostname=tutorial-{uuid.uuid4().hex[:6]}@%h"]
         os.environ["BENCH_BROKER_URL"] = self.broker_url
         from bench import celery_tutorial
@@ -647,6 +647,9 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"--only: unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    import logging
+
+    logging.getLogger("pika").setLevel(logging.WARNING)
     results = []
     for name in SYSTEMS:
         if name in systems:

@@ -41,16 +41,12 @@ def workers_overview(*, program_states: dict | None = None, timeout: float = 1.0
 
     Returns (workers, error message or "").
     """
-    from projectname.celery import app
-
     views = [WorkerView(name=w.name, node=worker_node(w.name), declared_queues=w.queues)
              for w in TOPOLOGY.workers]
     nodes = [view.node for view in views]
     error = ""
     try:
-        inspect = app.control.inspect(destination=nodes, timeout=timeout, limit=len(nodes))
-        queues_reply = inspect.active_queues() or {}
-        active_reply = inspect.active() or {}
+        queues_reply, active_reply = _inspect(nodes, timeout)
     except Exception as exc:  # broker down: show the workers as unknown, say why
         queues_reply, active_reply, error = {}, {}, f"cannot reach the workers through the broker: {exc}"
     active_ids = [task["id"] for tasks in active_reply.values() for task in tasks]
@@ -69,6 +65,14 @@ def workers_overview(*, program_states: dict | None = None, timeout: float = 1.0
         if program_states and view.name in program_states:
             view.program_state = program_states[view.name].state
     return views, error
+
+
+def _inspect(nodes: list[str], timeout: float) -> tuple[dict, dict]:
+    """(active_queues, active) replies of the named worker nodes."""
+    from projectname.celery import app
+
+    inspect = app.control.inspect(destination=nodes, timeout=timeout, limit=len(nodes))
+    return inspect.active_queues() or {}, inspect.active() or {}
 
 
 def _from_timestamp(value) -> datetime | None:

@@ -27,6 +27,24 @@ def make_user(django_user_model):
     return make
 
 
+@pytest.fixture(autouse=True)
+def no_broker_outside_live_tests(request, monkeypatch):
+    """Tests without the live system never reach a broker or its management API.
+
+    Otherwise they would read (and cache Celery's connection pool for) the
+    default vhost, which may be someone's running `make run`.
+    """
+    if request.node.get_closest_marker("live"):
+        return
+    from apps.ops import selectors, views
+    from apps.ops.broker import QueueStats
+
+    monkeypatch.setattr(selectors, "_inspect", lambda nodes, timeout: ({}, {}))
+    monkeypatch.setattr(selectors, "dead_letters", lambda **kwargs: ([], "not read in this test"))
+    monkeypatch.setattr(views, "queue_stats", lambda names: {
+        name: QueueStats(name=name, exists=True, consumers=1) for name in names})
+
+
 @pytest.fixture
 def no_supervisor(tmp_path, monkeypatch):
     """Point the dashboard at a run dir without supervisord (never someone else's)."""

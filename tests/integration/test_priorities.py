@@ -63,7 +63,10 @@ def test_main_worker_queue_accepts_priorities_and_the_worker_takes_one_at_a_time
     assert rabbit.queue_info(live_system.vhost, "main_worker")["arguments"]["x-max-priority"] == 9
     worker = TOPOLOGY.worker_named("main_worker")
     assert worker.prefetch_multiplier == 1
-    stats = live_system.inspect("stats")[live_system.node("main_worker")]
+    from projectname.celery import app
+
+    node = live_system.node("main_worker")
+    stats = app.control.inspect(destination=[node], timeout=3.0).stats()[node]
     assert stats["prefetch_count"] == worker.concurrency * worker.prefetch_multiplier
 
 

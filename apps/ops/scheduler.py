@@ -89,6 +89,16 @@ class DatabaseScheduler(schedulers.DatabaseScheduler):
         self._sync_topology()
         self.install_default_entries(self.schedule)
 
+    def _default_cleanup_wanted(self) -> bool:
+        declared = {entry.name for entry in TOPOLOGY.schedules}
+        return bool(self.app.conf.result_expires) and "celery.backend_cleanup" not in declared
+
+    def install_default_entries(self, data):
+        # When the topology declares celery.backend_cleanup (with its queue),
+        # sync_schedules owns it; the stock default would reset its queue.
+        if self._default_cleanup_wanted():
+            super().install_default_entries(data)
+
     def schedule_changed(self):
         from apps.ops.models import SyncedSchedule
 
@@ -98,7 +108,7 @@ class DatabaseScheduler(schedulers.DatabaseScheduler):
                 logger.warning("The schedule tables were never synced (or were wiped): "
                                "syncing the topology's schedules again.")
                 self._sync_topology()
-                if self.app.conf.result_expires:  # what install_default_entries adds
+                if self._default_cleanup_wanted():  # what install_default_entries adds
                     self.Entry.from_entry(
                         "celery.backend_cleanup", app=self.app, task="celery.backend_cleanup",
                         schedule=crontab("0", "4", "*"), options={"expire_seconds": 12 * 3600})

@@ -197,3 +197,12 @@ def test_a_wiped_schedule_database_is_synced_again_on_the_next_tick():
                                        if not isinstance(entry.schedule, crontab)}
     assert set(PeriodicTask.objects.values_list("name", flat=True)) >= \
         {entry.name for entry in TOPOLOGY.schedules}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_beat_start_keeps_the_topologys_queue_on_default_entries():
+    scheduler = _NoLockScheduler(app=app, lazy=True)
+    scheduler.setup_schedule()
+    for entry in TOPOLOGY.schedules:
+        assert PeriodicTask.objects.get(name=entry.name).queue == entry.queue, entry.name
+    assert schedules_sync().changes == [] and schedules_sync().kept == []

@@ -169,9 +169,27 @@ def measure(name: str, prefix: str, sent: int, errors: int, started: float,
         if hostname in previous:
             pauses[hostname] = max(pauses.get(hostname, 0.0), at - previous[hostname])
         previous[hostname] = at
+    # A host that stopped finishing tasks paused until the scenario's end.
+    end = max(previous.values(), default=0.0)
+    for hostname, at in previous.items():
+        pauses[hostname] = max(pauses.get(hostname, 0.0), end - at)
     if name:
         notes.append("longest pause per worker: " + ", ".join(
             f"{host_short(h)} {p:.1f}s" for h, p in sorted(pauses.items())))
+    # Who ran the tasks that ran twice: the probe row keeps the first worker,
+    # the result backend (result_extended) the worker that stored the result.
+    if name:
+        from django_celery_results.models import TaskResult
+
+        twice = []
+        for token, first in runs.filter(deliveries__gt=1).values_list("token", "hostname")[:10]:
+            result_row = TaskResult.objects.filter(task_name="apps.core.tasks.probe",
+                                                   task_args__contains=token).first()
+            stored_by = (result_row.worker if result_row else None) or "?"
+            twice.append(f"{token.rsplit('-', 1)[1]}: {host_short(first)} then {host_short(stored_by)}")
+        if twice:
+            notes.append("ran twice (first worker, then the one that stored the result): "
+                         + "; ".join(twice))
     # From the first publish to the last finished task (not to our last poll).
     seconds = (last.timestamp() - started) if last is not None else time.time() - started
     return Result(

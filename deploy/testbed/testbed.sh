@@ -397,5 +397,5 @@ case "$command" in
   host-restore) host_restore "${1:?host}" ;;
   host-ctl) host_ctl "$@" ;;
   ctl) ctl "$@" ;;
-  *) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -170,3 +170,10 @@ def test_task_api_on_redis(redis_system):
     api_tests.test_start_goes_pending_started_success_with_result(api, redis_system)
     api_tests.test_failing_task_reports_its_error(api, http)
     api_tests.test_queue_override_runs_on_the_other_queue(api, redis_system)
+
+
+def test_flower_on_redis(redis_system):
+    from tests.apps.ops import test_flower as flower_tests
+
+    flower_tests.test_unauthenticated_requests_are_refused(redis_system)
+    flower_tests.test_the_seed_apply_flow_runs_the_task_on_its_queues_worker(redis_system)

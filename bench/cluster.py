@@ -390,7 +390,7 @@ def main(argv=None) -> int:
     parser.add_argument("--net", type=int, default=int(os.environ.get("TESTBED_NET", 71)),
                         help="Bridge subnet 169.254.<NET>.0/24.")
     parser.add_argument("--state", default=os.environ.get("TESTBED_STATE"),
-                        help="State directory (default deploy/testbed/state-<tag>).")
+                        help="State directory (default run/testbed/state-<tag>).")
     parser.add_argument("--json", dest="json_path", default=None, help="Also write the results here.")
     parser.add_argument("--keep", action="store_true", help="Leave the test bed running.")
     args = parser.parse_args(argv)

@@ -31,7 +31,7 @@
 #
 # Settings (environment, with defaults):
 #   TESTBED_TAG=b            short tag; two test beds with different tags can run at once
-#   TESTBED_STATE=deploy/testbed/state-<TAG>
+#   TESTBED_STATE=run/testbed/state-<TAG>
 #   TESTBED_BASE_PORT=5700   nodes listen on BASE+1..BASE+3 (dist: +20000)
 #   TESTBED_NET=71           bridge 169.254.<NET>.1/24, host hN at 169.254.<NET>.(10+N)
 #   TESTBED_HOSTS=3          number of worker hosts
@@ -46,7 +46,8 @@ export PATH="$PATH:/usr/sbin:/sbin"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PROJECT_ROOT="$(cd "$HERE/../.." && pwd)"
 TAG="${TESTBED_TAG:-b}"
-STATE="${TESTBED_STATE:-$HERE/state-$TAG}"
+# Outside deploy/ (tests copy that tree; sockets cannot be copied): run/ is local state.
+STATE="${TESTBED_STATE:-$PROJECT_ROOT/run/testbed/state-$TAG}"
 BASE_PORT="${TESTBED_BASE_PORT:-5700}"
 NET="${TESTBED_NET:-71}"
 NHOSTS="${TESTBED_HOSTS:-3}"

@@ -38,10 +38,10 @@ logger = logging.getLogger(__name__)
 class ModelEntry(schedulers.ModelEntry):
     def __init__(self, model, app=None):
         super().__init__(model, app=app)
-        queue = self.options.get("queue")
-        if queue in TOPOLOGY.queue_names():
-            self.options["exchange"] = queue
-            self.options["routing_key"] = queue
+        declared = self.app.amqp.queues.get(self.options.get("queue"))
+        if declared is not None:
+            self.options["exchange"] = declared.exchange.name
+            self.options["routing_key"] = declared.routing_key
 
 
 class DatabaseScheduler(schedulers.DatabaseScheduler):

@@ -150,7 +150,7 @@ def wait_finished(prefix: str, expected: int, *, stall_timeout: float) -> None:
 
 def measure(name: str, prefix: str, sent: int, errors: int, started: float,
             notes: list[str]) -> Result:
-    from django.db.models import Count, Max
+    from django.db.models import Count, Max, Q
 
     from apps.core.models import ProbeRun
 
@@ -183,8 +183,10 @@ def measure(name: str, prefix: str, sent: int, errors: int, started: float,
 
         twice = []
         for token, first in runs.filter(deliveries__gt=1).values_list("token", "hostname")[:10]:
-            result_row = TaskResult.objects.filter(task_name="apps.core.tasks.probe",
-                                                   task_args__contains=token).first()
+            # task_args is the repr/JSON of the args: match the quoted token exactly.
+            result_row = TaskResult.objects.filter(
+                Q(task_args__contains=f'"{token}"') | Q(task_args__contains=f"'{token}'"),
+                task_name="apps.core.tasks.probe").first()
             stored_by = (result_row.worker if result_row else None) or "?"
             twice.append(f"{token.rsplit('-', 1)[1]}: {host_short(first)} then {host_short(stored_by)}")
         if twice:

@@ -650,6 +650,10 @@ def main(argv=None) -> int:
     import logging
 
     logging.getLogger("pika").setLevel(logging.WARNING)
+    # Celery reads CELERY_RESULT_BACKEND from the environment before any app's
+    # own configuration; the tutorial app must run without one (the project
+    # gets django-db from its settings anyway).
+    os.environ.pop("CELERY_RESULT_BACKEND", None)
     results = []
     for name in SYSTEMS:
         if name in systems:

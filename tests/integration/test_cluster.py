@@ -21,6 +21,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -106,14 +107,24 @@ def _leftovers(env) -> list[str]:
 @pytest.mark.timeout(280)
 def test_stopping_the_producers_broker_node_loses_nothing(testbed_env, tmp_path):
     results = tmp_path / "results.json"
-    run = subprocess.run(
+    # Its own process group: on a timeout the whole group (bench and any
+    # testbed.sh it runs) is killed before the fixture tears the bed down.
+    bench = subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "bench" / "cluster.py"), "--tasks", str(TASKS),
          "--scenarios", "2,d", "--tag", testbed_env["TESTBED_TAG"],
          "--base-port", testbed_env["TESTBED_BASE_PORT"], "--net", testbed_env["TESTBED_NET"],
          "--hosts", "2", "--programs", "main_worker", "--state", testbed_env["TESTBED_STATE"],
          "--json", str(results)],
-        env=testbed_env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=240,
+        env=testbed_env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
     )
+    try:
+        stdout, stderr = bench.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(bench.pid, signal.SIGKILL)
+        stdout, stderr = bench.communicate()
+        pytest.fail(f"bench/cluster.py did not finish in 240 s:\n{stdout}\n{stderr[-4000:]}")
+    run = subprocess.CompletedProcess(bench.args, bench.returncode, stdout, stderr)
     output = f"stdout:\n{run.stdout}\nstderr:\n{run.stderr[-4000:]}"
     assert results.exists(), output
     result, delayed = json.loads(results.read_text())

@@ -50,3 +50,11 @@ def test_a_running_worker_that_stopped_consuming_is_detected_and_restarted(live_
         live_system.wait_workers_ready(["main_worker"], timeout=120)
     assert live_system.rpc().getProcessInfo("main_worker")["pid"] != pid_before
     assert liveness(live_system).returncode == 0
+
+
+def test_uptime_is_read_from_supervisorctl_status():
+    from apps.reliability.management.commands.liveness import _uptime_seconds
+
+    assert _uptime_seconds("main_worker   RUNNING   pid 123, uptime 0:05:12") == 312
+    assert _uptime_seconds("beat   RUNNING   pid 9, uptime 2 days, 1:00:00") == 176400
+    assert _uptime_seconds("heavy_worker   STOPPED   Nov 23 01:02 PM") is None

@@ -12,9 +12,9 @@ whether messages get delivered.  Run it from cron or a monitoring agent.
 """
 
 import json
+import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from django.conf import settings
@@ -66,14 +66,22 @@ class Command(BaseCommand):
     def _restart(self, programs, grace, conf):
         ctl = [str(Path(sys.executable).parent / "supervisorctl"), "-c", conf]
         for program in programs:
-            status = subprocess.run([*ctl, "pid", program], capture_output=True, text=True)
-            pid = status.stdout.strip()
-            if not pid.isdigit() or pid == "0":
-                self.stderr.write(f"{program}: not running under supervisor; not restarting")
+            status = subprocess.run([*ctl, "status", program], capture_output=True, text=True)
+            uptime = _uptime_seconds(status.stdout)
+            if " RUNNING " not in f" {status.stdout} " or uptime is None:
+                self.stderr.write(f"{program}: not RUNNING under supervisor ({status.stdout.strip() or status.stderr.strip()}); not restarting")
                 continue
-            uptime = time.time() - Path(f"/proc/{pid}").stat().st_mtime
             if uptime < grace:
-                self.stderr.write(f"{program}: running only {uptime:.0f}s (< --grace {grace}s); not restarting yet")
+                self.stderr.write(f"{program}: running only {uptime}s (< --grace {grace}s); not restarting yet")
                 continue
             result = subprocess.run([*ctl, "restart", program], capture_output=True, text=True)
             self.stderr.write(f"{program}: restarted ({result.stdout.strip() or result.stderr.strip()})")
+
+
+def _uptime_seconds(status_line: str) -> int | None:
+    """Seconds from supervisorctl's "RUNNING pid 12, uptime 1 day, 0:05:12"."""
+    match = re.search(r"uptime (?:(\d+) days?, )?(\d+):(\d\d):(\d\d)", status_line)
+    if not match:
+        return None
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds

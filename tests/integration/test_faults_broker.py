@@ -114,3 +114,27 @@ def test_long_countdown_waits_in_the_database_and_never_trips_consumer_timeout(n
     assert ran_at - sent_at < 30  # and on time
     assert DelayedTask.objects.get(task_id=result.id).dispatched_at is not None
     assert log.read_text(errors="replace").count(TIMED_OUT) == before
+
+
+def test_a_worker_started_while_the_broker_is_down_consumes_once_it_is_up(node_system):
+    node = node_system.rabbit_node
+    node.ctl("stop_app")
+    try:
+        result = node_system.ctl("restart", "heavy_worker")
+        assert "heavy_worker: started" in result.stdout, result.stdout + result.stderr
+        time.sleep(3)
+        # Still retrying the connection (broker_connection_retry_on_startup), not crashed.
+        assert node_system.states()["heavy_worker"] == "RUNNING"
+    finally:
+        node.ctl("start_app")
+        node.ctl("await_startup")
+    node_system.wait_workers_ready(["main_worker", "heavy_worker"], timeout=90)
+    run = uuid.uuid4().hex[:12]
+    fault_account_open(run_id=run)
+    from apps.reliability.tasks import fault_effect_heavy
+
+    connection, producer = producer_for(node_system)
+    with connection:
+        fault_effect_heavy.apply_async((run, "after-outage"), producer=producer)
+    wait_for(lambda: Effect.objects.filter(key=f"fault:{run}:after-outage").exists(), 60,
+             message="the heavy worker to run a task after the outage")

@@ -215,3 +215,36 @@ def test_confirm_tracker_counts_tags_after_earlier_batches():
     confirms._on(1)(12, True)
     confirms._on(2)(13, False)
     assert confirms.tags(1) == [1, 2] and confirms.tags(2) == [3]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("body, field", [
+    ({}, "task"),
+    ({"task": "apps.core.tasks.probe"}, "kwargs_list"),
+    ({"task": "apps.core.tasks.probe", "kwargs_list": []}, "kwargs_list"),
+    ({"task": "apps.core.tasks.probe", "kwargs_list": "x"}, "kwargs_list"),
+    ({"task": "apps.core.tasks.probe", "kwargs_list": ["x"]}, "kwargs_list"),
+    ({"task": "apps.core.tasks.probe", "kwargs_list": [{"token": "a"}] * 1001}, "kwargs_list"),
+    ({"task": "apps.core.tasks.probe", "kwargs_list": [{"token": "a"}], "priority": 10}, "priority"),
+    ({"task": "apps.core.tasks.probe", "kwargs_list": [{"token": 5}]}, "kwargs_list[0]"),
+    ({"task": 7, "kwargs_list": [{}]}, "task"),
+])
+def test_bulk_http_refuses_malformed_bodies_naming_the_field(body, field):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=_api_user("bulk-val", operator=True)["Authorization"])
+    response = client.post("/api/v1/tasks/bulk/", body, format="json")
+    assert response.status_code == 400, response.content
+    errors = response.json()["errors"]
+    assert any(key == field or key.startswith(f"{field}.") or key.startswith(f"{field}[")
+               for key in errors), errors
+
+
+@pytest.mark.django_db
+def test_bulk_http_needs_authentication():
+    from rest_framework.test import APIClient
+
+    response = APIClient().post("/api/v1/tasks/bulk/", {"task": "x", "kwargs_list": [{}]},
+                                format="json")
+    assert response.status_code == 401

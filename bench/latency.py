@@ -237,7 +237,7 @@ def measure_start_latency(system, *, rate: float, seconds: float, backlog: int,
     for token in holders:
         heavy_probe.apply_async(kwargs={"token": token, "seconds": backlog_seconds})
     time.sleep(1)
-    depth = common.rabbit.queue_info(system.vhost, "heavy").get("messages", "?")
+    depth = watcher.depth("heavy")  # ready messages (the management API lags seconds)
     latencies = start_latencies(send_paced(task=probe, rate=rate, seconds=seconds, queue=None,
                                            extra={}), timeout)
     rows.append({"label": f"main_worker while heavy holds a backlog ({backlog} x "
@@ -293,7 +293,7 @@ def render(http_rows, latency_rows, args) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=2000, help="requests per HTTP case")
+    parser.add_argument("--requests", type=int, default=500, help="requests per HTTP case")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads")
     parser.add_argument("--rate", type=float, default=20.0, help="probe tasks per second")
     parser.add_argument("--seconds", type=float, default=15.0, help="seconds per latency row")

@@ -231,6 +231,7 @@ class ScenarioResult:
     duplicated: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    run_id: str = ""
 
     def row(self) -> str:
         return (f"| {self.scenario} | {self.sent} | {self.executed} | {self.effects} | "
@@ -471,7 +472,7 @@ class Harness:
         executed, balance, effects = self.counts(run_id)
         lost = len(self.missing_tokens(run_id, tokens)) + special_lost
         return ScenarioResult(scenario, sent + special_sent, executed, balance, lost,
-                              balance - effects, seconds, notes)
+                              balance - effects, seconds, notes, run_id)
 
     def _expect_failure(self, result, exc_name: str, notes: list[str]) -> int:
         deadline = time.monotonic() + 120

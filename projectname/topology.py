@@ -319,7 +319,7 @@ TOPOLOGY = Topology(
         Route("celery.backend_cleanup", "main_worker"),
         # The throughput benchmark's unit of work (bench/throughput.py).
         Route("apps.dispatch.tasks.noop", "main_worker", acks_late=True),
-        Route(f"{DOCTOR}.beat_heartbeat", DEFAULT_QUEUE),
+        Route(f"{DOCTOR}.beat_heartbeat", "main_worker"),
         # Reliability: delayed dispatch of long countdowns, and the tasks the
         # fault-injection harness (bench/faults.py) runs.
         Route(f"{RELIABILITY}.dispatch_delayed_tasks", "main_worker"),
@@ -334,8 +334,9 @@ TOPOLOGY = Topology(
             name="beat-heartbeat",
             task=f"{DOCTOR}.beat_heartbeat",
             # Proves beat ticks and its messages are consumed (manage.py doctor).
+            # It stores no result, so it shares a queue with entries that do.
             schedule=timedelta(seconds=BEAT_HEARTBEAT_SECONDS),
-            queue=DEFAULT_QUEUE,
+            queue="main_worker",
         ),
         Schedule(
             name="office-hours-reminders",

@@ -10,3 +10,5 @@ class DoctorConfig(AppConfig):
         # System checks (eager mode, RabbitMQ-only guarantees on Redis) and the
         # start-up warnings workers and beat log.
         from apps.doctor import checks, signals  # noqa: F401
+        # Registered wherever Django runs (beat names it in a schedule).
+        from apps.doctor import tasks  # noqa: F401

@@ -31,11 +31,14 @@ def test_work_waiting_without_a_consumer_is_seen_and_alerted_once(live_system, s
         result = heavy_probe.delay(token, 0)
 
         def waiting():
+            # The management API's numbers lag a few seconds behind, each on its own.
             stats = queue_stats(TOPOLOGY.queue_names())
-            return stats if stats["heavy"].ready >= 1 else None
+            heavy = stats["heavy"]
+            return stats if heavy.ready >= 1 and heavy.consumers == 0 and heavy.oldest_wait is not None \
+                else None
 
         # The management API refreshes its statistics every few seconds.
-        stats = wait_for(waiting, 60, interval=1, message="heavy shows the waiting message")
+        stats = wait_for(waiting, 60, interval=1, message="heavy: a waiting message, its age, no consumer")
         assert stats["heavy"].consumers == 0
         # The publish timestamp (apps.ops.signals) gives the oldest message's age.
         assert stats["heavy"].oldest_wait is not None and 0 <= stats["heavy"].oldest_wait < 120

@@ -26,13 +26,15 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from celery import Task
+# DjangoTask adds delay_on_commit/apply_async_on_commit (Celery's Django fixup
+# would install it as the default base; task_cls replaces that default).
+from celery.contrib.django.task import DjangoTask
 from celery.exceptions import Retry
 
 from apps.reliability.retry import BACKOFF_FACTOR, BACKOFF_MAX, PermanentError, backoff_delay
 
 
-class ReliableTask(Task):
+class ReliableTask(DjangoTask):
     #: Execution starts allowed per message (None: settings / topology default).
     max_deliveries: int | None = None
     #: Exceptions retried with exponential backoff (see apps/reliability/retry.py).

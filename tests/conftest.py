@@ -46,6 +46,12 @@ def broker_vhost():
     # (Celery reads CELERY_BROKER_URL from the environment before its config).
     os.environ["CELERY_BROKER_URL"] = rabbit.broker_url(vhost)
     app.conf.broker_url = rabbit.broker_url(vhost)
+    # Drop pools an earlier test may have opened on another vhost.
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    if "amqp" in app.__dict__:
+        app.amqp._producer_pool = None
     assert app.connection_for_write().as_uri(include_password=True).endswith(vhost)
     yield vhost
     rabbit.delete_vhost(vhost)

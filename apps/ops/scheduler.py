@@ -13,7 +13,7 @@ It is django-celery-beat's ``DatabaseScheduler`` with two changes:
 * A database that was never synced (fresh, or wiped under a running beat,
   as a test-suite flush does) is synced again on the next tick, instead of
   beat silently running with no entries.
-* Exactly one beat schedules: it takes apps.reliability's RabbitMQ lock
+* Exactly one beat schedules: on its first tick it takes apps.reliability's RabbitMQ lock
   (an exclusive queue, see ``apps/reliability/beat.py``) before it schedules,
   stands by while another beat holds it, and exits if it loses it.
 
@@ -24,12 +24,12 @@ least every 5 s) is the stock scheduler.
 from __future__ import annotations
 
 import logging
-import time
 
 from celery.schedules import crontab
 from django.db import DatabaseError
 from django_celery_beat import schedulers
 
+from apps.reliability.beat import SingleBeatMixin
 from projectname.topology import TOPOLOGY
 
 logger = logging.getLogger(__name__)
@@ -44,37 +44,11 @@ class ModelEntry(schedulers.ModelEntry):
             self.options["routing_key"] = declared.routing_key
 
 
-class DatabaseScheduler(schedulers.DatabaseScheduler):
+class DatabaseScheduler(SingleBeatMixin, schedulers.DatabaseScheduler):
+    """Takes the beat lock on its first tick (see SingleBeatMixin), so a
+    standby beat stays stoppable with SIGTERM."""
+
     Entry = ModelEntry
-    lock = None
-
-    def _acquire_lock(self) -> None:
-        try:
-            from apps.reliability.beat import LOCK_QUEUE, LOCK_RETRY_SECONDS, BeatLock
-        except ImportError:  # the reliability app is not installed: no lock
-            return
-        self.lock = BeatLock(self.app)
-        standing_by = False
-        while not self.lock.acquire():
-            if not standing_by:
-                logger.warning("Another beat holds the lock (queue %r): standing by, not scheduling.",
-                               LOCK_QUEUE)
-                standing_by = True
-            time.sleep(LOCK_RETRY_SECONDS)
-        logger.info("Beat lock acquired (queue %r): this beat schedules.", LOCK_QUEUE)
-
-    def tick(self, *args, **kwargs):
-        if self.lock is not None and not self.lock.held() and not self.lock.acquire():
-            logger.error("Beat lost its lock to another beat: exiting without scheduling.")
-            raise SystemExit(1)
-        return super().tick(*args, **kwargs)
-
-    def close(self):
-        try:
-            super().close()
-        finally:
-            if self.lock is not None:
-                self.lock.release()
 
     def _sync_topology(self) -> None:
         from apps.ops.services import schedules_sync
@@ -84,7 +58,6 @@ class DatabaseScheduler(schedulers.DatabaseScheduler):
             logger.info("sync_schedules: %s", line)
 
     def setup_schedule(self):
-        self._acquire_lock()
         # Sync first: the first read of self.schedule loads the database.
         self._sync_topology()
         self.install_default_entries(self.schedule)

@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install system python run test render check
+.PHONY: install system python run test render check bench
 install: system python .env
 
 system:
@@ -20,6 +20,11 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
+# Benchmark-only packages (Dramatiq): the suite runs the benchmarks at a tiny size.
+$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
+	$(PY) -m pip install -q -r requirements-bench.txt
+	touch $@
+
 # A local .env with development defaults, only when none exists.
 .env:
 	cp -n .env.example .env
@@ -31,7 +36,7 @@ run: install
 	$(PY) manage.py render_supervisor --check
 	$(PY) manage.py supervisord
 
-test: install
+test: install $(VENV)/.bench-installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 render: python

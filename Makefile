@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install system python run test render check bench
+.PHONY: install system python run test render check
 install: system python .env
 
 system:

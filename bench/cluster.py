@@ -239,8 +239,8 @@ def scenario_node_down(bed: Testbed, tasks: int, base_port: int, kill: bool = Fa
     tokens = [f"{prefix}{i}" for i in range(tasks)]
     port = producer_port()
     node = port - base_port
-    notes = [f"producer connected to node {node} (port {port}); stopped it after 30% "
-             "were published, then published the rest"]
+    notes = [f"producer connected to node {node} (port {port}); "
+             f"{'killed' if kill else 'stopped'} it after 30% were published, then published the rest"]
 
     survivor = node % 3 + 1
     before = connections_by_port(bed, survivor)

@@ -1,10 +1,10 @@
-import difflib
 import re
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.core.generated import sync_generated_files
 from apps.core.supervisor import (
     GENERATED_MARK, program_names, render_program_files, render_supervisord_conf,
 )
@@ -69,37 +69,7 @@ class Command(BaseCommand):
             if path.relative_to(deploy) not in wanted and GENERATED_MARK in path.read_text()
         ]
 
-        diffs = []
-        for relative, text in wanted.items():
-            path = deploy / relative
-            current = path.read_text() if path.exists() else ""
-            if current != text:
-                diffs.append((relative, current, text))
-        for relative in stale:
-            diffs.append((relative, (deploy / relative).read_text(), ""))
-
-        if check:
-            if not diffs:
-                self.stdout.write("Supervisor files match the topology.")
-                return
-            for relative, current, text in diffs:
-                self.stdout.write("".join(difflib.unified_diff(
-                    current.splitlines(keepends=True), text.splitlines(keepends=True),
-                    fromfile=f"{relative} (committed)", tofile=f"{relative} (rendered)",
-                )))
-            raise CommandError(
-                f"{len(diffs)} supervisor file(s) differ from the topology; "
-                "run `python manage.py render_supervisor` and commit the result."
-            )
-
-        (deploy / "conf.d").mkdir(parents=True, exist_ok=True)
-        for relative, current, text in diffs:
-            path = deploy / relative
-            if text:
-                path.write_text(text)
-                self.stdout.write(f"wrote {path}")
-            else:
-                path.unlink()
-                self.stdout.write(f"removed {path}")
-        if not diffs:
-            self.stdout.write("Supervisor files already up to date.")
+        sync_generated_files(
+            root=deploy, wanted=wanted, stale=stale, check=check,
+            what="supervisor file(s)", command="render_supervisor", stdout=self.stdout,
+        )

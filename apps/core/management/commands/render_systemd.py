@@ -1,9 +1,9 @@
-import difflib
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.core.generated import sync_generated_files
 from apps.core.systemd import GENERATED_MARK, Layout, render_unit_files
 from projectname.topology import TOPOLOGY
 
@@ -37,31 +37,8 @@ class Command(BaseCommand):
         wanted = render_unit_files(TOPOLOGY, layout)
         stale = [p.name for p in sorted(out.glob("*")) if p.is_file() and p.name not in wanted
                  and GENERATED_MARK in p.read_text(errors="replace")]
-        diffs = []
-        for name, text in wanted.items():
-            current = (out / name).read_text() if (out / name).exists() else ""
-            if current != text:
-                diffs.append((name, current, text))
-        diffs += [(name, (out / name).read_text(), "") for name in stale]
-
-        if check:
-            if not diffs:
-                self.stdout.write("systemd units match the topology.")
-                return
-            for name, current, text in diffs:
-                self.stdout.write("".join(difflib.unified_diff(
-                    current.splitlines(keepends=True), text.splitlines(keepends=True),
-                    fromfile=f"{name} (committed)", tofile=f"{name} (rendered)")))
-            raise CommandError(f"{len(diffs)} systemd unit file(s) differ from the topology; "
-                               "run `python manage.py render_systemd` and commit the result.")
-
-        out.mkdir(parents=True, exist_ok=True)
-        for name, _, text in diffs:
-            if text:
-                (out / name).write_text(text)
-                self.stdout.write(f"wrote {out / name}")
-            else:
-                (out / name).unlink()
-                self.stdout.write(f"removed {out / name}")
-        if not diffs:
-            self.stdout.write("systemd units already up to date.")
+        sync_generated_files(
+            root=out, wanted={Path(name): text for name, text in wanted.items()},
+            stale=[Path(name) for name in stale], check=check,
+            what="systemd unit file(s)", command="render_systemd", stdout=self.stdout,
+        )

@@ -10,8 +10,8 @@ Systems (each in its own throw-away vhost, deleted afterwards):
                queue, one consumer process with manual acks, prefetch 100;
 * ``celery``   Celery with its tutorial defaults (bench/celery_tutorial.py);
 * ``dramatiq`` Dramatiq's RabbitMQ broker, 2 processes (bench/dramatiq_app.py);
-* ``project``  this project's ``main_worker`` exactly as deployed: supervisord
-               runs the committed deploy/conf.d/main_worker.conf (acks late,
+* ``project``  this project's bulk lane exactly as deployed: supervisord runs
+               the committed deploy/conf.d/bulk_worker_*.conf (acks late,
                its pool, prefetch and limits), tasks sent with the project's
                bulk enqueue (persistent, durable queue, publisher confirms).
 
@@ -221,9 +221,20 @@ class Dramatiq(PopenSystem):
 
 
 class Project(System):
-    name, queue = "project", "main_worker"
-    description = "this project: main_worker as deployed (supervisord, committed conf)"
+    name, queue = "project", "bulk"
+    description = "this project: the bulk lane as deployed (supervisord, committed conf)"
     batch = 1000
+
+    @property
+    def programs(self) -> list[str]:
+        """Every worker program consuming the queue (bulk_worker_1, bulk_worker_2)."""
+        from projectname.topology import TOPOLOGY
+
+        return [worker.name for worker in TOPOLOGY.consumers_of(self.queue)]
+
+    @property
+    def consumers(self) -> int:
+        return len(self.programs)
 
     def setup(self):
         from tests.support.live import build_env
@@ -270,7 +281,8 @@ class Project(System):
             conf = self.run_dir / "supervisord.conf"
             conf.write_text(render_supervisord_conf(
                 run_dir=str(self.run_dir),
-                include=str(PROJECT_ROOT / "deploy" / "conf.d" / "main_worker.conf"),
+                include=" ".join(str(PROJECT_ROOT / "deploy" / "conf.d" / f"{name}.conf")
+                                 for name in self.programs),
             ))
             self.supervisord = subprocess.Popen(
                 [common.venv_bin("supervisord"), "--nodaemon", "-c", str(conf)],
@@ -283,17 +295,19 @@ class Project(System):
                     raise RuntimeError("supervisord did not start")
                 time.sleep(0.1)
         else:
-            self._rpc().startProcess("main_worker", False)
+            for name in self.programs:
+                self._rpc().startProcess(name, False)
 
     def stop_workers(self):
         if self.supervisord is not None:
-            self._rpc().stopProcess("main_worker", True)
+            for name in self.programs:
+                self._rpc().stopProcess(name, True)
 
     def roots(self) -> list[int]:
         if self.supervisord is None:
             return []
-        pid = self._rpc().getProcessInfo("main_worker")["pid"]
-        return [pid] if pid else []
+        pids = [self._rpc().getProcessInfo(name)["pid"] for name in self.programs]
+        return [pid for pid in pids if pid]
 
     def backlog(self, n):
         for start in range(0, n, 10_000):
@@ -342,7 +356,7 @@ CLASSES = {"raw": Raw, "celery": CeleryTutorial, "dramatiq": Dramatiq, "project"
 # -- measurement ------------------------------------------------------------------
 def wait_ready(watcher: QueueWatcher, system: System, timeout: float = 90) -> None:
     watcher.wait_exists(system.queue, timeout)
-    watcher.wait_consumers(system.queue, 1, timeout)
+    watcher.wait_consumers(system.queue, getattr(system, "consumers", 1), timeout)
 
 
 def measure_system(name: str, n: int, rounds: int, log=print) -> dict:
@@ -515,7 +529,7 @@ def _project_confirms() -> bool:
 
 
 def measure_memory(n: int, log=print) -> dict:
-    """RSS of the project's main_worker tree after a warm-up, and after n more tasks."""
+    """RSS of the project's bulk workers after a warm-up, and after n more tasks."""
     with common.throwaway_vhost("bench-memory") as vhost, \
             tempfile.TemporaryDirectory(prefix="bench-memory-") as workdir:
         system = Project(vhost, Path(workdir))
@@ -529,8 +543,12 @@ def measure_memory(n: int, log=print) -> dict:
             system.produce(warmup)
             watcher.wait_empty(system.queue, 300)
             time.sleep(1)
-            root = system.roots()[0]
-            before = sum(common.rss_bytes(p) for p in common.tree(root))
+            roots = system.roots()
+
+            def rss_now() -> int:
+                return sum(common.rss_bytes(p) for root in roots for p in common.tree(root))
+
+            before = rss_now()
             samples = []
             done = 0
             while done < n:
@@ -538,9 +556,9 @@ def measure_memory(n: int, log=print) -> dict:
                 system.produce(step)
                 watcher.wait_empty(system.queue, 600)
                 done += step
-                samples.append(sum(common.rss_bytes(p) for p in common.tree(root)))
+                samples.append(rss_now())
             time.sleep(1)
-            after = sum(common.rss_bytes(p) for p in common.tree(root))
+            after = rss_now()
         finally:
             if watcher:
                 watcher.close()
@@ -597,7 +615,7 @@ def render(results: list[dict], producers: list[dict], memory: dict | None, args
         lines += [f"| {p['producer']} | {p['tasks']:,} | {common.fmt_rate(p['rates'])} |"
                   for p in producers]
     if memory:
-        lines += ["", f"project main_worker RSS (whole tree) after warm-up "
+        lines += ["", f"project bulk workers' RSS (all processes) after warm-up "
                       f"{memory['before_mb']:.1f} MiB, after {memory['tasks']:,} more tasks "
                       f"{memory['after_mb']:.1f} MiB ({memory['change_pct']:+.1f}%), "
                       f"max sampled {memory['max_mb']:.1f} MiB"]
@@ -631,7 +649,7 @@ def main(argv=None) -> int:
                         help=f"comma-separated subset of {','.join(SYSTEMS)}")
     parser.add_argument("--no-producers", action="store_true", help="skip the producer table")
     parser.add_argument("--memory-tasks", type=int, default=0,
-                        help="also run this many tasks through main_worker and compare its RSS")
+                        help="also run this many tasks through the bulk workers and compare their RSS")
     parser.add_argument("--json", help="also write the raw results to this file")
     args = parser.parse_args(argv)
     if args.command == "_raw-consumer":

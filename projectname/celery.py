@@ -17,10 +17,18 @@ app.steps["consumer"].add("apps.dispatch.worker:EventsWithoutConfirms")
 
 
 @setup_logging.connect
-def use_django_logging(**kwargs):
-    """Workers log through Django's LOGGING instead of Celery's own setup."""
+def use_django_logging(loglevel=None, **kwargs):
+    """Workers log through Django's LOGGING instead of Celery's own setup.
+
+    A worker's ``--loglevel`` (rendered per program from the topology) still
+    applies to Celery's loggers: a high-volume worker logs at WARNING instead
+    of two INFO lines per task.
+    """
+    import logging
     from logging.config import dictConfig
 
     from django.conf import settings
 
     dictConfig(settings.LOGGING)
+    if loglevel:
+        logging.getLogger("celery").setLevel(loglevel)

@@ -139,7 +139,7 @@ CELERY_TASK_ANNOTATIONS = TOPOLOGY.celery_annotations()
 CELERY_BEAT_SCHEDULE = TOPOLOGY.celery_beat_schedule()
 # Never create a queue implicitly: a typo'd queue must fail, not strand tasks.
 CELERY_TASK_CREATE_MISSING_QUEUES = False
-CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_WORKER_SEND_TASK_EVENTS", default=True)
 CELERY_TASK_SEND_SENT_EVENT = True
 
 # --- Logging ----------------------------------------------------------------------
@@ -340,5 +340,10 @@ CELERY_BEAT_SCHEDULER = "apps.ops.scheduler:DatabaseScheduler"
 # the database each time cost more than running a short task.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Celery's Django fixup closes every database connection before and after
+# EVERY task unless this is set (celery/fixups/django.py), which made a solo
+# pool process reconnect twice per task.  Now it closes them every this many
+# tasks; CONN_HEALTH_CHECKS still drops a connection the database broke.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=200)
 # Most tasks one POST /api/v1/tasks/bulk/ may start (one broker batch).
 DISPATCH_BULK_MAX_ITEMS = env.int("DISPATCH_BULK_MAX_ITEMS", default=1000)

@@ -120,6 +120,12 @@ class Worker:
     autoscale_keepalive: int | None = None
     soft_time_limit: int = 60
     time_limit: int = 90
+    # Task events (task-received/-started/-succeeded) for Flower and /ops/:
+    # three extra publishes per task.  Workers without them still send
+    # heartbeats, so Flower and `inspect` see them.
+    task_events: bool = True
+    # Celery's loggers (INFO: two lines per task, received and succeeded).
+    log_level: str = "INFO"
 
     @property
     def node_name(self) -> str:
@@ -256,6 +262,10 @@ class Topology:
         }
 
 
+# The bulk lane's pool (apps/dispatch/pool.py); a dotted path is rendered as
+# Celery's `--pool=custom` with CELERY_CUSTOM_WORKER_POOL.
+BULK_POOL = "apps.dispatch.pool:SoloPool"
+
 NOTIFICATIONS = "apps.notifications.tasks"
 REPORTS = "apps.reports.tasks"
 CORE = "apps.core.tasks"
@@ -273,6 +283,9 @@ TOPOLOGY = Topology(
               max_priority=9, wait_alert_seconds=60),
         Queue("heavy", "Long-running work: reports over date ranges.",
               max_priority=9, wait_alert_seconds=900),
+        # No priorities: a plain classic queue costs RabbitMQ less per message.
+        Queue("bulk", "High-volume short tasks: many at a time, each quick "
+              "(fan-out, imports, the throughput benchmark).", wait_alert_seconds=60),
     ),
     workers=(
         Worker(
@@ -285,6 +298,31 @@ TOPOLOGY = Topology(
             max_memory_per_child=200_000,
             soft_time_limit=60,
             time_limit=90,
+        ),
+        # The bulk lane: one process per core (two programs on this 2-core
+        # box; add more on bigger hosts), each running tasks in the process
+        # that receives them (apps/dispatch/pool.py: the solo pool, keeping
+        # time and memory limits) and through the lean path
+        # (apps/dispatch/lean.py: coalesced acks, still acks late).  No task
+        # events and WARNING logs: at thousands of tasks per second those
+        # cost more than the tasks.  See the README, Performance.
+        *(
+            Worker(
+                name=f"bulk_worker_{number}",
+                queues=("bulk",),
+                pool=BULK_POOL,
+                concurrency=1,
+                # With acks late nothing is lost by a deep prefetch; 128
+                # keeps the process busy while acks go back in batches.
+                prefetch_multiplier=128,
+                max_tasks_per_child=0,
+                max_memory_per_child=250_000,
+                soft_time_limit=30,
+                time_limit=60,
+                task_events=False,
+                log_level="WARNING",
+            )
+            for number in (1, 2)
         ),
         Worker(
             name="heavy_worker",
@@ -318,7 +356,7 @@ TOPOLOGY = Topology(
         # Celery's own result cleanup (beat installs it when result_expires is set).
         Route("celery.backend_cleanup", "main_worker"),
         # The throughput benchmark's unit of work (bench/throughput.py).
-        Route("apps.dispatch.tasks.noop", "main_worker", acks_late=True),
+        Route("apps.dispatch.tasks.noop", "bulk", acks_late=True),
         Route(f"{DOCTOR}.beat_heartbeat", "main_worker"),
         # Reliability: delayed dispatch of long countdowns, and the tasks the
         # fault-injection harness (bench/faults.py) runs.

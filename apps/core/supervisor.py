@@ -37,9 +37,17 @@ class Program:
 
 
 def worker_environment(worker: Worker) -> tuple[tuple[str, str], ...]:
+    environment: list[tuple[str, str]] = []
     if worker.autoscale and worker.autoscale_keepalive:
-        return (("AUTOSCALE_KEEPALIVE", str(worker.autoscale_keepalive)),)
-    return ()
+        environment.append(("AUTOSCALE_KEEPALIVE", str(worker.autoscale_keepalive)))
+    if ":" in worker.pool:
+        # Celery's hook for a pool of our own (`--pool=custom`).  The celery
+        # script imports the pool before it puts the project on sys.path.
+        environment += [("CELERY_CUSTOM_WORKER_POOL", worker.pool),
+                        ("PYTHONPATH", "%(ENV_PROJECT_ROOT)s")]
+    if not worker.task_events:
+        environment.append(("CELERY_WORKER_SEND_TASK_EVENTS", "0"))
+    return tuple(environment)
 
 
 def worker_command(worker: Worker, host: str | None = None) -> str:
@@ -51,7 +59,7 @@ def worker_command(worker: Worker, host: str | None = None) -> str:
         "celery -A projectname worker",
         f"--queues={','.join(worker.queues)}",
         f"--hostname={node_name.replace('%', '%%')}",
-        f"--pool={worker.pool}",
+        f"--pool={'custom' if ':' in worker.pool else worker.pool}",
         (f"--autoscale={worker.autoscale[0]},{worker.autoscale[1]}" if worker.autoscale
          else f"--concurrency={worker.concurrency}"),
         f"--prefetch-multiplier={worker.prefetch_multiplier}",
@@ -60,7 +68,7 @@ def worker_command(worker: Worker, host: str | None = None) -> str:
           if worker.max_memory_per_child else []),
         f"--soft-time-limit={worker.soft_time_limit}",
         f"--time-limit={worker.time_limit}",
-        "--loglevel=INFO",
+        f"--loglevel={worker.log_level}",
     ]
     return " ".join(parts)
 

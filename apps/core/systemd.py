@@ -70,7 +70,8 @@ def render_service(program: Program, layout: Layout) -> str:
         "DJANGO_SETTINGS_MODULE=projectname.settings", "PYTHONUNBUFFERED=1",
         f"PROJECT_ROOT={layout.project_root}", f"RUN_DIR={layout.run_dir}",
         "WEB_PORT=8000", "FLOWER_PORT=5555",
-        *(f"{name}={value}" for name, value in program.environment),
+        *(f"{name}={value.replace('%(ENV_PROJECT_ROOT)s', layout.project_root)}"
+          for name, value in program.environment),
     ])
     return f"""{HEADER}
 [Unit]

@@ -90,12 +90,14 @@ def tasks_enqueue_bulk(
     priority: int | None = None,
     confirm_timeout: float = 30.0,
     task_ids: Sequence[str] | None = None,
+    headers: Mapping[str, object] | None = None,
 ) -> BulkEnqueueResult:
     """Publish one message per item of ``kwargs_list`` for ``task``; wait for all confirms.
 
     ``task`` is a Celery task or its dotted name.  Returns the task ids in the
     order of ``kwargs_list``.  ``task_ids`` may be given to choose them (they
     must be unique), e.g. when the ids were handed out before a commit.
+    ``headers`` are added to every message's headers (as ``apply_async(headers=...)``).
     """
     app = _celery_app()
     task = _resolve_task(task)
@@ -111,7 +113,7 @@ def tasks_enqueue_bulk(
     started = time.perf_counter()
     if not count:
         return BulkEnqueueResult(task_ids=[], queue=queue_name, seconds=0.0)
-    build = _message_builder(app, task, priority)
+    build = _message_builder(app, task, priority, headers)
     messages = [
         build(task_id, kwargs)
         for task_id, kwargs in zip(task_ids, kwargs_list, strict=True)
@@ -145,7 +147,7 @@ def tasks_enqueue_bulk_on_commit(
     return task_ids
 
 
-def _message_builder(app, task, priority: int):
+def _message_builder(app, task, priority: int, extra_headers: Mapping[str, object] | None = None):
     """Returns ``build(task_id, kwargs) -> amqp.Message`` for one task.
 
     The first message's headers come from ``app.amqp.as_task_v2`` (Celery's own
@@ -171,6 +173,8 @@ def _message_builder(app, task, priority: int):
                 time_limit=task.time_limit, soft_time_limit=task.soft_time_limit,
                 ignore_result=task.ignore_result, origin=origin, kwargsrepr=kwargsrepr,
             )
+            if extra_headers:
+                headers.update(extra_headers)
             template = headers
         else:
             headers = dict(template, id=task_id, root_id=task_id, kwargsrepr=kwargsrepr)
@@ -361,7 +365,7 @@ def _record_and_publish_bulk(*, spec, task_ids, kwargs_list, priority, user) -> 
     from kombu.exceptions import OperationalError
 
     from apps.taskapi.errors import BrokerUnavailable
-    from apps.taskapi.models import TaskRecord
+    from apps.taskapi.models import RECORDED_HEADER, TaskRecord
 
     queue = spec.default_queue
     requested_by = user if user is not None and getattr(user, "is_authenticated", False) else None
@@ -380,7 +384,7 @@ def _record_and_publish_bulk(*, spec, task_ids, kwargs_list, priority, user) -> 
         ], ignore_conflicts=True)
     try:
         return tasks_enqueue_bulk(task=spec.name, kwargs_list=kwargs_list, priority=priority,
-                                  task_ids=task_ids)
+                                  task_ids=task_ids, headers={RECORDED_HEADER: True})
     except BulkEnqueueError as exc:
         raise BrokerUnavailable(
             f"{exc}. Those tasks may not run; the others were accepted.",

@@ -47,11 +47,15 @@ def _reject_poison(message, exc) -> None:
 
 
 class ReliableConsumer(Consumer):
+    #: apps.dispatch.lean.LeanRunner while the lean path is on (LeanSteps).
+    lean = None
+
     class Blueprint(Consumer.Blueprint):
         default_steps = [
             Consumer.Blueprint.default_steps[0],
             "apps.reliability.consumer:DeclareDeadLetters",
             *Consumer.Blueprint.default_steps[1:],
+            "apps.dispatch.lean:LeanSteps",
         ]
 
     def on_decode_error(self, message, exc):
@@ -64,6 +68,14 @@ class ReliableConsumer(Consumer):
 
         def on_task_received(message):
             headers = message.headers if isinstance(message.headers, dict) else None
+            lean = self.lean
+            if lean is not None:
+                # apps/dispatch/lean.py: plain messages run inline (it checks
+                # for poison itself); anything else is handed to Celery.
+                task = lean.eligible(message, headers) if headers else None
+                if task is not None:
+                    return lean.run(message, headers, task, _reject_poison)
+                lean.hand_over(message)
             if headers and "task" in headers:
                 try:
                     loads(message.body, message.content_type, message.content_encoding,

@@ -12,6 +12,13 @@ the workers' in-memory revoke list, is the source of truth).
 from django.conf import settings
 from django.db import models
 
+# A message header set on every task the Task API publishes (it has a
+# TaskRecord, so it can be cancelled before it runs).  Workers look a message
+# up in the database only when it carries this header, was redelivered or is a
+# retry (apps/taskapi/signals.py); any other first delivery cannot have been
+# cancelled, since the API only cancels ids it knows.
+RECORDED_HEADER = "taskapi_recorded"
+
 
 class TaskRecord(models.Model):
     task_id = models.CharField(max_length=255, unique=True)

@@ -41,7 +41,7 @@ from apps.taskapi.errors import (
     TaskNotFound,
     TaskValidationError,
 )
-from apps.taskapi.models import TaskRecord
+from apps.taskapi.models import RECORDED_HEADER, TaskRecord
 from projectname.celery import app
 from projectname.topology import TOPOLOGY
 
@@ -147,7 +147,7 @@ def _record_and_publish(
             "meta": json.dumps({"children": []}),
         },
     )
-    options: dict[str, Any] = {"queue": queue}
+    options: dict[str, Any] = {"queue": queue, "headers": {RECORDED_HEADER: True}}
     if priority is not None:
         options["priority"] = priority
     if run_at is not None:

@@ -8,6 +8,12 @@ the message is (re)delivered.  The cancellation is therefore stored in
 process, before the task is reserved or handed to the pool: a cancelled id is
 added to the worker's revoke list, so Celery itself skips it, acknowledges the
 message and stores REVOKED.
+
+Only messages that can have been cancelled are looked up: those the Task API
+published (``RECORDED_HEADER``), redeliveries and retries (a task that ran
+once has a result row, so the API can cancel it).  A first delivery of a task
+started anywhere else is unknown to the API and skips the query (issue 8: it
+was the largest per-task cost of the worker's main process).
 """
 
 import logging
@@ -15,7 +21,7 @@ import logging
 from celery.signals import task_postrun, task_received, task_retry
 from django.db import DatabaseError, close_old_connections, connection
 
-from apps.taskapi.models import TaskRecord
+from apps.taskapi.models import RECORDED_HEADER, TaskRecord
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +31,7 @@ def refuse_cancelled_task(sender=None, request=None, **kwargs):
     from celery.worker import state as worker_state
 
     task_id = getattr(request, "id", None)
-    if not task_id:
+    if not task_id or not _may_be_cancelled(request):
         return
     try:
         if not connection.in_atomic_block:
@@ -43,6 +49,14 @@ def refuse_cancelled_task(sender=None, request=None, **kwargs):
         worker_state.revoked.add(task_id)
         logger.warning("Task %s[%s] was cancelled; it will not run.",
                        getattr(request, "name", "?"), task_id)
+
+
+def _may_be_cancelled(request) -> bool:
+    message = getattr(request, "message", None)
+    headers = getattr(message, "headers", None) or {}
+    delivery_info = getattr(request, "delivery_info", None) or {}
+    return bool(headers.get(RECORDED_HEADER) or headers.get("retries")
+                or delivery_info.get("redelivered"))
 
 
 @task_retry.connect(dispatch_uid="taskapi.count_retry")

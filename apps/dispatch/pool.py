@@ -1,0 +1,91 @@
+"""The solo pool with time limits and a memory limit: the high-throughput worker's pool.
+
+Celery's prefork pool costs an extra process hop per task (the parent
+receives, a child runs, the result comes back over a pipe), and the parent
+is the bottleneck: measured at about 2,000-2,500 noop tasks/s however it is
+tuned.  The solo pool runs the task in the process that received it, which
+is what ``bulk_worker`` needs (see the README, Performance).  Stock solo
+ignores ``--time-limit``, ``--soft-time-limit`` and ``--max-memory-per-child``;
+this subclass keeps them:
+
+* time limits: ``apps/dispatch/timelimits.py`` (SIGALRM, and a watchdog that
+  ends a process stuck past its hard limit);
+* memory: every ``MEMORY_CHECK_EVERY`` tasks the resident size is read; above
+  ``--max-memory-per-child`` (KiB) the worker stops warmly after the current
+  task, and supervisor starts a fresh one.  Unacknowledged prefetched
+  messages go back to the queue when its channel closes.
+
+Select it with ``--pool=custom`` and ``CELERY_CUSTOM_WORKER_POOL`` set to
+``apps.dispatch.pool:SoloPool`` (rendered by ``render_supervisor``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from celery.concurrency.base import apply_target
+from celery.concurrency.solo import TaskPool
+
+from apps.dispatch.timelimits import TimeLimiter
+
+logger = logging.getLogger(__name__)
+
+MEMORY_CHECK_EVERY = 500
+_PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def resident_kib() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * _PAGE_KIB
+
+
+class SoloPool(TaskPool):
+    #: apps.dispatch.lean runs tasks straight from the consumer in this pool.
+    runs_inline = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.limiter = TimeLimiter()
+        self.soft_timeout = self.options.get("soft_timeout")
+        self.timeout = self.options.get("timeout")
+        self.max_memory_kib = self.options.get("max_memory_per_child")
+        self._since_memory_check = 0
+        self.on_apply = self._apply_with_limits
+
+    def _apply_with_limits(self, target, args=None, kwargs=None, timeout=None,
+                           soft_timeout=None, **options):
+        soft = soft_timeout or self.soft_timeout
+        hard = timeout or self.timeout
+        try:
+            return self.limiter.run(
+                lambda: apply_target(target, args, kwargs, **options), soft, hard)
+        finally:
+            self.task_done()
+
+    def run_limited(self, function, soft=None, hard=None):
+        """Run ``function()`` under the task's limits (the worker defaults otherwise)."""
+        return self.limiter.run(function, soft or self.soft_timeout, hard or self.timeout)
+
+    def task_done(self) -> None:
+        """Called after every task: stop warmly past the memory limit."""
+        if not self.max_memory_kib:
+            return
+        self._since_memory_check += 1
+        if self._since_memory_check < MEMORY_CHECK_EVERY:
+            return
+        self._since_memory_check = 0
+        used = resident_kib()
+        if used > self.max_memory_kib:
+            from celery.worker import state
+
+            logger.warning("Worker process uses %d KiB (limit %d KiB): stopping after "
+                           "this task so supervisor starts a fresh one.", used,
+                           self.max_memory_kib)
+            state.should_stop = 0
+
+    def _get_info(self):
+        info = super()._get_info()
+        info["timeouts"] = (self.soft_timeout, self.timeout)
+        info["max-memory-per-child"] = self.max_memory_kib
+        return info

@@ -48,6 +48,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
+from projectname.topology import TOPOLOGY  # noqa: E402
+
 SCENARIOS = (
     "baseline",
     "kill-pool-process",
@@ -58,7 +60,9 @@ SCENARIOS = (
     "poison-message",
     "crash-every-delivery",
 )
-WORKER_PROGRAMS = ("main_worker", "heavy_worker")
+# Every worker program of the topology: after a fault, every queue must have
+# its consumers again (the bulk lane included).
+WORKER_PROGRAMS = tuple(worker.name for worker in TOPOLOGY.workers)
 
 
 # -- a throw-away RabbitMQ node ------------------------------------------------------

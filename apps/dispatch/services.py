@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import select
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -34,12 +35,15 @@ from celery.utils.nodenames import anon_nodename
 from celery.utils.saferepr import saferepr
 from kombu.utils.json import dumps
 
+from apps.dispatch.encoding import BatchEncoder
 from projectname.topology import TOPOLOGY
 
 # Read confirms that already arrived every this many messages, so neither
 # side's socket buffer fills up during a very large batch.
 _DRAIN_EVERY = 1000
 
+
+_timing = threading.local()
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
@@ -91,13 +95,15 @@ def tasks_enqueue_bulk(
     confirm_timeout: float = 30.0,
     task_ids: Sequence[str] | None = None,
     headers: Mapping[str, object] | None = None,
+    queue: str | None = None,
 ) -> BulkEnqueueResult:
     """Publish one message per item of ``kwargs_list`` for ``task``; wait for all confirms.
 
     ``task`` is a Celery task or its dotted name.  Returns the task ids in the
     order of ``kwargs_list``.  ``task_ids`` may be given to choose them (they
     must be unique), e.g. when the ids were handed out before a commit.
-    ``headers`` are added to every message's headers (as ``apply_async(headers=...)``).
+    ``headers`` are added to every message's headers (as ``apply_async(headers=...)``);
+    ``queue`` overrides the topology's route (a declared queue).
     """
     app = _celery_app()
     task = _resolve_task(task)
@@ -109,7 +115,9 @@ def tasks_enqueue_bulk(
     task_ids = list(task_ids)
     if priority is None:
         priority = app.conf.task_default_priority
-    queue_name = TOPOLOGY.queue_for(task.name)
+    queue_name = queue or TOPOLOGY.queue_for(task.name)
+    if queue_name not in app.amqp.queues:
+        raise ValueError(f"unknown queue '{queue_name}'")
     started = time.perf_counter()
     if not count:
         return BulkEnqueueResult(task_ids=[], queue=queue_name, seconds=0.0)
@@ -151,47 +159,40 @@ def _message_builder(app, task, priority: int, extra_headers: Mapping[str, objec
     """Returns ``build(task_id, kwargs) -> amqp.Message`` for one task.
 
     The first message's headers come from ``app.amqp.as_task_v2`` (Celery's own
-    protocol 2 builder); later ones copy them and replace only what differs
-    per message (id, root id, the reprs), which is what ``as_task_v2`` would
-    produce for them, at a fraction of its cost.
+    protocol 2 builder); later ones differ only in id, root id and kwargs repr,
+    which is what ``as_task_v2`` would produce for them.  Their AMQP properties
+    are encoded once per batch (apps/dispatch/encoding.py).
     """
-    template: dict | None = None
+    encoder: BatchEncoder | None = None
     maxsize = app.amqp.kwargsrepr_maxsize
     origin = anon_nodename()
+    properties = {
+        "content_type": "application/json", "content_encoding": "utf-8",
+        "delivery_mode": 2, "priority": priority, "reply_to": "",
+        # Publish time, as every task message of the project carries it
+        # (RabbitMQ's head_message_timestamp feeds the wait-time alerts).
+        "timestamp": int(time.time()),
+    }
 
     def build(task_id: str, kwargs: Mapping[str, object]) -> Message:
-        nonlocal template
+        nonlocal encoder
         if not isinstance(kwargs, Mapping):
             raise TypeError("every item of kwargs_list must be a mapping of keyword arguments")
         kwargs = dict(kwargs)
         kwargsrepr = repr(kwargs)
         if len(kwargsrepr) > maxsize:
             kwargsrepr = saferepr(kwargs, maxsize)
-        if template is None:
-            headers, properties, body, _sent_event = app.amqp.as_task_v2(
+        if encoder is None:
+            headers, _properties, _body, _sent_event = app.amqp.as_task_v2(
                 task_id, task.name, args=(), kwargs=kwargs,
                 time_limit=task.time_limit, soft_time_limit=task.soft_time_limit,
                 ignore_result=task.ignore_result, origin=origin, kwargsrepr=kwargsrepr,
             )
             if extra_headers:
                 headers.update(extra_headers)
-            template = headers
-        else:
-            headers = dict(template, id=task_id, root_id=task_id, kwargsrepr=kwargsrepr)
-            body = ((), kwargs, _EMBED)
-        return Message(
-            dumps(body).encode("utf-8"),
-            content_type="application/json",
-            content_encoding="utf-8",
-            application_headers=headers,
-            delivery_mode=2,
-            priority=priority,
-            correlation_id=task_id,
-            reply_to="",
-            # Publish time, as every task message of the project carries it
-            # (RabbitMQ's head_message_timestamp feeds the wait-time alerts).
-            timestamp=int(time.time()),
-        )
+            encoder = BatchEncoder(headers, properties)
+        body = dumps(((), kwargs, _EMBED)).encode("utf-8")
+        return encoder.message(body, task_id=task_id, kwargsrepr=kwargsrepr)
 
     return build
 
@@ -306,6 +307,70 @@ def _publish_confirmed(raw_connection, messages: list[Message], *, routing_key: 
             f"of {confirms.count} messages within {confirm_timeout}s",
             task_ids=nacked + unconfirmed,
         )
+
+
+# -- one task from a request: published now, confirmed in the background ---------
+def task_enqueue(
+    *,
+    task,
+    args: Sequence[object] = (),
+    kwargs: Mapping[str, object] | None = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    task_id: str | None = None,
+    headers: Mapping[str, object] | None = None,
+    wait_confirm: float | None = None,
+) -> str:
+    """Publish one call of ``task`` through this process's pooled publisher.
+
+    The message is the one ``apply_async`` would send (``app.amqp.as_task_v2``:
+    persistent, on the topology's durable queue unless ``queue`` is given);
+    the broker's confirm is collected in the background and an unconfirmed
+    message is re-sent (apps/dispatch/publisher.py), so the call costs one
+    socket write instead of a round trip to the broker's disk.
+    ``wait_confirm`` (seconds) waits for the confirm as well.  Returns the id.
+    """
+    from apps.dispatch.publisher import process_publisher
+
+    started = time.perf_counter()
+    app = _celery_app()
+    task = _resolve_task(task)
+    task_id = task_id or str(uuid.uuid4())
+    queue_name = queue or TOPOLOGY.queue_for(task.name)
+    if queue_name not in app.amqp.queues:
+        raise ValueError(f"unknown queue '{queue_name}'")
+    kwargs = dict(kwargs or {})
+    message_headers, _properties, body, _sent_event = app.amqp.as_task_v2(
+        task_id, task.name, args=tuple(args), kwargs=kwargs,
+        time_limit=task.time_limit, soft_time_limit=task.soft_time_limit,
+        ignore_result=task.ignore_result, origin=anon_nodename(),
+    )
+    if headers:
+        message_headers.update(headers)
+    message = Message(
+        dumps(body).encode("utf-8"), content_type="application/json",
+        content_encoding="utf-8", application_headers=message_headers, delivery_mode=2,
+        priority=app.conf.task_default_priority if priority is None else priority,
+        correlation_id=task_id, reply_to="", timestamp=int(time.time()),
+    )
+    process_publisher().publish(message, routing_key=queue_name, wait_confirm=wait_confirm)
+    finished = time.perf_counter()
+    _timing.last = (finished, finished - started)
+    return task_id
+
+
+def last_enqueue_seconds(*, since: float) -> float | None:
+    """How long this thread's last :func:`task_enqueue` took, if it ended after
+    ``since`` (a ``time.perf_counter()`` value): views report it."""
+    finished, seconds = getattr(_timing, "last", (0.0, None))
+    return seconds if finished >= since else None
+
+
+def task_enqueue_on_commit(**kwargs) -> str:
+    """:func:`task_enqueue` once the current transaction commits; returns the id now."""
+    task_id = kwargs.pop("task_id", None) or str(uuid.uuid4())
+    transaction.on_commit(lambda: task_enqueue(task_id=task_id, **kwargs))
+    return task_id
 
 
 # -- the HTTP API's bulk start (POST /api/v1/tasks/bulk/) ------------------------

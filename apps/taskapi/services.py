@@ -33,6 +33,8 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from apps.dispatch.publisher import publisher_supported
+from apps.dispatch.services import task_enqueue
 from apps.taskapi.allowlist import AllowedTask, allowed
 from apps.taskapi.broker import BROKER_ERRORS, broker_connection, retry_policy
 from apps.taskapi.errors import (
@@ -153,11 +155,17 @@ def _record_and_publish(
     if run_at is not None:
         options["eta"] = run_at
     try:
-        with broker_connection() as conn:
-            app.send_task(
-                spec.name, args=args, kwargs=kwargs, task_id=task_id, connection=conn,
-                retry=True, retry_policy=retry_policy(), **options,
-            )
+        if run_at is None and publisher_supported():
+            # The common case: this process's pooled publisher, confirm in
+            # the background (apps/dispatch/publisher.py).
+            task_enqueue(task=spec.name, args=args, kwargs=kwargs, queue=queue,
+                         priority=priority, task_id=task_id, headers=options["headers"])
+        else:
+            with broker_connection() as conn:
+                app.send_task(
+                    spec.name, args=args, kwargs=kwargs, task_id=task_id, connection=conn,
+                    retry=True, retry_policy=retry_policy(), **options,
+                )
     except (BrokerUnavailable, *BROKER_ERRORS) as exc:
         TaskResult.objects.filter(task_id=task_id, status=states.PENDING).delete()
         record.delete()

@@ -39,7 +39,7 @@ def test_throughput_runs_every_system_and_reports_a_table(tmp_path):
     table = result.stdout
     assert "| system | drain tasks/s |" in table
     assert "ratios: drain project/celery" in table
-    assert "this project: main_worker as deployed" in table
+    assert "this project: the bulk lane as deployed" in table
 
 
 def test_latency_runs_http_and_queue_rows(tmp_path):

@@ -6,6 +6,7 @@ import pytest
 
 from apps.core.models import ProbeRun
 from apps.core.tasks import heavy_probe, probe
+from projectname.topology import TOPOLOGY
 from tests.support.live import wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -13,11 +14,12 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 def test_every_program_is_running(live_system):
     states = live_system.states()
-    assert set(states) == {"main_worker", "heavy_worker", "beat", "flower", "web"}
+    expected = {w.name for w in TOPOLOGY.workers} | {"beat", "flower", "web"}
+    assert set(states) == expected
     assert set(states.values()) == {"RUNNING"}
     status = live_system.ctl("status")
     assert status.returncode == 0
-    assert status.stdout.count("RUNNING") == 5
+    assert status.stdout.count("RUNNING") == len(expected)
 
 
 def test_stop_start_one_worker_while_the_other_keeps_serving(live_system):

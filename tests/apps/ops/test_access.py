@@ -4,6 +4,7 @@ import pytest
 from django.test import Client
 
 from apps.ops.models import TaskRerun
+from projectname.topology import TOPOLOGY
 
 pytestmark = pytest.mark.django_db
 
@@ -73,14 +74,14 @@ def test_staff_sees_the_page_and_the_json(client, make_user, no_supervisor):
     page = client.get("/ops/")
     assert page.status_code == 200
     html = page.content.decode()
-    for queue in ("celery", "main_worker", "heavy"):
+    for queue in TOPOLOGY.queue_names():
         assert f'data-queue="{queue}"' in html
     # No supervisord in this run dir: the page says so instead of failing.
     assert "supervisord is not reachable" in html
     assert "<script src=" not in html and "cdn" not in html.lower()
     data = client.get("/ops/api/snapshot/", HTTP_ACCEPT="application/json").json()
-    assert [q["name"] for q in data["queues"]] == ["celery", "main_worker", "heavy"]
-    assert {w["name"] for w in data["workers"]} == {"main_worker", "heavy_worker"}
+    assert [q["name"] for q in data["queues"]] == TOPOLOGY.queue_names()
+    assert {w["name"] for w in data["workers"]} == {w.name for w in TOPOLOGY.workers}
     assert 'data-queue="heavy"' in data["html"]
 
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from apps.reports.models import PeriodReport, Sale
+from projectname.topology import TOPOLOGY
 from tests.apps.taskapi.conftest import _make_user
 from tests.support.live import wait_for
 
@@ -102,7 +103,7 @@ def test_cancel_of_a_queued_task_holds_while_its_worker_is_offline(api, live_sys
     stopped, so none can hand its in-memory revoke list to the restarted one
     through mingle); the restarted worker must still refuse the task: the
     database, not worker memory, decides."""
-    workers_programs = ["main_worker", "heavy_worker"]
+    workers_programs = [w.name for w in TOPOLOGY.workers]
     assert live_system.ctl("stop", *workers_programs).returncode == 0
     try:
         ticket = _start(api, {"task": DIAGNOSE, "kwargs": {"message": "must never run"}})
@@ -217,7 +218,7 @@ def test_queue_override_runs_on_the_other_queue(api, live_system):
 def test_workers_and_queues_describe_the_running_system(api, live_system, live_http):
     reader = live_http(_make_user("live-reader"))
     workers = {w["program"]: w for w in reader.get("/api/v1/workers/").json()}
-    assert set(workers) == {"main_worker", "heavy_worker"}
+    assert set(workers) == {w.name for w in TOPOLOGY.workers}
     main = workers["main_worker"]
     assert main["status"] == "online" and main["hostname"] == live_system.node("main_worker")
     assert main["queues"] == sorted(["main_worker", "celery"])
@@ -225,11 +226,13 @@ def test_workers_and_queues_describe_the_running_system(api, live_system, live_h
     assert workers["heavy_worker"]["queues"] == ["heavy"]
 
     queues = {q["name"]: q for q in reader.get("/api/v1/queues/").json()}
-    assert set(queues) == {"celery", "main_worker", "heavy"}
+    assert set(queues) == set(TOPOLOGY.queue_names())
     for queue in queues.values():
         assert queue["exists"] and queue["consumers"] >= 1 and not queue["no_consumers"]
         assert isinstance(queue["messages_ready"], int)
     assert queues["celery"]["expected_consumers"] == ["main_worker"]
+    assert queues["bulk"]["expected_consumers"] == ["bulk_worker_1", "bulk_worker_2"]
+    assert workers["bulk_worker_1"]["queues"] == ["bulk"]
 
 
 def test_scheduled_cleanup_removes_expired_results_and_records(api, live_system):

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from apps.taskapi.allowlist import ALLOWLIST
-from apps.taskapi.models import TaskRecord
+from apps.taskapi.models import RECORDED_HEADER, TaskRecord
 from apps.taskapi.services import (
     DiagnosticError,
     diagnostic_run,
@@ -74,18 +74,46 @@ def test_cleanup_removes_results_and_records_older_than_result_expires():
     assert set(TaskRecord.objects.values_list("task_id", flat=True)) == {"new-done"}
 
 
+def _received(task_id, *, headers=None, redelivered=False):
+    message = SimpleNamespace(headers={"id": task_id, **(headers or {})})
+    return SimpleNamespace(id=task_id, name="x", message=message,
+                           delivery_info={"redelivered": redelivered})
+
+
 @pytest.mark.django_db
 def test_worker_guard_revokes_a_cancelled_id_on_receipt():
     TaskRecord.objects.create(task_id="guard-1", task_name="x", queue="celery",
                               cancelled_at=timezone.now())
     TaskRecord.objects.create(task_id="guard-2", task_name="x", queue="celery")
     try:
-        refuse_cancelled_task(request=SimpleNamespace(id="guard-1", name="x"))
-        refuse_cancelled_task(request=SimpleNamespace(id="guard-2", name="x"))
+        refuse_cancelled_task(request=_received("guard-1", headers={RECORDED_HEADER: True}))
+        refuse_cancelled_task(request=_received("guard-2", headers={RECORDED_HEADER: True}))
         assert "guard-1" in worker_state.revoked
         assert "guard-2" not in worker_state.revoked
     finally:
         worker_state.revoked.discard("guard-1")
+
+
+@pytest.mark.django_db
+def test_worker_guard_queries_only_messages_that_can_have_been_cancelled(
+        django_assert_num_queries):
+    TaskRecord.objects.create(task_id="guard-3", task_name="x", queue="celery",
+                              cancelled_at=timezone.now())
+    try:
+        # A first delivery the Task API did not publish: unknown to the API, no query.
+        with django_assert_num_queries(0):
+            refuse_cancelled_task(request=_received("guard-3"))
+        assert "guard-3" not in worker_state.revoked
+        # A redelivery and a retry may have been cancelled: both are looked up.
+        with django_assert_num_queries(1):
+            refuse_cancelled_task(request=_received("guard-3", redelivered=True))
+        assert "guard-3" in worker_state.revoked
+        worker_state.revoked.discard("guard-3")
+        with django_assert_num_queries(1):
+            refuse_cancelled_task(request=_received("guard-3", headers={"retries": 1}))
+        assert "guard-3" in worker_state.revoked
+    finally:
+        worker_state.revoked.discard("guard-3")
 
 
 def test_diagnostic_run_reports_progress_and_fails_on_demand():

@@ -1,0 +1,105 @@
+"""AMQP properties of a batch of task messages, encoded once instead of once per message.
+
+Serializing a Celery message's ~20 headers into an AMQP table in py-amqp's
+pure-Python encoder was over half of the bulk producer's time.  Within one
+batch the headers differ only in ``id``, ``root_id`` and ``kwargsrepr``, the
+correlation id is the task id, everything else is the same.  So the constant
+part is encoded once with py-amqp's own encoder and each message adds just its
+variable part.  The result is byte-for-byte what py-amqp would send: the first
+message of every batch is checked against py-amqp's own encoding, and a batch
+whose properties do not match falls back to the plain ``amqp.Message``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from struct import pack
+
+from amqp import Message
+from amqp.serialization import dumps
+
+# Header keys that change from message to message (the rest is the template's).
+VARIABLE_KEYS = ("id", "root_id", "kwargsrepr")
+
+
+class EncodedMessage(Message):
+    """An ``amqp.Message`` whose content-header properties are already encoded."""
+
+    def __init__(self, body: bytes, encoded_properties: bytes, properties: dict):
+        super().__init__(body, **properties)
+        self._encoded_properties = encoded_properties
+
+    def _serialize_properties(self):  # called by py-amqp's frame writer
+        return self._encoded_properties
+
+
+def _shortstr(value: str) -> bytes:
+    raw = value.encode("utf-8")
+    if len(raw) > 255:
+        raise ValueError("shortstr over 255 bytes")
+    return bytes((len(raw),)) + raw
+
+
+def _longstr_entry(key: str, value: str) -> bytes:
+    raw = value.encode("utf-8", "surrogatepass")
+    return _shortstr(key) + b"S" + pack(">I", len(raw)) + raw
+
+
+class BatchEncoder:
+    """Encodes the properties of messages that share a header template.
+
+    ``properties`` are the AMQP basic properties common to the batch (content
+    type and encoding, delivery mode, priority, reply_to, timestamp); the
+    application headers come from ``headers_template`` with the per-message
+    ``id``/``root_id``/``kwargsrepr`` and ``correlation_id`` = task id.
+    """
+
+    def __init__(self, headers_template: Mapping[str, object], properties: Mapping[str, object]):
+        self.constant = {k: v for k, v in headers_template.items() if k not in VARIABLE_KEYS}
+        self.properties = dict(properties)
+        order = [name for name, _ in Message.PROPERTIES]
+        unexpected = set(self.properties) - {"content_type", "content_encoding", "delivery_mode",
+                                             "priority", "reply_to", "timestamp"}
+        self.usable = not unexpected and all(
+            isinstance(self.properties.get(name), str)
+            for name in ("content_type", "content_encoding", "reply_to"))
+        if not self.usable:
+            return
+        # py-amqp writes properties in PROPERTIES order; flags: bit 15 first.
+        present = set(self.properties) | {"application_headers", "correlation_id"}
+        flags = 0
+        for index, name in enumerate(order):
+            if name in present and self.properties.get(name, "") is not None:
+                flags |= 1 << (15 - index)
+        self.head = pack(">H", flags) + dumps(
+            "ss", [self.properties["content_type"], self.properties["content_encoding"]])
+        self.constant_table = dumps("F", [self.constant])[4:]
+        middle = []
+        if "delivery_mode" in self.properties:
+            middle.append(pack("B", self.properties["delivery_mode"]))
+        if self.properties.get("priority") is not None:
+            middle.append(pack("B", self.properties["priority"]))
+        self.middle = b"".join(middle)
+        tail = [_shortstr(self.properties["reply_to"])]
+        if self.properties.get("timestamp") is not None:
+            tail.append(pack(">Q", int(self.properties["timestamp"])))
+        self.tail = b"".join(tail)
+        self.checked = False
+
+    def message(self, body: bytes, *, task_id: str, kwargsrepr: str) -> Message:
+        headers = dict(self.constant, id=task_id, root_id=task_id, kwargsrepr=kwargsrepr)
+        properties = dict(self.properties, application_headers=headers, correlation_id=task_id)
+        if not self.usable:
+            return Message(body, **properties)
+        variable = (_longstr_entry("id", task_id) + _longstr_entry("root_id", task_id)
+                    + _longstr_entry("kwargsrepr", kwargsrepr))
+        table = self.constant_table + variable
+        encoded = b"".join((self.head, pack(">I", len(table)), table, self.middle,
+                            _shortstr(task_id), self.tail))
+        if not self.checked:
+            reference = Message(body, **properties)._serialize_properties()
+            if reference != encoded:
+                self.usable = False
+                return Message(body, **properties)
+            self.checked = True
+        return EncodedMessage(body, encoded, properties)

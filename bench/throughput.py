@@ -10,6 +10,8 @@ Systems (each in its own throw-away vhost, deleted afterwards):
                queue, one consumer process with manual acks, prefetch 100;
 * ``celery``   Celery with its tutorial defaults (bench/celery_tutorial.py);
 * ``dramatiq`` Dramatiq's RabbitMQ broker, 2 processes (bench/dramatiq_app.py);
+* ``main``     this project's user-facing ``main_worker`` as deployed (prefork,
+               priorities, prefetch 1, task events), the same way;
 * ``project``  this project's bulk lane exactly as deployed: supervisord runs
                the committed deploy/conf.d/bulk_worker_*.conf (acks late,
                its pool, prefetch and limits), tasks sent with the project's
@@ -42,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import common  # noqa: E402
 from bench.common import PROJECT_ROOT, QueueWatcher  # noqa: E402
 
-SYSTEMS = ("raw", "celery", "dramatiq", "project")
+SYSTEMS = ("raw", "celery", "dramatiq", "project", "main")
 
 
 # -- message producers ------------------------------------------------------------
@@ -311,12 +313,12 @@ class Project(System):
 
     def backlog(self, n):
         for start in range(0, n, 10_000):
-            self.enqueue(task=self.noop,
+            self.enqueue(task=self.noop, queue=self.queue,
                          kwargs_list=[{"n": i} for i in range(start, min(n, start + 10_000))])
 
     def produce(self, n):
         for start in range(0, n, self.batch):
-            self.enqueue(task=self.noop,
+            self.enqueue(task=self.noop, queue=self.queue,
                          kwargs_list=[{"n": i} for i in range(start, min(n, start + self.batch))])
 
     def teardown(self):
@@ -350,7 +352,16 @@ def common_free_port() -> int:
     return free_port()
 
 
-CLASSES = {"raw": Raw, "celery": CeleryTutorial, "dramatiq": Dramatiq, "project": Project}
+class ProjectMain(Project):
+    """The user-facing lane, for comparison: not built for throughput."""
+
+    name, queue = "main", "main_worker"
+    description = ("this project: main_worker as deployed (prefork, priorities, prefetch 1, "
+                   "task events)")
+
+
+CLASSES = {"raw": Raw, "celery": CeleryTutorial, "dramatiq": Dramatiq, "project": Project,
+           "main": ProjectMain}
 
 
 # -- measurement ------------------------------------------------------------------
@@ -513,9 +524,38 @@ def measure_producers(n: int, rounds: int, systems: list[str], log=print) -> lis
             use_broker(app, "pyamqp://unused//")
             return elapsed
 
+        def raw_project_messages(vhost, count):
+            """The limit for bulk enqueue: the same messages, raw py-amqp, confirms streamed."""
+            import uuid as _uuid
+
+            app = project_app(vhost)
+            from apps.dispatch.services import _message_builder
+            from apps.dispatch.tasks import noop
+
+            build = _message_builder(app, noop, app.conf.task_default_priority)
+            messages = [build(str(_uuid.uuid4()), {"n": i}) for i in range(count)]
+            conn = common.amqp_connection(vhost)
+            ch = conn.channel()
+            ch.queue_declare("raw", durable=True, auto_delete=False)
+            ch.confirm_select()
+            acked = [0]
+            ch.events["basic_ack"].add(
+                lambda tag, multiple: acked.__setitem__(0, tag if multiple else acked[0] + 1))
+            started = time.perf_counter()
+            for message in messages:
+                ch._basic_publish(message, exchange="", routing_key="raw")
+            while acked[0] < count:
+                conn.drain_events(timeout=30)
+            elapsed = time.perf_counter() - started
+            conn.close()
+            use_broker(app, "pyamqp://unused//")
+            return elapsed
+
         confirm = "with confirm per message" if _project_confirms() else "no confirms"
         run(f"project .delay() as configured ({confirm})", project_delay, slow)
         run("project tasks_enqueue_bulk (one batch, confirms streamed)", project_bulk, n)
+        run("raw py-amqp publish of the same Celery messages, prebuilt, confirms streamed",
+            raw_project_messages, n)
     return rows
 
 

@@ -239,8 +239,11 @@ class LeanSteps(bootsteps.StartStopStep):
 
     def start(self, c):
         events = c.event_dispatcher
-        if not getattr(c.pool, "runs_inline", False) or (events and events.enabled
-                                                         and c.app.conf.worker_send_task_events):
+        # Task events on (``-E`` or CELERY_WORKER_SEND_TASK_EVENTS): the
+        # dispatcher sends every group; without them only "worker" (heartbeats).
+        task_events = bool(events and events.enabled
+                           and (not events.groups or "task" in events.groups))
+        if not getattr(c.pool, "runs_inline", False) or task_events:
             c.lean = None
             return
         runner = c.lean = LeanRunner(c)

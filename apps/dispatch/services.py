@@ -29,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from amqp import Message
+from amqp import spec as amqp_spec
+from amqp.serialization import dumps as amqp_dumps
 from django.db import transaction
 from kombu.common import maybe_declare
 from celery.utils.nodenames import anon_nodename
@@ -38,6 +40,8 @@ from kombu.utils.json import dumps
 from apps.dispatch.encoding import BatchEncoder
 from projectname.topology import TOPOLOGY
 
+# basic.publish arguments: ticket, exchange, routing key, mandatory, immediate.
+_PUBLISH_SIGNATURE = "Bssbb"
 # Read confirms that already arrived every this many messages, so neither
 # side's socket buffer fills up during a very large batch.
 _DRAIN_EVERY = 1000
@@ -274,11 +278,17 @@ def _publish_confirmed(raw_connection, messages: list[Message], *, routing_key: 
     complete = False
     try:
         sock = raw_connection.transport.sock
-        # _basic_publish: the plain publish even on a connection whose channels
-        # wait for a confirm after every message (kombu's confirm_publish).
-        publish = channel._basic_publish
+        # What channel._basic_publish sends (the plain publish even on a
+        # connection whose channels wait for a confirm after every message,
+        # kombu's confirm_publish), minus its per-message work that is the
+        # same for the whole batch: the method arguments are encoded once,
+        # and pending frames are read every _DRAIN_EVERY messages, not
+        # before each one.
+        write_frame = raw_connection.frame_writer
+        channel_id = channel.channel_id
+        arguments = amqp_dumps(_PUBLISH_SIGNATURE, (0, "", routing_key, False, False))
         for index, message in enumerate(messages, start=1):
-            publish(message, exchange="", routing_key=routing_key)
+            write_frame(1, channel_id, amqp_spec.Basic.Publish, arguments, message)
             holder.published += 1
             if index % _DRAIN_EVERY == 0:
                 while select.select([sock], [], [], 0)[0]:

@@ -28,7 +28,8 @@ def test_throughput_runs_every_system_and_reports_a_table(tmp_path):
                  timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
-    assert [r["system"] for r in data["results"]] == ["raw", "celery", "dramatiq", "project"]
+    assert [r["system"] for r in data["results"]] == ["raw", "celery", "dramatiq", "project",
+                                                      "main"]
     for row in data["results"]:
         assert len(row["drain"]) == len(row["live"]) == 1
         assert row["drain"][0] > 0 and row["live"][0] > 0
@@ -36,6 +37,7 @@ def test_throughput_runs_every_system_and_reports_a_table(tmp_path):
     producers = [p["producer"] for p in data["producers"]]
     assert any("tasks_enqueue_bulk" in p for p in producers)
     assert any("Dramatiq" in p for p in producers)
+    assert any("the same Celery messages" in p for p in producers)
     table = result.stdout
     assert "| system | drain tasks/s |" in table
     assert "ratios: drain project/celery" in table
@@ -49,9 +51,12 @@ def test_latency_runs_http_and_queue_rows(tmp_path):
                  "--json", str(out), timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
-    assert len(data["http"]) == 4
+    assert len(data["http"]) == 5
     bulk_one = next(r for r in data["http"] if r["label"].endswith("bulk/, 1 task"))
     assert len(bulk_one["enqueue_ms"]) == 10  # every response carried Server-Timing
+    # The Task API's single start reports the publish and the whole service.
+    single = next(r for r in data["http"] if r["label"].endswith("single start)"))
+    assert len(single["enqueue_ms"]) == len(single["start_ms"]) == 10
     labels = [r["label"] for r in data["start_latency"]]
     assert labels[0].startswith("main_worker") and labels[-1].startswith("main_worker while heavy")
     assert "Enqueue-to-start" in result.stdout

@@ -29,6 +29,7 @@ and optionally (``--memory-tasks``) the project worker's RSS over many tasks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -127,6 +128,9 @@ class System:
     def setup(self):
         pass
 
+    def activate(self):
+        """Before each of its rounds: point this process's producers at this system."""
+
     def teardown(self):
         self.stop_workers()
 
@@ -181,6 +185,9 @@ class CeleryTutorial(PopenSystem):
 
         use_broker(celery_tutorial.app, self.broker_url)
         self.app, self.task = celery_tutorial.app, celery_tutorial.noop
+
+    def activate(self):
+        use_broker(self.app, self.broker_url)
 
     def backlog(self, n):
         celery_backlog(self.app, self.task.name, self.vhost, self.queue, n)
@@ -302,14 +309,19 @@ class Project(System):
 
     def stop_workers(self):
         if self.supervisord is not None:
+            rpc = self._rpc()
             for name in self.programs:
-                self._rpc().stopProcess(name, True)
+                if rpc.getProcessInfo(name)["statename"] in ("RUNNING", "STARTING"):
+                    rpc.stopProcess(name, True)
 
     def roots(self) -> list[int]:
         if self.supervisord is None:
             return []
         pids = [self._rpc().getProcessInfo(name)["pid"] for name in self.programs]
         return [pid for pid in pids if pid]
+
+    def activate(self):
+        use_broker(self.app, self.broker_url)
 
     def backlog(self, n):
         for start in range(0, n, 10_000):
@@ -370,62 +382,75 @@ def wait_ready(watcher: QueueWatcher, system: System, timeout: float = 90) -> No
     watcher.wait_consumers(system.queue, getattr(system, "consumers", 1), timeout)
 
 
-def measure_system(name: str, n: int, rounds: int, log=print) -> dict:
-    result = {"system": name, "drain": [], "live": [], "cpu_worker_us": [], "cpu_rabbit_us": [],
-              "rss_peak_mb": 0.0, "rss_process_mb": 0.0}
-    with common.throwaway_vhost(f"bench-{name}") as vhost, \
-            tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as workdir:
-        system = CLASSES[name](vhost, Path(workdir))
-        result["description"] = system.description
-        watcher = None
-        try:
+def measure_systems(names: list[str], n: int, rounds: int, log=print) -> list[dict]:
+    """Every system set up at once, then measured round-robin: round 1 of each,
+    then round 2 of each...  A noisy minute on this shared machine then hits
+    every system about equally instead of all rounds of one."""
+    with contextlib.ExitStack() as stack:
+        entries = []
+        for name in names:
+            vhost = stack.enter_context(common.throwaway_vhost(f"bench-{name}"))
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{name}-"))
+            system = CLASSES[name](vhost, Path(workdir))
+            stack.callback(system.teardown)
+            log(f"{name}: {system.description}")
             system.setup()
             watcher = QueueWatcher(vhost)
-            timeout = max(120.0, n / 100)
-            for round_no in range(1, rounds + 1):
-                # drain: the backlog waits, then the workers start
-                system.stop_workers()
-                system.backlog(n)
-                wait_depth(watcher, system.queue, n)
-                system.start_workers()
-                monitor_roots = None
-                deadline = time.monotonic() + timeout
-                while watcher.depth(system.queue) >= n:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"{name}: workers never started consuming")
-                    time.sleep(0.002)
-                t0 = time.perf_counter()
-                meter = common.CpuMeter(system.roots()).start()
-                monitor_roots = {str(pid): pid for pid in system.roots()}
-                with common.RssMonitor(monitor_roots) as rss:
-                    t1 = watcher.wait_empty(system.queue, timeout)
-                    worker_cpu, rabbit_cpu = meter.stop()
-                drain_rate = n / (t1 - t0)
-                # live: publish while the (now idle) workers consume
-                wait_ready(watcher, system)
-                meter = common.CpuMeter(system.roots()).start()
-                with common.RssMonitor(monitor_roots) as rss2:
-                    t0 = time.perf_counter()
-                    system.produce(n)
-                    t1 = watcher.wait_empty(system.queue, timeout)
-                    live_cpu = meter.stop()
-                live_rate = n / (t1 - t0)
-                result["drain"].append(drain_rate)
-                result["live"].append(live_rate)
-                result["cpu_worker_us"].append(1e6 * (worker_cpu + live_cpu[0]) / (2 * n))
-                result["cpu_rabbit_us"].append(1e6 * (rabbit_cpu + live_cpu[1]) / (2 * n))
-                for monitor in (rss, rss2):
-                    result["rss_peak_mb"] = max(result["rss_peak_mb"],
-                                                max(monitor.peak_total.values()) / 2**20)
-                    result["rss_process_mb"] = max(result["rss_process_mb"],
-                                                   max(monitor.peak_process.values()) / 2**20)
-                log(f"  {name} round {round_no}: drain {drain_rate:,.0f}/s, "
-                    f"live {live_rate:,.0f}/s (load {common.loadavg()})")
-        finally:
-            if watcher:
-                watcher.close()
-            system.teardown()
-    return result
+            stack.callback(watcher.close)
+            result = {"system": name, "description": system.description, "drain": [],
+                      "live": [], "cpu_worker_us": [], "cpu_rabbit_us": [],
+                      "rss_peak_mb": 0.0, "rss_process_mb": 0.0}
+            entries.append((system, watcher, result))
+        for round_no in range(1, rounds + 1):
+            for system, watcher, result in entries:
+                measure_round(system, watcher, result, n, round_no, log)
+        return [result for _, _, result in entries]
+
+
+def measure_round(system: System, watcher: QueueWatcher, result: dict, n: int, round_no: int,
+                  log=print) -> None:
+    name = system.name
+    system.activate()
+    timeout = max(120.0, n / 100)
+    # drain: the backlog waits, then the workers start
+    system.stop_workers()
+    system.backlog(n)
+    wait_depth(watcher, system.queue, n)
+    system.start_workers()
+    deadline = time.monotonic() + timeout
+    while watcher.depth(system.queue) >= n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name}: workers never started consuming")
+        time.sleep(0.002)
+    t0 = time.perf_counter()
+    meter = common.CpuMeter(system.roots()).start()
+    monitor_roots = {str(pid): pid for pid in system.roots()}
+    with common.RssMonitor(monitor_roots) as rss:
+        t1 = watcher.wait_empty(system.queue, timeout)
+        worker_cpu, rabbit_cpu = meter.stop()
+    drain_rate = n / (t1 - t0)
+    # live: publish while the (now idle) workers consume
+    wait_ready(watcher, system)
+    meter = common.CpuMeter(system.roots()).start()
+    with common.RssMonitor(monitor_roots) as rss2:
+        t0 = time.perf_counter()
+        system.produce(n)
+        t1 = watcher.wait_empty(system.queue, timeout)
+        live_cpu = meter.stop()
+    live_rate = n / (t1 - t0)
+    # Idle workers of one system must not take CPU from the next one.
+    system.stop_workers()
+    result["drain"].append(drain_rate)
+    result["live"].append(live_rate)
+    result["cpu_worker_us"].append(1e6 * (worker_cpu + live_cpu[0]) / (2 * n))
+    result["cpu_rabbit_us"].append(1e6 * (rabbit_cpu + live_cpu[1]) / (2 * n))
+    for monitor in (rss, rss2):
+        result["rss_peak_mb"] = max(result["rss_peak_mb"],
+                                    max(monitor.peak_total.values()) / 2**20)
+        result["rss_process_mb"] = max(result["rss_process_mb"],
+                                       max(monitor.peak_process.values()) / 2**20)
+    log(f"  {name} round {round_no}: drain {drain_rate:,.0f}/s, "
+        f"live {live_rate:,.0f}/s (load {common.loadavg()})")
 
 
 def wait_depth(watcher: QueueWatcher, queue: str, n: int, timeout: float = 60) -> None:
@@ -712,11 +737,8 @@ def main(argv=None) -> int:
     # own configuration; the tutorial app must run without one (the project
     # gets django-db from its settings anyway).
     os.environ.pop("CELERY_RESULT_BACKEND", None)
-    results = []
-    for name in SYSTEMS:
-        if name in systems:
-            log(f"{name}: {CLASSES[name].description}")
-            results.append(measure_system(name, args.tasks, args.rounds, log))
+    results = measure_systems([name for name in SYSTEMS if name in systems], args.tasks,
+                              args.rounds, log)
     producers = [] if args.no_producers else measure_producers(args.tasks, args.rounds, systems, log)
     memory = measure_memory(args.memory_tasks, log) if args.memory_tasks else None
     print(render(results, producers, memory, args))

@@ -191,6 +191,34 @@ def measure_http(system, *, requests_total: int, concurrency: int, log) -> list[
     return rows
 
 
+def measure_enqueue(*, count: int, log) -> list[dict]:
+    """One task per call, as a view would: the pooled publisher (confirm in the
+    background) and Celery's own apply_async (a confirm wait per message)."""
+    from apps.core.tasks import probe
+    from apps.dispatch.services import task_enqueue
+
+    def timed(call) -> list[float]:
+        for number in range(20):  # connect and warm up
+            call(f"warm-{number}")
+        values = []
+        for number in range(count):
+            started = time.perf_counter()
+            call(f"e-{uuid.uuid4().hex[:8]}-{number}")
+            values.append((time.perf_counter() - started) * 1000)
+            time.sleep(0.002)
+        return values
+
+    rows = [
+        {"label": "task_enqueue() (pooled publisher, confirm in the background)",
+         "ms": timed(lambda token: task_enqueue(task=probe, kwargs={"token": token}))},
+        {"label": "probe.apply_async() (Celery producer, confirm wait per message)",
+         "ms": timed(lambda token: probe.apply_async(kwargs={"token": token}))},
+    ]
+    for row in rows:
+        log(f"  {row['label']}: {summary(row['ms'])}")
+    return rows
+
+
 # -- 2. enqueue-to-start -----------------------------------------------------------------
 def send_paced(*, task, rate: float, seconds: float, queue: str | None, extra: dict) -> dict:
     """Send ``rate`` tasks per second for ``seconds``; token -> send time (epoch s)."""
@@ -273,7 +301,7 @@ def wait_idle(watcher, timeout: float = 600) -> None:
     time.sleep(1)
 
 
-def render(http_rows, latency_rows, args) -> str:
+def render(http_rows, latency_rows, args, enqueue_rows=()) -> str:
     lines = [
         f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine {common.machine()}; "
         f"load {common.loadavg()}",
@@ -295,6 +323,13 @@ def render(http_rows, latency_rows, args) -> str:
             + " | " + (f"{percentile(row['start_ms'], 50):.2f} / "
                        f"{percentile(row['start_ms'], 99):.2f}" if row.get("start_ms") else "-")
             + f" | {row['requests_per_s']:.0f} |")
+    if enqueue_rows:
+        lines += ["", "One enqueue, timed inside one process (no HTTP, a 2 ms pause between calls)",
+                  "", "| call | calls | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|"]
+        for row in enqueue_rows:
+            values = row["ms"]
+            lines.append(f"| {row['label']} | {len(values):,} | {percentile(values, 50):.3f} | "
+                         f"{percentile(values, 99):.3f} | {max(values):.3f} |")
     lines += ["", f"Enqueue-to-start ({args.seconds:g} s per row)", "",
               "| queue | tasks/s sent | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|"]
     for row in latency_rows:
@@ -339,17 +374,20 @@ def main(argv=None) -> int:
             log("HTTP:")
             http_rows = measure_http(system, requests_total=args.requests,
                                      concurrency=args.concurrency, log=log)
+            log("single enqueue in this process:")
+            enqueue_rows = measure_enqueue(count=args.requests, log=log)
             log("enqueue-to-start:")
             latency_rows = measure_start_latency(
                 system, rate=args.rate, seconds=args.seconds, backlog=args.backlog,
                 backlog_seconds=args.backlog_seconds, log=log)
         finally:
             system.stop()
-    print(render(http_rows, latency_rows, args))
+    print(render(http_rows, latency_rows, args, enqueue_rows))
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"http": [{k: v for k, v in r.items()} for r in http_rows],
-             "start_latency": latency_rows, "versions": common.versions(),
+             "start_latency": latency_rows, "enqueue": enqueue_rows,
+             "versions": common.versions(),
              "machine": common.machine(),
              "summary": {r["label"]: statistics.median(r["ms"]) for r in latency_rows}},
             indent=2, default=str))

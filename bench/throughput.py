@@ -46,6 +46,8 @@ from bench import common  # noqa: E402
 from bench.common import PROJECT_ROOT, QueueWatcher  # noqa: E402
 
 SYSTEMS = ("raw", "celery", "dramatiq", "project", "main")
+# What the project systems put in this process's environment for themselves.
+PROJECT_ONLY_ENV = {"DATABASE_URL", "CELERY_RESULT_BACKEND", "CELERY_CUSTOM_WORKER_POOL"}
 
 
 # -- message producers ------------------------------------------------------------
@@ -113,7 +115,10 @@ class System:
         self.broker_url = common.rabbit.broker_url(vhost)
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # Not the project's settings: with DJANGO_SETTINGS_MODULE set, Celery
+        # would install its Django fixup in the tutorial worker too.
+        env = {key: value for key, value in os.environ.items()
+               if key not in PROJECT_ONLY_ENV and not key.startswith("DJANGO_")}
         env.update({
             "BENCH_BROKER_URL": self.broker_url,
             "CELERY_BROKER_URL": self.broker_url,

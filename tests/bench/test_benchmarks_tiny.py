@@ -57,6 +57,7 @@ def test_latency_runs_http_and_queue_rows(tmp_path):
     # The Task API's single start reports the publish and the whole service.
     single = next(r for r in data["http"] if r["label"].endswith("single start)"))
     assert len(single["enqueue_ms"]) == len(single["start_ms"]) == 10
+    assert [len(r["ms"]) for r in data["enqueue"]] == [10, 10]
     labels = [r["label"] for r in data["start_latency"]]
     assert labels[0].startswith("main_worker") and labels[-1].startswith("main_worker while heavy")
     assert "Enqueue-to-start" in result.stdout

@@ -70,9 +70,12 @@ class ConfirmingPublisher:
         Raises the broker's connection errors if it cannot connect at all.
         """
         with self._lock:
+            had_connection = self._connection is not None
             try:
                 tag = self._connect_and_send(routing_key, message)
             except Exception:  # noqa: BLE001 - a stale connection: one fresh try
+                if not had_connection:
+                    raise  # the broker is unreachable: the caller hears it now
                 self._drop_connection()
                 tag = self._connect_and_send(routing_key, message)
         if wait_confirm is not None and not self.wait_for(tag, timeout=wait_confirm):

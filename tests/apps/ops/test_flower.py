@@ -8,7 +8,7 @@ import requests
 
 from apps.core.models import ProbeRun
 from projectname.topology import TOPOLOGY
-from tests.support.live import FLOWER_AUTH
+from tests.support.live import FLOWER_AUTH, wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -46,7 +46,14 @@ def test_the_seed_apply_flow_runs_the_task_on_its_queues_worker(live_system):
 
 
 def test_flower_reads_queue_lengths_from_the_management_api(live_system):
-    response = requests.get(_url(live_system, "/api/queues/length"), auth=FLOWER_AUTH, timeout=30)
-    assert response.status_code == 200, response.text
-    names = {queue["name"] for queue in response.json()["active_queues"]}
-    assert set(TOPOLOGY.queue_names()) <= names
+    def queue_names():
+        # Flower learns each worker's queues from its own `inspect` rounds; a
+        # worker busy with another test may miss one, so ask it to refresh.
+        requests.get(_url(live_system, "/api/workers?refresh=1"), auth=FLOWER_AUTH, timeout=30)
+        response = requests.get(_url(live_system, "/api/queues/length"), auth=FLOWER_AUTH,
+                                timeout=30)
+        assert response.status_code == 200, response.text
+        names = {queue["name"] for queue in response.json()["active_queues"]}
+        return names if set(TOPOLOGY.queue_names()) <= names else None
+
+    assert wait_for(queue_names, 60, interval=2, message="every topology queue in Flower")

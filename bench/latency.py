@@ -14,11 +14,17 @@ throw-away RabbitMQ vhost with a temporary SQLite database, then measures:
      time from its ``Server-Timing: enqueue;dur=`` header (pooled connection,
      publish, confirm: the time the enqueue adds to the request),
    * ``POST /api/v1/tasks/bulk/`` with 100 tasks (per request and per task),
-   * ``POST /api/v1/tasks/`` (the Task API's single start).
+   * ``POST /api/v1/tasks/`` (the Task API's single start: the pooled
+     publisher, ``Server-Timing`` start and enqueue), with ``--concurrency``
+     clients and with 2 (as many as gunicorn workers).
+   Then one enqueue timed inside this process: ``task_enqueue()`` (pooled
+   publisher, confirm in the background) against ``apply_async()`` (a confirm
+   wait per message).
 2. Enqueue-to-start: probe tasks sent at ``--rate`` per second for
    ``--seconds`` to each queue; latency = the worker's recorded start time
    minus the send time (same host clock), p50/p99 per queue; then the same on
-   ``main_worker`` while ``heavy`` holds a backlog of long tasks.
+   ``main_worker`` right before and while ``heavy`` holds a backlog of long
+   tasks (the isolation ratio compares those two adjacent rows).
 """
 
 from __future__ import annotations

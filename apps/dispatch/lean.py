@@ -126,7 +126,7 @@ class LeanRunner:
         self.coalescer: AckCoalescer | None = None
         self._request_classes: dict[str, type] = {}
 
-    # -- lifecycle (apps.reliability.consumer:LeanAcks) -------------------------
+    # -- lifecycle (LeanSteps, below) ---------------------------------------------
     def attach(self, channel, prefetch_count: int) -> None:
         # A quarter of the prefetch window: the broker keeps delivering while
         # a batch waits for its ack.

@@ -51,8 +51,10 @@ PROJECT_ONLY_ENV = {"DATABASE_URL", "CELERY_RESULT_BACKEND", "CELERY_CUSTOM_WORK
 
 
 # -- message producers ------------------------------------------------------------
-def raw_publish(vhost: str, queue: str, n: int, *, confirm: str = "none") -> float:
-    """Publish n persistent messages; returns seconds.  confirm: none|stream|each."""
+def raw_publish(vhost: str, queue: str, n: int, *, confirm: str = "none",
+                messages: list | None = None) -> float:
+    """Publish n persistent messages (tiny ones, or ``messages`` prebuilt); returns
+    seconds.  confirm: none|stream|each."""
     import amqp
 
     conn = common.amqp_connection(vhost)
@@ -67,8 +69,9 @@ def raw_publish(vhost: str, queue: str, n: int, *, confirm: str = "none") -> flo
             acked[0] = tag if multiple else acked[0] + 1
         ch.events["basic_ack"].add(on_ack)
     started = time.perf_counter()
-    for _ in range(n):
-        message = amqp.Message(body, delivery_mode=2, content_type="application/json")
+    for index in range(n):
+        message = (messages[index] if messages is not None
+                   else amqp.Message(body, delivery_mode=2, content_type="application/json"))
         if confirm == "each":
             ch.basic_publish_confirm(message, exchange="", routing_key=queue)
         else:
@@ -564,20 +567,7 @@ def measure_producers(n: int, rounds: int, systems: list[str], log=print) -> lis
 
             build = _message_builder(app, noop, app.conf.task_default_priority)
             messages = [build(str(_uuid.uuid4()), {"n": i}) for i in range(count)]
-            conn = common.amqp_connection(vhost)
-            ch = conn.channel()
-            ch.queue_declare("raw", durable=True, auto_delete=False)
-            ch.confirm_select()
-            acked = [0]
-            ch.events["basic_ack"].add(
-                lambda tag, multiple: acked.__setitem__(0, tag if multiple else acked[0] + 1))
-            started = time.perf_counter()
-            for message in messages:
-                ch._basic_publish(message, exchange="", routing_key="raw")
-            while acked[0] < count:
-                conn.drain_events(timeout=30)
-            elapsed = time.perf_counter() - started
-            conn.close()
+            elapsed = raw_publish(vhost, "raw", count, confirm="stream", messages=messages)
             use_broker(app, "pyamqp://unused//")
             return elapsed
 

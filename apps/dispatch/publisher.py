@@ -45,14 +45,12 @@ class PublishNotConfirmed(Exception):
 
 
 class ConfirmingPublisher:
-    def __init__(self, connect: Callable[[], object], *, queues=(),
-                 connect_timeout: float = 2.0):
+    def __init__(self, connect: Callable[[], object], *, queues=()):
         #: Returns a connected kombu Connection (py-amqp transport).
         self._connect = connect
         #: kombu Queues declared on every new connection, before the reader
         #: thread starts reading it (only one thread may read a socket).
         self.queues = tuple(queues)
-        self.connect_timeout = connect_timeout
         self._lock = threading.RLock()
         self._settled = threading.Condition(self._lock)
         self._connection = None
@@ -267,8 +265,7 @@ def process_publisher() -> ConfirmingPublisher:
                                              timeout=timeout)
                 return connection
 
-            publisher = ConfirmingPublisher(connect, queues=list(app.amqp.queues.values()),
-                                            connect_timeout=timeout)
+            publisher = ConfirmingPublisher(connect, queues=list(app.amqp.queues.values()))
             atexit.register(publisher.close)
             _process_publisher = (os.getpid(), publisher)
     return _process_publisher[1]

@@ -119,9 +119,7 @@ def tasks_enqueue_bulk(
     task_ids = list(task_ids)
     if priority is None:
         priority = app.conf.task_default_priority
-    queue_name = queue or TOPOLOGY.queue_for(task.name)
-    if queue_name not in app.amqp.queues:
-        raise ValueError(f"unknown queue '{queue_name}'")
+    queue_name = _queue_name(app, task, queue)
     started = time.perf_counter()
     if not count:
         return BulkEnqueueResult(task_ids=[], queue=queue_name, seconds=0.0)
@@ -159,6 +157,40 @@ def tasks_enqueue_bulk_on_commit(
     return task_ids
 
 
+def _queue_name(app, task, queue: str | None) -> str:
+    """``queue`` or the topology's route for ``task``; a declared queue either way."""
+    name = queue or TOPOLOGY.queue_for(task.name)
+    if name not in app.amqp.queues:
+        raise ValueError(f"unknown queue '{name}'")
+    return name
+
+
+def _task_headers(app, task, task_id: str, *, args: tuple, kwargs: dict,
+                  kwargsrepr: str | None = None,
+                  extra: Mapping[str, object] | None = None) -> dict:
+    """Celery's protocol 2 headers for one call (``app.amqp.as_task_v2``)."""
+    headers, _properties, _body, _sent_event = app.amqp.as_task_v2(
+        task_id, task.name, args=args, kwargs=kwargs,
+        time_limit=task.time_limit, soft_time_limit=task.soft_time_limit,
+        ignore_result=task.ignore_result, origin=anon_nodename(), kwargsrepr=kwargsrepr,
+    )
+    if extra:
+        headers.update(extra)
+    return headers
+
+
+def _message_properties(app, priority: int | None) -> dict:
+    """The AMQP properties every task message of the project carries."""
+    return {
+        "content_type": "application/json", "content_encoding": "utf-8",
+        "delivery_mode": 2,
+        "priority": app.conf.task_default_priority if priority is None else priority,
+        "reply_to": "",
+        # Publish time (RabbitMQ's head_message_timestamp feeds the wait-time alerts).
+        "timestamp": int(time.time()),
+    }
+
+
 def _message_builder(app, task, priority: int, extra_headers: Mapping[str, object] | None = None):
     """Returns ``build(task_id, kwargs) -> amqp.Message`` for one task.
 
@@ -169,14 +201,7 @@ def _message_builder(app, task, priority: int, extra_headers: Mapping[str, objec
     """
     encoder: BatchEncoder | None = None
     maxsize = app.amqp.kwargsrepr_maxsize
-    origin = anon_nodename()
-    properties = {
-        "content_type": "application/json", "content_encoding": "utf-8",
-        "delivery_mode": 2, "priority": priority, "reply_to": "",
-        # Publish time, as every task message of the project carries it
-        # (RabbitMQ's head_message_timestamp feeds the wait-time alerts).
-        "timestamp": int(time.time()),
-    }
+    properties = _message_properties(app, priority)
 
     def build(task_id: str, kwargs: Mapping[str, object]) -> Message:
         nonlocal encoder
@@ -187,14 +212,9 @@ def _message_builder(app, task, priority: int, extra_headers: Mapping[str, objec
         if len(kwargsrepr) > maxsize:
             kwargsrepr = saferepr(kwargs, maxsize)
         if encoder is None:
-            headers, _properties, _body, _sent_event = app.amqp.as_task_v2(
-                task_id, task.name, args=(), kwargs=kwargs,
-                time_limit=task.time_limit, soft_time_limit=task.soft_time_limit,
-                ignore_result=task.ignore_result, origin=origin, kwargsrepr=kwargsrepr,
-            )
-            if extra_headers:
-                headers.update(extra_headers)
-            encoder = BatchEncoder(headers, properties)
+            encoder = BatchEncoder(_task_headers(app, task, task_id, args=(), kwargs=kwargs,
+                                                 kwargsrepr=kwargsrepr, extra=extra_headers),
+                                   properties)
         body = dumps(((), kwargs, _EMBED)).encode("utf-8")
         return encoder.message(body, task_id=task_id, kwargsrepr=kwargsrepr)
 
@@ -346,23 +366,13 @@ def task_enqueue(
     app = _celery_app()
     task = _resolve_task(task)
     task_id = task_id or str(uuid.uuid4())
-    queue_name = queue or TOPOLOGY.queue_for(task.name)
-    if queue_name not in app.amqp.queues:
-        raise ValueError(f"unknown queue '{queue_name}'")
+    queue_name = _queue_name(app, task, queue)
     kwargs = dict(kwargs or {})
-    message_headers, _properties, body, _sent_event = app.amqp.as_task_v2(
-        task_id, task.name, args=tuple(args), kwargs=kwargs,
-        time_limit=task.time_limit, soft_time_limit=task.soft_time_limit,
-        ignore_result=task.ignore_result, origin=anon_nodename(),
-    )
-    if headers:
-        message_headers.update(headers)
-    message = Message(
-        dumps(body).encode("utf-8"), content_type="application/json",
-        content_encoding="utf-8", application_headers=message_headers, delivery_mode=2,
-        priority=app.conf.task_default_priority if priority is None else priority,
-        correlation_id=task_id, reply_to="", timestamp=int(time.time()),
-    )
+    message_headers = _task_headers(app, task, task_id, args=tuple(args), kwargs=kwargs,
+                                    extra=headers)
+    message = Message(dumps((tuple(args), kwargs, _EMBED)).encode("utf-8"),
+                      application_headers=message_headers, correlation_id=task_id,
+                      **_message_properties(app, priority))
     process_publisher().publish(message, routing_key=queue_name, wait_confirm=wait_confirm)
     finished = time.perf_counter()
     _timing.last = (finished, finished - started)

@@ -86,11 +86,8 @@ class TimeLimiter:
                 signal.setitimer(signal.ITIMER_REAL,
                                  max(0.001, self._hard - (time.monotonic() - self._started)))
             raise SoftTimeLimitExceeded(self._soft)
-        self._soft = self._hard = None
-        raise TimeLimitExceeded(self._hard_value())
-
-    def _hard_value(self):
-        return self._kill_at - self.grace - self._started if self._kill_at else None
+        hard, self._soft, self._hard = self._hard, None, None
+        raise TimeLimitExceeded(hard)
 
     def _watch(self) -> None:
         while True:

@@ -35,12 +35,17 @@ any message takes Celery's normal path, and when the consumer stops.
 
 from __future__ import annotations
 
+import json
+
 from celery import bootsteps
 from celery.utils.log import get_logger
 from celery.worker import state as worker_state
 from celery.worker.request import Request, create_request_cls
-from kombu.serialization import loads, prepare_accept_content
+from kombu.exceptions import ContentDisallowed
+from kombu.serialization import prepare_accept_content
+from kombu.utils import json as kombu_json
 
+from apps.dispatch.framereader import ChunkedFrameReader
 from apps.taskapi.models import RECORDED_HEADER
 
 logger = get_logger(__name__)
@@ -125,6 +130,19 @@ class LeanRunner:
         self.rate_limits = not consumer.disable_rate_limits
         self.coalescer: AckCoalescer | None = None
         self._request_classes: dict[str, type] = {}
+        # kombu's JSON decoding (its object hook for dates, UUIDs, bytes...)
+        # with one decoder for the worker's life; kombu.serialization.loads
+        # looks the codec up and builds a decoder for every message.
+        self._json = json.JSONDecoder(object_hook=kombu_json.object_hook)
+
+    def decode_body(self, message):
+        """``kombu.serialization.loads`` for the JSON bodies the lean path takes."""
+        body = message.body
+        if JSON not in self.accept:
+            raise ContentDisallowed(f"Refusing to deserialize untrusted content of type {JSON}")
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            body = bytes(body).decode(message.content_encoding or "utf-8")
+        return self._json.decode(body)
 
     # -- lifecycle (LeanSteps, below) ---------------------------------------------
     def attach(self, channel, prefetch_count: int) -> None:
@@ -164,8 +182,7 @@ class LeanRunner:
 
     def run(self, message, headers: dict, task, on_poison) -> None:
         try:
-            args, kwargs, embed = loads(message.body, JSON, message.content_encoding or "utf-8",
-                                        accept=self.accept)
+            args, kwargs, embed = self.decode_body(message)
         except Exception as exc:  # noqa: BLE001 - any decode failure is poison
             on_poison(message, exc)
             return
@@ -247,10 +264,13 @@ class LeanSteps(bootsteps.StartStopStep):
             c.lean = None
             return
         runner = c.lean = LeanRunner(c)
-        runner.attach(c.task_consumer.channel, prefetch_count=c.qos.value or 1)
+        channel = c.task_consumer.channel
+        runner.attach(channel, prefetch_count=c.qos.value or 1)
         self._timer = c.timer.call_repeatedly(FLUSH_SECONDS, runner.flush)
+        chunked = ChunkedFrameReader.install(getattr(channel.connection, "transport", None))
         logger.info("Lean path on: plain task messages run inline, acks coalesced "
-                    "(batches of %d).", runner.coalescer.batch)
+                    "(batches of %d), frames read in chunks: %s.", runner.coalescer.batch,
+                    "yes" if chunked else "no (not a plain TCP py-amqp connection)")
 
     def stop(self, c):
         if self._timer is not None:

@@ -49,7 +49,20 @@ _DRAIN_EVERY = 1000
 
 _timing = threading.local()
 
-_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+# The body's third item (callbacks, errbacks, chain, chord): none of them, which
+# Celery's protocol spells ``None`` (a worker reads ``embed or {}``).
+_EMBED = None
+
+# Celery headers that a worker reads with a default when they are absent
+# (celery/worker/request.py, app/task.py Context), with that default.  The
+# protocol (docs: internals/protocol) lists them as optional; sending them
+# anyway was 9 of a noop message's 19 headers, decoded by every worker for
+# every message.  A header with any other value is kept.
+_ABSENT_MEANS = {
+    "shadow": None, "eta": None, "expires": None, "group_index": None, "retries": 0,
+    "timelimit": (None, None), "replaced_task_nesting": 0, "stamped_headers": None,
+    "stamps": {},
+}
 
 
 class BulkEnqueueError(Exception):
@@ -174,9 +187,18 @@ def _task_headers(app, task, task_id: str, *, args: tuple, kwargs: dict,
         time_limit=task.time_limit, soft_time_limit=task.soft_time_limit,
         ignore_result=task.ignore_result, origin=anon_nodename(), kwargsrepr=kwargsrepr,
     )
+    for key, default in _ABSENT_MEANS.items():
+        if key in headers and _same(headers[key], default):
+            del headers[key]
     if extra:
         headers.update(extra)
     return headers
+
+
+def _same(value, default) -> bool:
+    if isinstance(default, tuple):
+        return isinstance(value, (list, tuple)) and tuple(value) == default
+    return value == default and type(value) is type(default)
 
 
 def _message_properties(app, priority: int | None) -> dict:

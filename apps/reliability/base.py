@@ -45,14 +45,13 @@ class ReliableTask(DjangoTask):
     def __call__(self, *args, **kwargs):
         request = self.request
         in_worker = not request.called_directly and not request.is_eager
-        if in_worker and self.acks_late:
+        # Only a redelivered message is counted (delivery_record writes nothing
+        # for a first delivery): the common path skips the call altogether.
+        if in_worker and self.acks_late and (request.delivery_info or {}).get("redelivered"):
             from apps.reliability.services import delivery_limit_for, delivery_record
 
-            delivery_record(
-                task_id=request.id, task_name=self.name,
-                redelivered=bool((request.delivery_info or {}).get("redelivered")),
-                limit=delivery_limit_for(self),
-            )
+            delivery_record(task_id=request.id, task_name=self.name, redelivered=True,
+                            limit=delivery_limit_for(self))
         try:
             return super().__call__(*args, **kwargs)
         except Retry:

@@ -16,12 +16,37 @@ from django.db import transaction
 from apps.dispatch.services import (
     _Confirms,
     _message_builder,
+    _task_headers,
     _publish_confirmed,
     tasks_enqueue_bulk,
     tasks_enqueue_bulk_on_commit,
 )
 from tests.support import rabbit
 from tests.support.live import wait_for
+
+# Celery's protocol 2 (docs: internals/protocol): headers every message carries.
+REQUIRED_HEADERS = {"lang", "task", "id", "root_id", "parent_id", "group"}
+
+
+def test_headers_leave_out_only_optional_ones_whose_absence_means_the_same(monkeypatch):
+    from apps.dispatch.tasks import noop
+    from projectname.celery import app
+
+    headers = _task_headers(app, noop, "tid", args=(), kwargs={"n": 1})
+    assert REQUIRED_HEADERS <= set(headers)
+    assert headers["id"] == headers["root_id"] == "tid"
+    assert headers["kwargsrepr"] == "{'n': 1}" and headers["argsrepr"] == "()"
+    assert headers["ignore_result"] is True
+    for optional in ("eta", "expires", "retries", "timelimit", "shadow", "group_index",
+                     "replaced_task_nesting", "stamped_headers", "stamps"):
+        assert optional not in headers
+    # Any value other than the default is sent.
+    monkeypatch.setattr(noop, "time_limit", 7)
+    monkeypatch.setattr(noop, "soft_time_limit", 5)
+    limited = _task_headers(app, noop, "tid", args=(), kwargs={}, extra={"retries": 2})
+    assert list(limited["timelimit"]) == [7, 5]
+    assert limited["retries"] == 2
+
 
 def test_confirm_tracker_settles_single_multiple_and_nacked_tags():
     confirms = _Confirms(6)
@@ -77,7 +102,7 @@ def test_bulk_messages_are_persistent_celery_protocol_2_on_the_durable_queue():
             assert headers["kwargsrepr"] == repr({"token": f"t{index}"})
             args, kwargs, embed = json.loads(message.body)
             assert (args, kwargs) == ([], {"token": f"t{index}"})
-            assert set(embed) == {"callbacks", "errbacks", "chain", "chord"}
+            assert embed is None  # no callbacks, errbacks, chain or chord
         conn.close()
     finally:
         rabbit.delete_vhost(vhost)

@@ -25,7 +25,7 @@ import select
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from amqp import Message
@@ -130,23 +130,28 @@ def tasks_enqueue_bulk(
     elif len(task_ids) != count:
         raise ValueError("task_ids must have one id per item of kwargs_list")
     task_ids = list(task_ids)
+    if any(not isinstance(task_id, str) or len(task_id.encode("utf-8")) > 255
+           for task_id in task_ids):
+        # The id is also the message's correlation_id, an AMQP short string.
+        raise ValueError("every task id must be a string of at most 255 bytes")
     if priority is None:
         priority = app.conf.task_default_priority
     queue_name = _queue_name(app, task, queue)
     started = time.perf_counter()
     if not count:
         return BulkEnqueueResult(task_ids=[], queue=queue_name, seconds=0.0)
-    build = _message_builder(app, task, priority, headers)
-    messages = [
-        build(task_id, kwargs)
-        for task_id, kwargs in zip(task_ids, kwargs_list, strict=True)
-    ]
+    build = _MessageBuilder(app, task, priority, headers)
+    # Every body first: bad input raises before anything is published.  The
+    # rest of each message is encoded while the broker works on the previous
+    # ones (publishing is broker-bound; encoding first left it idle).
+    prepared = [build.prepare(kwargs) for kwargs in kwargs_list]
+    messages = (build.message(task_id, item) for task_id, item in zip(task_ids, prepared))
     with app.pool.acquire(block=True) as connection:
         connection.ensure_connection(max_retries=3)
         # Declared once per connection (cached), with the topology's arguments.
         maybe_declare(app.amqp.queues[queue_name], connection.default_channel)
         _publish_confirmed(
-            connection.connection, messages, routing_key=queue_name,
+            connection.connection, messages, count=count, routing_key=queue_name,
             task_ids=task_ids, confirm_timeout=confirm_timeout,
         )
     return BulkEnqueueResult(
@@ -213,34 +218,49 @@ def _message_properties(app, priority: int | None) -> dict:
     }
 
 
-def _message_builder(app, task, priority: int, extra_headers: Mapping[str, object] | None = None):
-    """Returns ``build(task_id, kwargs) -> amqp.Message`` for one task.
+class _MessageBuilder:
+    """Builds the task messages of one batch: ``builder(task_id, kwargs) -> amqp.Message``.
 
     The first message's headers come from ``app.amqp.as_task_v2`` (Celery's own
     protocol 2 builder); later ones differ only in id, root id and kwargs repr,
     which is what ``as_task_v2`` would produce for them.  Their AMQP properties
-    are encoded once per batch (apps/dispatch/encoding.py).
+    are encoded once per batch (apps/dispatch/encoding.py).  ``prepare`` does
+    the part that can fail on bad input (the JSON body), ``message`` the rest,
+    so a batch can be checked whole before anything is published.
     """
-    encoder: BatchEncoder | None = None
-    maxsize = app.amqp.kwargsrepr_maxsize
-    properties = _message_properties(app, priority)
 
-    def build(task_id: str, kwargs: Mapping[str, object]) -> Message:
-        nonlocal encoder
+    def __init__(self, app, task, priority: int,
+                 extra_headers: Mapping[str, object] | None = None):
+        self.app, self.task, self.extra_headers = app, task, extra_headers
+        self.maxsize = app.amqp.kwargsrepr_maxsize
+        self.properties = _message_properties(app, priority)
+        self.encoder: BatchEncoder | None = None
+
+    def prepare(self, kwargs: Mapping[str, object]) -> tuple[bytes, str, dict]:
+        """(body, kwargs repr, kwargs); TypeError/ValueError for what JSON cannot carry."""
         if not isinstance(kwargs, Mapping):
             raise TypeError("every item of kwargs_list must be a mapping of keyword arguments")
         kwargs = dict(kwargs)
-        kwargsrepr = repr(kwargs)
-        if len(kwargsrepr) > maxsize:
-            kwargsrepr = saferepr(kwargs, maxsize)
-        if encoder is None:
-            encoder = BatchEncoder(_task_headers(app, task, task_id, args=(), kwargs=kwargs,
-                                                 kwargsrepr=kwargsrepr, extra=extra_headers),
-                                   properties)
         body = dumps(((), kwargs, _EMBED)).encode("utf-8")
-        return encoder.message(body, task_id=task_id, kwargsrepr=kwargsrepr)
+        kwargsrepr = repr(kwargs)
+        if len(kwargsrepr) > self.maxsize:
+            kwargsrepr = saferepr(kwargs, self.maxsize)
+        return body, kwargsrepr, kwargs
 
-    return build
+    def message(self, task_id: str, prepared: tuple[bytes, str, dict]) -> Message:
+        body, kwargsrepr, kwargs = prepared
+        if self.encoder is None:
+            self.encoder = BatchEncoder(
+                _task_headers(self.app, self.task, task_id, args=(), kwargs=kwargs,
+                              kwargsrepr=kwargsrepr, extra=self.extra_headers),
+                self.properties)
+        return self.encoder.message(body, task_id=task_id, kwargsrepr=kwargsrepr)
+
+    def __call__(self, task_id: str, kwargs: Mapping[str, object]) -> Message:
+        return self.message(task_id, self.prepare(kwargs))
+
+
+_message_builder = _MessageBuilder
 
 
 class _Confirms:
@@ -312,11 +332,14 @@ def _confirm_channel(raw_connection) -> _ConfirmChannel:
     return cached
 
 
-def _publish_confirmed(raw_connection, messages: list[Message], *, routing_key: str,
-                       task_ids: list[str], confirm_timeout: float) -> None:
+def _publish_confirmed(raw_connection, messages: Iterable[Message], *, routing_key: str,
+                       task_ids: list[str], confirm_timeout: float,
+                       count: int | None = None) -> None:
+    """Publish ``messages`` (``count`` of them, or a list) and wait for every confirm."""
     holder = _confirm_channel(raw_connection)
     channel = holder.channel
-    confirms = holder.current = _Confirms(len(messages), base=holder.published)
+    count = len(messages) if count is None else count
+    confirms = holder.current = _Confirms(count, base=holder.published)
     complete = False
     try:
         sock = raw_connection.transport.sock

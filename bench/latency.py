@@ -16,7 +16,9 @@ throw-away RabbitMQ vhost with a temporary SQLite database, then measures:
    * ``POST /api/v1/tasks/bulk/`` with 100 tasks (per request and per task),
    * ``POST /api/v1/tasks/`` (the Task API's single start: the pooled
      publisher, ``Server-Timing`` start and enqueue), with ``--concurrency``
-     clients and with 2 (as many as gunicorn workers).
+     clients, with 2 (as many as gunicorn workers), and with 1 client paced
+     at ``PACED_RATE`` requests per second (a steady load that leaves the
+     cores some idle time).
    Then one enqueue timed inside this process: ``task_enqueue()`` (pooled
    publisher, confirm in the background) against ``apply_async()`` (a confirm
    wait per message).
@@ -108,9 +110,16 @@ def operator_token() -> str:
 
 
 # -- 1. HTTP -------------------------------------------------------------------------
+# Requests per second of the paced Task API row.
+PACED_RATE = 50
+
+
 def http_load(url: str, *, method: str, body_for, headers: dict, total: int,
-              concurrency: int) -> dict:
-    """``total`` requests from ``concurrency`` threads; latencies in ms."""
+              concurrency: int, interval: float = 0.0) -> dict:
+    """``total`` requests from ``concurrency`` threads; latencies in ms.
+
+    ``interval`` (seconds) paces each client: a request starts at most every
+    ``interval`` (a steady, bounded load instead of as fast as possible)."""
     import requests
 
     latencies: list[float] = []
@@ -123,12 +132,16 @@ def http_load(url: str, *, method: str, body_for, headers: dict, total: int,
     def client():
         session = requests.Session()
         session.headers.update(headers)
+        next_at = [time.perf_counter()]
         while True:
             with lock:
                 number = next(counter, None)
             if number is None:
                 return
             body = body_for(number) if body_for else None
+            if interval:
+                time.sleep(max(0.0, next_at[0] - time.perf_counter()))
+                next_at[0] = max(next_at[0] + interval, time.perf_counter())
             started = time.perf_counter()
             response = session.request(method, url, json=body, timeout=30)
             elapsed = (time.perf_counter() - started) * 1000
@@ -177,16 +190,23 @@ def measure_http(system, *, requests_total: int, concurrency: int, log) -> list[
         # requests queueing for a worker on an oversubscribed machine.
         ("POST /api/v1/tasks/ (Task API single start), 2 clients", "POST", "/api/v1/tasks/",
          lambda n: {"task": probe, "kwargs": {"token": f"t2-{run_id}-{n}"}}, requests_total),
+        # A steady moderate load (the system is not saturated): what a request
+        # pays for its enqueue when the cores are not all busy.
+        (f"POST /api/v1/tasks/ (Task API single start), 1 client at {PACED_RATE} req/s",
+         "POST", "/api/v1/tasks/",
+         lambda n: {"task": probe, "kwargs": {"token": f"tp-{run_id}-{n}"}}, requests_total),
     ]
     rows = []
     for label, method, path, body_for, total in cases:
         # A short warm-up: gunicorn workers import, pools connect.
-        clients = 2 if label.endswith("2 clients") else concurrency
+        paced = label.endswith(f"at {PACED_RATE} req/s")
+        clients = 2 if label.endswith("2 clients") else 1 if paced else concurrency
+        interval = 1.0 / PACED_RATE if paced else 0.0
         http_load(base + path, method=method, body_for=(lambda n, f=body_for: f(n + 10**6))
                   if body_for else None, headers=headers, total=min(40, total),
                   concurrency=clients)
         result = http_load(base + path, method=method, body_for=body_for, headers=headers,
-                           total=total, concurrency=clients)
+                           total=total, concurrency=clients, interval=interval)
         result.update(label=label, requests=total, tasks_per_request=bulk_size
                       if f"{bulk_size} tasks" in label else (0 if method == "GET" else 1))
         rows.append(result)

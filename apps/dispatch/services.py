@@ -29,7 +29,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from amqp import Message
-from amqp import spec as amqp_spec
 from amqp.serialization import dumps as amqp_dumps
 from django.db import transaction
 from kombu.common import maybe_declare
@@ -37,7 +36,7 @@ from celery.utils.nodenames import anon_nodename
 from celery.utils.saferepr import saferepr
 from kombu.utils.json import dumps
 
-from apps.dispatch.encoding import BatchEncoder
+from apps.dispatch.encoding import BatchEncoder, publish_frames, publish_method_payload
 from projectname.topology import TOPOLOGY
 
 # basic.publish arguments: ticket, exchange, routing key, mandatory, immediate.
@@ -45,6 +44,8 @@ _PUBLISH_SIGNATURE = "Bssbb"
 # Read confirms that already arrived every this many messages, so neither
 # side's socket buffer fills up during a very large batch.
 _DRAIN_EVERY = 1000
+# Publish frames are written to the socket in chunks of about this size.
+_WRITE_BYTES = 64 * 1024
 
 
 _timing = threading.local()
@@ -349,15 +350,36 @@ def _publish_confirmed(raw_connection, messages: Iterable[Message], *, routing_k
         # same for the whole batch: the method arguments are encoded once,
         # and pending frames are read every _DRAIN_EVERY messages, not
         # before each one.
-        write_frame = raw_connection.frame_writer
+        # The frames of many messages go out in one write of about
+        # _WRITE_BYTES (apps/dispatch/encoding.py builds py-amqp's frames).
+        transport = raw_connection.transport
         channel_id = channel.channel_id
-        arguments = amqp_dumps(_PUBLISH_SIGNATURE, (0, "", routing_key, False, False))
+        frame_max = raw_connection.frame_max
+        method_payload = publish_method_payload(
+            amqp_dumps(_PUBLISH_SIGNATURE, (0, "", routing_key, False, False)))
+        pending: list[bytes] = []
+        pending_bytes = 0
+
+        def flush() -> None:
+            nonlocal pending_bytes
+            if pending:
+                transport.write(b"".join(pending))
+                raw_connection.bytes_sent += 1  # py-amqp's heartbeat bookkeeping
+                holder.published += len(pending)
+                pending.clear()
+                pending_bytes = 0
+
         for index, message in enumerate(messages, start=1):
-            write_frame(1, channel_id, amqp_spec.Basic.Publish, arguments, message)
-            holder.published += 1
+            frames = publish_frames(channel_id, method_payload, message, frame_max)
+            pending.append(frames)
+            pending_bytes += len(frames)
+            if pending_bytes >= _WRITE_BYTES:
+                flush()
             if index % _DRAIN_EVERY == 0:
+                flush()
                 while select.select([sock], [], [], 0)[0]:
                     raw_connection.drain_events(timeout=0.1)
+        flush()
         deadline = time.monotonic() + confirm_timeout
         while confirms.settled < confirms.count:
             remaining = deadline - time.monotonic()

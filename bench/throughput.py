@@ -562,10 +562,10 @@ def measure_producers(n: int, rounds: int, systems: list[str], log=print) -> lis
             import uuid as _uuid
 
             app = project_app(vhost)
-            from apps.dispatch.services import _message_builder
+            from apps.dispatch.services import _MessageBuilder
             from apps.dispatch.tasks import noop
 
-            build = _message_builder(app, noop, app.conf.task_default_priority)
+            build = _MessageBuilder(app, noop, app.conf.task_default_priority)
             messages = [build(str(_uuid.uuid4()), {"n": i}) for i in range(count)]
             elapsed = raw_publish(vhost, "raw", count, confirm="stream", messages=messages)
             use_broker(app, "pyamqp://unused//")

@@ -16,6 +16,10 @@ read would block: so the loop goes back to waiting for the socket to be
 readable only when the buffer holds no complete frame.  Timeouts behave as
 in py-amqp: ``socket.timeout`` when nothing complete arrives in time, and
 bytes read so far stay buffered for the next call.
+
+py-amqp also sets the socket's timeout around each frame read (``having_timeout``,
+``fcntl`` calls); while a complete frame is buffered the reader needs no
+socket, so that is skipped too.
 """
 
 from __future__ import annotations
@@ -32,6 +36,21 @@ FRAME_END = 0xCE
 _WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK)
 # py-amqp keeps ``connected`` on these errors (transport._UNAVAIL).
 _UNAVAILABLE = {errno.EAGAIN, errno.EINTR, errno.ENOENT, errno.EWOULDBLOCK}
+
+
+class _Unchanged:
+    """A context manager that does nothing (the socket's timeout stays as it is)."""
+
+    __slots__ = ()
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc_info):
+        return False
+
+
+_UNCHANGED = _Unchanged()
 
 
 class ChunkedFrameReader:
@@ -53,7 +72,23 @@ class ChunkedFrameReader:
         if getattr(transport, "chunked_reader", None) is None:
             reader = transport.chunked_reader = cls(transport)
             transport.read_frame = reader.read_frame
+            reader.socket_timeout = transport.having_timeout
+            transport.having_timeout = reader.having_timeout
         return True
+
+    def having_timeout(self, timeout):
+        """py-amqp sets the socket's timeout around every frame read (two
+        ``fcntl`` calls each way when it differs).  A frame already in the
+        buffer needs no socket at all, so its timeout is left alone."""
+        if self.frame_buffered():
+            return _UNCHANGED
+        return self.socket_timeout(timeout)
+
+    def frame_buffered(self) -> bool:
+        buffer, pos = self.buffer, self.pos
+        if len(buffer) - pos < 7:
+            return False
+        return len(buffer) > pos + 7 + unpack_from(">I", buffer, pos + 3)[0]
 
     def read_frame(self, unpack=None):  # py-amqp's signature
         buffer = self.buffer

@@ -261,7 +261,6 @@ class _MessageBuilder:
         return self.message(task_id, self.prepare(kwargs))
 
 
-_message_builder = _MessageBuilder
 
 
 class _Confirms:

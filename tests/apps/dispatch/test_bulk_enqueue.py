@@ -15,7 +15,7 @@ from django.db import transaction
 
 from apps.dispatch.services import (
     _Confirms,
-    _message_builder,
+    _MessageBuilder,
     _task_headers,
     _publish_confirmed,
     tasks_enqueue_bulk,
@@ -79,7 +79,7 @@ def test_bulk_messages_are_persistent_celery_protocol_2_on_the_durable_queue():
         declared = next(q for q in TOPOLOGY.queues if q.name == "main_worker")
         conn.channel().queue_declare("main_worker", durable=True, auto_delete=False,
                                      arguments=declared.arguments())
-        build = _message_builder(app, probe, 7)
+        build = _MessageBuilder(app, probe, 7)
         task_ids = [str(uuid.uuid4()) for _ in range(3)]
         messages = [build(task_id, {"token": f"t{i}"}) for i, task_id in enumerate(task_ids)]
         _publish_confirmed(conn, messages, routing_key="main_worker", task_ids=task_ids,

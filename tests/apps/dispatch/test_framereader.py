@@ -139,3 +139,38 @@ def test_a_real_connection_consumes_every_message_through_the_chunked_reader():
         conn.close()
     finally:
         rabbit.delete_vhost(vhost)
+
+
+def test_the_socket_timeout_is_only_touched_when_the_socket_is_read(pair):
+    left, right = pair
+    transport = _Transport(left)
+    changes = []
+    original = left.settimeout
+    transport.sock = _TimeoutSpy(left, changes)
+    ChunkedFrameReader.install(transport)
+    right.sendall(_frame(1, 1, b"a") + _frame(1, 1, b"b"))
+    for expected in (b"a", b"b"):
+        with transport.having_timeout(0):
+            assert transport.read_frame()[2] == expected
+    # The first read went to the socket (timeout set and restored); the second
+    # frame was already buffered.
+    assert changes == [0, None]
+    with pytest.raises(socket.timeout):
+        with transport.having_timeout(0):
+            transport.read_frame()
+    assert changes == [0, None, 0, None]
+    original(None)
+
+
+class _TimeoutSpy:
+    """A socket whose settimeout calls are recorded."""
+
+    def __init__(self, sock, changes):
+        self._sock, self._changes = sock, changes
+
+    def settimeout(self, value):
+        self._changes.append(value)
+        self._sock.settimeout(value)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)

@@ -4,7 +4,7 @@
     .venv/bin/python bench/latency.py --requests 200 --concurrency 4 --seconds 3
 
 Starts the whole system as deployed (supervisord from the committed
-deploy/conf.d files: gunicorn web, main_worker, heavy_worker, beat, flower) in a
+deploy/conf.d files: gunicorn web, every worker program, beat, flower) in a
 throw-away RabbitMQ vhost with a temporary SQLite database, then measures:
 
 1. HTTP (loopback only, a bounded number of requests from ``--concurrency``

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from bench.latency import PACED_RATE
 from tests.support.live import PROJECT_ROOT
 
 pytestmark = pytest.mark.live
@@ -51,7 +52,11 @@ def test_latency_runs_http_and_queue_rows(tmp_path):
                  "--json", str(out), timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
-    assert len(data["http"]) == 5
+    assert len(data["http"]) == 6
+    paced = next(r for r in data["http"] if r["label"].endswith("req/s"))
+    assert len(paced["enqueue_ms"]) == 10
+    # Paced: never faster than its rate (a slow machine only makes it slower).
+    assert paced["requests_per_s"] <= 1.2 * PACED_RATE
     bulk_one = next(r for r in data["http"] if r["label"].endswith("bulk/, 1 task"))
     assert len(bulk_one["enqueue_ms"]) == 10  # every response carried Server-Timing
     # The Task API's single start reports the publish and the whole service.

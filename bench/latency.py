@@ -132,7 +132,7 @@ def http_load(url: str, *, method: str, body_for, headers: dict, total: int,
     def client():
         session = requests.Session()
         session.headers.update(headers)
-        next_at = [time.perf_counter()]
+        next_at = time.perf_counter()
         while True:
             with lock:
                 number = next(counter, None)
@@ -140,8 +140,8 @@ def http_load(url: str, *, method: str, body_for, headers: dict, total: int,
                 return
             body = body_for(number) if body_for else None
             if interval:
-                time.sleep(max(0.0, next_at[0] - time.perf_counter()))
-                next_at[0] = max(next_at[0] + interval, time.perf_counter())
+                time.sleep(max(0.0, next_at - time.perf_counter()))
+                next_at = max(next_at + interval, time.perf_counter())
             started = time.perf_counter()
             response = session.request(method, url, json=body, timeout=30)
             elapsed = (time.perf_counter() - started) * 1000

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from struct import pack
 
-from amqp import Message
+from amqp import Message, spec
 from amqp.serialization import dumps
 
 # Header keys that change from message to message (the rest is the template's).
@@ -34,9 +34,13 @@ class EncodedMessage(Message):
         return self._encoded_properties
 
 
+# An AMQP short string (a header key, the correlation id) holds at most this many bytes.
+SHORTSTR_MAX = 255
+
+
 def _shortstr(value: str) -> bytes:
     raw = value.encode("utf-8")
-    if len(raw) > 255:
+    if len(raw) > SHORTSTR_MAX:
         raise ValueError("shortstr over 255 bytes")
     return bytes((len(raw),)) + raw
 
@@ -107,13 +111,12 @@ class BatchEncoder:
 
 
 # -- publish frames --------------------------------------------------------------
-_BASIC_CLASS = 60
 _FRAME_END = b"\xce"
 
 
 def publish_method_payload(arguments: bytes) -> bytes:
     """The method frame's payload of ``basic.publish`` with encoded ``arguments``."""
-    return pack(">HH", _BASIC_CLASS, 40) + arguments
+    return pack(">HH", *spec.Basic.Publish) + arguments
 
 
 def publish_frames(channel_id: int, method_payload: bytes, message: Message,
@@ -128,7 +131,7 @@ def publish_frames(channel_id: int, method_payload: bytes, message: Message,
     body = message.body
     if isinstance(body, str):
         body = body.encode(message.properties.setdefault("content_encoding", "utf-8"))
-    header = pack(">HHQ", _BASIC_CLASS, 0, len(body)) + message._serialize_properties()
+    header = pack(">HHQ", spec.Basic.CLASS_ID, 0, len(body)) + message._serialize_properties()
     parts = [pack(">BHI", 1, channel_id, len(method_payload)), method_payload, _FRAME_END,
              pack(">BHI", 2, channel_id, len(header)), header, _FRAME_END]
     chunk = frame_max - 8

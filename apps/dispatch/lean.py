@@ -124,7 +124,8 @@ class LeanRunner:
         self.app = consumer.app
         self.pool = consumer.pool
         self.hostname = consumer.hostname
-        self.accept = prepare_accept_content(self.app.conf.accept_content)
+        # Decided once: is JSON among the accepted content types (as kombu checks)?
+        self.json_accepted = JSON in prepare_accept_content(self.app.conf.accept_content)
         self.revoked = worker_state.revoked
         self.utc = self.app.uses_utc_timezone()
         self.rate_limits = not consumer.disable_rate_limits
@@ -138,7 +139,7 @@ class LeanRunner:
     def decode_body(self, message):
         """``kombu.serialization.loads`` for the JSON bodies the lean path takes."""
         body = message.body
-        if JSON not in self.accept:
+        if not self.json_accepted:
             raise ContentDisallowed(f"Refusing to deserialize untrusted content of type {JSON}")
         if isinstance(body, (bytes, bytearray, memoryview)):
             body = bytes(body).decode(message.content_encoding or "utf-8")

@@ -36,7 +36,12 @@ from celery.utils.nodenames import anon_nodename
 from celery.utils.saferepr import saferepr
 from kombu.utils.json import dumps
 
-from apps.dispatch.encoding import BatchEncoder, publish_frames, publish_method_payload
+from apps.dispatch.encoding import (
+    SHORTSTR_MAX,
+    BatchEncoder,
+    publish_frames,
+    publish_method_payload,
+)
 from projectname.topology import TOPOLOGY
 
 # basic.publish arguments: ticket, exchange, routing key, mandatory, immediate.
@@ -131,10 +136,10 @@ def tasks_enqueue_bulk(
     elif len(task_ids) != count:
         raise ValueError("task_ids must have one id per item of kwargs_list")
     task_ids = list(task_ids)
-    if any(not isinstance(task_id, str) or len(task_id.encode("utf-8")) > 255
+    if any(not isinstance(task_id, str) or len(task_id.encode("utf-8")) > SHORTSTR_MAX
            for task_id in task_ids):
         # The id is also the message's correlation_id, an AMQP short string.
-        raise ValueError("every task id must be a string of at most 255 bytes")
+        raise ValueError(f"every task id must be a string of at most {SHORTSTR_MAX} bytes")
     if priority is None:
         priority = app.conf.task_default_priority
     queue_name = _queue_name(app, task, queue)
@@ -332,26 +337,25 @@ def _confirm_channel(raw_connection) -> _ConfirmChannel:
     return cached
 
 
-def _publish_confirmed(raw_connection, messages: Iterable[Message], *, routing_key: str,
-                       task_ids: list[str], confirm_timeout: float,
-                       count: int | None = None) -> None:
-    """Publish ``messages`` (``count`` of them, or a list) and wait for every confirm."""
+def _publish_confirmed(raw_connection, messages: Iterable[Message], *, count: int,
+                       routing_key: str, task_ids: list[str], confirm_timeout: float) -> None:
+    """Publish the ``count`` ``messages`` and wait for every confirm.
+
+    ``messages`` may be a generator: each one is built as it is written."""
     holder = _confirm_channel(raw_connection)
     channel = holder.channel
-    count = len(messages) if count is None else count
     confirms = holder.current = _Confirms(count, base=holder.published)
     complete = False
     try:
-        sock = raw_connection.transport.sock
-        # What channel._basic_publish sends (the plain publish even on a
-        # connection whose channels wait for a confirm after every message,
-        # kombu's confirm_publish), minus its per-message work that is the
-        # same for the whole batch: the method arguments are encoded once,
-        # and pending frames are read every _DRAIN_EVERY messages, not
-        # before each one.
-        # The frames of many messages go out in one write of about
-        # _WRITE_BYTES (apps/dispatch/encoding.py builds py-amqp's frames).
+        # The frames channel._basic_publish would send (the plain publish even
+        # on a connection whose channels wait for a confirm after every
+        # message, kombu's confirm_publish), minus the per-message work that
+        # is the same for the whole batch: the method arguments are encoded
+        # once, the frames of many messages go out in one write of about
+        # _WRITE_BYTES, and pending frames are read every _DRAIN_EVERY
+        # messages, not before each one.
         transport = raw_connection.transport
+        sock = transport.sock
         channel_id = channel.channel_id
         frame_max = raw_connection.frame_max
         method_payload = publish_method_payload(

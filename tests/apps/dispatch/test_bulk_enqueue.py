@@ -82,8 +82,8 @@ def test_bulk_messages_are_persistent_celery_protocol_2_on_the_durable_queue():
         build = _MessageBuilder(app, probe, 7)
         task_ids = [str(uuid.uuid4()) for _ in range(3)]
         messages = [build(task_id, {"token": f"t{i}"}) for i, task_id in enumerate(task_ids)]
-        _publish_confirmed(conn, messages, routing_key="main_worker", task_ids=task_ids,
-                           confirm_timeout=30)
+        _publish_confirmed(conn, messages, count=len(messages), routing_key="main_worker",
+                           task_ids=task_ids, confirm_timeout=30)
         info = wait_for(lambda: (lambda q: q if q.get("messages") == 3 else None)(
             rabbit.queue_info(vhost, "main_worker")), 30, message="3 messages in main_worker")
         assert info["durable"] is True

@@ -23,7 +23,7 @@ def _frame(frame_type: int, channel: int, payload: bytes) -> bytes:
     return struct.pack(">BHI", frame_type, channel, len(payload)) + payload + b"\xce"
 
 
-def _Transport(sock) -> TCPTransport:
+def _transport(sock) -> TCPTransport:
     """A TCPTransport around one end of a socket pair (no connect)."""
     transport = TCPTransport.__new__(TCPTransport)
     transport.sock = sock
@@ -54,7 +54,7 @@ FRAMES = [(1, 1, b"method"), (2, 1, b"header" * 10), (3, 1, b"x" * 5000), (8, 0,
 
 def test_frames_come_out_whole_and_in_order_from_one_chunk(pair):
     left, right = pair
-    transport = _Transport(left)
+    transport = _transport(left)
     counting = _CountingSocket(left)
     assert ChunkedFrameReader.install(transport)
     transport.chunked_reader.recv = counting.recv
@@ -67,7 +67,7 @@ def test_frames_come_out_whole_and_in_order_from_one_chunk(pair):
 
 def test_a_frame_split_at_every_byte_is_reassembled_and_timeouts_keep_the_bytes(pair):
     left, right = pair
-    transport = _Transport(left)
+    transport = _transport(left)
     ChunkedFrameReader.install(transport)
     data = _frame(3, 2, b"payload-0123456789")
     left.settimeout(0)  # what drain_events(timeout=0) does
@@ -83,7 +83,7 @@ def test_a_frame_split_at_every_byte_is_reassembled_and_timeouts_keep_the_bytes(
 
 def test_bytes_py_amqp_already_read_are_kept_and_large_frames_span_chunks(pair):
     left, right = pair
-    transport = _Transport(left)
+    transport = _transport(left)
     big = b"y" * (3 * CHUNK + 17)
     first = _frame(1, 1, b"already-read")
     transport._read_buffer = first[:5]
@@ -95,13 +95,13 @@ def test_bytes_py_amqp_already_read_are_kept_and_large_frames_span_chunks(pair):
 
 def test_a_bad_frame_end_and_a_closed_socket_raise_like_py_amqp(pair):
     left, right = pair
-    transport = _Transport(left)
+    transport = _transport(left)
     ChunkedFrameReader.install(transport)
     right.sendall(_frame(1, 1, b"ok")[:-1] + b"\x00")
     with pytest.raises(UnexpectedFrame):
         transport.read_frame()
     other_left, other_right = socket.socketpair()
-    closed = _Transport(other_left)
+    closed = _transport(other_left)
     ChunkedFrameReader.install(closed)
     other_right.close()
     with pytest.raises(OSError, match="unexpectedly closed"):
@@ -143,9 +143,8 @@ def test_a_real_connection_consumes_every_message_through_the_chunked_reader():
 
 def test_the_socket_timeout_is_only_touched_when_the_socket_is_read(pair):
     left, right = pair
-    transport = _Transport(left)
+    transport = _transport(left)
     changes = []
-    original = left.settimeout
     transport.sock = _TimeoutSpy(left, changes)
     ChunkedFrameReader.install(transport)
     right.sendall(_frame(1, 1, b"a") + _frame(1, 1, b"b"))
@@ -159,7 +158,6 @@ def test_the_socket_timeout_is_only_touched_when_the_socket_is_read(pair):
         with transport.having_timeout(0):
             transport.read_frame()
     assert changes == [0, None, 0, None]
-    original(None)
 
 
 class _TimeoutSpy:

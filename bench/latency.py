@@ -15,18 +15,21 @@ throw-away RabbitMQ vhost with a temporary SQLite database, then measures:
      publish, confirm: the time the enqueue adds to the request),
    * ``POST /api/v1/tasks/bulk/`` with 100 tasks (per request and per task),
    * ``POST /api/v1/tasks/`` (the Task API's single start: the pooled
-     publisher, ``Server-Timing`` start and enqueue), with ``--concurrency``
+     publisher, ``Server-Timing`` start, enqueue and the enqueue's CPU
+     time), with ``--concurrency``
      clients, with 2 (as many as gunicorn workers), and with 1 client paced
      at ``PACED_RATE`` requests per second (a steady load that leaves the
      cores some idle time).
    Then one enqueue timed inside this process: ``task_enqueue()`` (pooled
    publisher, confirm in the background) against ``apply_async()`` (a confirm
-   wait per message).
+   wait per message), wall and CPU time, with a CPU-only control timed
+   between the calls (what waiting for a core adds to any code).
 2. Enqueue-to-start: probe tasks sent at ``--rate`` per second for
    ``--seconds`` to each queue; latency = the worker's recorded start time
    minus the send time (same host clock), p50/p99 per queue; then the same on
-   ``main_worker`` right before and while ``heavy`` holds a backlog of long
-   tasks (the isolation ratio compares those two adjacent rows).
+   ``main_worker`` in ``--pairs`` alternating windows with ``heavy`` idle and
+   with ``heavy`` holding a backlog of long tasks (the isolation ratio
+   compares the two conditions' pooled samples).
 """
 
 from __future__ import annotations
@@ -56,6 +59,12 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def p50_p99(values: list[float] | None, digits: int = 2) -> str:
+    if not values:
+        return "-"
+    return f"{percentile(values, 50):.{digits}f} / {percentile(values, 99):.{digits}f}"
 
 
 def summary(values: list[float]) -> str:
@@ -124,6 +133,7 @@ def http_load(url: str, *, method: str, body_for, headers: dict, total: int,
 
     latencies: list[float] = []
     server: list[float] = []
+    server_cpu: list[float] = []
     whole: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
@@ -150,11 +160,11 @@ def http_load(url: str, *, method: str, body_for, headers: dict, total: int,
                     failures.append(f"{response.status_code} {response.text[:200]}")
                     continue
                 latencies.append(elapsed)
-                timing = response.headers.get("Server-Timing", "")
-                if "enqueue;dur=" in timing:
-                    server.append(float(timing.split("enqueue;dur=")[1].split(",")[0]))
-                if "start;dur=" in timing:
-                    whole.append(float(timing.split("start;dur=")[1].split(",")[0]))
+                timing = server_timing(response.headers.get("Server-Timing", ""))
+                for name, values in (("enqueue", server), ("enqueue-cpu", server_cpu),
+                                     ("start", whole)):
+                    if name in timing:
+                        values.append(timing[name])
 
     threads = [threading.Thread(target=client) for _ in range(concurrency)]
     started = time.perf_counter()
@@ -165,8 +175,18 @@ def http_load(url: str, *, method: str, body_for, headers: dict, total: int,
     wall = time.perf_counter() - started
     if failures:
         raise RuntimeError(f"{len(failures)} of {total} requests to {url} failed: {failures[0]}")
-    return {"client_ms": latencies, "enqueue_ms": server, "start_ms": whole,
-            "requests_per_s": total / wall}
+    return {"client_ms": latencies, "enqueue_ms": server, "enqueue_cpu_ms": server_cpu,
+            "start_ms": whole, "requests_per_s": total / wall}
+
+
+def server_timing(header: str) -> dict[str, float]:
+    """``"start;dur=1.2, enqueue;dur=0.5"`` -> ``{"start": 1.2, "enqueue": 0.5}``."""
+    timings = {}
+    for metric in header.split(","):
+        name, _, duration = metric.strip().partition(";dur=")
+        if name and duration:
+            timings[name] = float(duration)
+    return timings
 
 
 def measure_http(system, *, requests_total: int, concurrency: int, log) -> list[dict]:
@@ -217,31 +237,59 @@ def measure_http(system, *, requests_total: int, concurrency: int, log) -> list[
     return rows
 
 
+# Iterations of the control loop: pure-Python arithmetic, no I/O and no
+# allocation to speak of, about as long as one task_enqueue() call here.
+CONTROL_ITERATIONS = 8_000
+
+
+def control_work() -> int:
+    total = 0
+    for number in range(CONTROL_ITERATIONS):
+        total += number
+    return total
+
+
 def measure_enqueue(*, count: int, log) -> list[dict]:
     """One task per call, as a view would: the pooled publisher (confirm in the
-    background) and Celery's own apply_async (a confirm wait per message)."""
+    background) and Celery's own apply_async (a confirm wait per message).
+
+    Each call's CPU time (``time.thread_time``) is kept next to its wall time,
+    and a control (``control_work``, fixed CPU-only work) is timed between the
+    ``task_enqueue`` calls under the same load: its tail is what waiting for a
+    core adds to any code in this process, whatever it does.
+    """
     from apps.core.tasks import probe
     from apps.dispatch.services import task_enqueue
 
-    def timed(call) -> list[float]:
+    def timed(call, control: dict | None = None) -> dict:
         for number in range(20):  # connect and warm up
             call(f"warm-{number}")
-        values = []
+        wall, cpu = [], []
         for number in range(count):
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.thread_time()
             call(f"e-{uuid.uuid4().hex[:8]}-{number}")
-            values.append((time.perf_counter() - started) * 1000)
-            time.sleep(0.002)
-        return values
+            cpu.append((time.thread_time() - started_cpu) * 1000)
+            wall.append((time.perf_counter() - started) * 1000)
+            time.sleep(0.001)
+            if control is not None:
+                started, started_cpu = time.perf_counter(), time.thread_time()
+                control_work()
+                control["cpu_ms"].append((time.thread_time() - started_cpu) * 1000)
+                control["ms"].append((time.perf_counter() - started) * 1000)
+            time.sleep(0.001)
+        return {"ms": wall, "cpu_ms": cpu}
 
+    control = {"label": f"control: {CONTROL_ITERATIONS:,} additions in a Python loop, between "
+                        "the task_enqueue() calls (no I/O)", "ms": [], "cpu_ms": []}
     rows = [
         {"label": "task_enqueue() (pooled publisher, confirm in the background)",
-         "ms": timed(lambda token: task_enqueue(task=probe, kwargs={"token": token}))},
+         **timed(lambda token: task_enqueue(task=probe, kwargs={"token": token}), control)},
+        control,
         {"label": "probe.apply_async() (Celery producer, confirm wait per message)",
-         "ms": timed(lambda token: probe.apply_async(kwargs={"token": token}))},
+         **timed(lambda token: probe.apply_async(kwargs={"token": token}))},
     ]
     for row in rows:
-        log(f"  {row['label']}: {summary(row['ms'])}")
+        log(f"  {row['label']}: {summary(row['ms'])}; CPU {summary(row['cpu_ms'])}")
     return rows
 
 
@@ -278,7 +326,7 @@ def start_latencies(sent: dict[str, float], timeout: float) -> list[float]:
 
 
 def measure_start_latency(system, *, rate: float, seconds: float, backlog: int,
-                          backlog_seconds: float, log) -> list[dict]:
+                          backlog_seconds: float, pairs: int, log) -> list[dict]:
     from apps.core.tasks import heavy_probe, probe
 
     rows = []
@@ -294,30 +342,60 @@ def measure_start_latency(system, *, rate: float, seconds: float, backlog: int,
                                                queue=queue, extra=extra), timeout)
         rows.append({"label": label, "rate": task_rate, "ms": latencies})
         log(f"  {label} at {task_rate:g}/s: {summary(latencies)}")
-    # Isolation: the same main_worker load right before and while heavy holds
-    # a backlog of long tasks (adjacent in time: this machine is shared).
-    wait_idle(watcher)
-    latencies = start_latencies(send_paced(task=probe, rate=rate, seconds=seconds, queue=None,
-                                           extra={}), timeout)
-    rows.append({"label": "main_worker (probe), again right before the backlog", "rate": rate,
-                 "ms": latencies})
-    log(f"  main_worker again: {summary(latencies)}")
-    wait_idle(watcher)
-    holders = [f"hold-{uuid.uuid4().hex[:10]}" for _ in range(backlog)]
-    for token in holders:
-        heavy_probe.apply_async(kwargs={"token": token, "seconds": backlog_seconds})
-    time.sleep(1)
-    depth = watcher.depth("heavy")  # ready messages (the management API lags seconds)
-    latencies = start_latencies(send_paced(task=probe, rate=rate, seconds=seconds, queue=None,
-                                           extra={}), timeout)
-    rows.append({"label": f"main_worker while heavy holds a backlog ({backlog} x "
-                          f"{backlog_seconds:g} s tasks)", "rate": rate, "ms": latencies,
-                 "heavy_depth": depth})
-    log(f"  main_worker with heavy backlog (heavy depth ~{depth}): {summary(latencies)}")
-    # Leave nothing behind that would hold up the shutdown.
-    watcher.channel.queue_purge("heavy")
+    rows += measure_isolation(watcher, rate=rate, seconds=seconds, backlog=backlog,
+                              backlog_seconds=backlog_seconds, pairs=pairs, timeout=timeout,
+                              log=log)
     watcher.close()
     return rows
+
+
+def measure_isolation(watcher, *, rate: float, seconds: float, backlog: int,
+                      backlog_seconds: float, pairs: int, timeout: float, log) -> list[dict]:
+    """main_worker's enqueue-to-start with ``heavy`` idle and while it holds a
+    backlog of long tasks, in ``pairs`` alternating windows (idle, backlog,
+    idle, backlog, ...): a noisy minute on this shared machine then hits both
+    conditions, and each pools ``pairs`` times the samples of one window."""
+    from apps.core.tasks import heavy_probe, probe
+
+    idle = {"label": f"main_worker (probe), heavy idle ({pairs} windows)", "rate": rate,
+            "ms": [], "window_p99": [], "isolation": "idle"}
+    loaded = {"label": f"main_worker while heavy holds a backlog of {backlog} x "
+                       f"{backlog_seconds:g} s tasks ({pairs} windows)", "rate": rate,
+              "ms": [], "window_p99": [], "heavy_depth": [], "isolation": "backlog"}
+    for pair in range(1, pairs + 1):
+        wait_idle(watcher)
+        latencies = start_latencies(send_paced(task=probe, rate=rate, seconds=seconds,
+                                               queue=None, extra={}), timeout)
+        idle["ms"] += latencies
+        idle["window_p99"].append(percentile(latencies, 99))
+        log(f"  window {pair}, heavy idle: {summary(latencies)}")
+        holders = [f"hold-{uuid.uuid4().hex[:10]}" for _ in range(backlog)]
+        for token in holders:
+            heavy_probe.apply_async(kwargs={"token": token, "seconds": backlog_seconds})
+        time.sleep(1)
+        depth = watcher.depth("heavy")  # ready messages (the management API lags seconds)
+        latencies = start_latencies(send_paced(task=probe, rate=rate, seconds=seconds,
+                                               queue=None, extra={}), timeout)
+        loaded["ms"] += latencies
+        loaded["window_p99"].append(percentile(latencies, 99))
+        loaded["heavy_depth"].append(depth)
+        log(f"  window {pair}, heavy backlog (depth ~{depth}): {summary(latencies)}")
+        # Drop what still waits; let the started ones (and any message the
+        # worker had prefetched) finish, so the next idle window is idle.
+        purged = watcher.channel.queue_purge("heavy") or 0
+        wait_finished(holders, len(holders) - purged, timeout=backlog_seconds * 4 + 30)
+    return [idle, loaded]
+
+
+def wait_finished(tokens: list[str], count: int, timeout: float) -> None:
+    """Until ``count`` of the probe runs named by ``tokens`` have finished."""
+    from apps.core.models import ProbeRun
+
+    deadline = time.monotonic() + timeout
+    while ProbeRun.objects.filter(token__in=tokens, finished_at__isnull=False).count() < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{count} heavy tasks did not finish within {timeout}s")
+        time.sleep(0.5)
 
 
 def wait_idle(watcher, timeout: float = 600) -> None:
@@ -336,39 +414,41 @@ def render(http_rows, latency_rows, args, enqueue_rows=()) -> str:
         f"HTTP through gunicorn as deployed, {args.concurrency} concurrent loopback clients",
         "",
         "| request | requests | client p50 / p99 ms | enqueue in the view p50 / p99 ms "
-        "(Server-Timing) | whole start service p50 / p99 ms | req/s |",
-        "|---|---|---|---|---|---|",
+        "(Server-Timing) | its CPU time p50 / p99 ms | whole start service p50 / p99 ms "
+        "| req/s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in http_rows:
-        client = row["client_ms"]
-        enqueue = row["enqueue_ms"]
         lines.append(
-            f"| {row['label']} | {row['requests']:,} | {percentile(client, 50):.2f} / "
-            f"{percentile(client, 99):.2f} | "
-            + (f"{percentile(enqueue, 50):.2f} / {percentile(enqueue, 99):.2f}" if enqueue else "-")
-            + " | " + (f"{percentile(row['start_ms'], 50):.2f} / "
-                       f"{percentile(row['start_ms'], 99):.2f}" if row.get("start_ms") else "-")
-            + f" | {row['requests_per_s']:.0f} |")
+            f"| {row['label']} | {row['requests']:,} | {p50_p99(row['client_ms'])} | "
+            f"{p50_p99(row['enqueue_ms'])} | {p50_p99(row.get('enqueue_cpu_ms'))} | "
+            f"{p50_p99(row.get('start_ms'))} | {row['requests_per_s']:.0f} |")
     if enqueue_rows:
         lines += ["", "One enqueue, timed inside one process (no HTTP, a 2 ms pause between calls)",
-                  "", "| call | calls | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|"]
+                  "", "| call | calls | p50 ms | p99 ms | max ms | thread CPU p50 / p99 ms |",
+                  "|---|---|---|---|---|---|"]
         for row in enqueue_rows:
             values = row["ms"]
             lines.append(f"| {row['label']} | {len(values):,} | {percentile(values, 50):.3f} | "
-                         f"{percentile(values, 99):.3f} | {max(values):.3f} |")
-    lines += ["", f"Enqueue-to-start ({args.seconds:g} s per row)", "",
-              "| queue | tasks/s sent | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|"]
+                         f"{percentile(values, 99):.3f} | {max(values):.3f} | "
+                         f"{p50_p99(row.get('cpu_ms'), digits=3)} |")
+    lines += ["", f"Enqueue-to-start ({args.seconds:g} s per row or window)", "",
+              "| queue | tasks/s sent | samples | p50 ms | p99 ms | max ms |",
+              "|---|---|---|---|---|---|"]
     for row in latency_rows:
         values = row["ms"]
-        lines.append(f"| {row['label']} | {row['rate']:g} | {percentile(values, 50):.1f} | "
-                     f"{percentile(values, 99):.1f} | {max(values):.1f} |")
-    base = next((r for r in reversed(latency_rows)
-                 if r["label"].startswith("main_worker (probe)")), None)
-    loaded = latency_rows[-1] if latency_rows else None
-    if base and loaded and base is not loaded:
-        ratio = percentile(loaded["ms"], 99) / percentile(base["ms"], 99)
-        lines += ["", f"main_worker p99 with heavy backlog / right before it: {ratio:.2f}; "
-                      f"p50 {percentile(loaded['ms'], 50) / percentile(base['ms'], 50):.2f}"]
+        lines.append(f"| {row['label']} | {row['rate']:g} | {len(values):,} | "
+                     f"{percentile(values, 50):.1f} | {percentile(values, 99):.1f} | "
+                     f"{max(values):.1f} |")
+    idle = next((r for r in latency_rows if r.get("isolation") == "idle"), None)
+    loaded = next((r for r in latency_rows if r.get("isolation") == "backlog"), None)
+    if idle and loaded:
+        ratio = percentile(loaded["ms"], 99) / percentile(idle["ms"], 99)
+        per_window = ", ".join(f"{b / a:.2f}" for a, b in zip(idle["window_p99"],
+                                                              loaded["window_p99"]))
+        lines += ["", f"main_worker p99 with heavy backlog / heavy idle (all windows): "
+                      f"{ratio:.2f}; p50 {percentile(loaded['ms'], 50) / percentile(idle['ms'], 50):.2f}; "
+                      f"p99 ratio per window pair: {per_window}"]
     return "\n".join(lines)
 
 
@@ -381,6 +461,8 @@ def main(argv=None) -> int:
     parser.add_argument("--backlog", type=int, default=12, help="long heavy tasks held back")
     parser.add_argument("--backlog-seconds", type=float, default=20.0,
                         help="how long each backlog task runs")
+    parser.add_argument("--pairs", type=int, default=3,
+                        help="alternating heavy-idle / heavy-backlog windows for the isolation ratio")
     parser.add_argument("--json", help="also write the raw results to this file")
     args = parser.parse_args(argv)
     if not 1 <= args.requests <= MAX_REQUESTS:
@@ -391,6 +473,8 @@ def main(argv=None) -> int:
         parser.error("--rate must be 0.1-500 and --seconds 0.5-600")
     if not 0 <= args.backlog <= 200 or not 0 <= args.backlog_seconds <= 120:
         parser.error("--backlog must be 0-200 and --backlog-seconds 0-120")
+    if not 1 <= args.pairs <= 10:
+        parser.error("--pairs must be between 1 and 10")
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     with common.throwaway_vhost("bench-latency") as vhost, \
             tempfile.TemporaryDirectory(prefix="bench-latency-") as workdir:
@@ -405,7 +489,7 @@ def main(argv=None) -> int:
             log("enqueue-to-start:")
             latency_rows = measure_start_latency(
                 system, rate=args.rate, seconds=args.seconds, backlog=args.backlog,
-                backlog_seconds=args.backlog_seconds, log=log)
+                backlog_seconds=args.backlog_seconds, pairs=args.pairs, log=log)
         finally:
             system.stop()
     print(render(http_rows, latency_rows, args, enqueue_rows))

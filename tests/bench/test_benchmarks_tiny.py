@@ -49,7 +49,7 @@ def test_latency_runs_http_and_queue_rows(tmp_path):
     out = tmp_path / "latency.json"
     result = run("latency.py", "--requests", "10", "--concurrency", "2", "--rate", "5",
                  "--seconds", "1", "--backlog", "2", "--backlog-seconds", "1",
-                 "--json", str(out), timeout=400)
+                 "--pairs", "2", "--json", str(out), timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
     assert len(data["http"]) == 6
@@ -61,11 +61,22 @@ def test_latency_runs_http_and_queue_rows(tmp_path):
     assert len(bulk_one["enqueue_ms"]) == 10  # every response carried Server-Timing
     # The Task API's single start reports the publish and the whole service.
     single = next(r for r in data["http"] if r["label"].endswith("single start)"))
-    assert len(single["enqueue_ms"]) == len(single["start_ms"]) == 10
-    assert [len(r["ms"]) for r in data["enqueue"]] == [10, 10]
+    assert len(single["enqueue_ms"]) == len(single["enqueue_cpu_ms"]) == len(
+        single["start_ms"]) == 10
+    # task_enqueue, the CPU-only control between its calls, apply_async; each
+    # with wall and CPU time per call.
+    assert [len(r["ms"]) for r in data["enqueue"]] == [10, 10, 10]
+    assert [len(r["cpu_ms"]) for r in data["enqueue"]] == [10, 10, 10]
+    assert data["enqueue"][1]["label"].startswith("control")
     labels = [r["label"] for r in data["start_latency"]]
-    assert labels[0].startswith("main_worker") and labels[-1].startswith("main_worker while heavy")
+    assert labels[0].startswith("main_worker")
+    idle, loaded = data["start_latency"][-2:]
+    assert idle["isolation"] == "idle" and loaded["isolation"] == "backlog"
+    # Two alternating window pairs, 5 probes per window (1 s at 5/s).
+    assert len(idle["window_p99"]) == len(loaded["window_p99"]) == 2
+    assert len(idle["ms"]) == len(loaded["ms"]) == 10
     assert "Enqueue-to-start" in result.stdout
+    assert "p99 ratio per window pair" in result.stdout
 
 
 def test_sizes_are_bounded_with_a_clear_error():
@@ -75,3 +86,5 @@ def test_sizes_are_bounded_with_a_clear_error():
     assert "Traceback" not in result.stderr
     result = run("latency.py", "--requests", "0", timeout=60)
     assert result.returncode != 0 and "--requests must be between" in result.stderr
+    result = run("latency.py", "--pairs", "0", timeout=60)
+    assert result.returncode != 0 and "--pairs must be between" in result.stderr

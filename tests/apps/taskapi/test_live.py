@@ -257,3 +257,16 @@ def test_scheduled_cleanup_removes_expired_results_and_records(api, live_system)
     assert not TaskResult.objects.filter(task_id__startswith="expired").exists()
     assert api.get("/api/v1/tasks/expired-done/").status_code == 404
     assert api.get(f"/api/v1/tasks/{fresh['task_id']}/").status_code == 200
+
+
+def test_start_reports_its_enqueue_time_and_cpu_in_server_timing(api):
+    response = api.post("/api/v1/tasks/", {"task": DIAGNOSE, "kwargs": {"message": "timed"}})
+    assert response.status_code == 202, response.text
+    timings = dict(part.strip().split(";dur=")
+                   for part in response.headers["Server-Timing"].split(","))
+    assert set(timings) == {"start", "enqueue", "enqueue-cpu"}, timings
+    start, enqueue, cpu = (float(timings[k]) for k in ("start", "enqueue", "enqueue-cpu"))
+    # The publish is part of the start; its CPU time is part of its wall time
+    # (0.05 ms of slack for the two clocks' granularity).
+    assert 0 < enqueue <= start and 0 < cpu <= enqueue + 0.05, timings
+    api.wait_state(response.json()["task_id"], {"SUCCESS"}, timeout=60)

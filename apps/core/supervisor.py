@@ -63,7 +63,9 @@ def worker_command(worker: Worker, host: str | None = None) -> str:
         (f"--autoscale={worker.autoscale[0]},{worker.autoscale[1]}" if worker.autoscale
          else f"--concurrency={worker.concurrency}"),
         f"--prefetch-multiplier={worker.prefetch_multiplier}",
-        f"--max-tasks-per-child={worker.max_tasks_per_child}",
+        # 0 (never) is the flag left out: prefork refuses --max-tasks-per-child=0.
+        *([f"--max-tasks-per-child={worker.max_tasks_per_child}"]
+          if worker.max_tasks_per_child else []),
         *([f"--max-memory-per-child={worker.max_memory_per_child}"]
           if worker.max_memory_per_child else []),
         f"--soft-time-limit={worker.soft_time_limit}",

@@ -59,3 +59,17 @@ def test_worker_programs_bind_their_queues_and_allow_a_warm_shutdown():
         assert stopwait > TOPOLOGY.longest_time_limit(worker)
         assert "stopsignal=TERM" in text and "killasgroup=true" in text
     assert "numprocs=1" in files["beat.conf"]
+
+
+def test_recycling_by_task_count_is_rendered_only_when_asked_for():
+    from dataclasses import replace
+
+    from apps.core.supervisor import worker_command
+
+    main = TOPOLOGY.worker_named("main_worker")
+    # The user-facing lane recycles by memory only (see the topology).
+    assert "--max-tasks-per-child" not in worker_command(main)
+    assert "--max-memory-per-child=200000" in worker_command(main)
+    assert "--max-tasks-per-child=50" in worker_command(replace(main, max_tasks_per_child=50))
+    # 0 means never: the flag is left out (prefork refuses the value 0).
+    assert "--max-tasks-per-child" not in worker_command(replace(main, max_tasks_per_child=0))

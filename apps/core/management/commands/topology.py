@@ -24,7 +24,7 @@ class Command(BaseCommand):
              # An autoscaling pool shows its range, min-max.
              f"{w.autoscale[1]}-{w.autoscale[0]}" if w.autoscale else str(w.concurrency),
              str(w.prefetch_multiplier),
-             str(w.max_tasks_per_child), f"{w.soft_time_limit}/{w.time_limit}s"]
+             str(w.max_tasks_per_child or "-"), f"{w.soft_time_limit}/{w.time_limit}s"]
             for w in t.workers
         ]
         route_rows = [

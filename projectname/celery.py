@@ -3,7 +3,9 @@
 import os
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import celeryd_init, setup_logging
+
+from apps.core.cpu_policy import on_worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "projectname.settings")
 
@@ -14,6 +16,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # Worker monitoring events without per-message confirms (apps/dispatch/worker.py).
 app.steps["consumer"].add("apps.dispatch.worker:EventsWithoutConfirms")
+# Each worker program runs under the CPU scheduling policy its topology entry
+# declares (apps/core/cpu_policy.py: background work yields to requests).
+celeryd_init.connect(on_worker_init, weak=False)
 
 
 @setup_logging.connect

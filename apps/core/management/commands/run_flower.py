@@ -4,6 +4,8 @@ from urllib.parse import quote
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.core import cpu_policy
+
 # Flower writes its in-memory state (task events) to its --db file this often
 # (ms), not only at shutdown, so a crash loses at most a minute of it.
 STATE_SAVE_INTERVAL_MS = 60_000
@@ -49,6 +51,9 @@ class Command(BaseCommand):
         if api_url:
             argv.append(f"--broker_api={api_url}")
         os.environ.update(api_env)
+        # Monitoring yields the CPU to requests like the workers whose events
+        # it reads (apps/core/cpu_policy.py); the policy survives the exec.
+        cpu_policy.apply_from_environment()
         # Flower reads FLOWER_BASIC_AUTH from the environment itself, so the
         # password never appears in `ps`.
         os.execvp("celery", argv)

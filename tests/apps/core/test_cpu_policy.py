@@ -1,0 +1,104 @@
+"""Worker programs run under the CPU scheduling policy the topology declares."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from apps.core import cpu_policy
+from apps.core.supervisor import programs, worker_environment
+from projectname.topology import CPU_POLICIES, TOPOLOGY, Worker
+from tests.support.live import wait_for
+
+linux_only = pytest.mark.skipif(not hasattr(os, "sched_setscheduler"),
+                                reason="scheduling policies are Linux's")
+
+
+def test_policy_names_agree_with_the_topology():
+    assert tuple(cpu_policy.POLICIES) == CPU_POLICIES
+
+
+def test_unknown_policy_is_refused_by_name():
+    with pytest.raises(ValueError, match="cpu_policy must be one of"):
+        Worker(name="w", queues=("q",), cpu_policy="fast")
+    with pytest.raises(cpu_policy.UnknownPolicy, match="CPU_SCHEDULING_POLICY='fast'"):
+        cpu_policy.apply("fast")
+
+
+def test_every_worker_program_carries_its_policy():
+    for worker in TOPOLOGY.workers:
+        environment = dict(worker_environment(worker))
+        assert environment.get(cpu_policy.ENVIRONMENT_VARIABLE) == worker.cpu_policy
+    flower = next(p for p in programs(TOPOLOGY) if p.name == "flower")
+    assert dict(flower.environment)[cpu_policy.ENVIRONMENT_VARIABLE] == "idle"
+
+
+@linux_only
+@pytest.mark.parametrize("name, constant", [("batch", "SCHED_BATCH"), ("idle", "SCHED_IDLE")])
+def test_applied_to_the_process_its_threads_and_its_children(name, constant):
+    # In a child interpreter: a policy cannot be raised back without privileges.
+    code = (
+        "import os, threading, time\n"
+        "from apps.core import cpu_policy\n"
+        "started = threading.Event()\n"
+        "t = threading.Thread(target=lambda: (started.set(), time.sleep(1)), daemon=True)\n"
+        "t.start(); started.wait()\n"
+        "assert cpu_policy.apply_from_environment() == os.environ['CPU_SCHEDULING_POLICY']\n"
+        "tids = [int(x) for x in os.listdir('/proc/self/task')]\n"
+        "print(sorted({os.sched_getscheduler(tid) for tid in tids}), len(tids))\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0 if os.sched_getscheduler(0) == getattr(os, %r) else 1)\n"
+        "print(os.waitpid(pid, 0)[1])\n" % constant
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "CPU_SCHEDULING_POLICY": name}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    policies, status = result.stdout.splitlines()
+    assert policies == f"[{getattr(os, constant)}] 2"  # both threads
+    assert status == "0"  # the forked child inherited it
+
+
+def test_no_variable_leaves_the_process_alone(monkeypatch):
+    monkeypatch.delenv(cpu_policy.ENVIRONMENT_VARIABLE, raising=False)
+    assert cpu_policy.apply_from_environment() is None
+
+
+def _process_tree(pid: int) -> list[int]:
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += children.get(current, [])
+    return tree
+
+
+@linux_only
+@pytest.mark.live
+@pytest.mark.django_db(transaction=True)
+def test_live_worker_processes_and_pool_children_run_idle(live_system):
+    """main_worker (prefork: parent and pool children) and a bulk worker, as
+    supervisord started them from the committed program files."""
+    info = {p["name"]: p for p in live_system.rpc().getAllProcessInfo()}
+    for name in ("main_worker", "bulk_worker_1", "flower"):
+        pid = info[name]["pid"]
+        tree = _process_tree(pid)
+        if name == "main_worker":
+            # The prefork parent plus its two pool processes.
+            wait_for(lambda: len(_process_tree(pid)) >= 3, timeout=30,
+                     message="main_worker's pool processes")
+            tree = _process_tree(pid)
+        policies = {os.sched_getscheduler(process) for process in tree}
+        assert policies == {os.SCHED_IDLE}, (name, tree, policies)
+    web = info["web"]["pid"]
+    assert os.sched_getscheduler(web) == os.SCHED_OTHER

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from apps.core import cpu_policy
+from bench.common import tree as process_tree
 from apps.core.supervisor import programs, worker_environment
 from projectname.topology import CPU_POLICIES, TOPOLOGY, Worker
 from tests.support.live import wait_for
@@ -65,24 +66,6 @@ def test_no_variable_leaves_the_process_alone(monkeypatch):
     assert cpu_policy.apply_from_environment() is None
 
 
-def _process_tree(pid: int) -> list[int]:
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo += children.get(current, [])
-    return tree
-
-
 @linux_only
 @pytest.mark.live
 @pytest.mark.django_db(transaction=True)
@@ -92,12 +75,12 @@ def test_live_worker_processes_and_pool_children_run_idle(live_system):
     info = {p["name"]: p for p in live_system.rpc().getAllProcessInfo()}
     for name in ("main_worker", "bulk_worker_1", "flower"):
         pid = info[name]["pid"]
-        tree = _process_tree(pid)
+        tree = process_tree(pid)
         if name == "main_worker":
             # The prefork parent plus its two pool processes.
-            wait_for(lambda: len(_process_tree(pid)) >= 3, timeout=30,
+            wait_for(lambda: len(process_tree(pid)) >= 3, timeout=30,
                      message="main_worker's pool processes")
-            tree = _process_tree(pid)
+            tree = process_tree(pid)
         policies = {os.sched_getscheduler(process) for process in tree}
         assert policies == {os.SCHED_IDLE}, (name, tree, policies)
     web = info["web"]["pid"]

@@ -77,7 +77,15 @@ def apply_from_environment() -> str | None:
 
 
 def on_worker_init(**_kwargs) -> None:
-    """``celeryd_init`` hook: before the worker starts its pool and threads."""
-    applied = apply_from_environment()
+    """``celeryd_init`` hook: before the worker starts its pool and threads.
+
+    A value nobody rendered (the topology refuses unknown names) is reported
+    by name and the worker runs with the default policy rather than not at all.
+    """
+    try:
+        applied = apply_from_environment()
+    except UnknownPolicy as error:
+        logger.error("%s; running with the default policy.", error)
+        return
     if applied:
         logger.info("CPU scheduling policy: %s", applied)

@@ -85,3 +85,10 @@ def test_live_worker_processes_and_pool_children_run_idle(live_system):
         assert policies == {os.SCHED_IDLE}, (name, tree, policies)
     web = info["web"]["pid"]
     assert os.sched_getscheduler(web) == os.SCHED_OTHER
+
+
+def test_a_bad_value_in_a_worker_is_reported_by_name_and_the_worker_runs_on(
+        monkeypatch, caplog):
+    monkeypatch.setenv(cpu_policy.ENVIRONMENT_VARIABLE, "fast")
+    cpu_policy.on_worker_init()  # does not raise
+    assert "CPU_SCHEDULING_POLICY='fast': expected one of normal, batch, idle" in caplog.text

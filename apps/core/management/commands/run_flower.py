@@ -53,7 +53,10 @@ class Command(BaseCommand):
         os.environ.update(api_env)
         # Monitoring yields the CPU to requests like the workers whose events
         # it reads (apps/core/cpu_policy.py); the policy survives the exec.
-        cpu_policy.apply_from_environment()
+        try:
+            cpu_policy.apply_from_environment()
+        except cpu_policy.UnknownPolicy as error:
+            raise CommandError(str(error)) from None
         # Flower reads FLOWER_BASIC_AUTH from the environment itself, so the
         # password never appears in `ps`.
         os.execvp("celery", argv)

@@ -261,23 +261,25 @@ def measure_enqueue(*, count: int, log) -> list[dict]:
     from apps.core.tasks import probe
     from apps.dispatch.services import task_enqueue
 
+    def clock(work, row: dict) -> None:
+        """Run ``work()``; its wall and thread CPU time (ms) go to ``row``."""
+        started, started_cpu = time.perf_counter(), time.thread_time()
+        work()
+        row["cpu_ms"].append((time.thread_time() - started_cpu) * 1000)
+        row["ms"].append((time.perf_counter() - started) * 1000)
+
     def timed(call, control: dict | None = None) -> dict:
         for number in range(20):  # connect and warm up
             call(f"warm-{number}")
-        wall, cpu = [], []
+        row = {"ms": [], "cpu_ms": []}
         for number in range(count):
-            started, started_cpu = time.perf_counter(), time.thread_time()
-            call(f"e-{uuid.uuid4().hex[:8]}-{number}")
-            cpu.append((time.thread_time() - started_cpu) * 1000)
-            wall.append((time.perf_counter() - started) * 1000)
+            token = f"e-{uuid.uuid4().hex[:8]}-{number}"
+            clock(lambda: call(token), row)
             time.sleep(0.001)
             if control is not None:
-                started, started_cpu = time.perf_counter(), time.thread_time()
-                control_work()
-                control["cpu_ms"].append((time.thread_time() - started_cpu) * 1000)
-                control["ms"].append((time.perf_counter() - started) * 1000)
+                clock(control_work, control)
             time.sleep(0.001)
-        return {"ms": wall, "cpu_ms": cpu}
+        return row
 
     control = {"label": f"control: {CONTROL_ITERATIONS:,} additions in a Python loop, between "
                         "the task_enqueue() calls (no I/O)", "ms": [], "cpu_ms": []}
@@ -325,6 +327,15 @@ def start_latencies(sent: dict[str, float], timeout: float) -> list[float]:
         time.sleep(0.5)
 
 
+def probe_window(*, rate: float, seconds: float, timeout: float, task=None,
+                 queue: str | None = None, extra: dict | None = None) -> list[float]:
+    """Send ``task`` (default: probe) at ``rate`` for ``seconds``; start latencies in ms."""
+    from apps.core.tasks import probe
+
+    return start_latencies(send_paced(task=task or probe, rate=rate, seconds=seconds,
+                                      queue=queue, extra=extra or {}), timeout)
+
+
 def measure_start_latency(system, *, rate: float, seconds: float, backlog: int,
                           backlog_seconds: float, pairs: int, log) -> list[dict]:
     from apps.core.tasks import heavy_probe, probe
@@ -338,8 +349,8 @@ def measure_start_latency(system, *, rate: float, seconds: float, backlog: int,
         ("heavy (heavy_probe, 0 s)", heavy_probe, None, {"seconds": 0}, max(1.0, rate / 4)),
     ):
         wait_idle(watcher)
-        latencies = start_latencies(send_paced(task=task, rate=task_rate, seconds=seconds,
-                                               queue=queue, extra=extra), timeout)
+        latencies = probe_window(task=task, rate=task_rate, seconds=seconds, timeout=timeout,
+                                 queue=queue, extra=extra)
         rows.append({"label": label, "rate": task_rate, "ms": latencies})
         log(f"  {label} at {task_rate:g}/s: {summary(latencies)}")
     rows += measure_isolation(watcher, rate=rate, seconds=seconds, backlog=backlog,
@@ -355,7 +366,13 @@ def measure_isolation(watcher, *, rate: float, seconds: float, backlog: int,
     backlog of long tasks, in ``pairs`` alternating windows (idle, backlog,
     idle, backlog, ...): a noisy minute on this shared machine then hits both
     conditions, and each pools ``pairs`` times the samples of one window."""
-    from apps.core.tasks import heavy_probe, probe
+    from apps.core.tasks import heavy_probe
+
+    def window(row: dict) -> list[float]:
+        latencies = probe_window(rate=rate, seconds=seconds, timeout=timeout)
+        row["ms"] += latencies
+        row["window_p99"].append(percentile(latencies, 99))
+        return latencies
 
     idle = {"label": f"main_worker (probe), heavy idle ({pairs} windows)", "rate": rate,
             "ms": [], "window_p99": [], "isolation": "idle"}
@@ -364,22 +381,14 @@ def measure_isolation(watcher, *, rate: float, seconds: float, backlog: int,
               "ms": [], "window_p99": [], "heavy_depth": [], "isolation": "backlog"}
     for pair in range(1, pairs + 1):
         wait_idle(watcher)
-        latencies = start_latencies(send_paced(task=probe, rate=rate, seconds=seconds,
-                                               queue=None, extra={}), timeout)
-        idle["ms"] += latencies
-        idle["window_p99"].append(percentile(latencies, 99))
-        log(f"  window {pair}, heavy idle: {summary(latencies)}")
+        log(f"  window {pair}, heavy idle: {summary(window(idle))}")
         holders = [f"hold-{uuid.uuid4().hex[:10]}" for _ in range(backlog)]
         for token in holders:
             heavy_probe.apply_async(kwargs={"token": token, "seconds": backlog_seconds})
         time.sleep(1)
         depth = watcher.depth("heavy")  # ready messages (the management API lags seconds)
-        latencies = start_latencies(send_paced(task=probe, rate=rate, seconds=seconds,
-                                               queue=None, extra={}), timeout)
-        loaded["ms"] += latencies
-        loaded["window_p99"].append(percentile(latencies, 99))
         loaded["heavy_depth"].append(depth)
-        log(f"  window {pair}, heavy backlog (depth ~{depth}): {summary(latencies)}")
+        log(f"  window {pair}, heavy backlog (depth ~{depth}): {summary(window(loaded))}")
         # Drop what still waits; let the started ones (and any message the
         # worker had prefetched) finish, so the next idle window is idle.
         purged = watcher.channel.queue_purge("heavy") or 0

@@ -241,7 +241,6 @@ class LeanRunner:
         return cls
 
 
-
 # What Celery's Context._get_custom_headers drops from a request: every
 # attribute Context declares, plus these (celery/app/task.py).
 _CELERY_REQUEST_KEYS = frozenset({*Context.__dict__, "lang", "task", "argsrepr", "kwargsrepr",

@@ -267,8 +267,6 @@ class _MessageBuilder:
         return self.message(task_id, self.prepare(kwargs))
 
 
-
-
 class _Confirms:
     """Tracks basic.ack / basic.nack for delivery tags base+1..base+count of one channel."""
 

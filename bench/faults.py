@@ -47,6 +47,10 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
+# The fault-injection tasks live in apps/testing, which this flag installs
+# and routes (read when the topology is imported).
+os.environ.setdefault("DJANGO_PROFILE", "development")
+os.environ.setdefault("DJANGO_TEST_SUPPORT", "1")
 
 from projectname.topology import TOPOLOGY  # noqa: E402
 
@@ -277,7 +281,7 @@ class Harness:
         """
         from kombu.exceptions import OperationalError
 
-        from apps.reliability.tasks import fault_effect, fault_effect_heavy
+        from apps.testing.tasks import fault_effect, fault_effect_heavy
         from projectname.celery import app
 
         sent = 0
@@ -411,7 +415,7 @@ class Harness:
         connection = self._connection()
         producer = app.amqp.Producer(connection)
         if scenario == "time-limits":
-            from apps.reliability.tasks import fault_sleep
+            from apps.testing.tasks import fault_sleep
 
             specials["soft"] = fault_sleep.apply_async((run_id, "soft", 8.0), producer=producer)
             specials["hard"] = fault_sleep.apply_async((run_id, "hard", 30.0, True),
@@ -419,14 +423,14 @@ class Harness:
         elif scenario == "poison-message":
             specials["undecodable"] = str(uuid.uuid4())
             self.publish_raw(queue="main_worker", body=b"\xff\x00 this is not JSON",
-                             headers={"task": "apps.reliability.tasks.fault_effect",
+                             headers={"task": "apps.testing.tasks.fault_effect",
                                       "id": specials["undecodable"], "lang": "py"})
             specials["unknown-task"] = str(uuid.uuid4())
             self.publish_raw(queue="main_worker", body=b'[[], {}, {}]',
                              headers={"task": "apps.nowhere.tasks.missing",
                                       "id": specials["unknown-task"], "lang": "py"})
         elif scenario == "crash-every-delivery":
-            from apps.reliability.tasks import fault_crash
+            from apps.testing.tasks import fault_crash
 
             specials["crash"] = fault_crash.apply_async((run_id, "crash"), producer=producer)
         connection.release()

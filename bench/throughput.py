@@ -264,7 +264,8 @@ class Project(System):
             web_port=common_free_port(), flower_port=common_free_port(),
         )
         # This process enqueues like the web process would.
-        for key in ("CELERY_BROKER_URL", "DATABASE_URL", "DJANGO_DEBUG", "DJANGO_SECRET_KEY"):
+        for key in ("CELERY_BROKER_URL", "DATABASE_URL", "DJANGO_DEBUG", "DJANGO_SECRET_KEY",
+                    "DJANGO_PROFILE", "DJANGO_TEST_SUPPORT"):
             os.environ[key] = self.system_env[key]
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
                        env=self.system_env, cwd=PROJECT_ROOT, check=True)
@@ -273,7 +274,7 @@ class Project(System):
 
         django.setup()
         from apps.dispatch.services import tasks_enqueue_bulk
-        from apps.dispatch.tasks import noop
+        from apps.testing.tasks import noop
         from projectname.celery import app
 
         use_broker(app, self.broker_url)
@@ -525,6 +526,9 @@ def measure_producers(n: int, rounds: int, systems: list[str], log=print) -> lis
             os.environ["CELERY_BROKER_URL"] = common.rabbit.broker_url(vhost)
             os.environ.setdefault("DJANGO_SETTINGS_MODULE", "projectname.settings")
             os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+            # The benchmark task (noop) lives in apps/testing, installed by this flag.
+            os.environ.setdefault("DJANGO_PROFILE", "development")
+            os.environ.setdefault("DJANGO_TEST_SUPPORT", "1")
             import django
 
             django.setup()
@@ -535,7 +539,7 @@ def measure_producers(n: int, rounds: int, systems: list[str], log=print) -> lis
 
         def project_delay(vhost, count):
             app = project_app(vhost)
-            from apps.dispatch.tasks import noop
+            from apps.testing.tasks import noop
 
             noop.delay(0)
             started = time.perf_counter()
@@ -548,7 +552,7 @@ def measure_producers(n: int, rounds: int, systems: list[str], log=print) -> lis
         def project_bulk(vhost, count):
             app = project_app(vhost)
             from apps.dispatch.services import tasks_enqueue_bulk
-            from apps.dispatch.tasks import noop
+            from apps.testing.tasks import noop
 
             tasks_enqueue_bulk(task=noop, kwargs_list=[{"n": 0}])
             started = time.perf_counter()
@@ -563,7 +567,7 @@ def measure_producers(n: int, rounds: int, systems: list[str], log=print) -> lis
 
             app = project_app(vhost)
             from apps.dispatch.services import _MessageBuilder
-            from apps.dispatch.tasks import noop
+            from apps.testing.tasks import noop
 
             build = _MessageBuilder(app, noop, app.conf.task_default_priority)
             messages = [build(str(_uuid.uuid4()), {"n": i}) for i in range(count)]
@@ -582,6 +586,9 @@ def measure_producers(n: int, rounds: int, systems: list[str], log=print) -> lis
 def _project_confirms() -> bool:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "projectname.settings")
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+    # The benchmark task (noop) lives in apps/testing, installed by this flag.
+    os.environ.setdefault("DJANGO_PROFILE", "development")
+    os.environ.setdefault("DJANGO_TEST_SUPPORT", "1")
     from django.conf import settings
 
     options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}) or {}

@@ -1,13 +1,18 @@
 """Django settings, read from the environment (see .env.example).
 
-Development defaults only; anything secret has no default when DEBUG is off.
+Two profiles (projectname/profiles.py, docs/production.md): DJANGO_PROFILE=
+development has development defaults; production (also an unset
+DJANGO_PROFILE) has no default for anything secret and refuses to start
+while a development default survives.
 """
 
+import os
+import sys
 from pathlib import Path
 
 import environ
 
-from projectname.topology import TOPOLOGY
+from projectname import profiles
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -15,11 +20,19 @@ env = environ.Env()
 # A local .env is optional; real deployments set the environment directly.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env("DJANGO_SECRET_KEY") if not DEBUG else env(
-    "DJANGO_SECRET_KEY", default="dev-only-insecure-secret-key"
-)
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+# Imported after .env is read: DJANGO_TEST_SUPPORT there adds the test routes.
+from projectname.topology import TEST_SUPPORT_APP, TOPOLOGY, topology_for  # noqa: E402
+
+PROFILE = env("DJANGO_PROFILE", default=profiles.PRODUCTION)
+DEVELOPMENT = PROFILE == profiles.DEVELOPMENT
+# Defaults exist only in development; production reads each value or refuses.
+DEBUG = env.bool("DJANGO_DEBUG", default=DEVELOPMENT)
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-only-insecure-secret-key" if DEVELOPMENT else "")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS",
+                         default=["127.0.0.1", "localhost"] if DEVELOPMENT else [])
+# Installs apps/testing (fault-injection and benchmark tasks): the test suite,
+# the live test system and the benchmarks only; production refuses it.
+TEST_SUPPORT = env.bool("DJANGO_TEST_SUPPORT", default=False)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -39,6 +52,7 @@ INSTALLED_APPS = [
     "apps.dispatch",
     "apps.doctor",
     "apps.ops",
+    *([TEST_SUPPORT_APP] if TEST_SUPPORT else []),
 ]
 
 MIDDLEWARE = [
@@ -117,7 +131,9 @@ OPERATOR_EMAILS = env.list("OPERATOR_EMAILS", default=["ops@localhost"])
 # --- Celery ---------------------------------------------------------------------
 # Spelled pyamqp:// so an installed librabbitmq can never silently swap the
 # transport under us.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="pyamqp://guest:guest@127.0.0.1:5672//")
+# No default: development's .env carries the project's own RabbitMQ user
+# (deploy/bin/ensure-rabbitmq-user.sh writes it); `guest` is used nowhere.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default="django-db")
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_TRACK_STARTED = True
@@ -134,8 +150,10 @@ CELERY_TASK_QUEUES = TOPOLOGY.celery_queues()
 CELERY_TASK_DEFAULT_QUEUE = TOPOLOGY.default_queue
 CELERY_TASK_DEFAULT_EXCHANGE = TOPOLOGY.default_queue
 CELERY_TASK_DEFAULT_ROUTING_KEY = TOPOLOGY.default_queue
-CELERY_TASK_ROUTES = TOPOLOGY.celery_routes()
-CELERY_TASK_ANNOTATIONS = TOPOLOGY.celery_annotations()
+# The routes follow this process's DJANGO_TEST_SUPPORT even if the topology
+# module was imported before .env was read.
+CELERY_TASK_ROUTES = topology_for(test_support=TEST_SUPPORT).celery_routes()
+CELERY_TASK_ANNOTATIONS = topology_for(test_support=TEST_SUPPORT).celery_annotations()
 CELERY_BEAT_SCHEDULE = TOPOLOGY.celery_beat_schedule()
 # Never create a queue implicitly: a typo'd queue must fail, not strand tasks.
 CELERY_TASK_CREATE_MISSING_QUEUES = False
@@ -347,3 +365,35 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=200)
 # Most tasks one POST /api/v1/tasks/bulk/ may start (one broker batch).
 DISPATCH_BULK_MAX_ITEMS = env.int("DISPATCH_BULK_MAX_ITEMS", default=1000)
+
+# --- Production profile: HTTPS behind a reverse proxy, masked settings -------------
+# The proxy terminates TLS and sets X-Forwarded-Proto; Django trusts that
+# header only in production (the proxy must overwrite it on every request).
+if not DEVELOPMENT:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    # Start low and raise it once HTTPS is known to work (a year: 31536000).
+    SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
+    CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+# Django's error page and error e-mails mask settings whose names match this
+# filter's pattern, which also covers URLs (a broker URL holds a password).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "apps.core.reporting.SafeExceptionReporterFilter"
+
+if not CELERY_BROKER_URL:
+    sys.exit("Refusing to start: CELERY_BROKER_URL is not set.  `make install` "
+             "(deploy/bin/ensure-rabbitmq-user.sh) writes the project's own RabbitMQ user to .env; "
+             "production sets it in the environment.")
+profiles.enforce(
+    profile=PROFILE, profile_was_set="DJANGO_PROFILE" in os.environ,
+    problems=profiles.production_problems(
+        debug=DEBUG, secret_key=SECRET_KEY, allowed_hosts=ALLOWED_HOSTS,
+        broker_url=CELERY_BROKER_URL, environ=os.environ,
+    ) if PROFILE == profiles.PRODUCTION else [],
+)
+

@@ -18,6 +18,7 @@ route tasks to it in ``ROUTES``, then run ``python manage.py render_supervisor``
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
@@ -293,7 +294,7 @@ DOCTOR = "apps.doctor.tasks"
 BEAT_HEARTBEAT_SECONDS = 15
 RELIABILITY = "apps.reliability.tasks"
 
-TOPOLOGY = Topology(
+PRODUCTION_TOPOLOGY = Topology(
     queues=(
         Queue(DEFAULT_QUEUE, "Anything without an explicit route."),
         # Priorities 0..9 on RabbitMQ, 9 runs first (x-max-priority=9).  A
@@ -377,17 +378,9 @@ TOPOLOGY = Topology(
         Route("apps.taskapi.tasks.diagnose", "main_worker"),
         # Celery's own result cleanup (beat installs it when result_expires is set).
         Route("celery.backend_cleanup", "main_worker"),
-        # The throughput benchmark's unit of work (bench/throughput.py).
-        Route("apps.dispatch.tasks.noop", "bulk", acks_late=True),
         Route(f"{DOCTOR}.beat_heartbeat", "main_worker"),
-        # Reliability: delayed dispatch of long countdowns, and the tasks the
-        # fault-injection harness (bench/faults.py) runs.
+        # Reliability: delayed dispatch of long countdowns.
         Route(f"{RELIABILITY}.dispatch_delayed_tasks", "main_worker"),
-        Route(f"{RELIABILITY}.fault_effect", "main_worker"),
-        Route(f"{RELIABILITY}.fault_effect_heavy", "heavy"),
-        Route(f"{RELIABILITY}.fault_flaky", "main_worker"),
-        Route(f"{RELIABILITY}.fault_sleep", "main_worker", soft_time_limit=2, time_limit=5),
-        Route(f"{RELIABILITY}.fault_crash", "main_worker", max_deliveries=3),
     ),
     schedules=(
         Schedule(
@@ -437,3 +430,36 @@ TOPOLOGY = Topology(
         ),
     ),
 )
+
+
+# Test-only tasks (apps/testing): the throughput benchmark's unit of work
+# (bench/throughput.py) and the fault-injection harness's tasks
+# (bench/faults.py).  Routed only where that app is installed: the test suite,
+# the live test system and the benchmarks set DJANGO_TEST_SUPPORT=1, which
+# the production profile refuses (projectname/profiles.py).
+TESTING = "apps.testing.tasks"
+TEST_SUPPORT_APP = "apps.testing"
+TEST_SUPPORT_ROUTES = (
+    Route(f"{TESTING}.noop", "bulk", acks_late=True),
+    Route(f"{TESTING}.fault_effect", "main_worker"),
+    Route(f"{TESTING}.fault_effect_heavy", "heavy"),
+    Route(f"{TESTING}.fault_flaky", "main_worker"),
+    Route(f"{TESTING}.fault_sleep", "main_worker", soft_time_limit=2, time_limit=5),
+    Route(f"{TESTING}.fault_crash", "main_worker", max_deliveries=3),
+)
+
+
+def test_support_enabled() -> bool:
+    """DJANGO_TEST_SUPPORT, read like django-environ reads a bool."""
+    return os.environ.get("DJANGO_TEST_SUPPORT", "").strip().lower() in ("1", "true", "yes", "on", "y")
+
+
+def topology_for(*, test_support: bool) -> Topology:
+    """The production topology, plus the test-only routes when asked."""
+    if not test_support:
+        return PRODUCTION_TOPOLOGY
+    return replace(PRODUCTION_TOPOLOGY, routes=PRODUCTION_TOPOLOGY.routes + TEST_SUPPORT_ROUTES)
+
+
+TOPOLOGY = topology_for(test_support=test_support_enabled())
+

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from django.core.checks import Error, Tags, register
 
-from projectname.topology import TOPOLOGY, Topology
+from projectname.topology import TEST_SUPPORT_APP, TOPOLOGY, Topology
 
 
 def check_topology(topology: Topology, known_tasks: Iterable[str]) -> list[Error]:
@@ -99,6 +99,32 @@ def project_task_names() -> set[str]:
     return set(app.tasks.keys())
 
 
+def check_test_support_routes(routed_tasks: Iterable[str], installed_apps: Iterable[str]) -> list[Error]:
+    """A test-only task (apps/testing) routed where that app is not installed.
+
+    Production never installs it (the profile refuses DJANGO_TEST_SUPPORT),
+    so a route to one of its tasks there is a leak of test code into the
+    topology, however it got in.
+    """
+    if TEST_SUPPORT_APP in set(installed_apps):
+        return []
+    prefix = f"{TEST_SUPPORT_APP}."
+    return [
+        Error(
+            f"Task '{task}' is test-only ({TEST_SUPPORT_APP}) but routed while "
+            f"{TEST_SUPPORT_APP} is not installed.",
+            hint="Declare test-only routes in TEST_SUPPORT_ROUTES (projectname/topology.py); "
+                 "they apply only with DJANGO_TEST_SUPPORT=1, which production refuses.",
+            id="topology.E010",
+        )
+        for task in sorted(set(routed_tasks)) if task.startswith(prefix)
+    ]
+
+
 @register(Tags.compatibility, "topology")
 def topology_check(app_configs=None, **kwargs):
-    return check_topology(TOPOLOGY, project_task_names())
+    from django.conf import settings
+
+    routed = [route.task for route in TOPOLOGY.routes] + list(settings.CELERY_TASK_ROUTES)
+    return (check_topology(TOPOLOGY, project_task_names())
+            + check_test_support_routes(routed, settings.INSTALLED_APPS))

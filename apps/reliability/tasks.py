@@ -1,91 +1,13 @@
-"""Reliability tasks: the delayed-dispatch beat job and the fault-injection
-harness's tasks (bench/faults.py, tests/integration/test_faults*.py)."""
+"""Reliability tasks: the delayed-dispatch beat job."""
 
 from __future__ import annotations
 
-import os
-import time
-
 from celery import shared_task
-from celery.exceptions import SoftTimeLimitExceeded
 
-from apps.reliability.retry import PermanentError, TransientError, transient_retry
-from apps.reliability.services import (
-    delayed_tasks_dispatch,
-    fault_effect_apply,
-    fault_execution_record,
-    fault_executions_count,
-)
-
-
-class SoftTimeLimitReached(Exception):
-    """A task stopped at its soft time limit after cleaning up."""
+from apps.reliability.services import delayed_tasks_dispatch
 
 
 @shared_task
 def dispatch_delayed_tasks() -> int:
     """Publish stored long-countdown tasks whose time is near (beat, every minute)."""
     return delayed_tasks_dispatch()
-
-
-@shared_task(bind=True, ignore_result=True)
-def fault_effect(self, run_id: str, token: str, work_ms: int = 0) -> None:
-    fault_execution_record(run_id=run_id, token=token)
-    if work_ms:
-        time.sleep(work_ms / 1000)
-    fault_effect_apply(run_id=run_id, token=token, task_id=self.request.id)
-
-
-@shared_task(bind=True, ignore_result=True)
-def fault_effect_heavy(self, run_id: str, token: str, work_ms: int = 0) -> None:
-    fault_execution_record(run_id=run_id, token=token)
-    if work_ms:
-        time.sleep(work_ms / 1000)
-    fault_effect_apply(run_id=run_id, token=token, task_id=self.request.id)
-
-
-@shared_task(bind=True)
-def fault_sleep(self, run_id: str, token: str, seconds: float,
-                ignore_soft_limit: bool = False) -> str:
-    """Sleep, then apply the effect.  Its route has soft 2 s / hard 5 s limits.
-
-    At the soft limit it cleans up and fails with a clear error, unless
-    ``ignore_soft_limit`` (then the hard limit kills its pool process).
-    """
-    fault_execution_record(run_id=run_id, token=token)
-    started = time.monotonic()
-    deadline = started + seconds
-    while time.monotonic() < deadline:
-        try:
-            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-        except SoftTimeLimitExceeded:
-            if ignore_soft_limit:
-                continue
-            # Clean-up point: nothing was applied, nothing is half-done.
-            raise SoftTimeLimitReached(
-                f"fault_sleep {token}: stopped at the soft time limit after "
-                f"{time.monotonic() - started:.1f}s of {seconds}s; nothing was applied"
-            ) from None
-    fault_effect_apply(run_id=run_id, token=token, task_id=self.request.id)
-    return token
-
-
-@shared_task(bind=True, ignore_result=False)
-def fault_crash(self, run_id: str, token: str) -> None:
-    """Kills its own pool process on every delivery (like an OOM kill)."""
-    fault_execution_record(run_id=run_id, token=token)
-    os._exit(137)
-
-
-@shared_task(bind=True, **transient_retry(factor=1, maximum=4, max_retries=3))
-def fault_flaky(self, run_id: str, token: str, failures: int = 0,
-                permanent: bool = False) -> str:
-    """Fails transiently ``failures`` times (then succeeds), or permanently."""
-    fault_execution_record(run_id=run_id, token=token)
-    if permanent:
-        raise PermanentError(f"fault_flaky {token}: permanent failure, not retried")
-    attempt = fault_executions_count(run_id=run_id, token=token)
-    if attempt <= failures:
-        raise TransientError(f"fault_flaky {token}: transient failure {attempt}/{failures}")
-    fault_effect_apply(run_id=run_id, token=token, task_id=self.request.id)
-    return token

@@ -22,7 +22,8 @@ from kombu import Connection
 
 from apps.reliability.models import DelayedTask, Effect
 from apps.reliability.services import fault_account_open, queues_liveness
-from apps.reliability.tasks import dispatch_delayed_tasks, fault_effect
+from apps.reliability.tasks import dispatch_delayed_tasks
+from apps.testing.tasks import fault_effect
 from bench.faults import Harness, RabbitNode, workers_only_system
 from projectname.celery import app
 from tests.support.live import wait_for
@@ -131,7 +132,7 @@ def test_a_worker_started_while_the_broker_is_down_consumes_once_it_is_up(node_s
     node_system.wait_workers_ready(["main_worker", "heavy_worker"], timeout=90)
     run = uuid.uuid4().hex[:12]
     fault_account_open(run_id=run)
-    from apps.reliability.tasks import fault_effect_heavy
+    from apps.testing.tasks import fault_effect_heavy
 
     connection, producer = producer_for(node_system)
     with connection:

@@ -149,7 +149,11 @@ def build_env(*, run_dir: Path, broker_url: str, database_url: str, web_port: in
         "CELERY_BROKER_URL": broker_url,
         "DATABASE_URL": database_url,
         "DJANGO_SETTINGS_MODULE": "projectname.settings",
-        # Production-like programs: DEBUG off (it also keeps every SQL query in memory).
+        # The development profile with production-like programs: DEBUG off (it
+        # also keeps every SQL query in memory), and the test-only tasks
+        # (apps/testing) installed, which the production profile refuses.
+        "DJANGO_PROFILE": "development",
+        "DJANGO_TEST_SUPPORT": "1",
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": env.get("DJANGO_SECRET_KEY", "test-only-secret-key"),
         "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",

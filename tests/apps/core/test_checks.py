@@ -80,3 +80,37 @@ def test_topology_command_prints_queues_workers_tasks_and_schedules():
     assert result.returncode == 0, result.stderr
     for word in ("QUEUES", "WORKERS", "TASKS", "SCHEDULES", "heavy_worker", "office-hours-reminders"):
         assert word in result.stdout
+
+
+def test_a_test_only_task_routed_without_its_app_fails_the_check():
+    from apps.core.checks import check_test_support_routes
+
+    routed = ["apps.core.tasks.probe", "apps.testing.tasks.fault_crash"]
+    errors = check_test_support_routes(routed, installed_apps=["apps.core"])
+    assert [error.id for error in errors] == ["topology.E010"]
+    assert "apps.testing.tasks.fault_crash" in errors[0].msg
+    assert check_test_support_routes(routed, installed_apps=["apps.core", "apps.testing"]) == []
+
+
+def test_production_routes_nothing_test_only():
+    from projectname.topology import PRODUCTION_TOPOLOGY, TEST_SUPPORT_APP
+
+    assert not [r.task for r in PRODUCTION_TOPOLOGY.routes if r.task.startswith(TEST_SUPPORT_APP)]
+
+
+def test_a_production_process_has_no_test_only_task_or_route():
+    """A real process without DJANGO_TEST_SUPPORT: fault tasks unregistered and unrouted."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_TEST_SUPPORT"}
+    env.update(DJANGO_SETTINGS_MODULE="projectname.settings", DJANGO_TEST_SUPPORT="0")
+    code = ("import django; django.setup(); from django.conf import settings; "
+            "from apps.core.checks import project_task_names; "
+            "print(sorted(t for t in project_task_names() if 'testing' in t or 'fault' in t), "
+            "sorted(t for t in settings.CELERY_TASK_ROUTES if 'testing' in t))")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[] []"

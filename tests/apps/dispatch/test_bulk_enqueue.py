@@ -29,7 +29,7 @@ REQUIRED_HEADERS = {"lang", "task", "id", "root_id", "parent_id", "group"}
 
 
 def test_headers_leave_out_only_optional_ones_whose_absence_means_the_same(monkeypatch):
-    from apps.dispatch.tasks import noop
+    from apps.testing.tasks import noop
     from projectname.celery import app
 
     headers = _task_headers(app, noop, "tid", args=(), kwargs={"n": 1})

@@ -70,9 +70,9 @@ def test_bulk_lane_failures_and_time_limits_follow_celery_rules(live_system):
                            kwargs={"fail": True, "message": "boom in the bulk lane"})
     # The route's soft limit (2 s) stops a 10 s sleep; ignoring it, the hard
     # limit (5 s) does, and the worker process survives both.
-    soft = task_enqueue(task="apps.reliability.tasks.fault_sleep", queue="bulk",
+    soft = task_enqueue(task="apps.testing.tasks.fault_sleep", queue="bulk",
                         kwargs={"run_id": run_id, "token": "soft", "seconds": 10})
-    hard = task_enqueue(task="apps.reliability.tasks.fault_sleep", queue="bulk",
+    hard = task_enqueue(task="apps.testing.tasks.fault_sleep", queue="bulk",
                         kwargs={"run_id": run_id, "token": "hard", "seconds": 10,
                                 "ignore_soft_limit": True})
     after = task_enqueue(task="apps.taskapi.tasks.diagnose", queue="bulk",

@@ -10,7 +10,7 @@ from apps.dispatch import lean
 CELERY_CUSTOM_HEADERS = Context.__dict__["_get_custom_headers"]
 
 REQUEST = {
-    "lang": "py", "task": "apps.dispatch.tasks.noop", "id": "i", "root_id": "i",
+    "lang": "py", "task": "apps.testing.tasks.noop", "id": "i", "root_id": "i",
     "parent_id": None, "group": None, "argsrepr": "()", "kwargsrepr": "{'n': 1}",
     "origin": "gen1@host", "ignore_result": True, "args": [], "kwargs": {"n": 1},
     "hostname": "bulk_worker_1@host", "is_eager": False, "properties": {},

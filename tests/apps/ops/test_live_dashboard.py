@@ -15,7 +15,7 @@ from apps.ops.models import AlertIncident, TaskRerun
 from apps.ops.services import alerts_evaluate
 from apps.reliability.models import Effect
 from apps.reliability.services import dead_letters_list, fault_account_open
-from apps.reliability.tasks import fault_flaky
+from apps.testing.tasks import fault_flaky
 from projectname.topology import TOPOLOGY
 from tests.apps.ops.conftest import OPS_PERMISSIONS
 from tests.support.live import wait_for
@@ -126,7 +126,7 @@ def test_staff_operates_the_system_from_ops_in_a_real_browser(live_system, brows
     page.goto(f"{base}/ops/")
     letter_row = page.locator(f"#dead-letters tr[data-dead-letter='{doomed.id}']")
     assert "main_worker" in letter_row.inner_text()
-    assert "apps.reliability.tasks.fault_flaky" in letter_row.inner_text()
+    assert "apps.testing.tasks.fault_flaky" in letter_row.inner_text()
     letter_row.locator("button", has_text="Re-queue").click()
     page.wait_for_load_state()
     assert f"re-queued {doomed.id}" in page.locator(".messages li").first.inner_text()

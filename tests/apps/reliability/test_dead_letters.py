@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 
 from apps.reliability.models import Effect, FaultExecution, TaskDelivery
 from apps.reliability.services import dead_letter_requeue, dead_letters_list, fault_account_open
-from apps.reliability.tasks import fault_flaky
+from apps.testing.tasks import fault_flaky
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -36,7 +36,7 @@ def test_list_then_requeue_runs_the_task_again_on_its_queue(live_system):
     out = StringIO()
     call_command("dead_letters", "list", "--json", stdout=out)
     listed = {item["id"]: item for item in json.loads(out.getvalue())}
-    assert listed[result.id]["task_name"] == "apps.reliability.tasks.fault_flaky"
+    assert listed[result.id]["task_name"] == "apps.testing.tasks.fault_flaky"
     assert listed[result.id]["queue"] == "main_worker"
     assert listed[result.id]["reason"] == "rejected"
     text = StringIO()

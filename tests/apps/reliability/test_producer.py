@@ -7,7 +7,7 @@ import pytest
 from kombu import Connection
 from kombu.exceptions import OperationalError
 
-from apps.reliability.tasks import fault_effect
+from apps.testing.tasks import fault_effect
 from projectname.celery import app
 from tests.support.live import free_port
 

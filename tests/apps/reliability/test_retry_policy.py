@@ -18,7 +18,7 @@ from apps.reliability.retry import (
     transient_retry,
 )
 from apps.reliability.services import dead_letters_list, fault_account_open
-from apps.reliability.tasks import fault_flaky
+from apps.testing.tasks import fault_flaky
 
 
 def test_backoff_grows_exponentially_up_to_the_maximum():

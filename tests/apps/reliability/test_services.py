@@ -14,7 +14,7 @@ from apps.reliability.services import (
     fault_account_open,
     fault_effect_apply,
 )
-from apps.reliability.tasks import fault_effect
+from apps.testing.tasks import fault_effect
 
 pytestmark = pytest.mark.django_db
 

@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+
+
+class TestingConfig(AppConfig):
+    """Test-only tasks: fault injection and the throughput benchmark's unit of work.
+
+    Installed only with DJANGO_TEST_SUPPORT=1 (the test suite, the live test
+    system, the benchmarks); the production profile refuses that flag, so a
+    production worker never registers these tasks and nothing routes to them.
+    """
+
+    name = "apps.testing"
+    label = "testing"
+    verbose_name = "Test support (never in production)"

@@ -1,0 +1,14 @@
+"""The test suite's settings: the project's, in the development profile, with
+the test-only app (apps/testing) installed.
+
+Set in the environment before the project's settings load, so every process
+the suite starts (workers, beat, Flower, manage.py) inherits the same choice.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_PROFILE", "development")
+os.environ.setdefault("DJANGO_TEST_SUPPORT", "1")
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
+
+from projectname.settings import *  # noqa: E402,F403

@@ -6,8 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install system python run test render check
-install: system python .env
+.PHONY: install system python rabbitmq-user run test render check
+install: system python .env rabbitmq-user
 
 system:
 	bash deploy/bin/ensure-system.sh
@@ -28,6 +28,10 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 # A local .env with development defaults, only when none exists.
 .env:
 	cp -n .env.example .env
+
+# The project's RabbitMQ vhost and least-privilege users; credentials go to .env.
+rabbitmq-user: system python .env
+	PY=$(PY) bash deploy/bin/ensure-rabbitmq-user.sh
 
 run: install
 	$(PY) manage.py check

@@ -531,7 +531,7 @@ def main(argv=None) -> int:
     local = [s for s in chosen if s != "broker-restart"]
     if local:
         vhost = rabbit.create_vhost("faults")
-        url = rabbit.broker_url(vhost)
+        url = rabbit.admin_broker_url(vhost)
         app.conf.broker_url = url
         system = workers_only_system(run_dir=work_dir / "system", broker_url=url,
                                      database_url=database_url, vhost=vhost)

@@ -115,7 +115,7 @@ class System:
 
     def __init__(self, vhost: str, workdir: Path):
         self.vhost, self.workdir = vhost, workdir
-        self.broker_url = common.rabbit.broker_url(vhost)
+        self.broker_url = common.rabbit.admin_broker_url(vhost)
 
     def env(self) -> dict[str, str]:
         # Not the project's settings: with DJANGO_SETTINGS_MODULE set, Celery
@@ -495,7 +495,7 @@ def measure_producers(n: int, rounds: int, systems: list[str], log=print) -> lis
         def celery_delay(vhost, count):
             from bench import celery_tutorial
 
-            use_broker(celery_tutorial.app, common.rabbit.broker_url(vhost))
+            use_broker(celery_tutorial.app, common.rabbit.admin_broker_url(vhost))
             celery_tutorial.noop.delay(0)  # connect and declare first
             started = time.perf_counter()
             for i in range(count):
@@ -523,7 +523,7 @@ def measure_producers(n: int, rounds: int, systems: list[str], log=print) -> lis
         run("Dramatiq .send()", dramatiq_send, n)
     if "project" in systems:
         def project_app(vhost):
-            os.environ["CELERY_BROKER_URL"] = common.rabbit.broker_url(vhost)
+            os.environ["CELERY_BROKER_URL"] = common.rabbit.admin_broker_url(vhost)
             os.environ.setdefault("DJANGO_SETTINGS_MODULE", "projectname.settings")
             os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
             # The benchmark task (noop) lives in apps/testing, installed by this flag.
@@ -534,7 +534,7 @@ def measure_producers(n: int, rounds: int, systems: list[str], log=print) -> lis
             django.setup()
             from projectname.celery import app
 
-            use_broker(app, common.rabbit.broker_url(vhost))
+            use_broker(app, common.rabbit.admin_broker_url(vhost))
             return app
 
         def project_delay(vhost, count):

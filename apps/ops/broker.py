@@ -37,8 +37,8 @@ def management_api() -> ManagementApi:
     vhost = unquote(broker.path[1:]) if broker.path and broker.path != "/" else "/"
     return ManagementApi(
         url=settings.RABBITMQ_MANAGEMENT_URL.rstrip("/"),
-        user=settings.RABBITMQ_MANAGEMENT_USER or unquote(broker.username or "guest"),
-        password=settings.RABBITMQ_MANAGEMENT_PASSWORD or unquote(broker.password or "guest"),
+        user=settings.RABBITMQ_MANAGEMENT_USER or unquote(broker.username or ""),
+        password=settings.RABBITMQ_MANAGEMENT_PASSWORD or unquote(broker.password or ""),
         vhost=vhost,
     )
 

@@ -53,7 +53,7 @@ def _celery_conf(**env) -> dict:
 
 
 def test_task_queue_type_quorum_switches_every_queue_and_celery_settings():
-    urls = ";".join(f"pyamqp://guest:guest@127.0.0.1:{port}//" for port in (5701, 5702, 5703))
+    urls = ";".join(f"pyamqp://nobody:unreachable@127.0.0.1:{port}//" for port in (5701, 5702, 5703))
     conf = _celery_conf(TASK_QUEUE_TYPE="quorum", CELERY_BROKER_URL=urls)
     assert set(conf["queues"]) >= set(TOPOLOGY.queue_names())
     for name in TOPOLOGY.queue_names():

@@ -17,6 +17,7 @@ from pathlib import Path
 from supervisor.xmlrpc import SupervisorTransport
 
 from apps.core.runtime import supervisor_environment
+from tests.support import rabbit
 from apps.core.supervisor import render_supervisord_conf
 from projectname.topology import TOPOLOGY
 
@@ -159,5 +160,8 @@ def build_env(*, run_dir: Path, broker_url: str, database_url: str, web_port: in
         "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
         "EMAIL_FILE_PATH": str(run_dir / "mail"),
         "FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH),
+        # The monitoring user reads the management API (/ops/, Flower, doctor).
+        "RABBITMQ_MANAGEMENT_USER": rabbit.MONITOR_AUTH[0],
+        "RABBITMQ_MANAGEMENT_PASSWORD": rabbit.MONITOR_AUTH[1],
     })
     return env

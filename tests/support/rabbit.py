@@ -2,16 +2,57 @@
 
 Each test session gets its own vhost, so concurrent sessions (and a running
 `make run`) never see each other's queues or workers.
+
+Nothing here uses `guest`.  The vhosts are created by the test administrator
+that deploy/bin/ensure-rabbitmq-user.sh makes (RABBITMQ_ADMIN_USER/PASSWORD,
+from the environment or .env); the system under test connects as the
+project's least-privilege user (the user of CELERY_BROKER_URL in .env), with
+the same permissions on the test vhost as on the project's own
+(projectname/broker_access.py), and the monitoring user reads the
+management API.
 """
 
 import os
 import uuid
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
-MANAGEMENT_URL = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
-AUTH = (os.environ.get("RABBITMQ_ADMIN_USER", "guest"), os.environ.get("RABBITMQ_ADMIN_PASSWORD", "guest"))
-AMQP_HOSTPORT = os.environ.get("RABBITMQ_AMQP_HOSTPORT", "127.0.0.1:5672")
+from projectname.broker_access import APP_USER, MONITOR_PERMISSIONS, project_permissions
+from projectname.broker_setup import read_env_file
+
+_DOTENV = read_env_file(Path(__file__).resolve().parents[2] / ".env")
+
+
+def _setting(name: str, default: str = "") -> str:
+    return os.environ.get(name) or _DOTENV.get(name) or default
+
+
+def _required(name: str) -> str:
+    value = _setting(name)
+    if not value:
+        raise RuntimeError(f"{name} is not set: run `make install` "
+                           "(deploy/bin/ensure-rabbitmq-user.sh writes it to .env).")
+    return value
+
+
+def _project_user() -> tuple[str, str]:
+    """The project's user and password, from the development CELERY_BROKER_URL."""
+    url = urlsplit(_DOTENV.get("CELERY_BROKER_URL") or _required("CELERY_BROKER_URL"))
+    if url.username != APP_USER or not url.password:
+        raise RuntimeError(f"CELERY_BROKER_URL in .env does not name the project's user "
+                           f"'{APP_USER}': run `make install` (deploy/bin/ensure-rabbitmq-user.sh).")
+    return unquote(url.username), unquote(url.password)
+
+
+MANAGEMENT_URL = _setting("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
+AMQP_HOSTPORT = _setting("RABBITMQ_AMQP_HOSTPORT", "127.0.0.1:5672")
+# The test administrator: creates and deletes vhosts, raw test connections.
+AUTH = (_required("RABBITMQ_ADMIN_USER"), _required("RABBITMQ_ADMIN_PASSWORD"))
+# The project's least-privilege user: every program of the system under test.
+APP_AUTH = _project_user()
+MONITOR_AUTH = (_required("RABBITMQ_MANAGEMENT_USER"), _required("RABBITMQ_MANAGEMENT_PASSWORD"))
 
 
 def _api(method: str, path: str, **kwargs) -> requests.Response:
@@ -23,8 +64,10 @@ def _api(method: str, path: str, **kwargs) -> requests.Response:
 def create_vhost(prefix: str = "test") -> str:
     vhost = f"{prefix}-{uuid.uuid4().hex[:10]}"
     _api("PUT", f"vhosts/{vhost}")
-    _api("PUT", f"permissions/{vhost}/{AUTH[0]}",
+    _api("PUT", f"permissions/{vhost}/{quote(AUTH[0], safe='')}",
          json={"configure": ".*", "write": ".*", "read": ".*"})
+    _api("PUT", f"permissions/{vhost}/{quote(APP_AUTH[0], safe='')}", json=project_permissions().as_json())
+    _api("PUT", f"permissions/{vhost}/{quote(MONITOR_AUTH[0], safe='')}", json=MONITOR_PERMISSIONS.as_json())
     return vhost
 
 
@@ -33,7 +76,13 @@ def delete_vhost(vhost: str) -> None:
 
 
 def broker_url(vhost: str) -> str:
-    return f"pyamqp://{AUTH[0]}:{AUTH[1]}@{AMQP_HOSTPORT}/{vhost}"
+    """The system under test's URL: the project's least-privilege user."""
+    return f"pyamqp://{quote(APP_AUTH[0], safe='')}:{quote(APP_AUTH[1], safe='')}@{AMQP_HOSTPORT}/{vhost}"
+
+
+def admin_broker_url(vhost: str) -> str:
+    """Full rights on the vhost: harnesses that declare their own queues (benchmarks)."""
+    return f"pyamqp://{quote(AUTH[0], safe='')}:{quote(AUTH[1], safe='')}@{AMQP_HOSTPORT}/{vhost}"
 
 
 def queue_info(vhost: str, queue: str) -> dict:

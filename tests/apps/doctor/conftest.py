@@ -1,5 +1,5 @@
-"""A non-default RabbitMQ user on the live vhost, so a healthy system really is healthy
-(the live system itself runs as guest/guest, which doctor flags in production)."""
+"""A RabbitMQ user of doctor's own on the live vhost (full rights there), so a
+healthy system really is healthy whatever the project's user may do."""
 
 import json
 import subprocess

@@ -95,7 +95,7 @@ def test_a_stopped_beat_fails_with_the_fix(live_system, doctor_env):
 @pytest.mark.django_db(transaction=True)
 def test_a_closed_broker_port_fails_fast_with_the_fix(live_system, doctor_env):
     port = free_port()  # bound then released: nothing listens there
-    env = {**doctor_env, "CELERY_BROKER_URL": f"pyamqp://guest:guest@127.0.0.1:{port}/{live_system.vhost}"}
+    env = {**doctor_env, "CELERY_BROKER_URL": f"pyamqp://nobody:unreachable@127.0.0.1:{port}/{live_system.vhost}"}
     started = time.monotonic()
     code, report = doctor_json(env)
 
@@ -126,8 +126,10 @@ def test_wrong_password_and_missing_vhost_name_the_fix(live_system, doctor_env, 
 @pytest.mark.live
 @pytest.mark.django_db(transaction=True)
 def test_production_with_default_credentials_and_eager_mode_fails(live_system):
-    # The live system itself runs DEBUG off as guest/guest.
-    env = {**live_system.env, "CELERY_EAGER": "1", "FLOWER_BASIC_AUTH": "flower:change-me"}
+    # RabbitMQ's default account, named only (nothing listens on that port).
+    guest_url = f"pyamqp://guest:guest@127.0.0.1:{free_port()}/{live_system.vhost}"
+    env = {**live_system.env, "CELERY_EAGER": "1", "FLOWER_BASIC_AUTH": "flower:change-me",
+           "CELERY_BROKER_URL": guest_url}
     code, report = doctor_json(env)
     findings = by_check(report)
     assert code == 1

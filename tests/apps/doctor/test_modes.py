@@ -13,7 +13,7 @@ def _manage(*args, env_extra: dict, tmp_path) -> subprocess.CompletedProcess:
     env = {**os.environ, "DJANGO_SECRET_KEY": "modes-test-key",
            "DATABASE_URL": f"sqlite:///{tmp_path / 'eager.sqlite3'}",
            # Nothing listens here: eager mode must not need the broker.
-           "CELERY_BROKER_URL": f"pyamqp://guest:guest@127.0.0.1:{free_port()}//",
+           "CELERY_BROKER_URL": f"pyamqp://nobody:unreachable@127.0.0.1:{free_port()}//",
            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend", **env_extra}
     return subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT_ROOT, env=env,
                           capture_output=True, text=True, timeout=180)

@@ -88,7 +88,7 @@ def test_activity_counts_finished_tasks_per_queue_and_minute():
 def test_management_api_uses_the_brokers_vhost(settings, monkeypatch):
     # Celery's broker_url: the environment first, like every program gets it.
     monkeypatch.setenv("CELERY_BROKER_URL", "pyamqp://tasks:s%40cret@rabbit:5672/prod;pyamqp://x@y//")
-    settings.RABBITMQ_MANAGEMENT_USER = ""
+    settings.RABBITMQ_MANAGEMENT_USER = settings.RABBITMQ_MANAGEMENT_PASSWORD = ""
     api = management_api()
     assert (api.user, api.password, api.vhost) == ("tasks", "s@cret", "prod")
 

@@ -24,7 +24,7 @@ def test_publisher_confirms_and_a_bounded_publish_retry_are_configured():
 
 
 def test_publishing_to_an_unreachable_broker_fails_clearly_within_the_policy():
-    dead = Connection(f"pyamqp://guest:guest@127.0.0.1:{free_port()}//", connect_timeout=1,
+    dead = Connection(f"pyamqp://nobody:unreachable@127.0.0.1:{free_port()}//", connect_timeout=1,
                       transport_options=app.conf.broker_transport_options)
     started = time.monotonic()
     with pytest.raises(OperationalError) as raised:

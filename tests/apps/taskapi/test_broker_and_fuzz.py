@@ -60,7 +60,7 @@ def test_unreachable_broker_is_a_prompt_503_and_records_nothing(live_system, bro
             silent.listen(16)
             port = silent.getsockname()[1]
         env = {**live_system.env,
-               "CELERY_BROKER_URL": f"pyamqp://guest:guest@127.0.0.1:{port}//"}
+               "CELERY_BROKER_URL": f"pyamqp://nobody:unreachable@127.0.0.1:{port}//"}
         operator = _make_user("down-operator", operator=True)
         before = row_counts()
         with web_server(env) as base:

@@ -31,7 +31,8 @@ def broker_api_url() -> tuple[str, dict[str, str]]:
 
 class Command(BaseCommand):
     help = ("Start Flower on 127.0.0.1 behind Basic auth (FLOWER_BASIC_AUTH=user:password), "
-            "with persistent state and RabbitMQ's management API for queue lengths.")
+            "with persistent state and RabbitMQ's management API for queue lengths; it starts "
+            "allowlisted tasks only and refuses worker control (apps/core/flower.py).")
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=5555)
@@ -44,19 +45,23 @@ class Command(BaseCommand):
                 "Flower will not run without authentication outside DEBUG."
             )
         run_dir = os.environ.get("RUN_DIR", str(settings.BASE_DIR / "run"))
-        argv = ["celery", "-A", "projectname", "flower", "--address=127.0.0.1",
-                f"--port={port}", "--persistent=True", f"--db={run_dir}/flower.db",
-                f"--state_save_interval={STATE_SAVE_INTERVAL_MS}"]
+        argv = ["--address=127.0.0.1", f"--port={port}", "--persistent=True",
+                f"--db={run_dir}/flower.db", f"--state_save_interval={STATE_SAVE_INTERVAL_MS}"]
         api_url, api_env = broker_api_url()
         if api_url:
             argv.append(f"--broker_api={api_url}")
         os.environ.update(api_env)
         # Monitoring yields the CPU to requests like the workers whose events
-        # it reads (apps/core/cpu_policy.py); the policy survives the exec.
+        # it reads (apps/core/cpu_policy.py).
         try:
             cpu_policy.apply_from_environment()
         except cpu_policy.UnknownPolicy as error:
             raise CommandError(str(error)) from None
-        # Flower reads FLOWER_BASIC_AUTH from the environment itself, so the
-        # password never appears in `ps`.
-        os.execvp("celery", argv)
+        # Flower runs in this process (not `celery flower`) so its start and
+        # control endpoints can be limited (apps/core/flower.py).  It reads
+        # FLOWER_BASIC_AUTH from the environment itself, so the password never
+        # appears in `ps`.
+        from apps.core.flower import serve
+        from projectname.celery import app
+
+        serve(app, argv)

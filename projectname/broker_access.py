@@ -1,0 +1,74 @@
+"""RabbitMQ least privilege: the project's vhost, users and permission patterns.
+
+The project's user may configure, write and read only the exchanges and
+queues the project itself uses: the topology's queues (each with its direct
+exchange of the same name), the dead-letter exchange and queue, beat's lock
+queue, and what Celery names on its own (remote control ``*.celery.pidbox``,
+replies ``*.reply.celery.pidbox``, monitoring events ``celeryev*``, quorum
+queues' native delayed delivery ``celery_delayed_*``).  Publishing through
+the default exchange (``amq.default``) is a write.  Nothing else, so a
+leaked broker password cannot read or create other applications' queues.
+
+A separate ``monitoring``-tagged user reads RABBITMQ's management API (queue
+lengths for /ops/, Flower and ``manage.py doctor``); it has no AMQP
+permissions.  ``guest`` is never used.
+
+No Django here: deploy/bin/ensure-rabbitmq-user.sh runs this module before
+the settings can load (they need the broker URL it writes).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from projectname.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, PRODUCTION_TOPOLOGY, Topology
+
+APP_USER = "projectname"
+MONITOR_USER = "projectname-monitor"
+VHOST = "projectname"
+# Development and tests only: creates the test suite's throw-away vhosts.
+TEST_ADMIN_USER = "projectname-test-admin"
+
+# apps/reliability/beat.py (kept literal: that module imports Django).
+BEAT_LOCK_QUEUE = "celery.beat.lock"
+CELERY_EXACT_NAMES = ("celery.pidbox", "reply.celery.pidbox", "celeryev", BEAT_LOCK_QUEUE)
+CELERY_NAME_PATTERNS = (
+    r".+\.celery\.pidbox",        # each worker's remote-control queue
+    r".+\.reply\.celery\.pidbox",  # inspect/control reply queues
+    r"celeryev\..+",               # event receivers (Flower, /ops/, tests)
+    r"celery_delayed_.+",          # quorum queues' native delayed delivery
+)
+
+
+@dataclass(frozen=True)
+class Permissions:
+    configure: str
+    write: str
+    read: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"configure": self.configure, "write": self.write, "read": self.read}
+
+
+def _alternation(exact: list[str], patterns: tuple[str, ...]) -> str:
+    parts = [re.escape(name) for name in sorted(set(exact))] + list(patterns)
+    return "^(" + "|".join(parts) + ")$"
+
+
+def project_permissions(topology: Topology = PRODUCTION_TOPOLOGY) -> Permissions:
+    """The project's exchanges and queues, as RabbitMQ permission regexes."""
+    names = [*topology.queue_names(), DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, *CELERY_EXACT_NAMES]
+    resources = _alternation(names, CELERY_NAME_PATTERNS)
+    # Publishing to the default exchange (replies, direct sends) is a write on amq.default.
+    write = _alternation([*names, "amq.default"], CELERY_NAME_PATTERNS)
+    return Permissions(configure=resources, write=write, read=resources)
+
+
+# The monitoring user reads the management API only: no AMQP resource at all.
+MONITOR_PERMISSIONS = Permissions(configure="^$", write="^$", read="^$")
+
+
+if __name__ == "__main__":
+    permissions = project_permissions()
+    print(f"configure {permissions.configure}\nwrite {permissions.write}\nread {permissions.read}")

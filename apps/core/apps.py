@@ -8,4 +8,14 @@ class CoreConfig(AppConfig):
 
     def ready(self):
         # Registers the topology system checks with Django's check framework.
+        from django.conf import settings
+
         from apps.core import checks  # noqa: F401
+        from projectname.profiles import DEVELOPMENT
+
+        if settings.PROFILE == DEVELOPMENT:
+            # Every admin page says so: development credentials, not for production.
+            from django.contrib import admin
+
+            admin.site.site_header = "Task system administration (DEVELOPMENT profile)"
+            admin.site.site_title = "Task system (development)"

@@ -146,3 +146,10 @@ def test_every_node_of_a_failover_broker_url_is_checked():
            "pyamqp://guest:guest@rabbit-2/projectname")
     problems = profiles.broker_url_problems("CELERY_BROKER_URL", url)
     assert any("'guest'" in problem for problem in problems)
+
+
+def test_the_development_profile_is_labelled_on_every_admin_page(client):
+    from django.contrib import admin
+
+    assert "DEVELOPMENT" in admin.site.site_header
+    assert "DEVELOPMENT profile" in client.get("/admin/login/").content.decode()

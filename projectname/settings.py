@@ -229,6 +229,8 @@ TASKAPI_INSPECT_TIMEOUT = env.float("TASKAPI_INSPECT_TIMEOUT", default=1.0)
 # unacknowledged (waiting ETA) message past its consumer_timeout (30 min).
 TASKAPI_MAX_DELAY_SECONDS = env.int("TASKAPI_MAX_DELAY_SECONDS", default=25 * 60)
 TASKAPI_MAX_BODY_BYTES = env.int("TASKAPI_MAX_BODY_BYTES", default=64 * 1024)
+# Deepest nesting of arrays/objects in a request body (a start is 3 deep).
+TASKAPI_MAX_JSON_DEPTH = env.int("TASKAPI_MAX_JSON_DEPTH", default=8)
 TASKAPI_PAGE_SIZE = env.int("TASKAPI_PAGE_SIZE", default=50)
 
 # --- Reliability: delivery guarantees (issue 5, apps/reliability) -----------------

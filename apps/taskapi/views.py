@@ -105,7 +105,9 @@ class TaskCollectionView(TaskApiView):
         }), **ERRORS, **NOT_FOUND},
     )
     def get(self, request):
-        filters = TaskFilterSerializer(data=request.query_params)
+        # A plain dict: DRF reads an empty query value of a QueryDict as "not
+        # given", and the schema forbids "?task=".
+        filters = TaskFilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         queryset = selectors.task_list(**filters.validated_data)
         paginator = TaskPagination()

@@ -20,24 +20,36 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from apps.taskapi.access import OPERATE_TASKS, OPERATORS_GROUP, VIEW_ALL_TASKS, VIEWERS_GROUP
 from apps.taskapi.errors import TaskApiError
 
 logger = logging.getLogger(__name__)
 
-OPERATE_PERMISSION = "taskapi.operate_tasks"
-OPERATORS_GROUP = "task operators"
+class HoldsPermission(BasePermission):
+    """An authenticated user holding ``permission`` (staff status grants nothing)."""
 
+    permission = ""
+    group = ""
+    action = ""
 
-class CanOperateTasks(BasePermission):
-    """Staff, or a user holding ``taskapi.operate_tasks`` (the "task operators" group)."""
-
-    message = (f"Starting, cancelling and re-running tasks needs the '{OPERATE_PERMISSION}' "
-               f"permission (member of the '{OPERATORS_GROUP}' group) or a staff account.")
+    @property
+    def message(self):
+        return (f"{self.action} needs the '{self.permission}' permission "
+                f"(member of the '{self.group}' group).")
 
     def has_permission(self, request, view):
         user = request.user
-        return bool(user and user.is_authenticated
-                    and (user.is_staff or user.has_perm(OPERATE_PERMISSION)))
+        return bool(user and user.is_authenticated and user.has_perm(self.permission))
+
+
+class CanOperateTasks(HoldsPermission):
+    permission, group = OPERATE_TASKS, OPERATORS_GROUP
+    action = "Starting, cancelling and re-running tasks"
+
+
+class CanViewAllTasks(HoldsPermission):
+    permission, group = VIEW_ALL_TASKS, VIEWERS_GROUP
+    action = "Reading the workers' running tasks"
 
 
 class RequestTooLarge(exceptions.APIException):

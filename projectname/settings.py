@@ -364,14 +364,23 @@ DISPATCH_BULK_MAX_ITEMS = env.int("DISPATCH_BULK_MAX_ITEMS", default=1000)
 
 
 # --- Security: throttles, login attempts, audit log (docs/security.md) -----------------
-# One cache shared by every web process (throttle counters, the workers'
-# inspect snapshot): a database table (created by migration ops 0003), since
-# Redis is optional.
+# Caches shared by every web process.  "default", a database table (created
+# by migration ops 0003; Redis is optional): the workers' inspect snapshot.
+# "throttles": request counters, written on every API request, kept in files
+# on the host's disk (one web host; set THROTTLE_CACHE_DIR to shared storage or
+# point it elsewhere for several) so counting never takes the database's write
+# lock, which SQLite holds for the whole database.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
         "LOCATION": "django_cache",
         "OPTIONS": {"MAX_ENTRIES": 10_000},
+    },
+    "throttles": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": env("THROTTLE_CACHE_DIR", default=str(
+            Path(env("RUN_DIR", default=str(BASE_DIR / "run"))) / "cache" / "throttles")),
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
     },
 }
 # Requests per user (per address when anonymous) and scope, DRF's "N/period".

@@ -1,6 +1,7 @@
 """Request rates per user and per scope, counted in the shared cache.
 
-Scopes: ``reads`` (every GET), ``start`` (start, cancel, re-run), ``bulk``
+Counted in the ``throttles`` cache (files shared by the host's web
+processes; see settings).  Scopes: ``reads`` (every GET), ``start`` (start, cancel, re-run), ``bulk``
 (bulk start); anonymous requests count per address under ``anon``.  Rates
 come from ``TASKAPI_THROTTLE_RATES`` (read on every request, so the
 environment and test settings apply without a restart of DRF's settings).
@@ -10,6 +11,7 @@ Over the rate: 429 with ``Retry-After``.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.cache import caches
 from rest_framework.throttling import SimpleRateThrottle
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -17,7 +19,7 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 class ScopedUserThrottle(SimpleRateThrottle):
     def __init__(self):  # the scope is known per request only
-        pass
+        self.cache = caches["throttles"]
 
     @staticmethod
     def scope_of(request, view) -> str:

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "apps.doctor",
     "apps.ops",
     *([TEST_SUPPORT_APP] if TEST_SUPPORT else []),
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -65,6 +66,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: refuses a locked-out login.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "projectname.urls"
@@ -222,6 +225,8 @@ REST_FRAMEWORK = {
     # browsable documentation is /api/docs/).
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Per user and per scope (apps/taskapi/throttles.py); rates: TASKAPI_THROTTLE_RATES.
+    "DEFAULT_THROTTLE_CLASSES": ["apps.taskapi.throttles.ScopedUserThrottle"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Task API",
@@ -234,6 +239,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # 3.1: JSON Schema's prefixItems/const describe each task's arguments exactly.
+    "OAS_VERSION": "3.1.0",
+    # Rules a per-field schema cannot say (countdown or eta; a task's own queues).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.taskapi.schema.describe_cross_field_rules",
+    ],
 }
 # Serve static files straight from the apps (no collectstatic step needed).
 WHITENOISE_USE_FINDERS = True
@@ -247,6 +259,8 @@ TASKAPI_INSPECT_TIMEOUT = env.float("TASKAPI_INSPECT_TIMEOUT", default=1.0)
 # unacknowledged (waiting ETA) message past its consumer_timeout (30 min).
 TASKAPI_MAX_DELAY_SECONDS = env.int("TASKAPI_MAX_DELAY_SECONDS", default=25 * 60)
 TASKAPI_MAX_BODY_BYTES = env.int("TASKAPI_MAX_BODY_BYTES", default=64 * 1024)
+# Deepest nesting of arrays/objects in a request body (a start is 3 deep).
+TASKAPI_MAX_JSON_DEPTH = env.int("TASKAPI_MAX_JSON_DEPTH", default=8)
 TASKAPI_PAGE_SIZE = env.int("TASKAPI_PAGE_SIZE", default=50)
 
 # --- Reliability: delivery guarantees (issue 5, apps/reliability) -----------------
@@ -344,7 +358,7 @@ OPS_ALERT_CHANNELS = env.list("OPS_ALERT_CHANNELS", default=[
 # (a worker restart is not an incident).
 OPS_NO_CONSUMER_GRACE_SECONDS = env.int("OPS_NO_CONSUMER_GRACE_SECONDS", default=30)
 OPS_REFRESH_SECONDS = env.int("OPS_REFRESH_SECONDS", default=10)
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
 # Beat reads its schedule from the database (editable in the admin, picked up
 # without a restart); topology schedules are synced into it by
 # `manage.py sync_schedules` (and at beat start).  It keeps apps.reliability's
@@ -397,3 +411,49 @@ profiles.enforce(
     ) if PROFILE == profiles.PRODUCTION else [],
 )
 
+
+# --- Security: throttles, login attempts, audit log (docs/security.md) -----------------
+# Caches shared by every web process.  "default", a database table (created
+# by migration ops 0003; Redis is optional): the workers' inspect snapshot.
+# "throttles": request counters, written on every API request, kept in files
+# on the host's disk (one web host; set THROTTLE_CACHE_DIR to shared storage or
+# point it elsewhere for several) so counting never takes the database's write
+# lock, which SQLite holds for the whole database.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "django_cache",
+        "OPTIONS": {"MAX_ENTRIES": 10_000},
+    },
+    "throttles": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": env("THROTTLE_CACHE_DIR", default=str(
+            Path(env("RUN_DIR", default=str(BASE_DIR / "run"))) / "cache" / "throttles")),
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
+    },
+}
+# Requests per user (per address when anonymous) and scope, DRF's "N/period".
+TASKAPI_THROTTLE_RATES = {
+    "start": env("TASKAPI_THROTTLE_START", default="120/min"),
+    "bulk": env("TASKAPI_THROTTLE_BULK", default="20/min"),
+    "reads": env("TASKAPI_THROTTLE_READS", default="600/min"),
+    "anon": env("TASKAPI_THROTTLE_ANON", default="60/min"),
+}
+# The workers' inspect snapshot (GET /api/v1/workers/, /ops/) is refreshed at
+# most once per this many seconds across all web processes, in the background.
+TASKAPI_WORKERS_SNAPSHOT_SECONDS = env.float("TASKAPI_WORKERS_SNAPSHOT_SECONDS", default=5.0)
+# Login attempts (admin and /accounts/login/): locked out after this many
+# failures per username and address, for AXES_COOLOFF_MINUTES.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_MINUTES", default=15) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Audit log (apps/ops/audit.py): kept this many days (0: forever).
+OPS_AUDIT_RETENTION_DAYS = env.int("OPS_AUDIT_RETENTION_DAYS", default=180)
+# Behind a reverse proxy that sets X-Forwarded-For: record the address it saw.
+AUDIT_FORWARDED_FOR = env.bool("AUDIT_FORWARDED_FOR", default=False)
+AXES_VERBOSE = False

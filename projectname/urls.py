@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.auth.views import LoginView
 from django.urls import include, path
 
 from apps.core.views import health
@@ -8,6 +9,9 @@ from apps.taskapi.views import SchemaView as TaskApiSchemaView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Sign-in for everyone (the admin's own accepts staff only); attempts are
+    # limited by django-axes.
+    path("accounts/login/", LoginView.as_view(template_name="ops/login.html"), name="login"),
     path("health/", health, name="health"),
     # Task API (apps/taskapi): JSON endpoints, OpenAPI 3 schema, Swagger UI.
     # Bulk start (apps/dispatch), before the Task API so tasks/<id>/ does not catch it.

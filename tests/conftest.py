@@ -16,6 +16,14 @@ from tests.support.live import LiveSystem, build_env, free_port
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
 
 
+@pytest.fixture(autouse=True)
+def fresh_throttle_counters():
+    """Request counters live in files, outside the rolled-back test database."""
+    from django.core.cache import caches
+
+    caches["throttles"].clear()
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(tmp_path_factory):
     """A file-based SQLite test database, so worker processes can share it."""

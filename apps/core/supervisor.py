@@ -116,9 +116,12 @@ def programs(topology: Topology, host: str | None = None) -> list[Program]:
         ),
         Program(
             name="web",
+            # Threaded workers: a slow request holds one thread, not a whole
+            # process, so other requests keep being served next to it.
             command=(
                 "gunicorn projectname.wsgi:application"
-                " --bind=127.0.0.1:%(ENV_WEB_PORT)s --workers=2 --timeout=30"
+                " --bind=127.0.0.1:%(ENV_WEB_PORT)s --workers=2"
+                " --worker-class=gthread --threads=8 --timeout=30"
                 " --access-logfile=-"
             ),
             stopwaitsecs=35,

@@ -30,6 +30,9 @@ class BulkStartSerializer(serializers.Serializer):
 
 
 class BulkTaskStartView(TaskApiView):
+    throttle_scope = "bulk"
+    audit_action = "task.bulk_start"
+
     def get_permissions(self):
         return self.operator_only()
 
@@ -41,14 +44,19 @@ class BulkTaskStartView(TaskApiView):
             "count": serializers.IntegerField(),
             "task_ids": serializers.ListField(child=serializers.CharField()),
         }), 400: ApiErrorSerializer, 401: ApiErrorSerializer, 403: ApiErrorSerializer,
+            413: ApiErrorSerializer, 415: ApiErrorSerializer, 429: ApiErrorSerializer,
             503: ApiErrorSerializer},
     )
     def post(self, request):
-        serializer = BulkStartSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        result = tasks_start_bulk(task=data["task"], kwargs_list=data["kwargs_list"],
-                                  priority=data.get("priority"), user=request.user)
+        task = request.data.get("task") if isinstance(request.data, dict) else None
+        with self.audited(target=task if isinstance(task, str) else "") as detail:
+            serializer = BulkStartSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
+            result = tasks_start_bulk(task=data["task"], kwargs_list=data["kwargs_list"],
+                                      priority=data.get("priority"), user=request.user)
+            detail.update(count=len(result.task_ids), queue=result.queue,
+                          first_task_id=result.task_ids[0] if result.task_ids else None)
         response = Response(
             {"task": data["task"], "queue": result.queue, "count": len(result.task_ids),
              "task_ids": result.task_ids},

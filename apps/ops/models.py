@@ -11,8 +11,10 @@ class OpsPermissions(models.Model):
         default_permissions = ()
         permissions = [
             ("control_programs", "Can start, stop and restart supervisor programs"),
-            ("rerun_tasks", "Can re-run failed tasks"),
-            ("requeue_dead_letters", "Can re-queue dead letters"),
+            ("requeue_dead_letters",
+             "Can re-queue dead letters of allowlisted tasks, and discard dead letters"),
+            ("requeue_any_dead_letter",
+             "Can re-queue dead letters of tasks outside the Task API's allowlist"),
         ]
 
 
@@ -78,3 +80,38 @@ class SyncedSchedule(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class AuditEntry(models.Model):
+    """One operator action: who, when, what, from which address, and how it ended.
+
+    Written by ``apps.ops.audit.audit_record`` for every start, cancel,
+    re-run, bulk start, program control, dead-letter re-queue/discard and
+    schedule edit, refusals included; read-only in the admin; deleted after
+    ``OPS_AUDIT_RETENTION_DAYS`` by ``manage.py audit_prune`` (also run by
+    beat's daily cleanup).
+    """
+
+    OK, REFUSED, FAILED = "ok", "refused", "failed"
+    OUTCOMES = [(OK, "done"), (REFUSED, "refused"), (FAILED, "failed")]
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                             on_delete=models.SET_NULL, related_name="+")
+    # Kept when the account is deleted later.
+    username = models.CharField(max_length=150, blank=True)
+    address = models.GenericIPAddressField(null=True, blank=True)
+    action = models.CharField(max_length=40, db_index=True)
+    target = models.CharField(max_length=255, blank=True)
+    outcome = models.CharField(max_length=10, choices=OUTCOMES)
+    # HTTP status, new task ids, the error text...
+    detail = models.JSONField(default=dict, blank=True)
+    via = models.CharField(max_length=20, blank=True, help_text="api, dashboard, admin, command")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        default_permissions = ("view",)
+        verbose_name_plural = "audit entries"
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username or '-'} {self.action} {self.target}: {self.outcome}"

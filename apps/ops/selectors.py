@@ -36,43 +36,48 @@ def worker_node(worker_name: str) -> str:
     return f"{worker_name}@{socket.gethostname()}"
 
 
-def workers_overview(*, program_states: dict | None = None, timeout: float = 1.0) -> tuple[list[WorkerView], str]:
+def workers_overview(*, program_states: dict | None = None) -> tuple[list[WorkerView], str]:
     """Each declared worker: online?, consumed queues, active tasks with progress.
 
-    Returns (workers, error message or "").
+    From the shared workers snapshot (apps/taskapi/worker_snapshot.py), so a
+    page load never waits for an inspect broadcast.  Returns (workers, error
+    message or "").
     """
     views = [WorkerView(name=w.name, node=worker_node(w.name), declared_queues=w.queues)
              for w in TOPOLOGY.workers]
-    nodes = [view.node for view in views]
-    error = ""
-    try:
-        queues_reply, active_reply = _inspect(nodes, timeout)
-    except Exception as exc:  # broker down: show the workers as unknown, say why
-        queues_reply, active_reply, error = {}, {}, f"cannot reach the workers through the broker: {exc}"
-    active_ids = [task["id"] for tasks in active_reply.values() for task in tasks]
+    answered, error = _workers_replies()
+    active_ids = [task["id"] for worker in answered.values() for task in worker["active"]]
     progress = _progress_of(active_ids)
     for view in views:
-        view.online = view.node in queues_reply or view.node in active_reply
-        view.queues = sorted(queue["name"] for queue in queues_reply.get(view.node, []))
-        view.active = [
-            {
-                "id": task["id"], "name": task.get("name") or task.get("type", ""),
-                "started": _from_timestamp(task.get("time_start")),
-                "progress": progress.get(task["id"]),
-            }
-            for task in active_reply.get(view.node, [])
-        ]
+        worker = answered.get(view.name)
+        view.online = worker is not None
+        if worker is not None:
+            view.node = worker["hostname"]
+            view.queues = sorted(worker["queues"] or [])
+            view.active = [
+                {
+                    "id": task["id"], "name": task.get("name") or "",
+                    "started": _from_timestamp(task.get("time_start")),
+                    "progress": progress.get(task["id"]),
+                }
+                for task in worker["active"]
+            ]
         if program_states and view.name in program_states:
             view.program_state = program_states[view.name].state
     return views, error
 
 
-def _inspect(nodes: list[str], timeout: float) -> tuple[dict, dict]:
-    """(active_queues, active) replies of the named worker nodes."""
-    from projectname.celery import app
+def _workers_replies() -> tuple[dict[str, dict], str]:
+    """Program name -> its online worker in the snapshot, and why there is none."""
+    from apps.taskapi.worker_snapshot import workers_snapshot
 
-    inspect = app.control.inspect(destination=nodes, timeout=timeout, limit=len(nodes))
-    return inspect.active_queues() or {}, inspect.active() or {}
+    snapshot = workers_snapshot()
+    if snapshot is None:
+        return {}, "the workers have not answered yet"
+    if snapshot.workers is None:
+        return {}, f"cannot reach the workers through the broker: {snapshot.error}"
+    return {worker["program"]: worker for worker in snapshot.workers
+            if worker["status"] == "online"}, ""
 
 
 def _from_timestamp(value) -> datetime | None:

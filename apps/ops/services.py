@@ -15,7 +15,7 @@ from django_celery_results.models import TaskResult
 
 from apps.ops.alerts import alert_channels
 from apps.ops.broker import QueueStats
-from apps.ops.models import AlertIncident, SyncedSchedule, TaskRerun
+from apps.ops.models import AlertIncident, AuditEntry, SyncedSchedule, TaskRerun
 from projectname.topology import TOPOLOGY, Topology
 
 logger = logging.getLogger(__name__)
@@ -278,4 +278,58 @@ def schedules_sync(*, topology: Topology = TOPOLOGY, tz: str | None = None) -> S
             task.save()  # through save(), so beat's change tracking sees it
             changes.append(f"disabled {record.name}: no longer in the topology")
         record.delete()
+    if changes:
+        from apps.ops.audit import audit_record
+
+        audit_record(action="schedule.sync", target="topology", outcome=AuditEntry.OK,
+                     via="sync", detail={"changes": changes})
     return SyncReport(changes=changes, kept=kept)
+
+
+# -- dead letters ----------------------------------------------------------------------
+REQUEUE_DEAD_LETTERS = "ops.requeue_dead_letters"
+REQUEUE_ANY_DEAD_LETTER = "ops.requeue_any_dead_letter"
+
+
+class DeadLetterError(Exception):
+    """Refused or failed; the message says why."""
+
+
+class DeadLetterForbidden(DeadLetterError):
+    pass
+
+
+def _dead_letter_task(letter_id: str) -> str:
+    from apps.reliability.services import dead_letters_list
+
+    for letter in dead_letters_list(limit=10_000):
+        if letter.id == letter_id:
+            return letter.task_name
+    raise DeadLetterError(f"dead letter {letter_id} not found (already re-queued?)")
+
+
+def dead_letter_requeue_checked(*, letter_id: str, user) -> list[str]:
+    """Re-queue one dead letter if ``user`` may: its task must be on the Task
+    API's allowlist, or the user must hold ``ops.requeue_any_dead_letter``.
+    Returns the re-queued ids."""
+    from apps.reliability.services import dead_letter_requeue
+    from apps.taskapi.allowlist import allowed
+
+    task_name = _dead_letter_task(letter_id)
+    if allowed(task_name) is None and not user.has_perm(REQUEUE_ANY_DEAD_LETTER):
+        raise DeadLetterForbidden(
+            f"{task_name or 'a message without a task name'} is not on the Task API's allowlist: "
+            f"re-queueing it needs the permission {REQUEUE_ANY_DEAD_LETTER}")
+    requeued = dead_letter_requeue(dead_letter_id=letter_id)
+    if not requeued:
+        raise DeadLetterError(f"dead letter {letter_id} not found (already re-queued?)")
+    return requeued
+
+
+def dead_letter_discard_one(*, letter_id: str) -> int:
+    from apps.reliability.services import dead_letter_discard
+
+    removed = dead_letter_discard(dead_letter_id=letter_id)
+    if not removed:
+        raise DeadLetterError(f"dead letter {letter_id} not found (already gone?)")
+    return removed

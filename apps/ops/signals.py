@@ -11,3 +11,12 @@ def stamp_publish_time(sender=None, properties=None, **kwargs) -> None:
     """
     if properties is not None:
         properties.setdefault("timestamp", int(time.time()))
+
+
+def prune_audit_after_backend_cleanup(sender=None, **kwargs) -> None:
+    """Celery's daily ``celery.backend_cleanup`` (a topology schedule) also
+    prunes the audit log, so its retention holds without a cron entry."""
+    if getattr(sender, "name", None) == "celery.backend_cleanup":
+        from apps.ops.audit import audit_prune
+
+        audit_prune()

@@ -11,4 +11,6 @@ urlpatterns = [
     path("tasks/<str:task_id>/rerun/", views.task_rerun, name="task-rerun"),
     path("dead-letters/<str:letter_id>/requeue/", views.dead_letter_requeue,
          name="dead-letter-requeue"),
+    path("dead-letters/<str:letter_id>/discard/", views.dead_letter_discard,
+         name="dead-letter-discard"),
 ]

@@ -1,4 +1,9 @@
-"""/ops/: the page an operator opens first (staff only)."""
+"""/ops/: the page an operator opens first.
+
+Reading it needs ``taskapi.view_all_tasks`` (it shows every task's failures
+and arguments); each action needs its own permission (see docs/security.md).
+Stop, restart and discard need a confirmation; every action is audited.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.serializers.json import DjangoJSONEncoder
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -20,7 +25,19 @@ from apps.ops import selectors
 from apps.ops.broker import BrokerStatsError, management_api, queue_stats
 from apps.ops.charts import activity_svg
 from apps.ops.programs import ProgramError, program_control, program_states
-from apps.ops.services import RerunError, alerts_evaluate, task_rerun_failed
+from apps.ops.audit import audit_recent, audit_record, audited
+from apps.ops.models import AuditEntry
+from apps.ops.services import (
+    REQUEUE_DEAD_LETTERS,
+    DeadLetterError,
+    DeadLetterForbidden,
+    RerunError,
+    alerts_evaluate,
+    dead_letter_discard_one,
+    dead_letter_requeue_checked,
+    task_rerun_failed,
+)
+from apps.taskapi.access import OPERATE_TASKS, VIEW_ALL_TASKS
 from projectname.topology import TOPOLOGY
 
 
@@ -28,8 +45,11 @@ def _wants_json(request) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
-def staff_required(view=None, *, permission: str | None = None, page: bool = False):
-    """Staff only (and the permission, for actions); refusal never shows data."""
+def permission_required(*permissions: str, page: bool = False, action: str = ""):
+    """Every one of ``permissions`` (staff status grants nothing); refusal shows no data.
+
+    An authenticated user refused an ``action`` is recorded in the audit log.
+    """
 
     def decorate(view):
         @wraps(view)
@@ -39,18 +59,52 @@ def staff_required(view=None, *, permission: str | None = None, page: bool = Fal
                 if page:
                     return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
                 return JsonResponse({"error": "authentication required"}, status=403)
-            if not user.is_staff:
-                return JsonResponse({"error": "staff only"}, status=403)
-            if permission and not user.has_perm(permission):
-                return JsonResponse({"error": f"permission {permission} required"}, status=403)
+            missing = [name for name in permissions if not user.has_perm(name)]
+            if missing:
+                if action:
+                    audit_record(action=_audit_action(action, kwargs), request=request,
+                                 target=_audit_target(kwargs), outcome=AuditEntry.REFUSED,
+                                 via="dashboard", detail={"missing_permission": missing})
+                return JsonResponse({"error": f"permission {', '.join(missing)} required"},
+                                    status=403)
             return view(request, *args, **kwargs)
 
         return wrapped
 
-    return decorate(view) if view else decorate
+    return decorate
 
 
-def dashboard_data() -> dict:
+def _audit_action(action: str, kwargs: dict) -> str:
+    return _program_audit_action(kwargs.get("action", "")) if action == "program" else action
+
+
+def _program_audit_action(verb: str) -> str:
+    return f"program.{verb}" if verb in ("start", "stop", "restart") else "program.invalid"
+
+
+def _audit_target(kwargs: dict) -> str:
+    return kwargs.get("name") or kwargs.get("task_id") or kwargs.get("letter_id") or ""
+
+
+def confirmation_required(request, *, what: str) -> HttpResponse | None:
+    """A destructive action runs only when the POST carries ``confirm=yes``.
+
+    Without it a browser gets a page repeating the POST with the field (works
+    without JavaScript), a JSON client a 400 naming ``confirm``.
+    """
+    if request.POST.get("confirm") == "yes":
+        return None
+    if _wants_json(request):
+        return JsonResponse({"error": f"{what}: send confirm=yes to confirm", "field": "confirm"},
+                            status=400)
+    return render(request, "ops/confirm.html", {"what": what, "action": request.path})
+
+
+CONTROL_PROGRAMS = "ops.control_programs"
+VIEW_AUDIT = "ops.view_auditentry"
+
+
+def dashboard_data(*, user=None) -> dict:
     """Everything the page shows, as plain data (the template and the JSON share it)."""
     now = timezone.now()
     errors = []
@@ -103,6 +157,7 @@ def dashboard_data() -> dict:
         "schedules": selectors.schedules_overview(now=now),
         "dead_letters": dead_letters,
         "dead_letter_note": dead_letter_note,
+        "audit": audit_recent() if user is not None and user.has_perm(VIEW_AUDIT) else None,
     }
 
 
@@ -112,9 +167,9 @@ def _panels(request, data) -> str:
 
 @never_cache
 @require_GET
-@staff_required(page=True)
+@permission_required(VIEW_ALL_TASKS, page=True)
 def dashboard(request):
-    data = dashboard_data()
+    data = dashboard_data(user=request.user)
     return render(request, "ops/dashboard.html", {
         "data": data, "panels": _panels(request, data),
         "refresh_seconds": settings.OPS_REFRESH_SECONDS,
@@ -123,10 +178,10 @@ def dashboard(request):
 
 @never_cache
 @require_GET
-@staff_required
+@permission_required(VIEW_ALL_TASKS)
 def snapshot(request):
-    data = dashboard_data()
-    payload = {key: value for key, value in data.items()}
+    data = dashboard_data(user=request.user)
+    payload = {key: value for key, value in data.items() if key != "audit"}
     payload["queues"] = [{k: v for k, v in row.items() if k != "chart"} for row in data["queues"]]
     payload["html"] = _panels(request, data)
     return JsonResponse(payload, encoder=DjangoJSONEncoder)
@@ -140,20 +195,34 @@ def _done(request, ok: bool, message: str, status: int = 200):
     return redirect("ops:dashboard")
 
 
+DESTRUCTIVE_PROGRAM_ACTIONS = ("stop", "restart")
+
+
 @require_POST
-@staff_required(permission="ops.control_programs")
+@permission_required(CONTROL_PROGRAMS, action="program")
 def program_action(request, name: str, action: str):
+    if action in DESTRUCTIVE_PROGRAM_ACTIONS:
+        unconfirmed = confirmation_required(request, what=f"{action.capitalize()} {name}")
+        if unconfirmed is not None:
+            return unconfirmed
     try:
-        return _done(request, True, program_control(name=name, action=action), status=202)
+        with audited(action=_program_audit_action(action), target=name, request=request, via="dashboard",
+                     refused=(ProgramError,)) as detail:
+            message = program_control(name=name, action=action)
+            detail["message"] = message
     except ProgramError as exc:
         return _done(request, False, str(exc))
+    return _done(request, True, message, status=202)
 
 
 @require_POST
-@staff_required(permission="ops.rerun_tasks")
+@permission_required(OPERATE_TASKS, action="task.rerun")
 def task_rerun(request, task_id: str):
     try:
-        rerun = task_rerun_failed(task_id=task_id, requested_by=request.user)
+        with audited(action="task.rerun", target=task_id, request=request, via="dashboard",
+                     refused=(RerunError,)) as detail:
+            rerun = task_rerun_failed(task_id=task_id, requested_by=request.user)
+            detail["new_task_id"] = rerun.new_task_id
     except RerunError as exc:
         return _done(request, False, str(exc))
     message = f"Re-run of {rerun.task_name} queued as {rerun.new_task_id}"
@@ -165,16 +234,32 @@ def task_rerun(request, task_id: str):
 
 
 @require_POST
-@staff_required(permission="ops.requeue_dead_letters")
+@permission_required(REQUEUE_DEAD_LETTERS, action="dead_letter.requeue")
 def dead_letter_requeue(request, letter_id: str):
     try:
-        from apps.reliability.services import dead_letter_requeue as requeue
-    except ImportError:
-        return _done(request, False, "dead-letter services are not installed")
-    try:
-        requeued = requeue(dead_letter_id=letter_id)
-    except Exception as exc:  # noqa: BLE001 - the operator sees why
+        with audited(action="dead_letter.requeue", target=letter_id, request=request,
+                     via="dashboard", refused=(DeadLetterError,)) as detail:
+            requeued = dead_letter_requeue_checked(letter_id=letter_id, user=request.user)
+            detail["requeued"] = requeued
+    except DeadLetterForbidden as exc:
+        if _wants_json(request):
+            return JsonResponse({"error": str(exc)}, status=403)
+        return _done(request, False, str(exc))
+    except Exception as exc:  # noqa: BLE001 - the operator sees why (and the log has it)
         return _done(request, False, f"re-queue failed: {exc}")
-    if not requeued:
-        return _done(request, False, f"dead letter {letter_id} not found (already re-queued?)")
     return _done(request, True, f"re-queued {', '.join(requeued)}", status=202)
+
+
+@require_POST
+@permission_required(REQUEUE_DEAD_LETTERS, action="dead_letter.discard")
+def dead_letter_discard(request, letter_id: str):
+    unconfirmed = confirmation_required(request, what=f"Discard dead letter {letter_id} for good")
+    if unconfirmed is not None:
+        return unconfirmed
+    try:
+        with audited(action="dead_letter.discard", target=letter_id, request=request,
+                     via="dashboard", refused=(DeadLetterError,)) as detail:
+            detail["removed"] = dead_letter_discard_one(letter_id=letter_id)
+    except Exception as exc:  # noqa: BLE001 - the operator sees why
+        return _done(request, False, f"discard failed: {exc}")
+    return _done(request, True, f"discarded dead letter {letter_id}", status=202)

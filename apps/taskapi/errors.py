@@ -34,6 +34,13 @@ class TaskNotFound(TaskApiError):
     code = "not_found"
 
 
+class TaskForbidden(TaskApiError):
+    """The user may read the task but lacks the permission for this action."""
+
+    status_code = 403
+    code = "permission_denied"
+
+
 class TaskConflict(TaskApiError):
     """The task exists but cannot do that now (finished, no longer allowlisted...)."""
 

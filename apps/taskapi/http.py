@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -19,24 +20,36 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from apps.taskapi.access import OPERATE_TASKS, OPERATORS_GROUP, VIEW_ALL_TASKS, VIEWERS_GROUP
 from apps.taskapi.errors import TaskApiError
 
 logger = logging.getLogger(__name__)
 
-OPERATE_PERMISSION = "taskapi.operate_tasks"
-OPERATORS_GROUP = "task operators"
+class HoldsPermission(BasePermission):
+    """An authenticated user holding ``permission`` (staff status grants nothing)."""
 
+    permission = ""
+    group = ""
+    action = ""
 
-class CanOperateTasks(BasePermission):
-    """Staff, or a user holding ``taskapi.operate_tasks`` (the "task operators" group)."""
-
-    message = (f"Starting, cancelling and re-running tasks needs the '{OPERATE_PERMISSION}' "
-               f"permission (member of the '{OPERATORS_GROUP}' group) or a staff account.")
+    @property
+    def message(self):
+        return (f"{self.action} needs the '{self.permission}' permission "
+                f"(member of the '{self.group}' group).")
 
     def has_permission(self, request, view):
         user = request.user
-        return bool(user and user.is_authenticated
-                    and (user.is_staff or user.has_perm(OPERATE_PERMISSION)))
+        return bool(user and user.is_authenticated and user.has_perm(self.permission))
+
+
+class CanOperateTasks(HoldsPermission):
+    permission, group = OPERATE_TASKS, OPERATORS_GROUP
+    action = "Starting, cancelling and re-running tasks"
+
+
+class CanViewAllTasks(HoldsPermission):
+    permission, group = VIEW_ALL_TASKS, VIEWERS_GROUP
+    action = "Reading the workers' running tasks"
 
 
 class RequestTooLarge(exceptions.APIException):
@@ -44,8 +57,30 @@ class RequestTooLarge(exceptions.APIException):
     default_code = "too_large"
 
 
+# A JSON string (escapes included), and the brackets that open or close a level.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply arrays/objects nest in ``body``, counted without parsing it.
+
+    Counted before ``json.loads`` sees the body: the decoder recurses once per
+    level and a few KB of ``[`` exhaust Python's stack (RecursionError).
+    """
+    depth = deepest = 0
+    for bracket in _JSON_BRACKET.finditer(_JSON_STRING.sub(b"", body)):
+        if bracket.group() in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
 class LimitedJSONParser(JSONParser):
-    """JSON bodies up to ``TASKAPI_MAX_BODY_BYTES``; larger ones are refused unread."""
+    """JSON bodies up to ``TASKAPI_MAX_BODY_BYTES`` bytes (larger ones are
+    refused unread) nested at most ``TASKAPI_MAX_JSON_DEPTH`` levels."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.TASKAPI_MAX_BODY_BYTES
@@ -62,7 +97,15 @@ class LimitedJSONParser(JSONParser):
             raise too_large
         if not body.strip():
             return {}
-        return super().parse(io.BytesIO(body), media_type, parser_context)
+        max_depth = settings.TASKAPI_MAX_JSON_DEPTH
+        if json_depth(body) > max_depth:
+            raise exceptions.ParseError(
+                f"JSON nested more than {max_depth} levels deep (arrays and objects).")
+        try:
+            return super().parse(io.BytesIO(body), media_type, parser_context)
+        except RecursionError:  # the decoder's stack, whatever the count said
+            raise exceptions.ParseError(
+                f"JSON nested more than {max_depth} levels deep (arrays and objects).") from None
 
 
 def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:

@@ -50,6 +50,9 @@ class TaskRecord(models.Model):
         ordering = ["-accepted_at"]
         permissions = [
             ("operate_tasks", "Can start, cancel and re-run tasks through the Task API"),
+            ("view_all_tasks", "Can read every task, not only those the user started"),
+            ("cancel_system_tasks",
+             "Can cancel tasks nobody started through the Task API (beat's, internal)"),
         ]
 
     def __str__(self):

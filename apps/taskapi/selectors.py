@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django_celery_results.models import TaskResult
 
+from apps.taskapi.access import may_see, visible_results
 from apps.taskapi.broker import BROKER_ERRORS, broker_connection
 from apps.taskapi.errors import BrokerUnavailable
 from apps.taskapi.models import TaskRecord
@@ -126,12 +127,16 @@ def task_as_dict(
     }
 
 
-def task_get(*, task_id: str, include_traceback: bool = False) -> dict[str, Any] | None:
-    """One task by id, or None when that id was never issued (or has expired)."""
+def task_get(*, task_id: str, include_traceback: bool = False,
+             user=None) -> dict[str, Any] | None:
+    """One task by id, or None when that id was never issued (or has expired,
+    or ``user`` may not read it)."""
     record = (TaskRecord.objects.select_related("cancelled_by", "requested_by", "rerun_of")
               .filter(task_id=task_id).first())
     result = TaskResult.objects.filter(task_id=task_id).first()
     if record is None and result is None:
+        return None
+    if user is not None and not may_see(user, record):
         return None
     return task_as_dict(result=result, record=record, include_traceback=include_traceback)
 
@@ -146,15 +151,19 @@ def _tasks_routed_to(queue: str) -> Q:
 
 def task_list(
     *, state: str | None = None, task: str | None = None, queue: str | None = None,
-    since: datetime | None = None,
+    since: datetime | None = None, user=None,
 ) -> QuerySet[TaskResult]:
     """Results, newest first, filtered; ``queue`` matches the queue the API
-    published to, or for other tasks the queue their route names."""
+    published to, or for other tasks the queue their route names.  With a
+    ``user``: only the tasks that user may read (see ``apps.taskapi.access``)."""
+    records = TaskRecord.objects.filter(task_id=OuterRef("task_id"))
     queryset = TaskResult.objects.annotate(
-        record_queue=Subquery(
-            TaskRecord.objects.filter(task_id=OuterRef("task_id")).values("queue")[:1]
-        ),
+        record_queue=Subquery(records.values("queue")[:1]),
+        record_requester=Subquery(records.values("requested_by")[:1]),
     ).order_by("-date_created", "-id")
+    visible = visible_results(user)
+    if visible is not None:
+        queryset = queryset.filter(visible)
     if state:
         queryset = queryset.filter(status=state)
     if task:

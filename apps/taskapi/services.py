@@ -37,9 +37,11 @@ from apps.dispatch.publisher import publisher_supported
 from apps.dispatch.services import task_enqueue
 from apps.taskapi.allowlist import AllowedTask, allowed
 from apps.taskapi.broker import BROKER_ERRORS, broker_connection, retry_policy
+from apps.taskapi.access import may_cancel, may_see
 from apps.taskapi.errors import (
     BrokerUnavailable,
     TaskConflict,
+    TaskForbidden,
     TaskNotFound,
     TaskValidationError,
 )
@@ -218,10 +220,11 @@ def task_start(
 
 # -- cancel --------------------------------------------------------------------
 
-def _current_state(task_id: str) -> tuple[TaskRecord | None, TaskResult | None]:
+def _current_state(task_id: str, user=None) -> tuple[TaskRecord | None, TaskResult | None]:
+    """The task's rows; a task ``user`` may not read is as unknown as a missing one."""
     record = TaskRecord.objects.filter(task_id=task_id).first()
     result = TaskResult.objects.filter(task_id=task_id).first()
-    if record is None and result is None:
+    if (record is None and result is None) or (user is not None and not may_see(user, record)):
         raise TaskNotFound(f"No task with id '{task_id}'.", fields={"task_id": ["not found"]})
     return record, result
 
@@ -244,12 +247,20 @@ def task_cancel(
       ``signal`` to the process running it; otherwise ``TaskConflict``.
     * Already finished: ``TaskConflict``.  Already REVOKED: no-op.
 
-    Raises ``TaskNotFound`` for an id that was never issued and
+    Raises ``TaskNotFound`` for an id that was never issued (or that ``user``
+    may not read), ``TaskForbidden`` for a system task (beat's, internal)
+    when ``user`` lacks ``taskapi.cancel_system_tasks``, and
     ``BrokerUnavailable`` when a running task cannot be signalled.
     """
     if signal not in CANCEL_SIGNALS:
         raise TaskValidationError({"signal": [f"must be one of {', '.join(CANCEL_SIGNALS)}"]})
-    record, result = _current_state(task_id)
+    record, result = _current_state(task_id, user)
+    if not may_cancel(user, record):
+        raise TaskForbidden(
+            f"Task {task_id} was not started by a user through the API (beat's or internal); "
+            "cancelling it needs the 'taskapi.cancel_system_tasks' permission.",
+            fields={"task_id": ["system task"]},
+        )
     state = result.status if result else states.PENDING
     if record and record.is_cancelled and state in states.UNREADY_STATES | {PROGRESS}:
         state = states.REVOKED
@@ -299,8 +310,8 @@ def task_cancel(
 
 # -- rerun ---------------------------------------------------------------------
 
-def _stored_call(task_id: str) -> tuple[str, list, dict, str | None, int | None]:
-    record, result = _current_state(task_id)
+def _stored_call(task_id: str, user=None) -> tuple[str, list, dict, str | None, int | None]:
+    record, result = _current_state(task_id, user)
     if record is not None and record.task_name:
         return record.task_name, list(record.args), dict(record.kwargs), record.queue, record.priority
     # A task started elsewhere (beat, a service): recover its literal arguments.
@@ -329,7 +340,7 @@ def task_rerun(*, task_id: str, user=None) -> TaskTicket:
     match the schema or its queue is no longer allowed, and
     ``BrokerUnavailable`` like ``task_start``.  Returns the new task's ticket.
     """
-    name, args, kwargs, queue, priority = _stored_call(task_id)
+    name, args, kwargs, queue, priority = _stored_call(task_id, user)
     spec = allowed(name)
     if spec is None:
         raise TaskConflict(

@@ -9,7 +9,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -20,8 +20,17 @@ from rest_framework.views import APIView
 from apps.dispatch.services import last_enqueue_timing
 from apps.taskapi import selectors, services
 from apps.taskapi.allowlist import ALLOWLIST
-from apps.taskapi.errors import TaskNotFound
-from apps.taskapi.http import CanOperateTasks, LimitedJSONParser, api_exception_handler
+from apps.ops.audit import audit_record, audited
+from apps.ops.models import AuditEntry
+from apps.taskapi.access import can_view_all
+from apps.taskapi.errors import BrokerUnavailable, TaskApiError, TaskNotFound
+from apps.taskapi.http import (
+    CanOperateTasks,
+    CanViewAllTasks,
+    LimitedJSONParser,
+    api_exception_handler,
+)
+from apps.taskapi.worker_snapshot import workers_snapshot
 from apps.taskapi.serializers import (
     AllowedTaskSerializer,
     ApiErrorSerializer,
@@ -37,7 +46,7 @@ from apps.taskapi.serializers import (
 
 ERRORS = {
     400: ApiErrorSerializer, 401: ApiErrorSerializer, 403: ApiErrorSerializer,
-    413: ApiErrorSerializer, 415: ApiErrorSerializer,
+    413: ApiErrorSerializer, 415: ApiErrorSerializer, 429: ApiErrorSerializer,
 }
 NOT_FOUND = {404: ApiErrorSerializer}
 CONFLICT = {409: ApiErrorSerializer}
@@ -69,6 +78,23 @@ class TaskApiView(APIView):
     def operator_only(self):
         return [IsAuthenticated(), CanOperateTasks()]
 
+    # The audit log's name for this view's POST (None: a read, not audited).
+    audit_action: str | None = None
+
+    def audited(self, *, target: str = ""):
+        """Record the outcome of the block (see ``apps.ops.audit.audited``)."""
+        return audited(action=self.audit_action, target=target, request=self.request, via="api",
+                       refused=(TaskApiError, exceptions.ValidationError))
+
+    def permission_denied(self, request, message=None, code=None):
+        if self.audit_action and request.method == "POST" and request.user.is_authenticated:
+            audit_record(action=self.audit_action, target=self._audit_target(), request=request,
+                         outcome=AuditEntry.REFUSED, via="api", detail={"error": str(message)})
+        super().permission_denied(request, message=message, code=code)
+
+    def _audit_target(self) -> str:
+        return str(self.kwargs.get("task_id", ""))
+
 
 class TaskPagination(PageNumberPagination):
     page_size_query_param = "page_size"
@@ -87,6 +113,8 @@ def _ticket(view: TaskApiView, ticket: services.TaskTicket, **extra) -> dict:
 
 
 class TaskCollectionView(TaskApiView):
+    audit_action = "task.start"
+
     def get_permissions(self):
         return self.operator_only() if self.request.method == "POST" else super().get_permissions()
 
@@ -105,12 +133,14 @@ class TaskCollectionView(TaskApiView):
         }), **ERRORS, **NOT_FOUND},
     )
     def get(self, request):
-        filters = TaskFilterSerializer(data=request.query_params)
+        # A plain dict: DRF reads an empty query value of a QueryDict as "not
+        # given", and the schema forbids "?task=".
+        filters = TaskFilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
-        queryset = selectors.task_list(**filters.validated_data)
+        queryset = selectors.task_list(**filters.validated_data, user=request.user)
         paginator = TaskPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
-        rows = selectors.task_rows(page, include_traceback=request.user.is_staff)
+        rows = selectors.task_rows(page, include_traceback=can_view_all(request.user))
         for row in rows:
             row["status_url"] = self.status_url(row["task_id"])
         return paginator.get_paginated_response(rows)
@@ -121,15 +151,18 @@ class TaskCollectionView(TaskApiView):
         responses={202: TaskTicketSerializer, **ERRORS, **BROKER_DOWN},
     )
     def post(self, request):
-        serializer = TaskStartSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
         started = time.perf_counter()
-        ticket = services.task_start(
-            task=data["task"], args=data["args"], kwargs=data["kwargs"],
-            queue=data.get("queue"), priority=data.get("priority"),
-            countdown=data.get("countdown"), eta=data.get("eta"), user=request.user,
-        )
+        task = request.data.get("task") if isinstance(request.data, dict) else None
+        with self.audited(target=task if isinstance(task, str) else "") as detail:
+            serializer = TaskStartSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
+            ticket = services.task_start(
+                task=data["task"], args=data["args"], kwargs=data["kwargs"],
+                queue=data.get("queue"), priority=data.get("priority"),
+                countdown=data.get("countdown"), eta=data.get("eta"), user=request.user,
+            )
+            detail.update(task_id=ticket.task_id, queue=ticket.queue)
         response = Response(_ticket(self, ticket), status=status.HTTP_202_ACCEPTED)
         # start: validation, the PENDING rows and the publish; enqueue: the
         # publish alone; enqueue-cpu: the CPU time of that publish (the rest
@@ -149,7 +182,8 @@ class TaskDetailView(TaskApiView):
         parameters=[TASK_ID], responses={200: TaskSerializer, **ERRORS, **NOT_FOUND},
     )
     def get(self, request, task_id: str):
-        task = selectors.task_get(task_id=task_id, include_traceback=request.user.is_staff)
+        task = selectors.task_get(task_id=task_id, user=request.user,
+                                  include_traceback=can_view_all(request.user))
         if task is None:
             raise TaskNotFound(f"No task with id '{task_id}'.", fields={"task_id": ["not found"]})
         task["status_url"] = self.status_url(task_id)
@@ -157,6 +191,8 @@ class TaskDetailView(TaskApiView):
 
 
 class TaskCancelView(TaskApiView):
+    audit_action = "task.cancel"
+
     def get_permissions(self):
         return self.operator_only()
 
@@ -167,12 +203,15 @@ class TaskCancelView(TaskApiView):
                    **BROKER_DOWN},
     )
     def post(self, request, task_id: str):
-        serializer = TaskCancelSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        outcome = services.task_cancel(
-            task_id=task_id, terminate=serializer.validated_data["terminate"],
-            signal=serializer.validated_data["signal"], user=request.user,
-        )
+        with self.audited(target=task_id) as detail:
+            serializer = TaskCancelSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            outcome = services.task_cancel(
+                task_id=task_id, terminate=serializer.validated_data["terminate"],
+                signal=serializer.validated_data["signal"], user=request.user,
+            )
+            detail.update(terminate=outcome.terminate, signal=serializer.validated_data["signal"],
+                          result=outcome.detail)
         return Response({
             "task_id": outcome.task_id, "state": outcome.state, "terminate": outcome.terminate,
             "detail": outcome.detail, "status_url": self.status_url(outcome.task_id),
@@ -180,6 +219,8 @@ class TaskCancelView(TaskApiView):
 
 
 class TaskRerunView(TaskApiView):
+    audit_action = "task.rerun"
+
     def get_permissions(self):
         return self.operator_only()
 
@@ -189,7 +230,9 @@ class TaskRerunView(TaskApiView):
         responses={202: TaskTicketSerializer, **ERRORS, **NOT_FOUND, **CONFLICT, **BROKER_DOWN},
     )
     def post(self, request, task_id: str):
-        ticket = services.task_rerun(task_id=task_id, user=request.user)
+        with self.audited(target=task_id) as detail:
+            ticket = services.task_rerun(task_id=task_id, user=request.user)
+            detail["new_task_id"] = ticket.task_id
         return Response(_ticket(self, ticket, rerun_of=task_id), status=status.HTTP_202_ACCEPTED)
 
 
@@ -203,12 +246,27 @@ class AllowedTasksView(TaskApiView):
 
 
 class WorkersView(TaskApiView):
+    """Reads the shared snapshot (apps/taskapi/worker_snapshot.py), never the broker."""
+
+    def get_permissions(self):
+        # Running tasks' arguments, whoever started them.
+        return [IsAuthenticated(), CanViewAllTasks()]
+
     @extend_schema(
-        operation_id="workers_list", summary="Workers: queues, active/reserved/scheduled, pool",
+        operation_id="workers_list",
+        summary="Workers: queues, active/reserved/scheduled, pool (a snapshot; `Age` header: "
+                "its age in seconds)",
         responses={200: WorkerSerializer(many=True), **ERRORS, **BROKER_DOWN},
     )
     def get(self, request):
-        return Response(selectors.worker_list())
+        snapshot = workers_snapshot()
+        if snapshot is None:
+            raise BrokerUnavailable("The workers have not answered yet; try again in a moment.")
+        if snapshot.workers is None:
+            raise BrokerUnavailable(snapshot.error)
+        response = Response(snapshot.workers)
+        response["Age"] = str(int(snapshot.age))
+        return response
 
 
 class QueuesView(TaskApiView):
@@ -228,7 +286,7 @@ class DocsView(SpectacularSwaggerView):
     @extend_schema(exclude=True)
     def get(self, request, *args, **kwargs):
         if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path(), reverse("admin:login"))
+            return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
         return super().get(request, *args, **kwargs)
 
 

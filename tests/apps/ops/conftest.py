@@ -9,19 +9,22 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-OPS_PERMISSIONS = ("control_programs", "rerun_tasks", "requeue_dead_letters")
+OPS_PERMISSIONS = ("ops.control_programs", "ops.requeue_dead_letters", "ops.requeue_any_dead_letter",
+                   "ops.view_auditentry", "taskapi.view_all_tasks", "taskapi.operate_tasks")
 
 
 @pytest.fixture
 def make_user(django_user_model):
     from django.contrib.auth.models import Permission
 
-    def make(username: str, *, staff: bool, permissions=()):
+    def make(username: str, *, staff: bool = False, permissions=()):
+        """``permissions``: "app_label.codename" each."""
         user = django_user_model.objects.create_user(
             username=username, password=f"{username}-pass-9x!", is_staff=staff)
-        if permissions:
-            user.user_permissions.add(*Permission.objects.filter(
-                content_type__app_label="ops", codename__in=permissions))
+        for name in permissions:
+            app_label, codename = name.split(".")
+            user.user_permissions.add(Permission.objects.get(
+                content_type__app_label=app_label, codename=codename))
         return user
 
     return make
@@ -39,7 +42,7 @@ def no_broker_outside_live_tests(request, monkeypatch):
     from apps.ops import selectors, views
     from apps.ops.broker import QueueStats
 
-    monkeypatch.setattr(selectors, "_inspect", lambda nodes, timeout: ({}, {}))
+    monkeypatch.setattr(selectors, "_workers_replies", lambda: ({}, ""))
     monkeypatch.setattr(selectors, "dead_letters", lambda **kwargs: ([], "not read in this test"))
     monkeypatch.setattr(views, "queue_stats", lambda names: {
         name: QueueStats(name=name, exists=True, consumers=1) for name in names})

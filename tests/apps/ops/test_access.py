@@ -1,4 +1,6 @@
-"""/ops/ is staff only; every action is POST-only, CSRF-protected and needs a permission."""
+"""/ops/ needs taskapi.view_all_tasks; every action is POST-only, CSRF-protected and
+needs its own permission; staff status grants nothing.  (Who gets what, per
+role: tests/apps/taskapi/test_permission_matrix.py.)"""
 
 import pytest
 from django.test import Client
@@ -14,13 +16,16 @@ ACTIONS = [
     "/ops/programs/beat/start/",
     "/ops/tasks/some-task-id/rerun/",
     "/ops/dead-letters/some-letter/requeue/",
+    "/ops/dead-letters/some-letter/discard/",
 ]
+EVERY_PERMISSION = ("ops.control_programs", "ops.requeue_dead_letters", "taskapi.operate_tasks",
+                    "taskapi.view_all_tasks")
 
 
 def test_anonymous_is_sent_to_login_and_sees_nothing(client):
     response = client.get("/ops/")
     assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/?next=/ops/")
+    assert response["Location"].startswith("/accounts/login/?next=/ops/")
     snapshot = client.get("/ops/api/snapshot/")
     assert snapshot.status_code == 403
     assert "queues" not in snapshot.json()
@@ -32,45 +37,35 @@ def test_anonymous_actions_are_refused(client, url):
     assert response.status_code == 403
 
 
-def test_non_staff_is_refused_everything(client, make_user, no_supervisor):
-    # Even with every ops permission: staff status is required.
-    user = make_user("plain", staff=False, permissions=("control_programs", "rerun_tasks",
-                                                        "requeue_dead_letters"))
-    client.force_login(user)
+def test_staff_without_permissions_is_refused_everything(client, make_user, no_supervisor):
+    client.force_login(make_user("staffer", staff=True))
     assert client.get("/ops/").status_code == 403
     assert client.get("/ops/api/snapshot/").status_code == 403
     for url in ACTIONS:
-        assert client.post(url).status_code == 403, url
+        response = client.post(url, {"confirm": "yes"})
+        assert response.status_code == 403, url
+        assert "permission" in response.json()["error"]
     assert not TaskRerun.objects.exists()
 
 
 @pytest.mark.parametrize("url", ACTIONS)
-def test_staff_without_the_permission_cannot_act(client, make_user, no_supervisor, url):
-    client.force_login(make_user("viewer", staff=True))
-    response = client.post(url)
-    assert response.status_code == 403
-    assert "permission" in response.json()["error"]
-
-
-@pytest.mark.parametrize("url", ACTIONS)
 def test_actions_are_post_only(client, make_user, url):
-    client.force_login(make_user("operator", staff=True,
-                                 permissions=("control_programs", "rerun_tasks", "requeue_dead_letters")))
+    client.force_login(make_user("operator", permissions=EVERY_PERMISSION))
     assert client.get(url).status_code == 405
 
 
 @pytest.mark.parametrize("url", ACTIONS)
 def test_actions_need_the_csrf_token(make_user, url):
     client = Client(enforce_csrf_checks=True)
-    client.force_login(make_user("operator", staff=True,
-                                 permissions=("control_programs", "rerun_tasks", "requeue_dead_letters")))
-    response = client.post(url)
+    client.force_login(make_user("operator", permissions=EVERY_PERMISSION))
+    response = client.post(url, {"confirm": "yes"})
     assert response.status_code == 403
     assert b"CSRF" in response.content
 
 
-def test_staff_sees_the_page_and_the_json(client, make_user, no_supervisor):
-    client.force_login(make_user("viewer", staff=True))
+def test_a_viewer_sees_the_page_and_the_json(client, make_user, no_supervisor):
+    # Not staff: the permission alone opens the page.
+    client.force_login(make_user("viewer", permissions=("taskapi.view_all_tasks",)))
     page = client.get("/ops/")
     assert page.status_code == 200
     html = page.content.decode()
@@ -91,14 +86,16 @@ def test_unknown_program_and_action_are_clear_errors(client, make_user, monkeypa
 
     monkeypatch.setattr(programs, "program_states", lambda: {
         "web": ProgramState("web", "RUNNING", 1, "")})
-    client.force_login(make_user("operator", staff=True, permissions=("control_programs",)))
-    response = client.post("/ops/programs/nope/restart/", HTTP_ACCEPT="application/json")
+    client.force_login(make_user("operator", permissions=("ops.control_programs",)))
+    response = client.post("/ops/programs/nope/restart/", {"confirm": "yes"},
+                           HTTP_ACCEPT="application/json")
     assert response.status_code == 400
     assert response.json() == {"error": "unknown program 'nope'"}
     response = client.post("/ops/programs/web/explode/", HTTP_ACCEPT="application/json")
     assert response.status_code == 400
     assert "unknown action 'explode'" in response.json()["error"]
-    response = client.post("/ops/programs/web/stop/", HTTP_ACCEPT="application/json")
+    response = client.post("/ops/programs/web/stop/", {"confirm": "yes"},
+                           HTTP_ACCEPT="application/json")
     assert response.status_code == 400
     assert "serves this page" in response.json()["error"]
 

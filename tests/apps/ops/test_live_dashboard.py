@@ -11,7 +11,7 @@ from apps.core.tasks import heavy_probe, probe
 from apps.notifications.models import Notification
 from apps.notifications.tasks import send_notification
 from apps.ops.broker import queue_stats
-from apps.ops.models import AlertIncident, TaskRerun
+from apps.ops.models import AlertIncident, AuditEntry, TaskRerun
 from apps.ops.services import alerts_evaluate
 from apps.reliability.models import Effect
 from apps.reliability.services import dead_letters_list, fault_account_open
@@ -153,6 +153,10 @@ def test_staff_operates_the_system_from_ops_in_a_real_browser(live_system, brows
     before = live_system.rpc().getProcessInfo("heavy_worker")["pid"]
     try:
         page.locator("#workers tr[data-worker='heavy_worker'] button", has_text="Restart").click()
+        # A confirmation page first: the restart happens only on its confirm.
+        page.wait_for_load_state()
+        assert live_system.rpc().getProcessInfo("heavy_worker")["pid"] == before
+        page.click("#confirm")
         page.wait_for_load_state()
         assert "heavy_worker: restart requested" in page.locator(".messages li").first.inner_text()
         wait_for(lambda: live_system.rpc().getProcessInfo("heavy_worker")["pid"] not in (0, before),
@@ -161,7 +165,14 @@ def test_staff_operates_the_system_from_ops_in_a_real_browser(live_system, brows
         live_system.wait_running(["heavy_worker"], timeout=90)
         live_system.wait_workers_ready(["heavy_worker"], timeout=90)
 
+    # Each action is in the audit log: who, from where, what, how it ended.
+    entries = {entry.action: entry for entry in AuditEntry.objects.filter(username="operator")}
+    assert {"dead_letter.requeue", "task.rerun", "program.restart"} <= set(entries), entries
+    assert all(entry.outcome == "ok" and entry.address == "127.0.0.1" for entry in entries.values())
+    assert entries["program.restart"].target == "heavy_worker"
+
     page.goto(f"{base}/ops/")
+    assert page.locator("#audit tr[data-audit='program.restart']").count() >= 1
     assert "re-run SUCCESS" in page.locator(f"#failures tr[data-task-id='{failed.id}']").inner_text()
     page.locator("#workers tr[data-worker='heavy_worker'] td.online").wait_for()
     path = test_output_dir / "ops-dashboard.png"

@@ -32,7 +32,7 @@ def test_work_without_a_consumer_is_red_and_alerted_on_the_page(client, make_use
     settings.OPS_NO_CONSUMER_GRACE_SECONDS = 0
     monkeypatch.setattr(views, "queue_stats", _stats)
     monkeypatch.setattr(selectors, "workers_overview", lambda **kw: ([], ""))
-    client.force_login(make_user("viewer", staff=True))
+    client.force_login(make_user("viewer", permissions=("taskapi.view_all_tasks",)))
     html = client.get("/ops/").content.decode()
     assert '<tr data-queue="main_worker" class="danger">' in html
     assert "work waiting, no consumer" in html

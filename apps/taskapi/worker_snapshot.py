@@ -1,0 +1,107 @@
+"""The workers' state (one inspect broadcast), shared by every web process.
+
+``GET /api/v1/workers/`` and ``/ops/`` read the last snapshot from the shared
+cache (a database table) and never wait for the broadcast: when the
+snapshot is older than ``TASKAPI_WORKERS_SNAPSHOT_SECONDS`` the first request
+to notice takes a cross-process lock (``cache.add``: one INSERT wins) and
+refreshes it in a background thread; everyone, that request included, gets
+the current snapshot at once with its age.  Only when no snapshot exists at
+all (a fresh installation, a culled cache) does a request wait for the
+first one, at most ``COLD_WAIT_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import close_old_connections
+
+from apps.taskapi.errors import BrokerUnavailable
+
+logger = logging.getLogger(__name__)
+
+KEY = "taskapi:workers-snapshot"
+LOCK = "taskapi:workers-snapshot-refresh"
+# Enough for a ping and the five inspect calls of ``worker_list`` to time out.
+COLD_WAIT_SECONDS = 10.0
+
+_in_flight = threading.Lock()  # one refresh thread per process at most
+
+
+@dataclass(frozen=True)
+class WorkersSnapshot:
+    workers: list[dict[str, Any]] | None  # None: the broker could not be asked
+    error: str
+    taken_at: float
+
+    @property
+    def age(self) -> float:
+        return max(0.0, time.time() - self.taken_at)
+
+
+def _stored() -> WorkersSnapshot | None:
+    data = cache.get(KEY)
+    if not isinstance(data, dict):
+        return None
+    return WorkersSnapshot(workers=data.get("workers"), error=data.get("error", ""),
+                           taken_at=data.get("taken_at", 0.0))
+
+
+def workers_snapshot_refresh() -> WorkersSnapshot:
+    """Ask the workers now and store the answer (or why the broker could not be asked)."""
+    from apps.taskapi.selectors import worker_list
+
+    try:
+        workers, error = worker_list(), ""
+    except BrokerUnavailable as exc:
+        workers, error = None, exc.detail
+    snapshot = WorkersSnapshot(workers=workers, error=error, taken_at=time.time())
+    cache.set(KEY, {"workers": workers, "error": error, "taken_at": snapshot.taken_at},
+              timeout=None)
+    return snapshot
+
+
+def _refresh_in_background() -> None:
+    interval = settings.TASKAPI_WORKERS_SNAPSHOT_SECONDS
+    if not _in_flight.acquire(blocking=False):
+        return
+    try:
+        claimed = cache.add(LOCK, time.time(), timeout=max(interval, 0.001))
+    except Exception:  # noqa: BLE001 - the cache table is unreachable: serve what we have
+        logger.exception("workers snapshot: cannot take the refresh lock")
+        claimed = False
+    if not claimed:  # another process refreshes during this interval
+        _in_flight.release()
+        return
+
+    def run():
+        try:
+            workers_snapshot_refresh()
+        except Exception:  # noqa: BLE001 - a thread's error would vanish otherwise
+            logger.exception("workers snapshot: refresh failed")
+        finally:
+            close_old_connections()
+            _in_flight.release()
+
+    threading.Thread(target=run, name="workers-snapshot", daemon=True).start()
+
+
+def workers_snapshot(*, wait: float = COLD_WAIT_SECONDS) -> WorkersSnapshot | None:
+    """The latest snapshot, refreshed in the background when stale.
+
+    Returns None only if no snapshot exists and none arrived within ``wait``.
+    """
+    snapshot = _stored()
+    if snapshot is None or snapshot.age >= settings.TASKAPI_WORKERS_SNAPSHOT_SECONDS:
+        _refresh_in_background()
+    deadline = time.monotonic() + wait
+    while snapshot is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        snapshot = _stored()
+    return snapshot

@@ -9,15 +9,19 @@ suite) and name the queue or task at fault.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Iterable
 
 from django.core.checks import Error, Tags, register
 
-from projectname.topology import TOPOLOGY, Topology
+from apps.core.topology import Topology
+from projectname.topology import TOPOLOGY
 
 
-def check_topology(topology: Topology, known_tasks: Iterable[str]) -> list[Error]:
+def check_topology(topology: Topology, known_tasks: Iterable[str],
+                   installed_apps: Iterable[str] | None = None) -> list[Error]:
     known_tasks = set(known_tasks)
+    installed_apps = list(installed_apps) if installed_apps is not None else None
     declared = set(topology.queue_names())
     consumed = {queue for worker in topology.workers for queue in worker.queues}
     errors: list[Error] = []
@@ -49,7 +53,16 @@ def check_topology(topology: Topology, known_tasks: Iterable[str]) -> list[Error
                 f"Task '{route.task}' is routed to undeclared queue '{route.queue}'.",
                 hint="Declare the queue or fix the route.", id="topology.E004",
             ))
-        if route.task not in known_tasks:
+        if route.task not in known_tasks and installed_apps is not None and (
+                missing := _uninstalled_app_of(route.task, installed_apps)):
+            errors.append(Error(
+                f"Task '{route.task}' is routed in projectname/topology.py, but its app "
+                f"'{missing}' is not in INSTALLED_APPS, so no worker loads its tasks module "
+                "and the task would be refused as unknown.",
+                hint=f"Add \"{missing}\" to INSTALLED_APPS in projectname/settings.py.",
+                id="topology.E010",
+            ))
+        elif route.task not in known_tasks:
             errors.append(Error(
                 f"Route names task '{route.task}', which does not exist.",
                 hint="Fix the dotted task name or remove the route.", id="topology.E005",
@@ -79,6 +92,22 @@ def check_topology(topology: Topology, known_tasks: Iterable[str]) -> list[Error
     return errors
 
 
+def _uninstalled_app_of(task_name: str, installed_apps: list[str]) -> str | None:
+    """The package holding ``task_name``'s module when it exists but no installed
+    app contains it (``apps.exports`` for ``apps.exports.tasks.export_csv``)."""
+    module = task_name.rpartition(".")[0]
+    if any(module == app or module.startswith(f"{app}.") for app in installed_apps):
+        return None
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    package = module.rpartition(".")[0] if module.endswith(".tasks") else module
+    return package or module
+
+
 def project_task_names() -> set[str]:
     """Every registered task name, after importing each app's tasks module.
 
@@ -101,4 +130,7 @@ def project_task_names() -> set[str]:
 
 @register(Tags.compatibility, "topology")
 def topology_check(app_configs=None, **kwargs):
-    return check_topology(TOPOLOGY, project_task_names())
+    from django.apps import apps
+
+    return check_topology(TOPOLOGY, project_task_names(),
+                          [config.name for config in apps.get_app_configs()])

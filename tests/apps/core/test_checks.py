@@ -80,3 +80,23 @@ def test_topology_command_prints_queues_workers_tasks_and_schedules():
     assert result.returncode == 0, result.stderr
     for word in ("QUEUES", "WORKERS", "TASKS", "SCHEDULES", "heavy_worker", "office-hours-reminders"):
         assert word in result.stdout
+
+
+def test_a_routed_task_whose_app_is_not_installed_is_explained_in_plain_words():
+    from django.conf import settings
+
+    task = "tests.apps.core.uninstalled_app.tasks.export_csv"
+    broken = dataclasses.replace(TOPOLOGY, routes=TOPOLOGY.routes + (Route(task, "main_worker"),))
+    errors = check_topology(broken, KNOWN, settings.INSTALLED_APPS)
+    assert [error.id for error in errors] == ["topology.E010"]
+    assert "its app 'tests.apps.core.uninstalled_app' is not in INSTALLED_APPS" in errors[0].msg
+    assert errors[0].hint == ('Add "tests.apps.core.uninstalled_app" to INSTALLED_APPS '
+                              "in projectname/settings.py.")
+
+
+def test_a_task_missing_from_an_installed_app_is_still_a_missing_task():
+    from django.conf import settings
+
+    task = "apps.core.tasks.no_such_task"
+    broken = dataclasses.replace(TOPOLOGY, routes=TOPOLOGY.routes + (Route(task, "main_worker"),))
+    assert [e.id for e in check_topology(broken, KNOWN, settings.INSTALLED_APPS)] == ["topology.E005"]

@@ -232,7 +232,7 @@ TASKAPI_MAX_BODY_BYTES = env.int("TASKAPI_MAX_BODY_BYTES", default=64 * 1024)
 TASKAPI_PAGE_SIZE = env.int("TASKAPI_PAGE_SIZE", default=50)
 
 # --- Reliability: delivery guarantees (apps/reliability) -----------------
-# At-least-once delivery, exactly-once effects.  See README "Reliability guarantees".
+# At-least-once delivery, exactly-once effects.  See docs/reliability.md.
 if CELERY_BROKER_URL.startswith(("pyamqp://", "amqp://", "amqps://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         **globals().get("CELERY_BROKER_TRANSPORT_OPTIONS", {}),

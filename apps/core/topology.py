@@ -187,6 +187,11 @@ class Topology:
     schedules: tuple[Schedule, ...]
     default_queue: str = DEFAULT_QUEUE
 
+    def with_added(self, *, queues=(), workers=(), routes=(), schedules=()) -> Topology:
+        """This topology plus more declarations (the README's recipe appends this way)."""
+        return replace(self, queues=self.queues + tuple(queues), workers=self.workers + tuple(workers),
+                       routes=self.routes + tuple(routes), schedules=self.schedules + tuple(schedules))
+
     # -- lookups -----------------------------------------------------------
     def queue_names(self) -> list[str]:
         return [queue.name for queue in self.queues]

@@ -121,8 +121,12 @@ def test_make_run_then_the_adding_a_task_recipe_as_written(clone, tmp_path):
             return all(state == "RUNNING" for state in states.values()) and states
         programs = wait_for(up, 400, interval=1, message="`make run`: every program RUNNING")
         assert "exports_worker" not in programs
-        wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{web_port}/health/", timeout=5)
-                 .status == 200, 60, interval=1, message="web answering")
+        def web_answers():
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{web_port}/health/", timeout=5).status == 200
+            except OSError:
+                return False
+        wait_for(web_answers, 120, interval=1, message="web answering")
         pids_before = {name: info["pid"] for name, info in supervisord.process_info().items()}
 
         printed = "".join(apply_block(clone, language, body, env, log)

@@ -1,16 +1,22 @@
 # Two commands on a fresh Debian machine:
-#   make run    install what is missing, migrate, run every program under supervisord
-#   make test   the same install, then the whole test suite
+#   make run    install what running needs, migrate, run every program under supervisord
+#   make test   that install plus the test-only parts, then the whole test suite
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install system python rabbitmq-user run test render check
+.PHONY: install install-test system system-test python rabbitmq-user run test render check
 install: system python .env rabbitmq-user
+
+# What only the tests need: Chromium, Redis, iproute2, requirements-test.txt.
+install-test: install system-test $(VENV)/.test-installed
 
 system:
 	bash deploy/bin/ensure-system.sh
+
+system-test:
+	bash deploy/bin/ensure-system.sh --test
 
 python: $(VENV)/.installed
 
@@ -18,6 +24,10 @@ $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.test-installed: requirements-test.txt $(VENV)/.installed
+	$(PY) -m pip install -q -r requirements-test.txt
 	touch $@
 
 # Benchmark-only packages (Dramatiq): the suite runs the benchmarks at a tiny size.
@@ -40,7 +50,7 @@ run: install
 	$(PY) manage.py render_supervisor --check
 	$(PY) manage.py supervisord
 
-test: install $(VENV)/.bench-installed
+test: install-test $(VENV)/.bench-installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 render: python

@@ -59,7 +59,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Serves static files (admin, API docs) from the app directories in production too.
-    "apps.taskapi.middleware.StaticFilesMiddleware",
+    "apps.core.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -180,7 +180,7 @@ LOGGING = {
     },
 }
 
-# --- Priorities, eager mode, Redis broker (issue 9) -------------------------------
+# --- Priorities, eager mode, Redis broker -------------------------------
 # Priorities are declared per queue in the topology (Queue.max_priority ->
 # x-max-priority).  No global max: it would add x-max-priority to every queue,
 # and RabbitMQ refuses to redeclare an existing queue with other arguments.
@@ -194,7 +194,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 
 # Local development without a broker: CELERY_EAGER=1 runs every task inline in
 # the caller and re-raises its exceptions.  A system check refuses it with
-# DEBUG off (apps/core/modes.py).
+# DEBUG off (apps/doctor/checks.py).
 TASKS_EAGER = env.bool("CELERY_EAGER", default=False)
 CELERY_TASK_ALWAYS_EAGER = TASKS_EAGER
 CELERY_TASK_EAGER_PROPAGATES = TASKS_EAGER
@@ -210,7 +210,7 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "redis+socket://")):
         ),
     }
 
-# --- Task API: /api/v1/, results storage (issue 4, apps/taskapi) -----------------
+# --- Task API: /api/v1/, results storage (apps/taskapi) -----------------
 # Results (django-db) are deleted after this many seconds by Celery's daily
 # "celery.backend_cleanup" beat entry (declared in the topology, on main_worker).
 CELERY_RESULT_EXPIRES = env.int("CELERY_RESULT_EXPIRES", default=7 * 24 * 3600)
@@ -263,8 +263,8 @@ TASKAPI_MAX_BODY_BYTES = env.int("TASKAPI_MAX_BODY_BYTES", default=64 * 1024)
 TASKAPI_MAX_JSON_DEPTH = env.int("TASKAPI_MAX_JSON_DEPTH", default=8)
 TASKAPI_PAGE_SIZE = env.int("TASKAPI_PAGE_SIZE", default=50)
 
-# --- Reliability: delivery guarantees (issue 5, apps/reliability) -----------------
-# At-least-once delivery, exactly-once effects.  See README "Reliability guarantees".
+# --- Reliability: delivery guarantees (apps/reliability) -----------------
+# At-least-once delivery, exactly-once effects.  See docs/reliability.md.
 if CELERY_BROKER_URL.startswith(("pyamqp://", "amqp://", "amqps://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         **globals().get("CELERY_BROKER_TRANSPORT_OPTIONS", {}),
@@ -297,9 +297,8 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # Poison messages (undecodable bodies) go to the dead-letter queue, and the
 # dead-letter exchange/queue are declared on every worker connection.
 CELERY_WORKER_CONSUMER = "apps.reliability.consumer:ReliableConsumer"
-# Exactly one beat (a RabbitMQ exclusive-queue lock); last_run_at is written
-# after every send, so a restart never fires the same slot twice.
-CELERY_BEAT_SCHEDULER = "apps.reliability.beat:LockedScheduler"
+# Beat writes last_run_at after every send, so a restart never fires the same
+# slot twice (the scheduler itself is set under Operations below).
 CELERY_BEAT_SYNC_EVERY = 1
 # Execution starts per message before it is dead-lettered (a Route may set
 # max_deliveries); classic queues have no x-delivery-limit.
@@ -309,7 +308,7 @@ RELIABILITY_DELIVERY_LIMIT = env.int("RELIABILITY_DELIVERY_LIMIT", default=5)
 # its consumer_timeout (30 min by default).  Keep it well below that.
 RELIABILITY_LONG_DELAY_SECONDS = env.int("RELIABILITY_LONG_DELAY_SECONDS", default=900)
 
-# --- Scale out: RabbitMQ cluster, failover, quorum queues (issue 7) ---------------
+# --- Scale out: RabbitMQ cluster, failover, quorum queues ---------------
 # CELERY_BROKER_URL may name several cluster nodes separated by ";"
 # ("pyamqp://u:p@rabbit-1//;pyamqp://u:p@rabbit-2//;pyamqp://u:p@rabbit-3//"):
 # kombu connects to the first that answers and fails over to the next when
@@ -344,7 +343,7 @@ if TASK_QUEUE_TYPE == "quorum":
         "CELERY_WORKER_CONSUMER", "celery.worker.consumer:Consumer")
     CELERY_WORKER_CONSUMER = "apps.core.cluster:ClusterConsumer"
 
-# --- Operations: /ops/ dashboard, alerts, database schedules (issue 6, apps/ops) ---
+# --- Operations: /ops/ dashboard, alerts, database schedules (apps/ops) ---
 # RabbitMQ's management API: queue lengths, consumers, oldest message's age.
 # Credentials default to the broker URL's; the vhost is always the broker's.
 RABBITMQ_MANAGEMENT_URL = env("RABBITMQ_MANAGEMENT_URL", default="http://127.0.0.1:15672")
@@ -362,10 +361,11 @@ LOGIN_URL = "login"
 # Beat reads its schedule from the database (editable in the admin, picked up
 # without a restart); topology schedules are synced into it by
 # `manage.py sync_schedules` (and at beat start).  It keeps apps.reliability's
-# single-beat lock.  See apps/ops/scheduler.py.
+# single-beat lock (a RabbitMQ exclusive queue: exactly one beat runs).  See
+# apps/ops/scheduler.py.
 CELERY_BEAT_SCHEDULER = "apps.ops.scheduler:DatabaseScheduler"
 
-# --- Performance (issue 8) ----------------------------------------------------------
+# --- Performance ----------------------------------------------------------
 # Database connections stay open (checked before reuse) instead of one new
 # connection per request or per received task: the worker's main process
 # looks up every received task (apps/taskapi/signals.py), and connecting to

@@ -9,15 +9,19 @@ suite) and name the queue or task at fault.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Iterable
 
 from django.core.checks import Error, Tags, register
 
-from projectname.topology import TEST_SUPPORT_APP, TOPOLOGY, Topology
+from apps.core.topology import Topology
+from projectname.topology import TEST_SUPPORT_APP, TOPOLOGY
 
 
-def check_topology(topology: Topology, known_tasks: Iterable[str]) -> list[Error]:
+def check_topology(topology: Topology, known_tasks: Iterable[str],
+                   installed_apps: Iterable[str] | None = None) -> list[Error]:
     known_tasks = set(known_tasks)
+    installed_apps = list(installed_apps) if installed_apps is not None else None
     declared = set(topology.queue_names())
     consumed = {queue for worker in topology.workers for queue in worker.queues}
     errors: list[Error] = []
@@ -49,7 +53,16 @@ def check_topology(topology: Topology, known_tasks: Iterable[str]) -> list[Error
                 f"Task '{route.task}' is routed to undeclared queue '{route.queue}'.",
                 hint="Declare the queue or fix the route.", id="topology.E004",
             ))
-        if route.task not in known_tasks:
+        if route.task not in known_tasks and installed_apps is not None and (
+                missing := _uninstalled_app_of(route.task, installed_apps)):
+            errors.append(Error(
+                f"Task '{route.task}' is routed in projectname/topology.py, but its app "
+                f"'{missing}' is not in INSTALLED_APPS, so no worker loads its tasks module "
+                "and the task would be refused as unknown.",
+                hint=f"Add \"{missing}\" to INSTALLED_APPS in projectname/settings.py.",
+                id="topology.E010",
+            ))
+        elif route.task not in known_tasks:
             errors.append(Error(
                 f"Route names task '{route.task}', which does not exist.",
                 hint="Fix the dotted task name or remove the route.", id="topology.E005",
@@ -77,6 +90,22 @@ def check_topology(topology: Topology, known_tasks: Iterable[str]) -> list[Error
             f"Worker name '{name}' is declared twice.", id="topology.E009",
         ))
     return errors
+
+
+def _uninstalled_app_of(task_name: str, installed_apps: list[str]) -> str | None:
+    """The package holding ``task_name``'s module when it exists but no installed
+    app contains it (``apps.exports`` for ``apps.exports.tasks.export_csv``)."""
+    module = task_name.rpartition(".")[0]
+    if any(module == app or module.startswith(f"{app}.") for app in installed_apps):
+        return None
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    package = module.rpartition(".")[0] if module.endswith(".tasks") else module
+    return package or module
 
 
 def project_task_names() -> set[str]:
@@ -115,7 +144,7 @@ def check_test_support_routes(routed_tasks: Iterable[str], installed_apps: Itera
             f"{TEST_SUPPORT_APP} is not installed.",
             hint="Declare test-only routes in TEST_SUPPORT_ROUTES (projectname/topology.py); "
                  "they apply only with DJANGO_TEST_SUPPORT=1, which production refuses.",
-            id="topology.E010",
+            id="topology.E011",
         )
         for task in sorted(set(routed_tasks)) if task.startswith(prefix)
     ]
@@ -123,8 +152,5 @@ def check_test_support_routes(routed_tasks: Iterable[str], installed_apps: Itera
 
 @register(Tags.compatibility, "topology")
 def topology_check(app_configs=None, **kwargs):
-    from django.conf import settings
-
-    routed = [route.task for route in TOPOLOGY.routes] + list(settings.CELERY_TASK_ROUTES)
-    return (check_topology(TOPOLOGY, project_task_names())
-            + check_test_support_routes(routed, settings.INSTALLED_APPS))
+from apps.core.topology import Topology
+from projectname.topology import TEST_SUPPORT_APP, TOPOLOGY

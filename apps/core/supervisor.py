@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from apps.core import cpu_policy
-from projectname.topology import Topology, Worker
+from apps.core.topology import Topology, Worker
 
 GENERATED_MARK = "; Generated from projectname/topology.py by `python manage.py render_supervisor`."
 HEADER = f"{GENERATED_MARK}\n; Do not edit: change the topology and render again.\n"

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 
 from apps.core.supervisor import Program, programs
-from projectname.topology import Topology
+from apps.core.topology import Topology
 
 UNIT_PREFIX = "projectname"
 TARGET = f"{UNIT_PREFIX}.target"

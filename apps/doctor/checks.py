@@ -29,7 +29,7 @@ def eager_mode_check(app_configs=None, **kwargs):
 def redis_guarantees_check(app_configs=None, **kwargs):
     return [
         Warning(f"Redis broker: {text}", id="doctor.W001",
-                hint="See README 'Redis as broker'; use RabbitMQ where this guarantee matters.")
+                hint="See docs/redis.md; use RabbitMQ where this guarantee matters.")
         for text in rabbitmq_only_guarantees(
             broker_url=settings.CELERY_BROKER_URL, topology=TOPOLOGY,
             transport_options=getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None),

@@ -1,19 +1,17 @@
-"""supervisord's XML-RPC interface over its unix socket.
+"""Start, stop and restart supervisord's programs from the dashboard.
 
-The socket is ``$RUN_DIR/supervisor.sock``: supervisord gives every program
-(the web server included) the ``RUN_DIR`` it runs from.
+supervisord is reached through apps/core/supervisord_client.py (its XML-RPC
+interface on ``$RUN_DIR/supervisor.sock``).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import xmlrpc.client
 from dataclasses import dataclass
-from pathlib import Path
 
-from django.conf import settings
-from supervisor.xmlrpc import SupervisorTransport
+from apps.core.supervisord_client import rpc as _rpc
+from apps.core.supervisord_client import socket_path as supervisor_socket_path
 
 ACTIONS = ("start", "stop", "restart")
 # Stopping the web server from the page it serves would lock the operator out.
@@ -30,16 +28,6 @@ class ProgramState:
     state: str
     pid: int
     description: str
-
-
-def supervisor_socket_path() -> Path:
-    run_dir = os.environ.get("RUN_DIR") or str(Path(settings.BASE_DIR) / "run")
-    return Path(run_dir) / "supervisor.sock"
-
-
-def _rpc():
-    transport = SupervisorTransport(None, None, f"unix://{supervisor_socket_path()}")
-    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
 
 
 def program_states() -> dict[str, ProgramState]:

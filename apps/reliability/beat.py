@@ -1,6 +1,7 @@
 """Exactly one beat: a lock held as a RabbitMQ exclusive queue.
 
-``CELERY_BEAT_SCHEDULER = "apps.reliability.beat:LockedScheduler"``.
+``LockedScheduler`` (a file-backed schedule) and apps/ops/scheduler.py's
+``DatabaseScheduler`` (the configured one) both use ``SingleBeatMixin``.
 
 Before it schedules anything, beat declares the exclusive queue
 ``celery.beat.lock`` on a connection of its own.  RabbitMQ lets only one

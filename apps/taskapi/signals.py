@@ -12,8 +12,8 @@ message and stores REVOKED.
 Only messages that can have been cancelled are looked up: those the Task API
 published (``RECORDED_HEADER``), redeliveries and retries (a task that ran
 once has a result row, so the API can cancel it).  A first delivery of a task
-started anywhere else is unknown to the API and skips the query (issue 8: it
-was the largest per-task cost of the worker's main process).
+started anywhere else is unknown to the API and skips the query (one query per
+received task would be the largest per-task cost of the worker's main process).
 """
 
 import logging

@@ -1,53 +1,98 @@
 #!/usr/bin/env bash
-# Install and start what the project needs from the OS, idempotently:
-# RabbitMQ (with its management plugin, used for queue statistics and for the
-# test suite's throw-away vhosts) and Python's venv module.
+# Install and start what the project needs from the OS, idempotently.
+#
+#   ensure-system.sh            what running needs (`make run`): RabbitMQ with
+#                               its management plugin, Python's venv module
+#   ensure-system.sh --test     that plus what only the tests need (`make test`):
+#                               Chromium, Redis, iproute2
+#   --dry-run                   print the plan, change nothing
+#
+# Each step looks before it acts: a listening port means the service is up,
+# so a machine that is already set up runs no apt-get, no rabbitmq-plugins.
 set -euo pipefail
+
+with_test=0
+dry_run=0
+for argument in "$@"; do
+  case "$argument" in
+    --test) with_test=1 ;;
+    --dry-run) dry_run=1 ;;
+    *) echo "ensure-system: unknown option $argument (known: --test, --dry-run)" >&2; exit 2 ;;
+  esac
+done
+# ENSURE_SYSTEM_PRETEND_FRESH=1 (with --dry-run only): plan as on a machine
+# with nothing installed and nothing running; the tests use it.
+fresh=0
+if [ "${ENSURE_SYSTEM_PRETEND_FRESH:-0}" = 1 ]; then
+  [ "$dry_run" = 1 ] || { echo "ensure-system: ENSURE_SYSTEM_PRETEND_FRESH needs --dry-run" >&2; exit 2; }
+  fresh=1
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-
-missing=()
-command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || missing+=(rabbitmq-server)
-python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
-# iproute2: the multi-host test bed (deploy/testbed) builds network namespaces with `ip`.
-command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
-# Redis: the alternative broker/result backend (README 'Redis as broker'; tests run on it too).
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-# Debian's Chromium drives the /ops/ browser test (Playwright never downloads one).
-[ -x /usr/bin/chromium ] || missing+=(chromium)
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "ensure-system: installing ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
 export PATH="$PATH:/usr/sbin:/sbin"
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") >/dev/null 2>&1; }
+has() { [ "$fresh" = 0 ] && { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }; }
+port_open() { [ "$fresh" = 0 ] && (exec 3<>"/dev/tcp/127.0.0.1/$1") >/dev/null 2>&1; }
+plan() { echo "ensure-system: $*"; }
+run() { if [ "$dry_run" = 1 ]; then echo "ensure-system: would run: $*"; else "$@"; fi; }
+wait_port() {  # port seconds what
+  [ "$dry_run" = 1 ] && return 0
+  for _ in $(seq 1 "$2"); do port_open "$1" && return 0; sleep 1; done
+  echo "ensure-system: $3 not listening on 127.0.0.1:$1" >&2; exit 1
+}
 
-if ! port_open 5672; then
-  echo "ensure-system: starting RabbitMQ"
-  $SUDO rabbitmq-server -detached >/dev/null 2>&1 || true
-  for _ in $(seq 1 90); do port_open 5672 && break; sleep 1; done
-  port_open 5672 || { echo "ensure-system: RabbitMQ did not start on 127.0.0.1:5672" >&2; exit 1; }
+# -- packages -------------------------------------------------------------
+missing=()
+has rabbitmq-server || missing+=(rabbitmq-server)
+{ [ "$fresh" = 0 ] && python3 -c 'import venv, ensurepip' >/dev/null 2>&1; } || missing+=(python3-venv)
+if [ "$with_test" = 1 ]; then
+  # The multi-host test bed (deploy/testbed) builds network namespaces with `ip`.
+  has ip || missing+=(iproute2)
+  # The Redis broker tests (tests/integration/test_redis.py).
+  has redis-server || missing+=(redis-server)
+  # Debian's Chromium drives the /ops/ browser test (Playwright never downloads one).
+  { [ "$fresh" = 0 ] && [ -x /usr/bin/chromium ]; } || missing+=(chromium)
 fi
-
-if ! $SUDO rabbitmq-plugins list -e -m 2>/dev/null | grep -qx rabbitmq_management; then
-  echo "ensure-system: enabling rabbitmq_management"
-  $SUDO rabbitmq-plugins enable rabbitmq_management >/dev/null
-fi
-for _ in $(seq 1 60); do port_open 15672 && break; sleep 1; done
-port_open 15672 || { echo "ensure-system: RabbitMQ management API not listening on 15672" >&2; exit 1; }
-echo "ensure-system: RabbitMQ ready (AMQP 5672, management 15672)"
-
-if ! port_open 6379; then
-  echo "ensure-system: starting Redis"
-  if [ -f /etc/redis/redis.conf ]; then
-    $SUDO redis-server /etc/redis/redis.conf --daemonize yes --bind 127.0.0.1 --port 6379 \
-      --dir /var/lib/redis >/dev/null 2>&1 || true
+if [ "${#missing[@]}" -gt 0 ]; then
+  plan "install ${missing[*]}"
+  run $SUDO apt-get update -qq
+  if [ "$dry_run" = 1 ]; then
+    run $SUDO apt-get install -y -qq "${missing[@]}"
+  else
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
-  port_open 6379 || $SUDO redis-server --daemonize yes --bind 127.0.0.1 --port 6379 >/dev/null 2>&1 || true
-  for _ in $(seq 1 30); do port_open 6379 && break; sleep 1; done
-  port_open 6379 || { echo "ensure-system: Redis did not start on 127.0.0.1:6379" >&2; exit 1; }
 fi
-echo "ensure-system: Redis ready (6379)"
+
+# -- RabbitMQ and its management API -------------------------------------
+if ! port_open 5672; then
+  plan "start RabbitMQ"
+  if [ "$dry_run" = 0 ]; then $SUDO rabbitmq-server -detached >/dev/null 2>&1 || true; fi
+  wait_port 5672 90 "RabbitMQ"
+fi
+# A listening management port means the plugin is enabled: no rabbitmq-plugins call.
+if ! port_open 15672; then
+  plan "enable rabbitmq_management"
+  if [ "$dry_run" = 1 ]; then
+    run $SUDO rabbitmq-plugins enable rabbitmq_management
+  elif ! $SUDO rabbitmq-plugins list -e -m 2>/dev/null | grep -qx rabbitmq_management; then
+    $SUDO rabbitmq-plugins enable rabbitmq_management >/dev/null
+  fi
+  wait_port 15672 60 "RabbitMQ management API"
+fi
+[ "$dry_run" = 1 ] || echo "ensure-system: RabbitMQ ready (AMQP 5672, management 15672)"
+
+# -- Redis (tests only) ----------------------------------------------------
+if [ "$with_test" = 1 ] && ! port_open 6379; then
+  plan "start Redis"
+  if [ "$dry_run" = 0 ]; then
+    if [ -f /etc/redis/redis.conf ]; then
+      $SUDO redis-server /etc/redis/redis.conf --daemonize yes --bind 127.0.0.1 --port 6379 \
+        --dir /var/lib/redis >/dev/null 2>&1 || true
+    fi
+    port_open 6379 || $SUDO redis-server --daemonize yes --bind 127.0.0.1 --port 6379 >/dev/null 2>&1 || true
+  fi
+  wait_port 6379 30 "Redis"
+fi
+if [ "$with_test" = 1 ] && [ "$dry_run" = 0 ]; then echo "ensure-system: Redis ready (6379)"; fi
+if [ "$dry_run" = 1 ]; then plan "dry run: nothing changed"; fi

@@ -4,7 +4,7 @@ main_worker's queue is declared with x-max-priority=9 and the worker takes one
 message per process (prefetch multiplier 1, acks late), so the broker, which
 orders by priority, decides what runs next.  The second test measures the same
 backlog against the alternatives (a dedicated queue on the same worker; a
-dedicated queue and worker) and prints the numbers the README quotes.
+dedicated queue and worker) and prints the numbers docs/topology.md quotes.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def test_priority_9_overtakes_a_priority_1_backlog(live_system):
 
 
 def test_measure_priority_against_dedicated_queues(live_system):
-    """The numbers behind the README's choice (printed with -s)."""
+    """The numbers behind the choice in docs/topology.md (printed with -s)."""
     outcomes = {
         "x-max-priority queue (priority 9 over 1)": _scenario(
             live_system, backlog_queue="main_worker", backlog_priority=1,

@@ -60,8 +60,16 @@ def _first_fire(schedule: crontab, last_run: datetime) -> datetime:
 
 @pytest.fixture
 def office_hours():
-    assert settings.TIME_ZONE == "Europe/Berlin", "these dates are chosen for Europe/Berlin"
-    return next(s for s in TOPOLOGY.schedules if s.name == "office-hours-reminders").schedule
+    """The office-hours crontab, read in Europe/Berlin (the dates below are Berlin's,
+    daylight-saving changes included), whatever TIME_ZONE the environment sets."""
+    saved = app.conf.timezone
+    app.conf.timezone = "Europe/Berlin"
+    app.__dict__.pop("timezone", None)
+    try:
+        yield next(s for s in TOPOLOGY.schedules if s.name == "office-hours-reminders").schedule
+    finally:
+        app.conf.timezone = saved
+        app.__dict__.pop("timezone", None)
 
 
 def test_office_hours_skip_the_weekend(office_hours):

@@ -87,7 +87,7 @@ def test_a_test_only_task_routed_without_its_app_fails_the_check():
 
     routed = ["apps.core.tasks.probe", "apps.testing.tasks.fault_crash"]
     errors = check_test_support_routes(routed, installed_apps=["apps.core"])
-    assert [error.id for error in errors] == ["topology.E010"]
+    assert [error.id for error in errors] == ["topology.E011"]
     assert "apps.testing.tasks.fault_crash" in errors[0].msg
     assert check_test_support_routes(routed, installed_apps=["apps.core", "apps.testing"]) == []
 
@@ -114,3 +114,23 @@ def test_a_production_process_has_no_test_only_task_or_route():
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[] []"
+
+
+def test_a_routed_task_whose_app_is_not_installed_is_explained_in_plain_words():
+    from django.conf import settings
+
+    task = "tests.apps.core.uninstalled_app.tasks.export_csv"
+    broken = dataclasses.replace(TOPOLOGY, routes=TOPOLOGY.routes + (Route(task, "main_worker"),))
+    errors = check_topology(broken, KNOWN, settings.INSTALLED_APPS)
+    assert [error.id for error in errors] == ["topology.E010"]
+    assert "its app 'tests.apps.core.uninstalled_app' is not in INSTALLED_APPS" in errors[0].msg
+    assert errors[0].hint == ('Add "tests.apps.core.uninstalled_app" to INSTALLED_APPS '
+                              "in projectname/settings.py.")
+
+
+def test_a_task_missing_from_an_installed_app_is_still_a_missing_task():
+    from django.conf import settings
+
+    task = "apps.core.tasks.no_such_task"
+    broken = dataclasses.replace(TOPOLOGY, routes=TOPOLOGY.routes + (Route(task, "main_worker"),))
+    assert [e.id for e in check_topology(broken, KNOWN, settings.INSTALLED_APPS)] == ["topology.E005"]

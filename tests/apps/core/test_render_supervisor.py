@@ -73,3 +73,15 @@ def test_recycling_by_task_count_is_rendered_only_when_asked_for():
     assert "--max-tasks-per-child=50" in worker_command(replace(main, max_tasks_per_child=50))
     # 0 means never: the flag is left out (prefork refuses the value 0).
     assert "--max-tasks-per-child" not in worker_command(replace(main, max_tasks_per_child=0))
+
+
+def test_a_worker_declared_with_defaults_recycles_by_memory_and_prefetches_one():
+    from apps.core.supervisor import worker_command
+    from projectname.topology import Worker
+
+    command = worker_command(Worker(name="exports_worker", queues=("exports",)))
+    # Routes ack late: a second held message would wait behind the running task.
+    assert "--prefetch-multiplier=1" in command
+    # A recycle by task count stalls one task for seconds; memory catches leaks.
+    assert "--max-tasks-per-child" not in command
+    assert "--max-memory-per-child=200000" in command

@@ -40,8 +40,8 @@ def test_a_running_worker_that_stopped_consuming_is_detected_and_restarted(live_
         wait_for(lambda: liveness(live_system).returncode == 1, 30, message="liveness failing")
         assert app.control.ping(destination=[node], timeout=2)  # ping alone says "fine"
 
-        result = liveness(live_system, "--restart", "--grace", "0",
-                          "--supervisor-conf", str(live_system.conf))
+        # supervisord is found through RUN_DIR, as in every program it runs.
+        result = liveness(live_system, "--restart", "--grace", "0")
         assert result.returncode == 1
         assert "main_worker" in result.stdout and "MISSING" in result.stdout
         assert "main_worker: restarted" in result.stderr
@@ -52,9 +52,9 @@ def test_a_running_worker_that_stopped_consuming_is_detected_and_restarted(live_
     assert liveness(live_system).returncode == 0
 
 
-def test_uptime_is_read_from_supervisorctl_status():
-    from apps.reliability.management.commands.liveness import _uptime_seconds
+def test_uptime_is_read_from_supervisord_process_info():
+    from apps.reliability.management.commands.liveness import uptime_seconds
 
-    assert _uptime_seconds("main_worker   RUNNING   pid 123, uptime 0:05:12") == 312
-    assert _uptime_seconds("beat   RUNNING   pid 9, uptime 2 days, 1:00:00") == 176400
-    assert _uptime_seconds("heavy_worker   STOPPED   Nov 23 01:02 PM") is None
+    assert uptime_seconds({"statename": "RUNNING", "start": 1000, "now": 1312}) == 312
+    assert uptime_seconds({"statename": "STOPPED", "start": 1000, "now": 1312}) is None
+    assert uptime_seconds({"statename": "RUNNING", "start": 0, "now": 1312}) is None

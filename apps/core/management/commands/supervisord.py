@@ -7,6 +7,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.runtime import supervisor_environment
+from apps.core.topology_changes import record_applied
+from projectname.topology import TOPOLOGY
 
 
 class Command(BaseCommand):
@@ -37,6 +39,8 @@ class Command(BaseCommand):
         if supervisord is None:
             raise CommandError("supervisord not found: run `make install` first.")
         os.environ.update(environment)
+        # What the programs start with: `apply_topology` restarts those a change concerns.
+        record_applied(run_dir, TOPOLOGY)
         if host is None:
             self.stdout.write(f"supervisord: web on 127.0.0.1:{environment['WEB_PORT']}, "
                               f"flower on 127.0.0.1:{environment['FLOWER_PORT']}, logs in {run_dir}/log")

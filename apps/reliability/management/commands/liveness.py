@@ -2,7 +2,7 @@
 
     python manage.py liveness                 # table; exit 1 when a queue lacks consumers
     python manage.py liveness --json
-    python manage.py liveness --restart       # also restart (supervisorctl) the worker
+    python manage.py liveness --restart       # also restart (through supervisord) the worker
                                               # programs of those queues, if RUNNING > --grace s
 
 `celery inspect ping` only proves a worker process answers; after a broker
@@ -12,15 +12,15 @@ whether messages get delivered.  Run it from cron or a monitoring agent.
 """
 
 import json
-import re
-import subprocess
 import sys
+import xmlrpc.client
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from kombu.exceptions import OperationalError
 
+from apps.core import supervisord_client
 from apps.reliability.services import queues_liveness
 
 
@@ -35,10 +35,11 @@ class Command(BaseCommand):
                             help="Restart the worker programs of queues below their consumer count.")
         parser.add_argument("--grace", type=int, default=60,
                             help="Only restart programs RUNNING for at least this many seconds.")
-        parser.add_argument("--supervisor-conf", default=str(Path(settings.BASE_DIR) / "deploy" / "supervisord.conf"),
-                            help="supervisord config for supervisorctl (default: deploy/supervisord.conf).")
+        parser.add_argument("--run-dir", default=None,
+                            help="supervisord's state directory with supervisor.sock "
+                                 "(default: $RUN_DIR, else run/).")
 
-    def handle(self, *args, hosts, restart, grace, supervisor_conf, **options):
+    def handle(self, *args, hosts, restart, grace, run_dir, **options):
         if hosts < 1:
             raise CommandError("--hosts must be at least 1")
         try:
@@ -59,29 +60,36 @@ class Command(BaseCommand):
                                   f"{'ok' if q.ok else 'MISSING':7} {','.join(q.workers)}")
         if failing and restart:
             programs = sorted({w for q in failing for w in q.workers})
-            self._restart(programs, grace, supervisor_conf)
+            run = Path(run_dir) if run_dir else supervisord_client.run_dir(settings.BASE_DIR)
+            self._restart(programs, grace, supervisord_client.Supervisord(run / "supervisor.sock"))
         if failing:
             sys.exit(1)
 
-    def _restart(self, programs, grace, conf):
-        ctl = [str(Path(sys.executable).parent / "supervisorctl"), "-c", conf]
+    def _restart(self, programs, grace, supervisord):
+        try:
+            infos = supervisord.process_info()
+        except supervisord_client.SupervisordUnreachable as exc:
+            raise CommandError(f"cannot restart workers: {exc}") from exc
         for program in programs:
-            status = subprocess.run([*ctl, "status", program], capture_output=True, text=True)
-            uptime = _uptime_seconds(status.stdout)
-            if " RUNNING " not in f" {status.stdout} " or uptime is None:
-                self.stderr.write(f"{program}: not RUNNING under supervisor ({status.stdout.strip() or status.stderr.strip()}); not restarting")
+            info = infos.get(program)
+            uptime = uptime_seconds(info) if info else None
+            if uptime is None:
+                state = info["statename"] if info else "not a supervisord program"
+                self.stderr.write(f"{program}: not RUNNING under supervisor ({state}); not restarting")
                 continue
             if uptime < grace:
                 self.stderr.write(f"{program}: running only {uptime}s (< --grace {grace}s); not restarting yet")
                 continue
-            result = subprocess.run([*ctl, "restart", program], capture_output=True, text=True)
-            self.stderr.write(f"{program}: restarted ({result.stdout.strip() or result.stderr.strip()})")
+            try:
+                supervisord.restart(program)
+            except xmlrpc.client.Fault as fault:
+                self.stderr.write(f"{program}: restart failed ({fault.faultString})")
+                continue
+            self.stderr.write(f"{program}: restarted (warm shutdown, then started)")
 
 
-def _uptime_seconds(status_line: str) -> int | None:
-    """Seconds from supervisorctl's "RUNNING pid 12, uptime 1 day, 0:05:12"."""
-    match = re.search(r"uptime (?:(\d+) days?, )?(\d+):(\d\d):(\d\d)", status_line)
-    if not match:
+def uptime_seconds(info: dict) -> int | None:
+    """Seconds a RUNNING program has been up, from supervisord's process info."""
+    if info.get("statename") != "RUNNING" or not info.get("start"):
         return None
-    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    return max(0, int(info["now"]) - int(info["start"]))

@@ -1,0 +1,98 @@
+"""The one client of a running supervisord: its XML-RPC interface over the unix socket.
+
+The socket is ``$RUN_DIR/supervisor.sock`` (``deploy/supervisord.conf`` and
+``manage.py supervisord`` put it there; supervisord gives every program the
+``RUN_DIR`` it runs from, so the web server finds it too).
+"""
+
+from __future__ import annotations
+
+import os
+import xmlrpc.client
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor.xmlrpc import SupervisorTransport
+
+
+class SupervisordUnreachable(Exception):
+    """No supervisord answers on the socket; the message names it."""
+
+
+def run_dir(base_dir: Path | str | None = None) -> Path:
+    """``$RUN_DIR`` when set (inside supervisord's programs), else ``<project>/run``."""
+    if os.environ.get("RUN_DIR"):
+        return Path(os.environ["RUN_DIR"])
+    if base_dir is None:
+        from django.conf import settings
+
+        base_dir = settings.BASE_DIR
+    return Path(base_dir) / "run"
+
+
+def socket_path(base_dir: Path | str | None = None) -> Path:
+    return run_dir(base_dir) / "supervisor.sock"
+
+
+def rpc(path: Path | None = None):
+    """supervisord's ``supervisor`` XML-RPC namespace (a new connection per call)."""
+    transport = SupervisorTransport(None, None, f"unix://{path or socket_path()}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    added: tuple[str, ...]
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+class Supervisord:
+    def __init__(self, path: Path | None = None):
+        self.path = path or socket_path()
+
+    def _call(self, method: str, *args):
+        try:
+            return getattr(rpc(self.path), method)(*args)
+        except (OSError, xmlrpc.client.ProtocolError) as exc:
+            raise SupervisordUnreachable(f"supervisord is not reachable at {self.path}: {exc}") from exc
+
+    def running(self) -> bool:
+        try:
+            return self._call("getState")["statename"] == "RUNNING"
+        except SupervisordUnreachable:
+            return False
+
+    def process_info(self) -> dict[str, dict]:
+        return {info["name"]: info for info in self._call("getAllProcessInfo")}
+
+    def update(self) -> UpdateResult:
+        """``supervisorctl reread`` + ``update``: reread the program files, start new
+        programs, restart those whose file changed, stop and drop removed ones."""
+        added, changed, removed = self._call("reloadConfig")[0]
+        for name in removed:
+            self._stop_group(name)
+            self._call("removeProcessGroup", name)
+        for name in changed:
+            self._stop_group(name)
+            self._call("removeProcessGroup", name)
+            self._call("addProcessGroup", name)
+        for name in added:
+            self._call("addProcessGroup", name)
+        return UpdateResult(tuple(sorted(added)), tuple(sorted(changed)), tuple(sorted(removed)))
+
+    def _stop_group(self, name: str) -> None:
+        try:
+            # wait=True: a worker's warm shutdown lets its running task finish.
+            self._call("stopProcessGroup", name, True)
+        except xmlrpc.client.Fault:
+            pass  # not running
+
+    def restart(self, name: str) -> None:
+        """Warm stop (the running task finishes), then start and wait until RUNNING."""
+        try:
+            self._call("stopProcess", name, True)
+        except xmlrpc.client.Fault as fault:
+            if "NOT_RUNNING" not in fault.faultString:
+                raise
+        self._call("startProcess", name, True)

@@ -152,5 +152,10 @@ def check_test_support_routes(routed_tasks: Iterable[str], installed_apps: Itera
 
 @register(Tags.compatibility, "topology")
 def topology_check(app_configs=None, **kwargs):
-from apps.core.topology import Topology
-from projectname.topology import TEST_SUPPORT_APP, TOPOLOGY
+    from django.apps import apps
+    from django.conf import settings
+
+    installed = [config.name for config in apps.get_app_configs()]
+    routed = [route.task for route in TOPOLOGY.routes] + list(settings.CELERY_TASK_ROUTES)
+    return (check_topology(TOPOLOGY, project_task_names(), installed)
+            + check_test_support_routes(routed, settings.INSTALLED_APPS))

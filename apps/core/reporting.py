@@ -29,6 +29,7 @@ class SafeExceptionReporterFilter(DjangoFilter):
 
     def cleanse_setting(self, key, value):
         cleansed = super().cleanse_setting(key, value)
+        # isinstance, not type: lazy strings (axes' settings) pass as str too.
         if isinstance(cleansed, str):
-            return mask_url_passwords(cleansed)
+            return mask_url_passwords(str(cleansed))
         return cleansed

@@ -66,9 +66,20 @@ def create_vhost(prefix: str = "test") -> str:
     _api("PUT", f"vhosts/{vhost}")
     _api("PUT", f"permissions/{vhost}/{quote(AUTH[0], safe='')}",
          json={"configure": ".*", "write": ".*", "read": ".*"})
-    _api("PUT", f"permissions/{vhost}/{quote(APP_AUTH[0], safe='')}", json=project_permissions().as_json())
+    _api("PUT", f"permissions/{vhost}/{quote(APP_AUTH[0], safe='')}", json=test_vhost_permissions())
     _api("PUT", f"permissions/{vhost}/{quote(MONITOR_AUTH[0], safe='')}", json=MONITOR_PERMISSIONS.as_json())
     return vhost
+
+
+# Queues and exchanges that tests declare for themselves (a beat lock of their
+# own, a queue pre-declared with other arguments, ...) are named "test.*".
+TEST_NAME_PATTERN = r"test\..+"
+
+
+def test_vhost_permissions() -> dict[str, str]:
+    """The project's permissions, plus the names tests declare for themselves."""
+    return {kind: regex.replace("^(", f"^({TEST_NAME_PATTERN}|", 1) if regex else regex
+            for kind, regex in project_permissions().as_json().items()}
 
 
 def delete_vhost(vhost: str) -> None:

@@ -92,6 +92,7 @@ def dashboard_data() -> dict:
         "vhost": management_api().vhost,
         "errors": errors,
         "queues": queues,
+        "argument_conflicts": selectors.argument_conflicts(stats=stats),
         "workers": [asdict(worker) for worker in workers],
         "programs": [asdict(state) for state in programs.values()],
         "incidents": [

@@ -292,6 +292,7 @@ DOCTOR = "apps.doctor.tasks"
 # beat sends a heartbeat this often; `manage.py doctor` calls beat dead after 4 missed.
 BEAT_HEARTBEAT_SECONDS = 15
 RELIABILITY = "apps.reliability.tasks"
+OPS = "apps.ops.tasks"
 
 TOPOLOGY = Topology(
     queues=(
@@ -388,6 +389,9 @@ TOPOLOGY = Topology(
         Route(f"{RELIABILITY}.fault_flaky", "main_worker"),
         Route(f"{RELIABILITY}.fault_sleep", "main_worker", soft_time_limit=2, time_limit=5),
         Route(f"{RELIABILITY}.fault_crash", "main_worker", max_deliveries=3),
+        # Alerts: on the bulk lane, consumed by two programs of their own, so
+        # a dead or crash-looping main_worker is still alerted on.
+        Route(f"{OPS}.alerts_evaluate_every_minute", "bulk"),
     ),
     schedules=(
         Schedule(
@@ -412,6 +416,15 @@ TOPOLOGY = Topology(
             task=f"{RELIABILITY}.dispatch_delayed_tasks",
             schedule=crontab(minute="*"),
             queue="main_worker",
+        ),
+        Schedule(
+            # No-consumer, wait-time and crash-loop alerts, evaluated with
+            # nobody on /ops/ (apps/ops/services.py: once per incident, and
+            # a recovery message when it clears).
+            name="ops-alerts",
+            task=f"{OPS}.alerts_evaluate_every_minute",
+            schedule=crontab(minute="*"),
+            queue="bulk",
         ),
         Schedule(
             name="daily-report",

@@ -17,9 +17,11 @@ remedy is delete and declare again, and deleting drops the messages, so:
 3. **move aside**: every message from the queue to the holding queue, each
    republished with its properties (headers, priority, delivery mode,
    correlation id, ...) and acked only after the broker confirmed the copy;
-4. **delete** the queue (``if-empty``: a message that slipped in meanwhile
-   makes it fail, it is moved and the delete retried), **declare** it with the
-   topology's arguments and bindings;
+4. **unbind** the queue (publishes now take the alternate exchange), let
+   messages already routed land and move them too, **delete** the queue
+   (``if-empty``: a message that slipped in meanwhile makes it fail, it is
+   moved and the delete retried), **declare** it with the topology's arguments
+   and bindings;
 5. **move back**, drop the policy and the holding queue, **resume**.
 
 Re-running after an interruption finds the holding queue and finishes the
@@ -51,6 +53,9 @@ HOLD_SUFFIX = ".migrate-hold"
 POLICY_PREFIX = "migrate-hold-"
 # Above any policy an operator is likely to have; applies while the queue is gone.
 POLICY_PRIORITY = 1000
+# Time for a message routed before an unbind (or a policy change) to reach its
+# queue; RabbitMQ delivers within milliseconds, this is a wide margin.
+SETTLE_SECONDS = 1.0
 
 
 class QueueMigrationError(Exception):
@@ -269,6 +274,13 @@ def queue_migrate(*, plan: QueuePlan, connection, pause: Callable[[list[str]], N
             name=name, declared=declared.queue_arguments,
             live=queue_states([name], broker_url=broker_url)[name]):
         moved_aside = move_messages(connection, source=name, target=hold)
+        # Unbind first: from here on every publish finds no route and takes
+        # the alternate exchange.  A message routed just before is still on
+        # its way to the queue; a delete racing it would drop it, so let it
+        # land, then move it too.
+        _unbind_all(connection, name, broker_url)
+        time.sleep(SETTLE_SECONDS)
+        moved_aside += move_messages(connection, source=name, target=hold)
         while not _delete_if_empty(connection, name):
             moved_aside += move_messages(connection, source=name, target=hold)
         step(f"moved {moved_aside} message(s) aside; deleted queue {name}")
@@ -281,6 +293,9 @@ def queue_migrate(*, plan: QueuePlan, connection, pause: Callable[[list[str]], N
     moved_back = move_messages(connection, source=hold, target=name)
     if use_policy:
         _policy_delete(name, broker_url)
+        # As above: what the alternate exchange routed just before lands first.
+        time.sleep(SETTLE_SECONDS)
+        moved_back += move_messages(connection, source=hold, target=name)
     while not _delete_if_empty(connection, hold):
         moved_back += move_messages(connection, source=hold, target=name)
     channel = connection.channel()
@@ -296,6 +311,17 @@ def queue_migrate(*, plan: QueuePlan, connection, pause: Callable[[list[str]], N
     return QueueResult(queue=name, before=before, moved_aside=moved_aside, moved_back=moved_back,
                        after=after, seconds=time.monotonic() - started,
                        paused_seconds=paused_seconds, steps=steps)
+
+
+def _unbind_all(connection, name: str, broker_url: str | None) -> None:
+    channel = connection.channel()
+    try:
+        for binding in queue_bindings(name, broker_url=broker_url):
+            channel.queue_unbind(queue=name, exchange=binding["source"],
+                                 routing_key=binding["routing_key"],
+                                 arguments=binding.get("arguments") or None)
+    finally:
+        channel.close()
 
 
 def _unacked(name: str, broker_url: str | None) -> int:

@@ -41,6 +41,7 @@ DOCTOR = "apps.doctor.tasks"
 # beat sends a heartbeat this often; `manage.py doctor` calls beat dead after 4 missed.
 BEAT_HEARTBEAT_SECONDS = 15
 RELIABILITY = "apps.reliability.tasks"
+OPS = "apps.ops.tasks"
 
 PRODUCTION_TOPOLOGY = Topology(
     queues=(
@@ -127,6 +128,9 @@ PRODUCTION_TOPOLOGY = Topology(
         Route(f"{DOCTOR}.beat_heartbeat", "main_worker"),
         # Reliability: delayed dispatch of long countdowns.
         Route(f"{RELIABILITY}.dispatch_delayed_tasks", "main_worker"),
+        # Alerts: on the bulk lane, consumed by two programs of their own, so
+        # a dead or crash-looping main_worker is still alerted on.
+        Route(f"{OPS}.alerts_evaluate_every_minute", "bulk"),
     ),
     schedules=(
         Schedule(
@@ -151,6 +155,15 @@ PRODUCTION_TOPOLOGY = Topology(
             task=f"{RELIABILITY}.dispatch_delayed_tasks",
             schedule=crontab(minute="*"),
             queue="main_worker",
+        ),
+        Schedule(
+            # No-consumer, wait-time and crash-loop alerts, evaluated with
+            # nobody on /ops/ (apps/ops/services.py: once per incident, and
+            # a recovery message when it clears).
+            name="ops-alerts",
+            task=f"{OPS}.alerts_evaluate_every_minute",
+            schedule=crontab(minute="*"),
+            queue="bulk",
         ),
         Schedule(
             name="daily-report",

@@ -12,10 +12,12 @@ import time
 import uuid
 import xmlrpc.client
 import zoneinfo
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from apps.core.broker_state import MIGRATE_FIX
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 SUPERVISORCTL = ".venv/bin/supervisorctl -c deploy/supervisord.conf"
@@ -49,6 +51,8 @@ class Context:
     debug: bool
     broker_ok: bool = False
     supervisor_states: dict | None = None  # name -> process info, None: unreachable
+    # Queue name -> differences between its live and declared arguments.
+    conflicts: dict = field(default_factory=dict)
 
 
 def _safe_url(url: str) -> str:
@@ -152,16 +156,22 @@ def check_queues(ctx: Context) -> list[Finding]:
 
     if not ctx.broker_ok:
         return []
-    counts = (_redis_queue_counts if is_redis(ctx.broker_url) else _amqp_queue_counts)(ctx)
-    findings = []
+    redis = is_redis(ctx.broker_url)
+    counts = (_redis_queue_counts if redis else _amqp_queue_counts)(ctx)
+    findings = [] if redis else _argument_findings(ctx)
     for queue in TOPOLOGY.queues:
         programs = ", ".join(w.name for w in TOPOLOGY.consumers_of(queue.name))
         start = f"`{SUPERVISORCTL} start {programs.replace(', ', ' ')}`"
         messages, consumers = counts.get(queue.name, (None, None))
+        causes = _conflict_causes(ctx, [w.name for w in TOPOLOGY.consumers_of(queue.name)])
         if messages is None:
             findings.append(Finding(f"queue {queue.name}", FAIL,
                                     "not declared on the broker: no consumer ever started here",
                                     f"start the worker(s) declared for it ({programs}): {start}"))
+        elif consumers == 0 and causes:
+            findings.append(Finding(f"queue {queue.name}", FAIL,
+                                    f"0 consumers, {messages} message(s) waiting: a consequence "
+                                    f"of {causes}", MIGRATE_FIX))
         elif consumers == 0:
             findings.append(Finding(f"queue {queue.name}", FAIL,
                                     f"0 consumers, {messages} message(s) waiting",
@@ -172,27 +182,48 @@ def check_queues(ctx: Context) -> list[Finding]:
     return findings
 
 
+def _argument_findings(ctx: Context) -> list[Finding]:
+    """Live type and arguments of every topology queue against its declaration."""
+    from apps.core.broker_state import BrokerStateError, queue_conflicts, queue_states
+    from projectname.topology import TOPOLOGY
+
+    try:
+        states = queue_states(TOPOLOGY.queue_names(), broker_url=ctx.broker_url,
+                              timeout=ctx.timeout)
+    except BrokerStateError as error:
+        return [Finding("queue arguments", WARN, f"not compared: {error}",
+                        "enable the management plugin (see the 'management' line)")]
+    ctx.conflicts = queue_conflicts(states)
+    if not ctx.conflicts:
+        return [Finding("queue arguments", OK, f"{len(states)} queue(s) as declared "
+                        "(type and x-arguments)")]
+    return [Finding(f"arguments {name}", FAIL,
+                    "; ".join(differences) + ": workers declaring it fail with "
+                    "PRECONDITION_FAILED", MIGRATE_FIX)
+            for name, differences in ctx.conflicts.items()]
+
+
+def _conflict_causes(ctx: Context, worker_names: list[str]) -> str:
+    """"the argument conflict on queue celery" when those workers consume a conflicting queue."""
+    from projectname.topology import TOPOLOGY
+
+    names = sorted({queue for worker in TOPOLOGY.workers if worker.name in worker_names
+                    for queue in worker.queues if queue in ctx.conflicts})
+    if not names:
+        return ""
+    return (f"the argument conflict on queue {', '.join(names)} "
+            f"({', '.join(worker_names)} cannot declare it)")
+
+
 def _amqp_queue_counts(ctx: Context) -> dict[str, tuple[int, int]]:
     from kombu import Connection
 
+    from apps.core.broker_state import queue_counts
     from projectname.topology import TOPOLOGY
 
-    counts = {}
     with Connection(ctx.broker_url, connect_timeout=ctx.timeout) as connection:
-        for queue in TOPOLOGY.queues:
-            # Passive: only asks; a missing queue closes the channel, so one each.
-            channel = connection.channel()
-            try:
-                _, messages, consumers = channel.queue_declare(queue=queue.name, passive=True)
-                counts[queue.name] = (messages, consumers)
-            except Exception:  # noqa: BLE001 - NOT_FOUND: the queue does not exist
-                pass
-            finally:
-                try:
-                    channel.close()
-                except Exception:  # noqa: BLE001
-                    pass
-    return counts
+        counts = queue_counts(connection, TOPOLOGY.queue_names())
+    return {name: count for name, count in counts.items() if count is not None}
 
 
 def _redis_queue_counts(ctx: Context) -> dict[str, tuple[int, int]]:
@@ -233,6 +264,9 @@ def check_worker_replies(ctx: Context) -> list[Finding]:
         mine = [node for node in nodes if node.startswith(f"{worker.name}@")]
         if mine:
             findings.append(Finding(f"ping {worker.name}", OK, f"{', '.join(mine)} replied"))
+        elif causes := _conflict_causes(ctx, [worker.name]):
+            findings.append(Finding(f"ping {worker.name}", FAIL, f"no '{worker.name}@…' node "
+                                    f"replied: a consequence of {causes}", MIGRATE_FIX))
         else:
             findings.append(Finding(
                 f"ping {worker.name}", FAIL, f"no '{worker.name}@…' node replied within "
@@ -249,6 +283,7 @@ def _supervisor(ctx: Context):
 
 
 def check_programs(ctx: Context) -> list[Finding]:
+    from apps.core.program_logs import CRASH_STATES, program_last_error
     from apps.core.supervisor import programs
     from projectname.topology import TOPOLOGY
 
@@ -260,8 +295,9 @@ def check_programs(ctx: Context) -> list[Finding]:
                         "`systemctl status 'projectname-*'`; or pass --run-dir")]
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(ctx.timeout)
+    rpc = _supervisor(ctx)
     try:
-        infos = _supervisor(ctx).getAllProcessInfo()
+        infos = rpc.getAllProcessInfo()
     except Exception as error:  # noqa: BLE001
         return [Finding("supervisor", FAIL, f"supervisord at {socket_path} does not answer: "
                         f"{_describe(error)}", "restart it: `make run`")]
@@ -278,12 +314,21 @@ def check_programs(ctx: Context) -> list[Finding]:
                                     f"RUNNING, pid {info['pid']}, up {uptime} s"))
             continue
         status = WARN if program.name in SUPPORT_PROGRAMS else FAIL
+        message = state
+        if state in CRASH_STATES:
+            error = program_last_error(rpc, program.name)
+            message = f"{state}, last error in its log: {error}" if error else \
+                f"{state} (no error line in its log)"
+        if causes := _conflict_causes(ctx, [program.name]):
+            findings.append(Finding(f"program {program.name}", status,
+                                    f"{message}: a consequence of {causes}", MIGRATE_FIX))
+            continue
         if state == "MISSING":
             fix = (f"`python manage.py render_supervisor` then "
                    f"`{SUPERVISORCTL} reread && {SUPERVISORCTL} update`")
         else:
             fix = f"`{SUPERVISORCTL} start {program.name}`; see run/log/{program.name}.log"
-        findings.append(Finding(f"program {program.name}", status, state, fix))
+        findings.append(Finding(f"program {program.name}", status, message, fix))
     return findings
 
 

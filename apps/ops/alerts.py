@@ -1,6 +1,8 @@
-"""Wait-time alerts: conditions from the topology, delivery through channels.
+"""Alerts (wait time, no consumer, crash loop): conditions from the topology, delivery
+through channels.
 
-A channel is any class with ``send(incident, message)``; the list comes from
+A channel is any class with ``send(incident, message)``; ``incident.closed_at``
+is set when the message is the recovery.  The list comes from
 ``OPS_ALERT_CHANNELS`` (dotted paths).  Built in: a log line and an e-mail to
 ``OPERATOR_EMAILS`` through Django's mail backend.
 """
@@ -23,10 +25,14 @@ class LogChannel:
 
 class EmailChannel:
     def send(self, incident, message: str) -> None:
+        subject = (f"[ops] {'program' if incident.kind == 'crash_loop' else 'queue'} "
+                   f"{incident.queue}: {incident.get_kind_display().lower()}")
+        if incident.closed_at is not None:
+            subject = f"[ops] RESOLVED {subject.removeprefix('[ops] ')}"
         send_mail(
-            f"[ops] queue {incident.queue}: {incident.get_kind_display().lower()}",
+            subject,
             f"{message}\n\nOpened at {incident.opened_at.isoformat()}.\n"
-            "You get one e-mail per incident; it closes when the condition clears.",
+            "You get one e-mail when an incident opens and one when it clears.",
             settings.DEFAULT_FROM_EMAIL, settings.OPERATOR_EMAILS,
         )
 

@@ -28,8 +28,11 @@ class AlertIncident(models.Model):
 
     KIND_WAIT = "wait"
     KIND_NO_CONSUMER = "no_consumer"
+    # ``queue`` then names the program (a worker or beat) in BACKOFF/FATAL.
+    KIND_CRASH_LOOP = "crash_loop"
     KIND_CHOICES = [(KIND_WAIT, "Oldest message waits too long"),
-                    (KIND_NO_CONSUMER, "Work waiting with no consumer")]
+                    (KIND_NO_CONSUMER, "Work waiting with no consumer"),
+                    (KIND_CRASH_LOOP, "Program keeps crashing")]
 
     queue = models.CharField(max_length=255)
     kind = models.CharField(max_length=32, choices=KIND_CHOICES)

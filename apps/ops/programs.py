@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from apps.core.supervisord_client import rpc as _rpc
 from apps.core.supervisord_client import socket_path as supervisor_socket_path
 
+from apps.core.program_logs import CRASH_STATES, program_last_error
+
 ACTIONS = ("start", "stop", "restart")
 # Stopping the web server from the page it serves would lock the operator out.
 NOT_STOPPABLE = {"web"}
@@ -28,17 +30,23 @@ class ProgramState:
     state: str
     pid: int
     description: str
+    # For a program in BACKOFF or FATAL: the last error line of its own log.
+    last_error: str = ""
 
 
 def program_states() -> dict[str, ProgramState]:
     """Name -> state of every program; raises ProgramError when unreachable."""
+    rpc = _rpc()
     try:
-        infos = _rpc().getAllProcessInfo()
+        infos = rpc.getAllProcessInfo()
     except (OSError, xmlrpc.client.Error) as exc:
         raise ProgramError(f"supervisord is not reachable at {supervisor_socket_path()}: {exc}") from exc
     return {
-        info["name"]: ProgramState(name=info["name"], state=info["statename"], pid=info["pid"],
-                                   description=info["description"])
+        info["name"]: ProgramState(
+            name=info["name"], state=info["statename"], pid=info["pid"],
+            description=info["description"],
+            last_error=(program_last_error(rpc, info["name"]) or "")
+            if info["statename"] in CRASH_STATES else "")
         for info in infos
     }
 

@@ -228,6 +228,15 @@ def _next_run(task: PeriodicTask, now: datetime) -> datetime | None:
     return now + max(schedule.remaining_estimate(last_run), timedelta(0))
 
 
+# -- queue arguments -----------------------------------------------------------
+def argument_conflicts(*, stats: dict) -> list[dict]:
+    """One row per difference between a live queue's arguments and the topology."""
+    from apps.core.broker_state import queue_conflicts
+
+    return [{"queue": name, "text": text}
+            for name, differences in queue_conflicts(stats).items() for text in differences]
+
+
 # -- alerts --------------------------------------------------------------------
 def incidents_open() -> list[AlertIncident]:
     return list(AlertIncident.objects.filter(closed_at__isnull=True).order_by("queue", "kind"))

@@ -60,21 +60,50 @@ def queue_conditions(*, stats: dict[str, QueueStats], topology: Topology = TOPOL
     return conditions
 
 
+def program_conditions(*, programs: dict, topology: Topology = TOPOLOGY) -> list[Condition]:
+    """A crash-loop condition per worker program and beat (BACKOFF/FATAL), with its last error."""
+    from apps.core.program_logs import CRASH_STATES
+
+    conditions = []
+    for name in [worker.name for worker in topology.workers] + ["beat"]:
+        state = programs.get(name)
+        if state is None:
+            continue
+        crashing = state.state in CRASH_STATES
+        error = f"; last error in its log: {state.last_error}" if state.last_error else ""
+        conditions.append(Condition(
+            queue=name, kind=AlertIncident.KIND_CRASH_LOOP, active=crashing, value=1.0,
+            message=f"program {name}: {state.state}, it keeps dying{error}", grace_seconds=0))
+    return conditions
+
+
 def alerts_evaluate(*, stats: dict[str, QueueStats], now: datetime | None = None,
-                    topology: Topology = TOPOLOGY) -> list[AlertIncident]:
+                    topology: Topology = TOPOLOGY, programs: dict | None = None
+                    ) -> list[AlertIncident]:
     """Open, notify and close incidents; returns the open ones.
 
-    Called on every dashboard refresh (from any number of web processes) and by
-    ``manage.py ops_alerts``: an incident is opened once, notified once (the
-    first caller to stamp ``notified_at`` sends it) and closed when the
-    condition clears.
+    Called every minute by beat (``apps.ops.tasks.alerts_check``), on every
+    dashboard refresh and by ``manage.py ops_alerts``, from any number of
+    processes: an incident is opened once, notified once (the first caller to
+    stamp ``notified_at`` sends it) and closed when the condition clears; the
+    caller that closes a notified incident sends the recovery.  ``programs``
+    (supervisor states) adds the crash-loop conditions.
     """
     now = now or timezone.now()
-    for condition in queue_conditions(stats=stats, topology=topology):
+    conditions = queue_conditions(stats=stats, topology=topology)
+    if programs is not None:
+        conditions += program_conditions(programs=programs, topology=topology)
+    for condition in conditions:
         open_incidents = AlertIncident.objects.filter(
             queue=condition.queue, kind=condition.kind, closed_at__isnull=True)
         if not condition.active:
-            open_incidents.update(closed_at=now)
+            for incident in open_incidents:
+                closed = AlertIncident.objects.filter(
+                    pk=incident.pk, closed_at__isnull=True).update(closed_at=now)
+                if closed and incident.notified_at is not None:
+                    incident.closed_at = now
+                    _notify(incident, f"RESOLVED: {incident.detail} (cleared after "
+                                      f"{(now - incident.opened_at).total_seconds():.0f} s)")
             continue
         incident = open_incidents.first()
         if incident is None:
@@ -333,3 +362,24 @@ def dead_letter_discard_one(*, letter_id: str) -> int:
     if not removed:
         raise DeadLetterError(f"dead letter {letter_id} not found (already gone?)")
     return removed
+# -- alerts without a watcher ----------------------------------------------------------
+def alerts_check(*, now: datetime | None = None) -> list[AlertIncident]:
+    """Read the broker and supervisord, then evaluate every alert (beat's entry, every minute).
+
+    A part that cannot be read is skipped, not closed: an unreachable
+    supervisord must not look like a recovered crash loop.
+    """
+    from apps.core.broker_state import BrokerStateError, queue_states
+    from apps.ops.programs import ProgramError, program_states
+
+    try:
+        stats = queue_states(TOPOLOGY.queue_names())
+    except BrokerStateError as exc:
+        logger.warning("alerts: queue states not read: %s", exc)
+        stats = {}
+    try:
+        programs = program_states()
+    except ProgramError as exc:
+        logger.warning("alerts: program states not read: %s", exc)
+        programs = None
+    return alerts_evaluate(stats=stats, now=now, programs=programs)

@@ -146,6 +146,7 @@ def dashboard_data(*, user=None) -> dict:
         "vhost": management_api().vhost,
         "errors": errors,
         "queues": queues,
+        "argument_conflicts": selectors.argument_conflicts(stats=stats),
         "workers": [asdict(worker) for worker in workers],
         "programs": [asdict(state) for state in programs.values()],
         "incidents": [

@@ -397,23 +397,17 @@ def queues_liveness(*, hosts: int = 1, broker_url: str | None = None) -> list[Qu
     that has a worker that stopped consuming (or is down).  Uses passive
     queue.declare, so it works without the management plugin.
     """
+    from apps.core.broker_state import queue_counts
     from projectname.celery import app
 
     result = []
     with app.connection_for_write(broker_url) as connection:
         connection.ensure_connection(max_retries=2)
+        counts = queue_counts(connection, TOPOLOGY.queue_names())
         for queue in TOPOLOGY.queues:
             workers = tuple(w.name for w in TOPOLOGY.consumers_of(queue.name))
-            channel = connection.channel()
-            try:
-                _, messages, consumers = channel.queue_declare(queue=queue.name, passive=True)
-            except connection.channel_errors:
-                messages, consumers = 0, 0  # NOT_FOUND: nobody ever declared it
-            finally:
-                try:
-                    channel.close()
-                except Exception:  # noqa: BLE001
-                    pass
+            # None: NOT_FOUND, nobody ever declared it.
+            messages, consumers = counts[queue.name] or (0, 0)
             result.append(QueueLiveness(queue.name, consumers, len(workers) * hosts,
                                         messages, workers))
     return result

@@ -20,6 +20,7 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django_celery_results.models import TaskResult
 
 from apps.taskapi.access import may_see, visible_results
+from apps.core.broker_state import queue_counts
 from apps.taskapi.broker import BROKER_ERRORS, broker_connection
 from apps.taskapi.errors import BrokerUnavailable
 from apps.taskapi.models import TaskRecord
@@ -275,19 +276,12 @@ def queue_list() -> list[dict[str, Any]]:
     rows = []
     try:
         with broker_connection() as conn:
+            counts = queue_counts(conn, TOPOLOGY.queue_names())
             for queue in TOPOLOGY.queues:
                 programs = [worker.name for worker in TOPOLOGY.consumers_of(queue.name)]
-                channel = conn.channel()
-                try:
-                    _, ready, consumers = channel.queue_declare(queue=queue.name, passive=True)
-                    exists = True
-                except conn.channel_errors:
-                    ready, consumers, exists = None, None, False
-                finally:
-                    try:
-                        channel.close()
-                    except conn.connection_errors + conn.channel_errors:
-                        pass
+                count = counts[queue.name]
+                exists = count is not None
+                ready, consumers = count if exists else (None, None)
                 alert = None
                 if not exists:
                     alert = "queue does not exist on the broker yet (no worker has declared it)"

@@ -62,11 +62,16 @@ def test_a_long_wait_alerts_once_per_incident(caplog):
     assert len(mail.outbox) == 1 and len(SENT) == 1
     assert AlertIncident.objects.get().peak == 91
 
-    # The queue drains: the incident closes.  A new crossing is a new incident.
+    # The queue drains: the incident closes, with one recovery message.
     assert alerts_evaluate(stats=_stats(ready=0), now=now + timedelta(seconds=40)) == []
     assert AlertIncident.objects.get().closed_at is not None
-    alerts_evaluate(stats=_stats(ready=1, oldest_wait=75), now=now + timedelta(seconds=50))
+    assert len(mail.outbox) == 2 and mail.outbox[1].subject.startswith("[ops] RESOLVED queue main_worker")
+    assert SENT[1][2].startswith("RESOLVED: queue main_worker") and "cleared after 40 s" in SENT[1][2]
+    alerts_evaluate(stats=_stats(ready=0), now=now + timedelta(seconds=45))
     assert len(mail.outbox) == 2
+    # A new crossing is a new incident.
+    alerts_evaluate(stats=_stats(ready=1, oldest_wait=75), now=now + timedelta(seconds=50))
+    assert len(mail.outbox) == 3
     assert AlertIncident.objects.count() == 2
 
 
@@ -92,3 +97,25 @@ def test_a_broken_channel_does_not_silence_the_others(settings):
 class BrokenChannel:
     def send(self, incident, message):
         raise ConnectionError("pager service down")
+
+
+def test_a_crash_loop_alerts_once_with_its_error_and_recovers():
+    from apps.ops.programs import ProgramState
+
+    def programs(state, error=""):
+        return {"main_worker": ProgramState("main_worker", state, 0, "", error),
+                "beat": ProgramState("beat", "RUNNING", 1, "")}
+
+    now = timezone.now()
+    error = "amqp.exceptions.PreconditionFailed: Queue.declare: (406) PRECONDITION_FAILED"
+    for seconds in (0, 60):
+        open_ = alerts_evaluate(stats=_stats(), now=now + timedelta(seconds=seconds),
+                                programs=programs("BACKOFF", error))
+        assert [(i.queue, i.kind) for i in open_] == [("main_worker", "crash_loop")]
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].subject == "[ops] program main_worker: program keeps crashing"
+    assert error in mail.outbox[0].body
+    # Supervisord unreachable (programs=None): unknown, not recovered.
+    assert alerts_evaluate(stats=_stats(), now=now + timedelta(seconds=90)) != []
+    alerts_evaluate(stats=_stats(), now=now + timedelta(seconds=120), programs=programs("RUNNING"))
+    assert len(mail.outbox) == 2 and "RESOLVED" in mail.outbox[1].subject

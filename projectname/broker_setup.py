@@ -7,6 +7,10 @@ Run by deploy/bin/ensure-rabbitmq-user.sh (``make install``):
   creates its throw-away vhosts with it), the ``projectname`` vhost, the
   project's least-privilege user and the monitoring user.  Passwords are
   generated once and written to ``.env``; a rerun keeps working values.
+  The broker is the machine's, shared by every checkout on it, so the
+  generated credentials are also kept in one file per machine
+  (``MACHINE_CREDENTIALS``, mode 600): a second checkout takes them from
+  there instead of resetting the passwords the first one uses.
 * ``--production``: the operator gives every credential in the environment
   (CELERY_BROKER_URL names the project's user, password and vhost;
   RABBITMQ_MANAGEMENT_USER/PASSWORD the monitoring user;
@@ -35,6 +39,12 @@ from projectname.broker_access import (
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 AMQP_HOSTPORT = "127.0.0.1:5672"
+# One machine, one broker: every checkout's .env gets the same development credentials.
+MACHINE_CREDENTIALS = Path(os.environ.get(
+    "PROJECTNAME_RABBITMQ_CREDENTIALS", "~/.config/projectname/rabbitmq-development.env",
+)).expanduser()
+CREDENTIAL_KEYS = ("CELERY_BROKER_URL", "RABBITMQ_MANAGEMENT_USER", "RABBITMQ_MANAGEMENT_PASSWORD",
+                   "RABBITMQ_ADMIN_USER", "RABBITMQ_ADMIN_PASSWORD")
 
 
 class SetupError(Exception):
@@ -159,9 +169,10 @@ def ensure(*, management: Management, management_url: str, hostport: str, vhost:
     management.grant(vhost, MONITOR_USER, MONITOR_PERMISSIONS.as_json())
 
 
-def development(env_file: Path) -> None:
+def development(env_file: Path, machine_file: Path = MACHINE_CREDENTIALS) -> None:
+    # The machine's credentials first: they are what the shared broker has.
     current = {**read_env_file(env_file), **{k: v for k, v in os.environ.items() if k.startswith(
-        ("RABBITMQ_", "CELERY_BROKER_URL"))}}
+        ("RABBITMQ_", "CELERY_BROKER_URL"))}, **{k: v for k, v in read_env_file(machine_file).items() if k in CREDENTIAL_KEYS}}
     management_url = current.get("RABBITMQ_MANAGEMENT_URL") or "http://127.0.0.1:15672"
     admin_password = current.get("RABBITMQ_ADMIN_PASSWORD") or new_password()
     ensure_local_admin(management_url, admin_password)
@@ -176,15 +187,19 @@ def development(env_file: Path) -> None:
     ensure(management=Management(management_url, TEST_ADMIN_USER, admin_password),
            management_url=management_url, hostport=hostport, vhost=vhost, app_user=APP_USER,
            app_password=app_password, monitor_password=monitor_password)
-    write_env_values(env_file, {
+    credentials = {
         "CELERY_BROKER_URL": broker_url(APP_USER, app_password, hostport, vhost),
         "RABBITMQ_MANAGEMENT_USER": MONITOR_USER,
         "RABBITMQ_MANAGEMENT_PASSWORD": monitor_password,
         "RABBITMQ_ADMIN_USER": TEST_ADMIN_USER,
         "RABBITMQ_ADMIN_PASSWORD": admin_password,
-    })
+    }
+    machine_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_env_values(machine_file, credentials)
+    write_env_values(env_file, credentials)
     print(f"ensure-rabbitmq-user: vhost '{vhost}', users '{APP_USER}' (project), "
-          f"'{MONITOR_USER}' (monitoring), '{TEST_ADMIN_USER}' (tests); credentials in {env_file}")
+          f"'{MONITOR_USER}' (monitoring), '{TEST_ADMIN_USER}' (tests); credentials in {env_file} "
+          f"and {machine_file}")
 
 
 def production() -> None:
@@ -218,9 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--production", action="store_true",
                         help="use the operator's credentials from the environment; write nothing")
     parser.add_argument("--env-file", type=Path, default=PROJECT_ROOT / ".env")
+    parser.add_argument("--machine-file", type=Path, default=MACHINE_CREDENTIALS,
+                        help="development credentials shared by the checkouts on this machine")
     args = parser.parse_args(argv)
     try:
-        production() if args.production else development(args.env_file)
+        production() if args.production else development(args.env_file, args.machine_file)
     except (SetupError, requests.RequestException) as error:
         print(f"ensure-rabbitmq-user: {error}", file=sys.stderr)
         return 1

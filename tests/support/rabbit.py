@@ -57,6 +57,9 @@ MONITOR_AUTH = (_required("RABBITMQ_MANAGEMENT_USER"), _required("RABBITMQ_MANAG
 
 def _api(method: str, path: str, **kwargs) -> requests.Response:
     response = requests.request(method, f"{MANAGEMENT_URL}/api/{path}", auth=AUTH, timeout=10, **kwargs)
+    if response.status_code == 401:
+        raise RuntimeError(f"RabbitMQ refused {AUTH[0]}'s password (RABBITMQ_ADMIN_PASSWORD): run "
+                           "`make install` (deploy/bin/ensure-rabbitmq-user.sh) to bring .env in line.")
     response.raise_for_status()
     return response
 

@@ -175,7 +175,7 @@ def tasks_enqueue_bulk_on_commit(
     rollback), as ``delay_on_commit`` does for one task.
     """
     task_ids = [str(uuid.uuid4()) for _ in kwargs_list]
-    kwargs_list = [dict(kwargs) for kwargs in kwargs_list]
+    kwargs_list = [spec.normalized([], dict(kwargs))[1] for kwargs in kwargs_list]
     transaction.on_commit(lambda: tasks_enqueue_bulk(
         task=task, kwargs_list=kwargs_list, priority=priority, task_ids=task_ids,
     ))
@@ -506,7 +506,7 @@ def tasks_start_bulk(
     if errors:
         raise TaskValidationError(errors)
     task_ids = [str(uuid.uuid4()) for _ in kwargs_list]
-    kwargs_list = [dict(kwargs) for kwargs in kwargs_list]
+    kwargs_list = [spec.normalized([], dict(kwargs))[1] for kwargs in kwargs_list]
     outcome: dict[str, BulkEnqueueResult] = {}
 
     def record_and_publish():

@@ -7,7 +7,6 @@ import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import TruncMinute
 from django.utils import timezone

@@ -31,6 +31,12 @@ class Param:
     default: Any = None
     help: str = ""
 
+    def coerce(self, value: Any) -> Any:
+        """JSON has one number type: 3.0 is the integer 3 (as JSON Schema says)."""
+        if self.type == "int" and isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
     def check(self, value: Any) -> str | None:
         """The problem with ``value``, or None when it is acceptable."""
         if self.type == "int":
@@ -100,6 +106,7 @@ class AllowedTask:
                 f"got {len(args)}"
             )
         for index, (param, value) in enumerate(zip(self.params, args)):
+            value = param.coerce(value)
             problem = param.check(value)
             if problem:
                 errors.setdefault("args", []).append(f"args[{index}] ({param.name}) {problem}")
@@ -118,6 +125,7 @@ class AllowedTask:
                     f"'{key}' is also given positionally in args"
                 )
                 continue
+            value = param.coerce(value)
             problem = param.check(value)
             if problem:
                 errors.setdefault("kwargs", []).append(f"{key} {problem}")
@@ -126,6 +134,14 @@ class AllowedTask:
             if param.required and param.name not in values:
                 errors.setdefault("kwargs", []).append(f"{param.name} is required")
         return values, errors
+
+    def normalized(self, args: list, kwargs: dict) -> tuple[list, dict]:
+        """``args``/``kwargs`` with each value as ``bind`` checked it (3.0 -> 3)."""
+        positional = [param.coerce(value) for param, value in zip(self.params, args)]
+        by_name = {param.name: param for param in self.params}
+        named = {key: by_name[key].coerce(value) if key in by_name else value
+                 for key, value in kwargs.items()}
+        return positional + list(args[len(positional):]), named
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -79,7 +79,24 @@ def bulk_variant(spec: AllowedTask) -> dict[str, Any]:
     }}
 
 
+_ANY_OR_NULL = [{}, {"type": "null"}]
+
+
+def _any_value_once(node: Any) -> None:
+    """A nullable JSONField is rendered ``oneOf: [{}, {type: null}]``, which null
+    matches twice (so no value is valid); "any value" is what it means."""
+    if isinstance(node, dict):
+        if node.get("oneOf") == _ANY_OR_NULL:
+            del node["oneOf"]
+        for value in node.values():
+            _any_value_once(value)
+    elif isinstance(node, list):
+        for value in node:
+            _any_value_once(value)
+
+
 def describe_cross_field_rules(result, generator, request, public):
+    _any_value_once(result)
     components = result.get("components", {}).get("schemas", {})
     start = components.get("TaskStartRequest")
     if start is not None:

@@ -114,6 +114,10 @@ class TaskFilterSerializer(serializers.Serializer):
     task = serializers.CharField(required=False, max_length=255)
     queue = serializers.CharField(required=False, max_length=200)
     since = serializers.DateTimeField(required=False, help_text="ISO-8601; created at or after.")
+    # Read by the paginator; validated here so a bad value is a 400, not ignored.
+    page = serializers.IntegerField(required=False, min_value=1, help_text="Page number (from 1).")
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200,
+                                         help_text="Items per page (max 200).")
 
 
 class TaskCancelSerializer(serializers.Serializer):

@@ -210,6 +210,7 @@ def task_start(
         task=task, args=args, kwargs=kwargs, queue=queue, priority=priority,
         countdown=countdown, eta=eta, now=timezone.now(),
     )
+    args, kwargs = spec.normalized(args, kwargs)
     task_id = str(uuid.uuid4())
     transaction.on_commit(lambda: _record_and_publish(
         task_id=task_id, spec=spec, args=args, kwargs=kwargs, queue=target,

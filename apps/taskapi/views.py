@@ -120,11 +120,7 @@ class TaskCollectionView(TaskApiView):
 
     @extend_schema(
         operation_id="tasks_list", summary="List tasks (newest first)",
-        parameters=[
-            TaskFilterSerializer,
-            OpenApiParameter("page", int, description="Page number (from 1)."),
-            OpenApiParameter("page_size", int, description="Items per page (max 200)."),
-        ],
+        parameters=[TaskFilterSerializer],
         responses={200: inline_serializer("PaginatedTaskList", {
             "count": serializers.IntegerField(),
             "next": serializers.URLField(allow_null=True),
@@ -137,7 +133,9 @@ class TaskCollectionView(TaskApiView):
         # given", and the schema forbids "?task=".
         filters = TaskFilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
-        queryset = selectors.task_list(**filters.validated_data, user=request.user)
+        wanted = {key: value for key, value in filters.validated_data.items()
+                  if key not in ("page", "page_size")}
+        queryset = selectors.task_list(**wanted, user=request.user)
         paginator = TaskPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         rows = selectors.task_rows(page, include_traceback=can_view_all(request.user))

@@ -24,18 +24,23 @@ class ApiUser:
         return {"Authorization": f"Token {self.token}"}
 
 
-def _make_user(username: str, *, operator: bool = False, staff: bool = False) -> ApiUser:
+def _make_user(username: str, *, operator: bool = False, viewer: bool = False,
+               staff: bool = False) -> ApiUser:
+    """``operator``: the "task operators" group; ``viewer``: "task viewers"."""
     from django.contrib.auth.models import Group, Permission, User
     from rest_framework.authtoken.models import Token
 
     # No password (hashing is slow); tests use tokens or force_login.
     user = User.objects.create_user(username, is_staff=staff)
-    if operator:
-        # Created by migration 0002; transactional tests flush it, so recreate
-        # it the same way (test_migrations.py tests the migration itself).
-        group, _ = Group.objects.get_or_create(name="task operators")
-        group.permissions.add(Permission.objects.get(
-            content_type__app_label="taskapi", codename="operate_tasks"))
+    groups = {"task operators": ("operate_tasks", "view_all_tasks")} if operator else {}
+    if viewer:
+        groups["task viewers"] = ("view_all_tasks",)
+    for name, codenames in groups.items():
+        # Created by migrations; transactional tests flush them, so recreate
+        # them the same way (test_migrations.py tests the migrations themselves).
+        group, _ = Group.objects.get_or_create(name=name)
+        group.permissions.add(*Permission.objects.filter(
+            content_type__app_label="taskapi", codename__in=codenames))
         user.groups.add(group)
     return ApiUser(user=user, token=Token.objects.create(user=user).key)
 

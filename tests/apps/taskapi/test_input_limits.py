@@ -44,3 +44,38 @@ def test_empty_filters_are_refused_naming_the_field(client_for, reader, query):
     response = client_for(reader).get(f"/api/v1/tasks/?{query}")
     assert response.status_code == 400, response.content
     assert query.rstrip("=") in response.json()["errors"]
+
+
+@pytest.mark.parametrize("query", ["page_size=0", "page_size=null", "page_size=201", "page=0"])
+def test_bad_paging_is_refused_not_ignored(client_for, reader, query):
+    response = client_for(reader).get(f"/api/v1/tasks/?{query}")
+    assert response.status_code == 400
+    assert query.split("=")[0] in response.json()["errors"]
+
+
+def test_an_integral_float_is_the_integer_json_schema_says_it_is(client_for, operator):
+    from apps.taskapi.models import TaskRecord
+
+    response = client_for(operator).post("/api/v1/tasks/", {
+        "task": "apps.reports.tasks.build_period_report", "kwargs": {"report_id": 7.0}},
+        format="json")
+    assert response.status_code == 202, response.content
+    assert client_for(operator).post("/api/v1/tasks/", {
+        "task": "apps.reports.tasks.build_period_report", "kwargs": {"report_id": 7.5}},
+        format="json").status_code == 400
+    # What reaches the task is the integer (checked on the stored call, written on commit).
+    from apps.taskapi.services import task_start
+    from django.db import transaction
+
+    with transaction.atomic():
+        ticket = task_start(task="apps.reports.tasks.build_period_report", args=[7.0],
+                            user=operator.user)
+        captured = transaction.get_connection().run_on_commit[-1][1]
+    from unittest import mock
+
+    with mock.patch("apps.taskapi.services.task_enqueue") as enqueue, \
+            mock.patch("apps.taskapi.services.publisher_supported", return_value=True):
+        captured()
+    assert enqueue.call_args.kwargs["args"] == [7] and isinstance(
+        enqueue.call_args.kwargs["args"][0], int)
+    assert TaskRecord.objects.get(task_id=ticket.task_id).args == [7]

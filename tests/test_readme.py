@@ -15,7 +15,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -157,4 +156,3 @@ def test_make_run_then_the_adding_a_task_recipe_as_written(clone, tmp_path):
         finally:
             log.close()
             rabbit.delete_vhost(vhost)
-            time.sleep(0)

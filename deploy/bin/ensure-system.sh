@@ -12,6 +12,8 @@ command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] |
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 # iproute2: the multi-host test bed (deploy/testbed) builds network namespaces with `ip`.
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
+# systemd-analyze: the suite verifies the rendered units (deploy/systemd) with it.
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 # Redis: the alternative broker/result backend (README 'Redis as broker'; tests run on it too).
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # Debian's Chromium drives the /ops/ browser test (Playwright never downloads one).

@@ -9,8 +9,8 @@ node the producer is connected to after 30 % were published, publish the rest;
 then 50 probes with an 8 s countdown, which must wait in the broker's delayed-
 delivery queues (quorum queues) and run no earlier than their countdown.
 
-It is skipped only when the machine cannot host the test bed (no root, no
-network namespaces, no RabbitMQ), with that reason; on a root CI machine it runs.
+When the machine cannot host the test bed (no root, no network namespaces,
+no RabbitMQ) it is skipped with that reason, and under CI=true it fails.
 Everything it creates (namespaces, veths, bridge, nodes, dirs) is removed
 afterwards, also when it fails.
 """
@@ -29,6 +29,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.support.requirements import require
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TESTBED = PROJECT_ROOT / "deploy" / "testbed" / "testbed.sh"
@@ -77,8 +79,8 @@ def testbed_env():
     env.pop("TESTBED_DATABASE_URL", None)  # SQLite in the state dir
     check = subprocess.run(["bash", str(TESTBED), "check"], env=env, capture_output=True,
                            text=True, timeout=60)
-    if check.returncode == 3:
-        pytest.skip(f"cluster test bed cannot be built here: {check.stdout.strip()}")
+    require(check.returncode != 3, f"the cluster test bed (root, network namespaces, "
+                                   f"RabbitMQ): {check.stdout.strip()}")
     assert check.returncode == 0, check.stdout + check.stderr
     try:
         yield env

@@ -222,7 +222,12 @@ def test_workers_and_queues_describe_the_running_system(api, live_system, live_h
     main = workers["main_worker"]
     assert main["status"] == "online" and main["hostname"] == live_system.node("main_worker")
     assert main["queues"] == sorted(["main_worker", "celery"])
-    assert main["pool"]["max_concurrency"] >= 1 and main["uptime"] >= 0
+    assert main["pool"]["max_concurrency"] >= 1 and main["uptime"] > 0, main
+    # A live figure, not a constant: it grows while the worker keeps running.
+    later = wait_for(lambda: (lambda m: m if m["uptime"] > main["uptime"] else None)(
+        {w["program"]: w for w in reader.get("/api/v1/workers/").json()}["main_worker"]),
+        30, interval=1, message="main_worker's uptime to grow")
+    assert later["hostname"] == main["hostname"]
     assert workers["heavy_worker"]["queues"] == ["heavy"]
 
     queues = {q["name"]: q for q in reader.get("/api/v1/queues/").json()}

@@ -18,6 +18,7 @@ afterwards, also when it fails.
 from __future__ import annotations
 
 import json
+from collections import Counter
 import os
 import random
 import shutil
@@ -106,6 +107,28 @@ def _leftovers(env) -> list[str]:
     return found
 
 
+def assert_recounted(scenario: dict, output: str) -> None:
+    """Count again from the raw evidence bench/cluster.py saved (published
+    tokens, probe rows, stored results, queue depths) and compare."""
+    evidence = scenario["extra"]["evidence"]
+    name = scenario["scenario"]
+    published = set(evidence["published"])
+    assert len(evidence["published"]) == len(published) == scenario["sent"], (name, output)
+    lost = published - set(evidence["finished_tokens"])
+    assert lost == set(), (name, sorted(lost)[:10], output)
+    assert scenario["lost"] == len(lost), (name, output)
+    rows = Counter(evidence["row_tokens"])
+    duplicated = sum(count - 1 for count in rows.values())
+    assert duplicated == scenario["duplicated_effects"] == 0, (name, duplicated, output)
+    assert set(rows) == published, (name, output)
+    # Every published task stored a SUCCESS result (result rows).
+    succeeded = Counter(evidence["result_tokens"].get("SUCCESS", []))
+    assert set(succeeded) == published, (name, sorted(published - set(succeeded))[:10], output)
+    # Nothing left waiting in any queue of the cluster.
+    assert all(not depth for depth in evidence["queue_depths"].values()), (
+        name, evidence["queue_depths"], output)
+
+
 @pytest.mark.timeout(280)
 def test_stopping_the_producers_broker_node_loses_nothing(testbed_env, tmp_path):
     results = tmp_path / "results.json"
@@ -151,6 +174,8 @@ def test_stopping_the_producers_broker_node_loses_nothing(testbed_env, tmp_path)
     assert delayed["extra"]["delayed_in_broker"] == delayed["sent"], output
     assert delayed["extra"]["first_start_after"] >= 7.5, output
     assert run.returncode == 0, output
+    for scenario in (result, delayed):
+        assert_recounted(scenario, output)
 
     # bench/cluster.py tears the test bed down itself: nothing may be left.
     assert _leftovers(testbed_env) == [], output

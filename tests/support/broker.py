@@ -45,16 +45,16 @@ def published_tasks():
         after_task_publish.disconnect(record)
 
 
-def connect(vhost: str) -> amqp.Connection:
-    connection = amqp.Connection(host=rabbit.AMQP_HOSTPORT, userid=rabbit.AUTH[0],
+def connect(vhost: str, hostport: str | None = None) -> amqp.Connection:
+    connection = amqp.Connection(host=hostport or rabbit.AMQP_HOSTPORT, userid=rabbit.AUTH[0],
                                  password=rabbit.AUTH[1], virtual_host=vhost)
     connection.connect()
     return connection
 
 
-def queue_depth(vhost: str, queue: str) -> int | None:
+def queue_depth(vhost: str, queue: str, *, hostport: str | None = None) -> int | None:
     """Ready messages in ``queue`` now; None when the queue does not exist."""
-    connection = connect(vhost)
+    connection = connect(vhost, hostport)
     try:
         channel = connection.channel()
         try:
@@ -62,6 +62,24 @@ def queue_depth(vhost: str, queue: str) -> int | None:
         except amqp.exceptions.NotFound:
             return None
         return messages
+    finally:
+        connection.close()
+
+
+def queued_task_ids(vhost: str, queue: str) -> list[str]:
+    """The task ids of the messages ready in ``queue`` now.
+
+    Takes each message without acknowledging it, then closes the channel, so
+    RabbitMQ puts every one back (marked redelivered): use it on a queue
+    nobody is consuming.
+    """
+    connection = connect(vhost)
+    try:
+        channel = connection.channel()
+        ids = []
+        while (message := channel.basic_get(queue, no_ack=False)) is not None:
+            ids.append((message.properties.get("application_headers") or {}).get("id"))
+        return ids
     finally:
         connection.close()
 

@@ -135,10 +135,16 @@ class LiveSystem:
         from projectname.celery import app
 
         expected = {self.node(name) for name in worker_names}
+        seen: set[str] = set()
 
         def consuming():
-            replies = app.control.inspect(destination=list(expected), timeout=1.0).active_queues() or {}
-            return expected <= {node for node, queues in replies.items() if queues}
+            # A loaded worker may miss one broadcast's timeout: a node counts
+            # once it has answered with its queues, and only the others are
+            # asked again.
+            waiting = sorted(expected - seen)
+            replies = app.control.inspect(destination=waiting, timeout=3.0).active_queues() or {}
+            seen.update(node for node, queues in replies.items() if queues)
+            return expected <= seen
 
         wait_for(consuming, timeout, interval=0.5, message=f"workers consuming: {expected}")
 

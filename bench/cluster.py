@@ -111,6 +111,10 @@ def producer_port() -> int:
             return 0
 
 
+#: Every token whose publish returned: the evidence a test recounts from.
+PUBLISHED: list[str] = []
+
+
 def publish(tokens: list[str], *, on_progress=None) -> tuple[int, int]:
     from apps.core.tasks import probe
 
@@ -119,6 +123,7 @@ def publish(tokens: list[str], *, on_progress=None) -> tuple[int, int]:
         try:
             probe.apply_async(args=[token])
             sent += 1
+            PUBLISHED.append(token)
         except Exception as exc:  # noqa: BLE001 - counted and reported, never hidden
             errors += 1
             print(f"  publish {token} failed: {exc!r}", file=sys.stderr)
@@ -199,8 +204,53 @@ def measure(name: str, prefix: str, sent: int, errors: int, started: float,
         duplicated_effects=rows - distinct,
         ran_twice=runs.filter(deliveries__gt=1).count(), seconds=seconds,
         split=dict(sorted(split.items())), publish_errors=errors, notes=notes,
-        extra={"longest_pause": {h: round(p, 1) for h, p in sorted(pauses.items())}},
+        extra={"longest_pause": {h: round(p, 1) for h, p in sorted(pauses.items())},
+               "evidence": evidence(prefix)},
     )
+
+
+def evidence(prefix: str) -> dict[str, object]:
+    """The raw material behind a row, for a reader (or test) to count again:
+    what was published, every probe row, every stored result, what is left
+    in the broker's queues."""
+    import re
+
+    from django_celery_results.models import TaskResult
+
+    from apps.core.models import ProbeRun
+
+    runs = ProbeRun.objects.filter(token__startswith=prefix)
+    pattern = re.compile(re.escape(prefix) + r"\d+")
+    results: dict[str, list[str]] = {}
+    for status, args in TaskResult.objects.filter(
+            task_name="apps.core.tasks.probe", task_args__contains=prefix).values_list(
+            "status", "task_args"):
+        results.setdefault(status, []).extend(pattern.findall(args or ""))
+    return {
+        "published": [token for token in PUBLISHED if token.startswith(prefix)],
+        "row_tokens": list(runs.values_list("token", flat=True)),
+        "finished_tokens": list(runs.filter(finished_at__isnull=False)
+                                .values_list("token", flat=True)),
+        "result_tokens": results,
+        "queue_depths": queue_depths(),
+    }
+
+
+def queue_depths() -> dict[str, int | None]:
+    """Ready messages per topology queue now (passive declare; None: no such queue)."""
+    from projectname.celery import app
+
+    depths: dict[str, int | None] = {}
+    with app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=3)
+        channel = connection.channel()
+        for name in app.amqp.queues:
+            try:
+                depths[name] = channel.queue_declare(name, passive=True).message_count
+            except connection.channel_errors:
+                depths[name] = None
+                channel = connection.channel()
+    return depths
 
 
 def host_short(hostname: str) -> str:
@@ -326,6 +376,7 @@ def scenario_countdown(bed: Testbed, tasks: int, countdown: float = 8.0, **_) ->
     started = time.time()
     for i in range(count):
         probe.apply_async(args=[f"{prefix}{i}"], countdown=countdown)
+        PUBLISHED.append(f"{prefix}{i}")
     # RabbitMQ refreshes queue lengths every few seconds: poll, keep the peak.
     waiting = 0
     while time.time() < started + countdown - 1:

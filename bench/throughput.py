@@ -133,6 +133,21 @@ class System:
 
     # subclasses: setup(), start_workers(), stop_workers(), roots(), backlog(n),
     # produce(n), teardown()
+    #: What the workers log for a task that raised (counted as failed).
+    failure_markers: tuple[str, ...] = ("raised unexpected",)
+
+    def log_paths(self) -> list[Path]:
+        return []
+
+    def failures(self) -> int:
+        """Failed tasks so far, as the workers logged them."""
+        total = 0
+        for path in self.log_paths():
+            if path.exists():
+                text = path.read_text(errors="replace")
+                total += sum(text.count(marker) for marker in self.failure_markers)
+        return total
+
     def setup(self):
         pass
 
@@ -149,6 +164,9 @@ class PopenSystem(System):
     def __init__(self, vhost, workdir):
         super().__init__(vhost, workdir)
         self.process: subprocess.Popen | None = None
+
+    def log_paths(self) -> list[Path]:
+        return [self.workdir / f"{self.name}.log"]
 
     def start_workers(self):
         log = open(self.workdir / f"{self.name}.log", "ab")
@@ -167,6 +185,7 @@ class PopenSystem(System):
 class Raw(PopenSystem):
     name, queue = "raw", "raw"
     description = "raw py-amqp loop (persistent publish; consume, manual ack, prefetch 100)"
+    failure_markers = ()  # no task to fail: it acks what it receives
 
     def setup(self):
         raw_publish(self.vhost, self.queue, 0)
@@ -212,6 +231,7 @@ class CeleryTutorial(PopenSystem):
 class Dramatiq(PopenSystem):
     name, queue = "dramatiq", "default"
     description = "Dramatiq, RabbitMQ broker, 2 processes x 8 threads (defaults)"
+    failure_markers = ("Failed to process message",)
 
     def setup(self):
         self.command = [common.venv_bin("dramatiq"), "bench.dramatiq_app", "--processes", "2",
@@ -252,6 +272,9 @@ class Project(System):
     @property
     def consumers(self) -> int:
         return len(self.programs)
+
+    def log_paths(self) -> list[Path]:
+        return [self.run_dir / "log" / f"{name}.log" for name in self.programs]
 
     def setup(self):
         from tests.support.live import build_env
@@ -408,7 +431,8 @@ def measure_systems(names: list[str], n: int, rounds: int, log=print) -> list[di
             stack.callback(watcher.close)
             result = {"system": name, "description": system.description, "drain": [],
                       "live": [], "cpu_worker_us": [], "cpu_rabbit_us": [],
-                      "rss_peak_mb": 0.0, "rss_process_mb": 0.0}
+                      "rss_peak_mb": 0.0, "rss_process_mb": 0.0,
+                      "sent": [], "executed": [], "failed": []}
             entries.append((system, watcher, result))
         for round_no in range(1, rounds + 1):
             for system, watcher, result in entries:
@@ -421,6 +445,7 @@ def measure_round(system: System, watcher: QueueWatcher, result: dict, n: int, r
     name = system.name
     system.activate()
     timeout = max(120.0, n / 100)
+    acked_before, failed_before = acked_total(system), system.failures()
     # drain: the backlog waits, then the workers start
     system.stop_workers()
     system.backlog(n)
@@ -447,8 +472,15 @@ def measure_round(system: System, watcher: QueueWatcher, result: dict, n: int, r
         t1 = watcher.wait_empty(system.queue, timeout)
         live_cpu = meter.stop()
     live_rate = n / (t1 - t0)
+    # An empty queue is not "done": count what the broker saw acknowledged
+    # and what the workers logged as failed, for both modes of the round.
+    executed = settled_acks(system, acked_before + 2 * n) - acked_before
     # Idle workers of one system must not take CPU from the next one.
     system.stop_workers()
+    failed = system.failures() - failed_before
+    result["sent"].append(2 * n)
+    result["executed"].append(executed)
+    result["failed"].append(failed)
     result["drain"].append(drain_rate)
     result["live"].append(live_rate)
     result["cpu_worker_us"].append(1e6 * (worker_cpu + live_cpu[0]) / (2 * n))
@@ -459,7 +491,29 @@ def measure_round(system: System, watcher: QueueWatcher, result: dict, n: int, r
         result["rss_process_mb"] = max(result["rss_process_mb"],
                                        max(monitor.peak_process.values()) / 2**20)
     log(f"  {name} round {round_no}: drain {drain_rate:,.0f}/s, "
-        f"live {live_rate:,.0f}/s (load {common.loadavg()})")
+        f"live {live_rate:,.0f}/s, executed {executed}/{2 * n}, failed {failed} "
+        f"(load {common.loadavg()})")
+
+
+def acked_total(system: System) -> int:
+    """Messages acknowledged on the system's queue since it was declared
+    (RabbitMQ's management statistics, refreshed every few seconds)."""
+    info = common.rabbit.queue_info(system.vhost, system.queue)
+    return int((info.get("message_stats") or {}).get("ack", 0))
+
+
+def settled_acks(system: System, expected: int, timeout: float = 60) -> int:
+    """The ack count once it reaches ``expected`` or stops moving (statistics lag)."""
+    deadline = time.monotonic() + timeout
+    last, last_change = acked_total(system), time.monotonic()
+    while last < expected and time.monotonic() < deadline:
+        time.sleep(1)
+        now = acked_total(system)
+        if now != last:
+            last, last_change = now, time.monotonic()
+        elif time.monotonic() - last_change > 15:
+            break
+    return last
 
 
 def wait_depth(watcher: QueueWatcher, queue: str, n: int, timeout: float = 60) -> None:

@@ -51,6 +51,8 @@ if [ "$with_test" = 1 ]; then
   has ip || missing+=(iproute2)
   # The Redis broker tests (tests/integration/test_redis.py).
   has redis-server || missing+=(redis-server)
+  # The suite verifies the rendered units (deploy/systemd) with systemd-analyze.
+  has systemd-analyze || missing+=(systemd)
   # Debian's Chromium drives the /ops/ browser test (Playwright never downloads one).
   { [ "$fresh" = 0 ] && [ -x /usr/bin/chromium ]; } || missing+=(chromium)
 fi

@@ -44,10 +44,12 @@ def test_heavy_worker_grows_under_a_backlog_and_shrinks_back(live_system):
     wait_for(lambda: _pool_size(live_system) == minimum, 120, interval=2,
              message=f"{WORKER.name} at {minimum} process(es)")
 
-    tokens = [uuid.uuid4().hex for _ in range(maximum + 1)]
+    # A backlog that outlasts the growth on a slow machine: the pool is
+    # watched while tasks still wait, and a missed reply (None) asks again.
+    tokens = [uuid.uuid4().hex for _ in range(2 * maximum)]
     sent = time.monotonic()
-    results = [heavy_probe.delay(token, 2) for token in tokens]
-    wait_for(lambda: _pool_size(live_system) == maximum, 60, interval=0.5,
+    results = [heavy_probe.delay(token, 4) for token in tokens]
+    wait_for(lambda: (_pool_size(live_system) or 0) >= maximum, 90, interval=0.5,
              message=f"{WORKER.name} grown to {maximum}")
     grown = time.monotonic() - sent
     for result in results:

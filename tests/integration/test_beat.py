@@ -18,10 +18,22 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 
 class InMemoryScheduler(Scheduler):
-    """Celery's own scheduler logic (is_due, apply_entry, publish) without a store."""
+    """Celery's own scheduler logic (is_due, apply_entry, publish) without a store.
+
+    Records the id of every message it publishes, so a test follows its own
+    messages and not the live beat's runs of the same tasks."""
+
+    def __init__(self, *args, **kwargs):
+        self.published: dict[str, str] = {}
+        super().__init__(*args, **kwargs)
 
     def setup_schedule(self):
         pass
+
+    def apply_async(self, entry, producer=None, advance=True, **kwargs):
+        result = super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+        self.published[entry.name] = result.id
+        return result
 
 
 def _due_entry(name, task, queue, kwargs):
@@ -53,24 +65,27 @@ def test_topology_entries_publish_to_their_declared_queues(live_system):
     for declared in TOPOLOGY.schedules:
         entry = _due_entry(declared.name, declared.task, declared.queue, {})
         scheduler.schedule[entry.name] = entry
-        published.append((declared.task, declared.queue))
+        published.append((declared.name, declared.task, declared.queue))
 
     for _ in published:  # one due entry is sent per tick
         scheduler.tick()
+    assert set(scheduler.published) == {name for name, _, _ in published}, scheduler.published
 
     from django_celery_results.models import TaskResult
 
     project_task_names()  # import every app's tasks so their options can be read
     checked_queues = set()
-    for task, queue in published:
+    for name, task, queue in published:
         if app.tasks[task].ignore_result:
             continue  # no result row to observe; the other entries cover its queue
         checked_queues.add(queue)
         worker = next(w for w in TOPOLOGY.workers if queue in w.queues)
+        task_id = scheduler.published[name]
         result = wait_for(
-            lambda: TaskResult.objects.filter(task_name=task, status="SUCCESS").first(),
-            60, message=f"{task} done",
+            lambda: TaskResult.objects.filter(task_id=task_id, status="SUCCESS").first(),
+            60, message=f"{task} [{task_id}] sent by the scheduler done",
         )
+        assert result.task_name == task
         assert result.worker == live_system.node(worker.name), (task, queue, result.worker)
     # Both worker programs' queues are proven by a task that stores its result.
     assert {"main_worker", "heavy"} <= checked_queues

@@ -9,8 +9,8 @@ node the producer is connected to after 30 % were published, publish the rest;
 then 50 probes with an 8 s countdown, which must wait in the broker's delayed-
 delivery queues (quorum queues) and run no earlier than their countdown.
 
-It is skipped only when the machine cannot host the test bed (no root, no
-network namespaces, no RabbitMQ), with that reason; on a root CI machine it runs.
+When the machine cannot host the test bed (no root, no network namespaces,
+no RabbitMQ) it is skipped with that reason, and under CI=true it fails.
 Everything it creates (namespaces, veths, bridge, nodes, dirs) is removed
 afterwards, also when it fails.
 """
@@ -18,6 +18,7 @@ afterwards, also when it fails.
 from __future__ import annotations
 
 import json
+from collections import Counter
 import os
 import random
 import shutil
@@ -29,6 +30,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.support.requirements import require
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TESTBED = PROJECT_ROOT / "deploy" / "testbed" / "testbed.sh"
@@ -77,8 +80,8 @@ def testbed_env():
     env.pop("TESTBED_DATABASE_URL", None)  # SQLite in the state dir
     check = subprocess.run(["bash", str(TESTBED), "check"], env=env, capture_output=True,
                            text=True, timeout=60)
-    if check.returncode == 3:
-        pytest.skip(f"cluster test bed cannot be built here: {check.stdout.strip()}")
+    require(check.returncode != 3, f"the cluster test bed (root, network namespaces, "
+                                   f"RabbitMQ): {check.stdout.strip()}")
     assert check.returncode == 0, check.stdout + check.stderr
     try:
         yield env
@@ -104,6 +107,31 @@ def _leftovers(env) -> list[str]:
     return found
 
 
+def assert_recounted(scenario: dict, output: str) -> None:
+    """Count again from the raw evidence bench/cluster.py saved (published
+    tokens, probe rows, stored results, queue depths) and compare."""
+    evidence = scenario["extra"]["evidence"]
+    name = scenario["scenario"]
+    published = set(evidence["published"])
+    assert len(evidence["published"]) == len(published) == scenario["sent"], (name, output)
+    lost = published - set(evidence["finished_tokens"])
+    assert lost == set(), (name, sorted(lost)[:10], output)
+    assert scenario["lost"] == len(lost), (name, output)
+    rows = Counter(evidence["row_tokens"])
+    duplicated = sum(count - 1 for count in rows.values())
+    assert duplicated == scenario["duplicated_effects"] == 0, (name, duplicated, output)
+    assert set(rows) == published, (name, output)
+    # Every published task stored a SUCCESS result (result rows).
+    succeeded = set(evidence["result_tokens"].get("SUCCESS", []))
+    other = {status: sorted(set(tokens) & (published - succeeded))
+             for status, tokens in evidence["result_tokens"].items() if status != "SUCCESS"}
+    assert succeeded == published, (name, sorted(published - succeeded)[:10], other, output)
+    # Nothing left waiting in any queue of the cluster.
+    assert all(not depth for depth in evidence["queue_depths"].values()), (
+        name, evidence["queue_depths"], output)
+
+
+@pytest.mark.live
 @pytest.mark.timeout(280)
 def test_stopping_the_producers_broker_node_loses_nothing(testbed_env, tmp_path):
     results = tmp_path / "results.json"
@@ -149,6 +177,8 @@ def test_stopping_the_producers_broker_node_loses_nothing(testbed_env, tmp_path)
     assert delayed["extra"]["delayed_in_broker"] == delayed["sent"], output
     assert delayed["extra"]["first_start_after"] >= 7.5, output
     assert run.returncode == 0, output
+    for scenario in (result, delayed):
+        assert_recounted(scenario, output)
 
     # bench/cluster.py tears the test bed down itself: nothing may be left.
     assert _leftovers(testbed_env) == [], output

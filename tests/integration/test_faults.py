@@ -8,6 +8,7 @@ import pytest
 
 from apps.core.tasks import heavy_probe, probe
 from bench.faults import Harness
+from tests.support.fault_counts import assert_counts_agree
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -19,11 +20,12 @@ def harness(live_system):
     return Harness(live_system, work_ms=20, stall_seconds=90, log=lambda *args: None)
 
 
-def assert_clean(result):
+def assert_clean(result, live_system):
     assert result.lost == 0, result
     assert result.duplicated == 0, result
     assert result.effects == TASKS, result
     assert result.executed >= TASKS, result
+    assert_counts_agree(result, TASKS, vhost=live_system.vhost)
 
 
 def assert_serving(live_system):
@@ -37,7 +39,7 @@ def test_killed_or_restarted_workers_lose_nothing_and_apply_nothing_twice(
         harness, live_system, scenario):
     result = harness.run(scenario, TASKS)
 
-    assert_clean(result)
+    assert_clean(result, live_system)
     assert result.notes and "finished before the fault" not in result.notes[0], result.notes
     assert_serving(live_system)
 
@@ -45,7 +47,7 @@ def test_killed_or_restarted_workers_lose_nothing_and_apply_nothing_twice(
 def test_time_limits_fail_the_task_clearly_and_keep_the_worker_serving(harness, live_system):
     result = harness.run("time-limits", TASKS)
 
-    assert_clean(result)
+    assert_clean(result, live_system)
     assert result.sent == TASKS + 2
     soft, hard = result.notes
     assert "FAILURE SoftTimeLimitReached" in soft and "nothing was applied" in soft
@@ -56,7 +58,7 @@ def test_time_limits_fail_the_task_clearly_and_keep_the_worker_serving(harness, 
 def test_poison_messages_end_in_the_dead_letter_queue(harness, live_system):
     result = harness.run("poison-message", TASKS)
 
-    assert_clean(result)
+    assert_clean(result, live_system)
     assert "dead-lettered: ['undecodable', 'unknown-task']" in result.notes[0]
     assert_serving(live_system)
 
@@ -65,7 +67,7 @@ def test_a_task_that_kills_its_worker_every_time_is_dead_lettered_after_the_limi
         harness, live_system):
     result = harness.run("crash-every-delivery", TASKS)
 
-    assert_clean(result)
+    assert_clean(result, live_system)
     assert "dead-lettered: ['crash']" in result.notes[0]
     # Route max_deliveries=3: three starts, the fourth delivery is rejected.
     assert result.notes[1] == "crash task deliveries: 4"

@@ -15,6 +15,7 @@ share the session's test database.
 
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.test import override_settings
@@ -26,6 +27,7 @@ from apps.reliability.tasks import dispatch_delayed_tasks
 from apps.testing.tasks import fault_effect
 from bench.faults import Harness, RabbitNode, workers_only_system
 from projectname.celery import app
+from tests.support.fault_counts import assert_counts_agree
 from tests.support.live import wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -70,6 +72,7 @@ def test_broker_restart_mid_run_loses_nothing_and_workers_consume_again(node_sys
 
     assert "stop_app" in result.notes[0]
     assert (result.lost, result.duplicated, result.effects) == (0, 0, 200), result
+    assert_counts_agree(result, 200, vhost="/", hostport=f"127.0.0.1:{node_system.rabbit_node.port}")
     # Every queue has its consumer again (the liveness check an operator runs).
     assert all(q.ok for q in queues_liveness(broker_url=node_system.broker_url))
 
@@ -110,10 +113,15 @@ def test_long_countdown_waits_in_the_database_and_never_trips_consumer_timeout(n
             assert time.time() - sent_at < 60, "stored task never ran"
             dispatch_delayed_tasks.apply_async(producer=producer)
             time.sleep(2)
-    ran_at = Effect.objects.get(key=f"fault:{run}:stored").applied_at.timestamp()
-    assert ran_at - sent_at >= 13.5  # not early
-    assert ran_at - sent_at < 30  # and on time
-    assert DelayedTask.objects.get(task_id=result.id).dispatched_at is not None
+    ran_at = Effect.objects.get(key=f"fault:{run}:stored").applied_at
+    row = DelayedTask.objects.get(task_id=result.id)
+    assert ran_at >= row.eta - timedelta(seconds=0.5), (ran_at, row.eta)  # not early
+    # On time: published only once near (never more than the threshold
+    # ahead), so the worker held it for at most that long; how late a loaded
+    # machine runs it after that is bounded by the loop above.
+    assert row.dispatched_at is not None
+    assert row.dispatched_at >= row.eta - timedelta(seconds=LONG_DELAY_SECONDS + 0.5), (
+        row.dispatched_at, row.eta)
     assert log.read_text(errors="replace").count(TIMED_OUT) == before
 
 

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 
 import pytest
+from django.utils import timezone
 
 from apps.core.models import ProbeRun
 from apps.core.tasks import heavy_probe
@@ -26,10 +27,23 @@ BACKLOG = 16
 SECONDS = 0.25
 
 
+MAIN = TOPOLOGY.worker_named("main_worker")
+# Messages main_worker holds unacknowledged (one per process, prefetch x1):
+# only these, already out of the broker, can start before a later message
+# whatever its priority.
+IN_FLIGHT = MAIN.concurrency * MAIN.prefetch_multiplier
+
+
 @dataclass
 class Outcome:
     position: int  # how many backlog tasks started before the urgent one
     wait: float  # seconds from publishing the urgent task to its start
+    started_before_publish: int  # backlog tasks already started when it was published
+
+    @property
+    def overtaken_by(self) -> int:
+        """Backlog tasks not yet started at its publish that still started before it."""
+        return self.position - self.started_before_publish
 
 
 def _idle(live_system, queues=("main_worker", "celery", "heavy")) -> None:
@@ -51,12 +65,17 @@ def _scenario(live_system, *, backlog_queue: str, backlog_priority: int | None,
     urgent = uuid.uuid4().hex
     sent = time.time()
     heavy_probe.apply_async(args=[urgent, SECONDS], queue=urgent_queue, priority=urgent_priority)
+    # Confirmed by the broker once apply_async returns: what started before
+    # now was out of the queue before the urgent message was in it.
+    published = timezone.now()
     wait_for(lambda: ProbeRun.objects.filter(token__in=tokens + [urgent],
                                              finished_at__isnull=False).count() == BACKLOG + 1,
              120, interval=0.3, message="backlog and urgent task done")
     urgent_run = ProbeRun.objects.get(token=urgent)
     before = ProbeRun.objects.filter(token__in=tokens, started_at__lt=urgent_run.started_at).count()
-    return Outcome(position=before, wait=urgent_run.started_at.timestamp() - sent)
+    started = ProbeRun.objects.filter(token__in=tokens, started_at__lt=published).count()
+    return Outcome(position=before, wait=urgent_run.started_at.timestamp() - sent,
+                   started_before_publish=started)
 
 
 def test_main_worker_queue_accepts_priorities_and_the_worker_takes_one_at_a_time(live_system):
@@ -66,7 +85,9 @@ def test_main_worker_queue_accepts_priorities_and_the_worker_takes_one_at_a_time
     from projectname.celery import app
 
     node = live_system.node("main_worker")
-    stats = app.control.inspect(destination=[node], timeout=3.0).stats()[node]
+    # A loaded worker may not answer within one inspect timeout: ask again.
+    stats = wait_for(lambda: (app.control.inspect(destination=[node], timeout=3.0).stats()
+                              or {}).get(node), 60, interval=1, message=f"stats from {node}")
     assert stats["prefetch_count"] == worker.concurrency * worker.prefetch_multiplier
 
 
@@ -79,10 +100,12 @@ def test_priority_9_overtakes_a_priority_1_backlog(live_system):
 
     print(f"\npriority 9 after {urgent.position}/{BACKLOG} backlog tasks ({urgent.wait:.2f} s); "
           f"priority 1 after {control.position}/{BACKLOG} ({control.wait:.2f} s)")
-    # Only what already ran or sat in a worker process can start first.
-    assert urgent.position <= 6, urgent
-    assert control.position >= BACKLOG - 2, control
-    assert urgent.wait < control.wait
+    # Only what already ran or sat in a worker process can start first ...
+    assert urgent.overtaken_by <= IN_FLIGHT, urgent
+    assert urgent.position < BACKLOG, urgent  # it overtook some of the backlog
+    # ... while at the backlog's priority it waits behind all but those.
+    assert control.position >= BACKLOG - IN_FLIGHT, control
+    assert urgent.position < control.position and urgent.wait < control.wait, (urgent, control)
 
 
 def test_measure_priority_against_dedicated_queues(live_system):
@@ -103,7 +126,13 @@ def test_measure_priority_against_dedicated_queues(live_system):
         print(f"{name:<55} started after {outcome.position:>2}/{BACKLOG} backlog tasks, "
               f"waited {outcome.wait:.2f} s")
     for outcome in outcomes.values():
-        assert outcome.position < BACKLOG // 2
+        assert outcome.position < BACKLOG, outcome  # each overtook part of the backlog
+    # On the same worker, only what it already held starts first; with two
+    # queues RabbitMQ may hand it one more from the other queue as it
+    # alternates between the worker's consumers.
+    priority, same_worker = list(outcomes.values())[:2]
+    assert priority.overtaken_by <= IN_FLIGHT, priority
+    assert same_worker.overtaken_by <= IN_FLIGHT + 1, same_worker
 
 
 def test_the_task_api_priority_overtakes_a_backlog(live_system):
@@ -136,5 +165,5 @@ def test_the_task_api_priority_overtakes_a_backlog(live_system):
     # already on their way to a free process started before the urgent task.
     overtaken_by = runs.filter(started_at__gt=published, started_at__lt=started).count()
     still_waiting_after = runs.filter(started_at__gt=started).count()
-    assert still_waiting_after >= 4, "backlog too short to show anything"
-    assert overtaken_by <= 2, (overtaken_by, still_waiting_after)
+    assert still_waiting_after >= 1, "backlog too short to show anything"
+    assert overtaken_by <= IN_FLIGHT, (overtaken_by, still_waiting_after)

@@ -7,6 +7,7 @@ import pytest
 from apps.core.models import ProbeRun
 from apps.core.tasks import heavy_probe, probe
 from projectname.topology import TOPOLOGY
+from tests.support.broker import queued_task_ids
 from tests.support.live import wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -31,6 +32,9 @@ def test_stop_start_one_worker_while_the_other_keeps_serving(live_system):
             live_system.node("heavy_worker")
         # ... and main_worker's work waits in its queue rather than being lost.
         waiting = probe.delay(uuid.uuid4().hex)
+        # Beat adds its own messages to that queue too: look for this one.
+        wait_for(lambda: waiting.id in queued_task_ids(live_system.vhost, "main_worker"), 30,
+                 message=f"probe {waiting.id} waiting in main_worker's queue")
         assert waiting.state == "PENDING"
     finally:
         assert live_system.ctl("start", "main_worker").returncode == 0

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from kombu import Connection
 
 from projectname.topology import TOPOLOGY, Queue
 
@@ -85,8 +84,3 @@ def test_bad_queue_type_is_a_clear_error():
     assert out.returncode != 0
     assert "TASK_QUEUE_TYPE must be 'classic' or 'quorum', not 'stream'" in out.stderr
 
-
-def test_failover_url_list_is_parsed_by_kombu():
-    connection = Connection("pyamqp://u:p@n1:5672//;pyamqp://u:p@n2:5672//")
-    assert connection.hostname == "n1"
-    assert len(connection.alt) == 2

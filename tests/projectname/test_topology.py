@@ -1,15 +1,21 @@
 """The topology is the single source; Celery's settings are derived from it."""
 
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone as dt_timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from celery.schedules import crontab
 from django.conf import settings
+from kombu import Connection
 
 from projectname.celery import app
 from projectname.topology import TOPOLOGY
 
+ROOT = Path(__file__).resolve().parents[2]
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
@@ -33,9 +39,37 @@ def test_json_only():
     assert app.conf.result_serializer == "json"
 
 
+# py-amqp by name (pyamqp://, or amqps:// which kombu always serves with
+# py-amqp), or Redis.  amqp:// would silently switch to librabbitmq when it
+# is installed.
+BROKER_SCHEMES = {"pyamqp", "amqps", "redis", "rediss", "redis+socket"}
+
+
+def _schemes(urls: str) -> set[str]:
+    return {url.split("://", 1)[0] for url in urls.split(";") if url.strip()}
+
+
 def test_broker_url_uses_py_amqp_explicitly():
-    # amqp:// would silently switch to librabbitmq when it is installed.
-    assert not settings.CELERY_BROKER_URL.startswith("amqp://")
+    assert _schemes(settings.CELERY_BROKER_URL) <= BROKER_SCHEMES, settings.CELERY_BROKER_URL
+    # The default when nothing is configured, and every example a newcomer copies.
+    # (without the local .env, which would hide the settings' own default)
+    code = ("import environ; environ.Env.read_env = staticmethod(lambda *a, **k: None);"
+            "import django; django.setup(); from django.conf import settings;"
+            "print(settings.CELERY_BROKER_URL)")
+    environment = {key: value for key, value in os.environ.items() if key != "CELERY_BROKER_URL"}
+    environment.update(DJANGO_SETTINGS_MODULE="projectname.settings", DJANGO_SECRET_KEY="test")
+    default = subprocess.run([sys.executable, "-c", code], env=environment, cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert default.returncode == 0, default.stderr
+    default_url = default.stdout.strip().splitlines()[-1]
+    assert _schemes(default_url) == {"pyamqp"}, default_url
+    examples = [line.split("=", 1)[1] for line in (ROOT / ".env.example").read_text().splitlines()
+                if line.lstrip("# ").startswith("CELERY_BROKER_URL=")]
+    assert examples and all(_schemes(url) <= BROKER_SCHEMES for url in examples), examples
+    # What the project's app connects with by default is py-amqp's transport.
+    from kombu.transport.pyamqp import Transport
+
+    assert isinstance(Connection(default_url).transport, Transport)
 
 
 def test_crontabs_run_in_the_project_time_zone():

@@ -23,6 +23,10 @@ from projectname.topology import TOPOLOGY
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FLOWER_AUTH = ("flower-test", "flower-test-password")
+# Seconds for every program to run and every worker to consume.  Bounded,
+# yet long enough for a loaded 2-core machine, where starting Django and
+# Celery in seven programs at once can take minutes.
+START_TIMEOUT = 240
 
 
 def free_port() -> int:
@@ -67,8 +71,8 @@ class LiveSystem:
             stdout=open(self.run_dir / "supervisord.out", "ab"), stderr=subprocess.STDOUT,
         )
         wait_for(lambda: (self.run_dir / "supervisor.sock").exists(), 20, message="supervisor socket")
-        self.wait_running(self.program_names(), timeout=60)
-        self.wait_workers_ready([worker.name for worker in TOPOLOGY.workers], timeout=60)
+        self.wait_running(self.program_names(), timeout=START_TIMEOUT)
+        self.wait_workers_ready([worker.name for worker in TOPOLOGY.workers], timeout=START_TIMEOUT)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -98,7 +102,7 @@ class LiveSystem:
     def states(self) -> dict[str, str]:
         return {info["name"]: info["statename"] for info in self.rpc().getAllProcessInfo()}
 
-    def wait_running(self, names, timeout: float = 60) -> None:
+    def wait_running(self, names, timeout: float = START_TIMEOUT) -> None:
         def all_running():
             states = self.states()
             failed = [n for n in names if states.get(n) in ("FATAL", "BACKOFF", "EXITED")]
@@ -128,14 +132,20 @@ class LiveSystem:
             return {}
         return json.loads(result.stdout.strip().splitlines()[-1])
 
-    def wait_workers_ready(self, worker_names, timeout: float = 60) -> None:
+    def wait_workers_ready(self, worker_names, timeout: float = START_TIMEOUT) -> None:
         from projectname.celery import app
 
         expected = {self.node(name) for name in worker_names}
+        seen: set[str] = set()
 
         def consuming():
-            replies = app.control.inspect(destination=list(expected), timeout=1.0).active_queues() or {}
-            return expected <= {node for node, queues in replies.items() if queues}
+            # A loaded worker may miss one broadcast's timeout: a node counts
+            # once it has answered with its queues, and only the others are
+            # asked again.
+            waiting = sorted(expected - seen)
+            replies = app.control.inspect(destination=waiting, timeout=3.0).active_queues() or {}
+            seen.update(node for node, queues in replies.items() if queues)
+            return expected <= seen
 
         wait_for(consuming, timeout, interval=0.5, message=f"workers consuming: {expected}")
 

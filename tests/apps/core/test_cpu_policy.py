@@ -11,9 +11,15 @@ from bench.common import tree as process_tree
 from apps.core.supervisor import programs, worker_environment
 from projectname.topology import CPU_POLICIES, TOPOLOGY, Worker
 from tests.support.live import wait_for
+from tests.support.requirements import require
 
-linux_only = pytest.mark.skipif(not hasattr(os, "sched_setscheduler"),
-                                reason="scheduling policies are Linux's")
+
+@pytest.fixture
+def _scheduling_policies():
+    require(hasattr(os, "sched_setscheduler"), "os.sched_setscheduler (scheduling policies are Linux's)")
+
+
+linux_only = pytest.mark.usefixtures("_scheduling_policies")
 
 
 def test_policy_names_agree_with_the_topology():

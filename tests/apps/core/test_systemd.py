@@ -15,6 +15,7 @@ from django.core.management.base import CommandError
 from apps.core.supervisor import programs, render_program_files
 from apps.core.systemd import Layout, exec_start, render_unit_files
 from projectname.topology import TOPOLOGY
+from tests.support.requirements import require_tool
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -110,8 +111,8 @@ def test_supervisor_variables_become_systemd_variables():
     assert start == "/srv/projectname/.venv/bin/celery -A projectname beat --schedule=${RUN_DIR}/s"
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_units_pass_systemd_analyze_verify(tmp_path):
+    systemd_analyze = require_tool("systemd-analyze", "systemd")
     # Rendered for this checkout, so every ExecStart executable really exists.
     env_file = tmp_path / "env"
     env_file.write_text("DJANGO_SECRET_KEY=x\n")
@@ -120,7 +121,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
     assert _render(f"--output-dir={out}", f"--project-root={venv_root}", "--user=root",
                    f"--env-file={env_file}").returncode == 0
     units = sorted(str(p) for p in out.iterdir())
-    result = subprocess.run(["systemd-analyze", "verify", *units],
+    result = subprocess.run([systemd_analyze, "verify", *units],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     problems = [line for line in result.stderr.splitlines() if "projectname" in line]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 
 import pytest
@@ -62,6 +61,7 @@ def test_confirm_tracker_settles_single_multiple_and_nacked_tags():
     assert confirms.tags(1) == [1, 2, 3, 4, 6]
 
 
+@pytest.mark.live
 def test_bulk_messages_are_persistent_celery_protocol_2_on_the_durable_queue():
     """Built and published exactly as the service does, in a vhost nobody consumes."""
     import amqp
@@ -212,7 +212,10 @@ def test_worker_still_sends_task_events_without_confirms(live_system):
     seen: dict[str, set] = {"types": set()}
     ready = threading.Event()
 
+    bound = threading.Event()
+
     def on_event(event):
+        bound.set()  # any event (workers send heartbeats every 2 s): the queue is bound
         if event.get("uuid") == task_id:
             seen["types"].add(event["type"])
 
@@ -227,7 +230,8 @@ def test_worker_still_sends_task_events_without_confirms(live_system):
     thread = threading.Thread(target=listen, daemon=True)
     thread.start()
     assert ready.wait(30)
-    time.sleep(1)  # the receiver's queue is bound once itercapture consumes
+    # Its queue is bound once itercapture consumes: wait for a first event.
+    assert bound.wait(60), "the event receiver saw no event (not even a worker heartbeat)"
     tasks_enqueue_bulk(task=probe, kwargs_list=[{"token": token}], task_ids=[task_id])
     thread.join(60)
     assert {"task-received", "task-started", "task-succeeded"} <= seen["types"], seen

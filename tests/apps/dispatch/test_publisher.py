@@ -14,6 +14,8 @@ from apps.dispatch.publisher import ConfirmingPublisher
 from tests.support import rabbit
 from tests.support.live import wait_for
 
+pytestmark = pytest.mark.live
+
 
 @pytest.fixture
 def vhost():

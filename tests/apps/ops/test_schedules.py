@@ -2,7 +2,7 @@
 
 import dataclasses
 import io
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone as dt_timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -10,6 +10,7 @@ from celery.schedules import crontab
 from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
+from django_celery_beat import schedulers as beat_schedulers
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from apps.ops.models import SyncedSchedule
@@ -135,7 +136,7 @@ class _NoLockScheduler(DatabaseScheduler):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_admin_edits_change_beats_next_run_without_a_restart(django_user_model):
+def test_admin_edits_change_beats_next_run_without_a_restart(django_user_model, monkeypatch):
     schedules_sync()
     scheduler = _NoLockScheduler(app=app, lazy=True)
     scheduler.schedule  # noqa: B018 - initial read, as beat does at start
@@ -170,14 +171,20 @@ def test_admin_edits_change_beats_next_run_without_a_restart(django_user_model):
     assert response.status_code == 302
     assert OFFICE_HOURS not in scheduler.schedule
 
-    # Changing the queue moves exchange and routing key with it.
+    # Changing the queue moves exchange and routing key with it.  The clock
+    # is set to 06:10, in daily-report's hour: beat loads only crontabs whose
+    # hour is near now, and the entry must come from the scheduler itself.
+    def daily_report_hour():
+        local = datetime.now(ZoneInfo(settings.TIME_ZONE)).replace(hour=6, minute=10)
+        return local.astimezone(dt_timezone.utc)
+
+    monkeypatch.setattr(beat_schedulers, "aware_now", daily_report_hour)
     task = PeriodicTask.objects.get(name="daily-report")
     task.queue = "main_worker"
     task.enabled = True
     task.save()
     entry = scheduler.schedule.get("daily-report")
-    if entry is None:  # beat skips crontabs whose hour is far from now; build it directly
-        entry = scheduler.Entry(PeriodicTask.objects.get(name="daily-report"), app=app)
+    assert entry is not None, sorted(scheduler.schedule)
     assert (entry.options["queue"], entry.options["exchange"], entry.options["routing_key"]) == \
         ("main_worker", "main_worker", "main_worker")
 

@@ -1,7 +1,10 @@
 """Exactly one beat, and no double office-hours run across beat restarts."""
 
+import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -28,13 +31,10 @@ class ClockedCrontab(crontab):
         return Clock.when
 
 
-@pytest.fixture
-def office_hours(broker_vhost):
-    """A beat schedule with the office-hours crontab on a controllable clock."""
+def _office_hours_schedule():
+    """The office-hours crontab on the test's clock (08:30 on a Monday)."""
     zone = ZoneInfo(str(app.timezone))
-    clock = Clock()
     Clock.when = datetime(2026, 11, 23, 8, 30, tzinfo=zone)  # a Monday
-    saved = app.conf.beat_schedule
     app.conf.beat_schedule = {
         "office-hours-reminders": {
             "task": "apps.notifications.tasks.send_office_hours_reminders",
@@ -42,41 +42,108 @@ def office_hours(broker_vhost):
             "options": {"queue": "main_worker", "routing_key": "main_worker"},
         },
     }
-    yield clock, zone
+    return zone
+
+
+def _recording_scheduler(lock_queue: str, on_send):
+    class Recording(LockedScheduler):
+        def apply_async(self, entry, producer=None, advance=True, **kwargs):
+            on_send(Clock.when)  # and really publish it
+            return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+
+    Recording.lock_queue = lock_queue
+    return Recording
+
+
+@pytest.fixture
+def office_hours(broker_vhost):
+    """A beat schedule with the office-hours crontab on a controllable clock."""
+    saved = app.conf.beat_schedule
+    zone = _office_hours_schedule()
+    yield Clock(), zone
     app.conf.beat_schedule = saved
 
 
+def first_beat_main(schedule_filename: str, lock_queue: str) -> None:
+    """A beat in a process of its own: sends the 09:00 and 10:00 slots, says
+    so on stdout, then waits to be killed."""
+    zone = _office_hours_schedule()
+    scheduler = _recording_scheduler(lock_queue, lambda when: print(f"sent {when}", flush=True))(
+        app=app, schedule_filename=schedule_filename)
+    scheduler.tick()  # 08:30: takes the lock; the 09:00 slot is not due
+    for hour in (9, 10):
+        Clock.when = datetime(2026, 11, 23, hour, 0, 5, tzinfo=zone)
+        scheduler.tick()
+    print("holding the lock", flush=True)
+    time.sleep(600)
+
+
+def _spawn(code: str) -> subprocess.Popen:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "projectname.settings",
+           "PYTHONPATH": str(PROJECT_ROOT)}
+    return subprocess.Popen([sys.executable, "-c", f"import django; django.setup(); {code}"],
+                            env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _read_until(process: subprocess.Popen, last: str, timeout: float = 60) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line.strip())
+        if line.strip() == last:
+            return lines
+    process.kill()
+    raise AssertionError(f"child never printed {last!r}: {lines}\n{process.stderr.read()[-3000:]}")
+
+
+def _kill_9(process: subprocess.Popen) -> None:
+    """SIGKILL: no close(), no final sync; the kernel drops its connections."""
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def _wait_lock_free(lock_queue: str) -> None:
+    probe = BeatLock(app, lock_queue)
+
+    def free():
+        taken = probe.acquire()
+        probe.release()
+        return taken
+
+    wait_for(free, 30, interval=0.5, message=f"the killed holder's lock {lock_queue!r} to be freed")
+
+
+@pytest.mark.live
 def test_a_beat_killed_after_sending_does_not_send_the_same_slot_again(office_hours, tmp_path):
     clock, zone = office_hours
+    lock_queue = f"test.beat.lock.{uuid.uuid4().hex[:8]}"
+    schedule = str(tmp_path / "schedule")
     sent = []
-
-    class Recording(LockedScheduler):
-        lock_queue = f"test.beat.lock.{uuid.uuid4().hex[:8]}"
-
-        def apply_async(self, entry, producer=None, advance=True, **kwargs):
-            sent.append(clock())  # and really publish it
-            return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+    Recording = _recording_scheduler(lock_queue, sent.append)
 
     def start_beat():
-        scheduler = Recording(app=app, schedule_filename=str(tmp_path / "schedule"))
+        scheduler = Recording(app=app, schedule_filename=schedule)
         scheduler.tick()
         return scheduler
 
-    first = start_beat()
-    assert sent == []  # 08:30: the 09:00 slot is not due
-    Clock.when = datetime(2026, 11, 23, 9, 0, 5, tzinfo=zone)
-    first.tick()
-    Clock.when = datetime(2026, 11, 23, 10, 0, 5, tzinfo=zone)
-    first.tick()
-    assert len(sent) == 2
-    # kill -9 right after the 10:00 send: no close(), no final sync; the lock
-    # connection just dies.
-    first.lock.release()
+    first = _spawn("from tests.apps.reliability.test_beat import first_beat_main; "
+                   f"first_beat_main({schedule!r}, {lock_queue!r})")
+    try:
+        lines = _read_until(first, "holding the lock")
+    finally:
+        _kill_9(first)  # right after the 10:00 send
+    assert [line for line in lines if line.startswith("sent")] == [
+        "sent 2026-11-23 09:00:05+01:00", "sent 2026-11-23 10:00:05+01:00"], lines
+    _wait_lock_free(lock_queue)
 
     Clock.when = datetime(2026, 11, 23, 10, 0, 20, tzinfo=zone)
     second = start_beat()
     second.tick()
-    assert len(sent) == 2, "the restarted beat sent the 10:00 slot again"
+    assert sent == [], "the restarted beat sent the 10:00 slot again"
     second.lock.release()
 
     # Down from 10:00 to 13:30: the missed 11, 12 and 13 o'clock slots fire
@@ -85,10 +152,11 @@ def test_a_beat_killed_after_sending_does_not_send_the_same_slot_again(office_ho
     third = start_beat()
     third.tick()
     third.tick()
-    assert len(sent) == 3
+    assert len(sent) == 1
     third.close()
 
 
+@pytest.mark.live
 def test_the_lock_is_exclusive_and_freed_when_its_holder_goes(broker_vhost):
     queue = f"test.beat.lock.{uuid.uuid4().hex[:8]}"
     first, second = BeatLock(app, queue), BeatLock(app, queue)
@@ -98,6 +166,18 @@ def test_the_lock_is_exclusive_and_freed_when_its_holder_goes(broker_vhost):
     first.release()
     assert second.acquire() is True
     second.release()
+
+    # A holder that dies without releasing (kill -9) frees the lock too.
+    holder = _spawn("import time; from apps.reliability.beat import BeatLock; "
+                    "from projectname.celery import app; "
+                    f"print('held' if BeatLock(app, {queue!r}).acquire() else 'refused', flush=True); "
+                    "time.sleep(600)")
+    try:
+        assert _read_until(holder, "held")[-1] == "held"
+        assert second.acquire() is False
+    finally:
+        _kill_9(holder)
+    _wait_lock_free(queue)
 
 
 def start_beat(live_system, directory, *extra):

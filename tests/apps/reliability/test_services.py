@@ -15,6 +15,9 @@ from apps.reliability.services import (
     fault_effect_apply,
 )
 from apps.testing.tasks import fault_effect
+from tests.support import rabbit
+from tests.support.broker import declare_topology_queues, queue_depth
+from tests.support.live import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -54,11 +57,37 @@ def test_redeliveries_count_and_past_the_limit_raise_a_reject_with_the_reason():
     assert row.deliveries == 4 and row.dead_lettered_at and "limit 3" in row.reason
 
 
-def test_a_long_countdown_is_stored_not_published(settings):
+@pytest.fixture
+def quiet_vhost():
+    """A vhost with the topology's queues and no consumer: what is published stays."""
+    vhost = rabbit.create_vhost("stored")
+    try:
+        declare_topology_queues(vhost)
+        yield vhost
+    finally:
+        rabbit.delete_vhost(vhost)
+
+
+@pytest.mark.live
+def test_a_long_countdown_is_stored_not_published(settings, quiet_vhost):
+    from kombu import Connection
+
+    from projectname.celery import app
+
     settings.RELIABILITY_LONG_DELAY_SECONDS = 60
     before = timezone.now()
-    result = fault_effect.apply_async(("run", "later"), countdown=3600)
+    with Connection(rabbit.broker_url(quiet_vhost)) as connection:
+        producer = app.amqp.Producer(connection)
+        result = fault_effect.apply_async(("run", "later"), countdown=3600, producer=producer)
+        # Control, on the same channel after it: a short countdown is published.
+        control = fault_effect.apply_async(("run", "soon"), countdown=5, producer=producer)
     row = DelayedTask.objects.get(task_id=result.id)
     assert row.task_name == fault_effect.name and row.args == ["run", "later"]
     assert timedelta(seconds=3590) < row.eta - before < timedelta(seconds=3610)
     assert row.dispatched_at is None
+    assert not DelayedTask.objects.filter(task_id=control.id).exists()
+    # Messages on one channel arrive in order: once the control is queued, a
+    # publish of the stored task would be there too.
+    depth = wait_for(lambda: queue_depth(quiet_vhost, "main_worker"), 30,
+                     message="the control message in main_worker")
+    assert depth == 1, f"{depth} messages in main_worker: the stored task was published too"

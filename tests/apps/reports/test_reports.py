@@ -9,6 +9,7 @@ from apps.reports.models import PeriodReport, Sale
 from apps.reports.services import (
     period_report_build, period_report_create, scheduled_report_get_or_create,
 )
+from tests.support.broker import published_tasks
 from tests.support.live import wait_for
 
 
@@ -58,12 +59,15 @@ def test_a_report_is_built_by_the_heavy_worker(live_system):
     start = date(2026, 10, 1)
     for offset in range(30):
         _sale(start + timedelta(days=offset), 12, "2.00")
-    report = period_report_create(start_date=start, end_date=start + timedelta(days=29))
+    with published_tasks() as published:
+        report = period_report_create(start_date=start, end_date=start + timedelta(days=29))
+    [build] = [p for p in published if p.task == "apps.reports.tasks.build_period_report"]
+    assert build.args == [report.pk]
 
     done = wait_for(lambda: PeriodReport.objects.filter(pk=report.pk, status="done").first(), 60,
                     message="report built")
     assert done.sale_count == 30 and done.total_amount == Decimal("60.00")
-    result = wait_for(lambda: TaskResult.objects.filter(
-        task_name="apps.reports.tasks.build_period_report", status="SUCCESS").first(), 30,
-        message="result stored")
+    # This call's task, not any build_period_report that succeeded before.
+    result = wait_for(lambda: TaskResult.objects.filter(task_id=build.id, status="SUCCESS").first(),
+                      30, message=f"result of build_period_report {build.id}")
     assert result.worker == live_system.node("heavy_worker")

@@ -10,12 +10,17 @@ item of the worker's time.
 time, and cuts frames out of that buffer: with a prefetch window of 128
 messages one ``recv`` usually brings dozens of them.
 
-It is safe with kombu's event loop because a frame is consumed only once it
-is complete, and the loop keeps calling ``drain_events(timeout=0)`` until a
-read would block: so the loop goes back to waiting for the socket to be
-readable only when the buffer holds no complete frame.  Timeouts behave as
-in py-amqp: ``socket.timeout`` when nothing complete arrives in time, and
-bytes read so far stay buffered for the next call.
+Only the event loop's own reads take more than they need.  kombu's loop
+reads with ``drain_events(timeout=0)`` and keeps calling it until a read
+would block, so it goes back to waiting for the socket to be readable only
+when the buffer holds no complete frame.  Every other read (the wait for
+``consume-ok``, the loop's first drain, ``basic_qos`` from a timer: all
+with a timeout other than 0) takes exactly the bytes of the frame it is
+after, as py-amqp does: a frame that was not asked for stays in the socket,
+where the loop's poll sees it.  Otherwise it would sit complete in the buffer
+until some unrelated frame (a heartbeat, a minute later) woke the loop.
+Timeouts behave as in py-amqp: ``socket.timeout`` when nothing complete
+arrives in time, and bytes read so far stay buffered for the next call.
 
 py-amqp also sets the socket's timeout around each frame read (``having_timeout``,
 ``fcntl`` calls); while a complete frame is buffered the reader needs no
@@ -63,6 +68,8 @@ class ChunkedFrameReader:
         self.buffer = bytearray(transport._read_buffer)
         transport._read_buffer = b""
         self.pos = 0
+        # Reads in chunks only while the event loop drains (timeout 0).
+        self.chunked = True
 
     @classmethod
     def install(cls, transport) -> bool:
@@ -79,7 +86,12 @@ class ChunkedFrameReader:
     def having_timeout(self, timeout):
         """py-amqp sets the socket's timeout around every frame read (two
         ``fcntl`` calls each way when it differs).  A frame already in the
-        buffer needs no socket at all, so its timeout is left alone."""
+        buffer needs no socket at all, so its timeout is left alone.
+
+        The timeout also tells who reads: 0 is kombu's event loop (which
+        drains until a read would block), anything else a caller waiting for
+        one reply."""
+        self.chunked = timeout == 0
         if self.frame_buffered():
             return _UNCHANGED
         return self.socket_timeout(timeout)
@@ -119,7 +131,7 @@ class ChunkedFrameReader:
 
     def _fill(self, needed: int) -> None:
         try:
-            chunk = self.recv(max(CHUNK, needed))
+            chunk = self.recv(max(CHUNK, needed) if self.chunked else needed)
         except socket.timeout:
             raise
         except OSError as exc:

@@ -6,6 +6,7 @@ or many per recv), then a real py-amqp connection to the real broker.
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import uuid
@@ -172,3 +173,50 @@ class _TimeoutSpy:
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
+
+
+class _Reads:
+    """Just enough of ``amqp.Connection`` for its own ``blocking_read``."""
+
+    def __init__(self, transport):
+        self.transport, self.frames = transport, []
+
+    def on_inbound_frame(self, frame):
+        self.frames.append(frame)
+        return True
+
+    blocking_read = amqp.Connection.blocking_read
+
+
+def _delivery(tag: int) -> list[bytes]:
+    return [_frame(1, 1, b"basic.deliver" + bytes([tag])), _frame(2, 1, b"header"),
+            _frame(3, 1, b"body-%d" % tag)]
+
+
+@pytest.mark.parametrize("timeout", [None, 0.1])
+def test_a_read_outside_the_event_loop_leaves_no_complete_frame_hidden_from_epoll(pair, timeout):
+    """The wait for consume-ok (timeout None) and the loop's first drain
+    (timeout 0.1) are blocking reads: whatever they do not consume must stay
+    where the event loop's poll can see it, in the socket."""
+    left, right = pair
+    transport = _transport(left)
+    ChunkedFrameReader.install(transport)
+    consume_ok = _frame(1, 1, b"basic.consume-ok")
+    right.sendall(consume_ok + b"".join(b"".join(_delivery(tag)) for tag in (1, 2, 3)))
+    reads = _Reads(transport)
+    reads.blocking_read(timeout)
+    assert reads.frames == [(1, 1, b"basic.consume-ok")]
+    readable, _, _ = select.select([left], [], [], 0)
+    assert readable or not transport.chunked_reader.frame_buffered(), \
+        "complete frames are buffered while the socket reports nothing to read"
+    # The event loop's reads (timeout 0) get every delivery, then would block.
+    left.settimeout(0)
+    while True:
+        try:
+            reads.blocking_read(0)
+        except socket.timeout:
+            break
+    got = reads.frames[1:]
+    assert [frame[2] for frame in got] == [
+        payload for tag in (1, 2, 3) for payload in
+        (b"basic.deliver" + bytes([tag]), b"header", b"body-%d" % tag)]

@@ -1,0 +1,97 @@
+"""On a library version other than the tested one: one clear warning, and the
+fast paths that need its internals take the library's stock path.
+
+Each case runs in a fresh interpreter whose library reports another version
+before the project imports it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[4]
+
+SCRIPT = """
+import json, socket
+import {library}
+{library}.__version__ = "99.0.0"
+import django
+django.setup()
+from amqp import Message
+from amqp.transport import TCPTransport
+from celery.app.task import Context
+
+from apps.dispatch import framereader, lean
+from apps.dispatch.compat import amqp as compat_amqp
+
+left, right = socket.socketpair()
+transport = TCPTransport.__new__(TCPTransport)
+transport.sock, transport.connected, transport._read_buffer = left, True, b""
+celerys = Context.__dict__["_get_custom_headers"]
+sent = []
+
+class Channel:
+    def _basic_publish(self, *args, **kwargs):
+        sent.append("plain")
+
+    def basic_publish(self, *args, **kwargs):
+        sent.append("stock")
+
+compat_amqp.basic_publish_no_wait(Channel(), Message(b"x"), routing_key="q")
+print(json.dumps({{
+    "lean_path": lean.lean_path_supported(),
+    "custom_headers": lean.install_custom_headers(),
+    "celerys_custom_headers_kept": Context.__dict__["_get_custom_headers"] is celerys,
+    "chunked_reader": framereader.ChunkedFrameReader.install(transport),
+    "publish": sent[0],
+}}))
+"""
+
+
+def _run(library: str) -> tuple[dict, list[str]]:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "projectname.settings",
+           "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY", "test-only-secret-key"),
+           "PYTHONPATH": str(PROJECT_ROOT)}
+    result = subprocess.run([sys.executable, "-c", SCRIPT.format(library=library)], env=env,
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    # The project's logging configuration: "<time> WARNING <process> <logger>: ...".
+    warnings = [line for line in result.stderr.splitlines()
+                if " WARNING " in line and " apps.dispatch.compat: " in line]
+    return json.loads(result.stdout.strip().splitlines()[-1]), warnings
+
+
+STOCK = {
+    "celery": {"lean_path": False, "custom_headers": False, "celerys_custom_headers_kept": True,
+               "chunked_reader": True, "publish": "plain"},
+    "kombu": {"lean_path": True, "custom_headers": True, "celerys_custom_headers_kept": False,
+              "chunked_reader": False, "publish": "plain"},
+    "amqp": {"lean_path": True, "custom_headers": True, "celerys_custom_headers_kept": False,
+             "chunked_reader": False, "publish": "stock"},
+}
+
+
+@pytest.mark.parametrize("library", sorted(STOCK))
+def test_another_version_warns_once_and_takes_the_stock_path(library):
+    outcome, warnings = _run(library)
+    assert outcome == STOCK[library]
+    assert len(warnings) == 1, warnings
+    assert "99.0.0 is installed" in warnings[0] and "stock path" in warnings[0]
+
+
+def test_the_tested_versions_warn_nothing():
+    import amqp
+    import billiard
+    import celery
+    import kombu
+
+    from apps.dispatch.compat import amqp as a, billiard as b, celery as c, kombu as k
+
+    assert (c.SUPPORTED, k.SUPPORTED, a.SUPPORTED, b.SUPPORTED) == (True, True, True, True)
+    assert (celery.__version__, kombu.__version__, amqp.__version__, billiard.__version__) == (
+        c.TESTED_VERSION, k.TESTED_VERSION, a.TESTED_VERSION, b.TESTED_VERSION)

@@ -46,3 +46,86 @@ def test_install_replaces_the_method_for_new_contexts():
         assert Context(REQUEST).headers is None
     finally:
         Context._get_custom_headers = CELERY_CUSTOM_HEADERS
+
+
+class _Message:
+    def __init__(self, body: bytes, content_encoding: str):
+        self.body, self.content_type, self.content_encoding = (
+            body, "application/json", content_encoding)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "binary", "latin-1", None])
+def test_bodies_decode_exactly_as_on_celerys_path(encoding):
+    """Celery's path decodes with kombu, whose JSON codec reads UTF-8 whatever
+    the content_encoding label says; the lean path must agree."""
+    from types import SimpleNamespace
+
+    from kombu.serialization import loads, prepare_accept_content
+
+    from projectname.celery import app
+
+    body = '[[], {"token": "é€ü"}, {"callbacks": null}]'.encode("utf-8")
+    runner = lean.LeanRunner(SimpleNamespace(app=app, pool=None, hostname="h",
+                                             disable_rate_limits=True))
+    expected = loads(body, "application/json", encoding,
+                     accept=prepare_accept_content(app.conf.accept_content))
+    assert runner.decode_body(_Message(body, encoding)) == expected
+
+
+class _Channel:
+    def basic_ack(self, *args, **kwargs):
+        pass
+
+    def basic_reject(self, *args, **kwargs):
+        pass
+
+
+class _Delivery:
+    content_type = "application/json"
+    delivery_info = {"redelivered": False}
+
+    def __init__(self, channel):
+        self.channel = channel
+
+
+def _runner(events):
+    from types import SimpleNamespace
+
+    import apps.dispatch.tasks  # noqa: F401 - registers the task, as a worker does
+    from projectname.celery import app
+
+    consumer = SimpleNamespace(app=app, pool=None, hostname="h", disable_rate_limits=True,
+                               event_dispatcher=events)
+    runner = lean.LeanRunner(consumer)
+    channel = _Channel()
+    runner.attach(channel, prefetch_count=8)
+    return runner, consumer, _Delivery(channel)
+
+
+NOOP_HEADERS = {"task": "apps.dispatch.tasks.noop", "id": "a-plain-id"}
+
+
+def test_task_events_switched_at_runtime_decide_for_each_message():
+    from types import SimpleNamespace
+
+    events = SimpleNamespace(enabled=True, groups={"worker"})  # no task events at start
+    runner, consumer, message = _runner(events)
+    assert runner.eligible(message, NOOP_HEADERS) is not None
+    events.groups.add("task")  # enable_events (Flower, celery control)
+    assert runner.eligible(message, NOOP_HEADERS) is None
+    events.groups.discard("task")  # disable_events
+    assert runner.eligible(message, NOOP_HEADERS) is not None
+
+
+def test_stamped_messages_go_to_celerys_path_while_a_stamp_is_revoked():
+    from celery.worker import state
+
+    runner, consumer, message = _runner(None)
+    stamped = {**NOOP_HEADERS, "stamped_headers": ["batch"], "stamps": {"batch": "b1"}}
+    assert runner.eligible(message, stamped) is not None
+    state.revoked_stamps["batch"] = ["b1"]
+    try:
+        assert runner.eligible(message, stamped) is None
+        assert runner.eligible(message, NOOP_HEADERS) is not None  # no stamps: unaffected
+    finally:
+        state.revoked_stamps.clear()

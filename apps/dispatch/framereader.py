@@ -34,7 +34,10 @@ import socket
 from struct import unpack_from
 
 from amqp.exceptions import UnexpectedFrame
-from amqp.transport import TCPTransport
+
+from apps.dispatch.compat import amqp as compat_amqp
+from apps.dispatch.compat import kombu as compat_kombu
+from apps.dispatch.compat.amqp import TCPTransport
 
 CHUNK = 65536
 FRAME_END = 0xCE
@@ -65,16 +68,18 @@ class ChunkedFrameReader:
         self.transport = transport
         self.recv = transport.sock.recv
         # Anything py-amqp has read but not yet consumed comes first.
-        self.buffer = bytearray(transport._read_buffer)
-        transport._read_buffer = b""
+        self.buffer = bytearray(compat_amqp.take_read_buffer(transport))
         self.pos = 0
         # Reads in chunks only while the event loop drains (timeout 0).
         self.chunked = True
 
     @classmethod
     def install(cls, transport) -> bool:
-        """Replace ``transport.read_frame``; False (nothing done) for SSL or others."""
+        """Replace ``transport.read_frame``; False (nothing done) for SSL or
+        others, and on py-amqp or kombu versions it was not tested with."""
         if type(transport) is not TCPTransport or transport.sock is None:
+            return False
+        if not (compat_amqp.SUPPORTED and compat_kombu.SUPPORTED):
             return False
         if getattr(transport, "chunked_reader", None) is None:
             reader = transport.chunked_reader = cls(transport)

@@ -129,3 +129,34 @@ def test_stamped_messages_go_to_celerys_path_while_a_stamp_is_revoked():
         assert runner.eligible(message, NOOP_HEADERS) is not None  # no stamps: unaffected
     finally:
         state.revoked_stamps.clear()
+
+
+@pytest.mark.parametrize("off, lean_on, batch, custom", [
+    ("", True, 32, True),
+    ("coalesced_acks", True, 1, True),
+    ("lean_path", False, None, True),
+    ("custom_headers,chunked_reader", True, 32, False),
+])
+def test_lean_steps_start_what_is_not_switched_off(monkeypatch, off, lean_on, batch, custom):
+    from types import SimpleNamespace
+
+    import apps.dispatch.tasks  # noqa: F401 - registers the task, as a worker does
+    from projectname.celery import app
+
+    monkeypatch.setattr(Context, "_get_custom_headers", CELERY_CUSTOM_HEADERS)
+    monkeypatch.setenv("DISPATCH_FAST_PATHS_OFF", off)
+    channel = _Channel()
+    channel.connection = SimpleNamespace(transport=None)
+    timer = SimpleNamespace(call_repeatedly=lambda seconds, function: SimpleNamespace(
+        cancel=lambda: None))
+    consumer = SimpleNamespace(
+        app=app, pool=SimpleNamespace(runs_inline=True), hostname="h",
+        disable_rate_limits=True, event_dispatcher=None, qos=SimpleNamespace(value=128),
+        task_consumer=SimpleNamespace(channel=channel), timer=timer)
+    step = lean.LeanSteps(consumer)
+    step.start(consumer)
+    assert (consumer.lean is not None) is lean_on
+    if lean_on:
+        assert consumer.lean.coalescer.batch == batch
+    assert (Context.__dict__["_get_custom_headers"] is lean._custom_headers) is custom
+    step.stop(consumer)

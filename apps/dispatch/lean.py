@@ -39,7 +39,6 @@ any message takes Celery's normal path, and when the consumer stops.
 from __future__ import annotations
 
 from celery import bootsteps
-from celery.app.task import Context
 from celery.utils.log import get_logger
 from kombu.serialization import loads, prepare_accept_content
 
@@ -244,30 +243,6 @@ class LeanRunner:
         return cls
 
 
-# What Celery's Context._get_custom_headers drops from a request: every
-# attribute Context declares, plus these (celery/app/task.py).
-_CELERY_REQUEST_KEYS = frozenset({*Context.__dict__, "lang", "task", "argsrepr", "kwargsrepr",
-                                  "compression"})
-
-
-def _custom_headers(self, *args, **kwargs):
-    """``Context._get_custom_headers`` with its key set built once.
-
-    Celery's builds the set of its ~55 keys and pops each from a copy of the
-    request for every task (about 5 % of a bulk worker's time); this keeps
-    the same keys in the same order and returns None when there are none.
-    """
-    headers = dict(*args, **kwargs)
-    custom = {key: value for key, value in headers.items() if key not in _CELERY_REQUEST_KEYS}
-    return custom or None
-
-
-def install_custom_headers() -> bool:
-    """Replace ``Context._get_custom_headers`` in this worker process (idempotent);
-    False (Celery's own kept) on an untested Celery version."""
-    return compat_celery.install_custom_headers(_custom_headers)
-
-
 def lean_path_supported() -> bool:
     """The lean path runs Celery's tracer and Request directly: only on the
     Celery version it was tested with (apps/dispatch/compat/celery.py)."""
@@ -299,11 +274,9 @@ class LeanSteps(bootsteps.StartStopStep):
         off = switched_off()
         chunked = "chunked_reader" not in off and ChunkedFrameReader.install(
             getattr(c.task_consumer.channel.connection, "transport", None))
-        headers = "custom_headers" not in off and install_custom_headers()
         if "lean_path" in off or not lean_path_supported():
             c.lean = None
-            logger.info("Lean path off; frames read in chunks: %s; custom-header scan: %s.",
-                        _yes(chunked), _yes(headers))
+            logger.info("Lean path off; frames read in chunks: %s.", _yes(chunked))
             return
         runner = c.lean = LeanRunner(c)
         channel = c.task_consumer.channel
@@ -311,8 +284,8 @@ class LeanSteps(bootsteps.StartStopStep):
         runner.attach(channel, prefetch_count=prefetch)
         self._timer = c.timer.call_repeatedly(FLUSH_SECONDS, runner.flush)
         logger.info("Lean path on: plain task messages run inline, acks coalesced "
-                    "(batches of %d), frames read in chunks: %s, custom-header scan: %s.",
-                    runner.coalescer.batch, _yes(chunked), _yes(headers))
+                    "(batches of %d), frames read in chunks: %s.",
+                    runner.coalescer.batch, _yes(chunked))
 
     def stop(self, c):
         if self._timer is not None:

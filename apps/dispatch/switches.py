@@ -7,8 +7,7 @@ earns; an operator can use it to rule a piece out when chasing a problem.
 
 * ``lean_path``: every message takes Celery's strategy, Request and pool;
 * ``coalesced_acks``: the lean path acknowledges each message on its own;
-* ``chunked_reader``: py-amqp reads each frame itself (three reads a frame);
-* ``custom_headers``: Celery's own ``Context._get_custom_headers``.
+* ``chunked_reader``: py-amqp reads each frame itself (three reads a frame).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import os
 logger = logging.getLogger(__name__)
 
 ENV = "DISPATCH_FAST_PATHS_OFF"
-PIECES = ("lean_path", "coalesced_acks", "chunked_reader", "custom_headers")
+PIECES = ("lean_path", "coalesced_acks", "chunked_reader")
 
 
 def switched_off(environ=None) -> frozenset[str]:

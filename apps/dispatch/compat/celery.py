@@ -7,8 +7,7 @@
   finished task whose outcome is not plain success is settled by Celery's
   own Request;
 * ``tracer(task)``: ``task.__trace__``, the tracer the worker built for
-  the task (``celery.app.trace.build_tracer``);
-* ``Context._get_custom_headers``: replaced by a faster equal function.
+  the task (``celery.app.trace.build_tracer``).
 
 Hooks the project overrides, pinned by contract tests only (nothing to
 import): ``BasePool._get_info`` (apps/dispatch/pool.py adds its limits to
@@ -24,7 +23,6 @@ Extension points used as documented (not here): bootsteps,
 from __future__ import annotations
 
 import celery as _celery
-from celery.app.task import Context
 from celery.worker import state as worker_state
 from celery.worker.request import Request, create_request_cls
 
@@ -33,25 +31,12 @@ from apps.dispatch.compat import version_supported
 TESTED_VERSION = "5.7.0"
 SUPPORTED = version_supported(
     "celery", _celery.__version__, TESTED_VERSION,
-    "the bulk lane's lean path and its custom-header scan (Celery's strategy, Request "
-    "and pool run every task)")
+    "the bulk lane's lean path (Celery's strategy, Request and pool run every task)")
 
 __all__ = ["SUPPORTED", "TESTED_VERSION", "Request", "create_request_cls", "worker_state",
-           "tracer", "install_custom_headers", "celery_custom_headers"]
+           "tracer"]
 
 
 def tracer(task):
     """The worker's tracer for ``task`` (built by the worker at start)."""
     return task.__trace__
-
-
-#: Celery's own ``Context._get_custom_headers`` (kept for tests and a reset).
-celery_custom_headers = Context.__dict__["_get_custom_headers"]
-
-
-def install_custom_headers(function) -> bool:
-    """Make ``function`` ``Context._get_custom_headers``; False (nothing done) off version."""
-    if not SUPPORTED:
-        return False
-    Context._get_custom_headers = function
-    return True

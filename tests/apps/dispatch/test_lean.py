@@ -1,51 +1,10 @@
 """apps/dispatch/lean.py pieces that can be checked without a worker (the
-lean path itself runs in tests/apps/dispatch/test_bulk_lane.py, live)."""
+lean path itself runs in tests/apps/dispatch/test_bulk_lane.py and
+test_lean_live.py, live)."""
 
 import pytest
-from celery.app.task import Context
 
 from apps.dispatch import lean
-
-# The test process never installs the replacement: this is Celery's own.
-CELERY_CUSTOM_HEADERS = Context.__dict__["_get_custom_headers"]
-
-REQUEST = {
-    "lang": "py", "task": "apps.dispatch.tasks.noop", "id": "i", "root_id": "i",
-    "parent_id": None, "group": None, "argsrepr": "()", "kwargsrepr": "{'n': 1}",
-    "origin": "gen1@host", "ignore_result": True, "args": [], "kwargs": {"n": 1},
-    "hostname": "bulk_worker_1@host", "is_eager": False, "properties": {},
-    "reply_to": "", "correlation_id": "i", "delivery_info": {"routing_key": "bulk"},
-    "callbacks": None, "errbacks": None, "chain": None, "chord": None,
-}
-
-
-@pytest.mark.parametrize("extra", [
-    {},
-    {"taskapi_recorded": True},
-    {"x-custom": 1, "another": [1, 2], "compression": "gzip", "stamps": {}},
-    {"headers": None, "tenant": "a"},
-])
-def test_custom_headers_are_celerys_own(extra):
-    assert CELERY_CUSTOM_HEADERS is not lean._custom_headers
-    request = {**REQUEST, **extra}
-    context = Context()
-    expected = CELERY_CUSTOM_HEADERS(context, request, args=[], called_directly=False,
-                                     kwargs={"n": 1})
-    got = lean._custom_headers(context, request, args=[], called_directly=False,
-                               kwargs={"n": 1})
-    assert got == expected
-    assert got is None or list(got) == list(expected)  # same keys, same order
-
-
-def test_install_replaces_the_method_for_new_contexts():
-    try:
-        lean.install_custom_headers()
-        lean.install_custom_headers()  # idempotent
-        context = Context({**REQUEST, "tenant": "a"}, args=[], called_directly=False)
-        assert context.headers == {"tenant": "a"}
-        assert Context(REQUEST).headers is None
-    finally:
-        Context._get_custom_headers = CELERY_CUSTOM_HEADERS
 
 
 class _Message:
@@ -131,19 +90,18 @@ def test_stamped_messages_go_to_celerys_path_while_a_stamp_is_revoked():
         state.revoked_stamps.clear()
 
 
-@pytest.mark.parametrize("off, lean_on, batch, custom", [
-    ("", True, 32, True),
-    ("coalesced_acks", True, 1, True),
-    ("lean_path", False, None, True),
-    ("custom_headers,chunked_reader", True, 32, False),
+@pytest.mark.parametrize("off, lean_on, batch", [
+    ("", True, 32),
+    ("coalesced_acks", True, 1),
+    ("lean_path", False, None),
+    ("chunked_reader", True, 32),
 ])
-def test_lean_steps_start_what_is_not_switched_off(monkeypatch, off, lean_on, batch, custom):
+def test_lean_steps_start_what_is_not_switched_off(monkeypatch, off, lean_on, batch):
     from types import SimpleNamespace
 
     import apps.dispatch.tasks  # noqa: F401 - registers the task, as a worker does
     from projectname.celery import app
 
-    monkeypatch.setattr(Context, "_get_custom_headers", CELERY_CUSTOM_HEADERS)
     monkeypatch.setenv("DISPATCH_FAST_PATHS_OFF", off)
     channel = _Channel()
     channel.connection = SimpleNamespace(transport=None)
@@ -158,5 +116,4 @@ def test_lean_steps_start_what_is_not_switched_off(monkeypatch, off, lean_on, ba
     assert (consumer.lean is not None) is lean_on
     if lean_on:
         assert consumer.lean.coalescer.batch == batch
-    assert (Context.__dict__["_get_custom_headers"] is lean._custom_headers) is custom
     step.stop(consumer)

@@ -9,7 +9,6 @@ import inspect
 
 import pytest
 from celery import Celery
-from celery.app.task import Context
 from celery.contrib.testing.mocks import TaskMessage
 
 from apps.dispatch.compat import celery as compat
@@ -110,14 +109,6 @@ def test_the_tracer_is_the_tasks___trace___and_returns_retval_info_runtime(app):
     finally:
         adds.__trace__ = None
     assert (retval, info) == (3, None) and runtime >= 0
-
-
-def test_context_still_has_get_custom_headers_with_the_call_shape_replaced():
-    original = Context.__dict__["_get_custom_headers"]
-    assert original is compat.celery_custom_headers
-    context = Context({"id": "i", "task": "t", "x-tenant": "a"}, args=[], called_directly=False)
-    assert context.headers == {"x-tenant": "a"}
-    assert list(inspect.signature(original).parameters) == ["self", "args", "kwargs"]
 
 
 def test_the_events_step_opens_its_connection_with_the_consumers_connection_for_write():

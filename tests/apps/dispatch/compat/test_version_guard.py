@@ -24,7 +24,6 @@ import django
 django.setup()
 from amqp import Message
 from amqp.transport import TCPTransport
-from celery.app.task import Context
 
 from apps.dispatch import framereader, lean
 from apps.dispatch.compat import amqp as compat_amqp
@@ -32,7 +31,6 @@ from apps.dispatch.compat import amqp as compat_amqp
 left, right = socket.socketpair()
 transport = TCPTransport.__new__(TCPTransport)
 transport.sock, transport.connected, transport._read_buffer = left, True, b""
-celerys = Context.__dict__["_get_custom_headers"]
 sent = []
 
 class Channel:
@@ -45,8 +43,6 @@ class Channel:
 compat_amqp.basic_publish_no_wait(Channel(), Message(b"x"), routing_key="q")
 print(json.dumps({{
     "lean_path": lean.lean_path_supported(),
-    "custom_headers": lean.install_custom_headers(),
-    "celerys_custom_headers_kept": Context.__dict__["_get_custom_headers"] is celerys,
     "chunked_reader": framereader.ChunkedFrameReader.install(transport),
     "publish": sent[0],
 }}))
@@ -67,12 +63,9 @@ def _run(library: str) -> tuple[dict, list[str]]:
 
 
 STOCK = {
-    "celery": {"lean_path": False, "custom_headers": False, "celerys_custom_headers_kept": True,
-               "chunked_reader": True, "publish": "plain"},
-    "kombu": {"lean_path": True, "custom_headers": True, "celerys_custom_headers_kept": False,
-              "chunked_reader": False, "publish": "plain"},
-    "amqp": {"lean_path": True, "custom_headers": True, "celerys_custom_headers_kept": False,
-             "chunked_reader": False, "publish": "stock"},
+    "celery": {"lean_path": False, "chunked_reader": True, "publish": "plain"},
+    "kombu": {"lean_path": True, "chunked_reader": False, "publish": "plain"},
+    "amqp": {"lean_path": True, "chunked_reader": False, "publish": "stock"},
 }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import socket
 
 import amqp
 from amqp import Message
@@ -92,10 +91,6 @@ def test_basic_publish_no_wait_uses_the_plain_publish():
 
     compat.basic_publish_no_wait(Spy(), Message(b"x"), routing_key="q")
     assert sent == [("plain", "q")]
-
-
-def test_socket_timeout_is_what_py_amqp_raises_for_a_read_in_time():
-    assert issubclass(socket.timeout, OSError)
 
 
 def test_the_frame_writer_takes_a_messages_properties_from__serialize_properties():

@@ -45,7 +45,6 @@ from kombu.serialization import loads, prepare_accept_content
 from apps.dispatch.compat import celery as compat_celery
 from apps.dispatch.compat.billiard import ExceptionInfo
 from apps.dispatch.compat.celery import Request, create_request_cls, worker_state
-from apps.dispatch.framereader import ChunkedFrameReader
 from apps.dispatch.switches import switched_off
 from apps.taskapi.models import RECORDED_HEADER
 
@@ -249,10 +248,6 @@ def lean_path_supported() -> bool:
     return compat_celery.SUPPORTED
 
 
-def _yes(on) -> str:
-    return "yes" if on else "no"
-
-
 class LeanSteps(bootsteps.StartStopStep):
     """Consumer bootstep: turns the lean path on for a solo-pool worker.
 
@@ -272,11 +267,9 @@ class LeanSteps(bootsteps.StartStopStep):
             c.lean = None
             return
         off = switched_off()
-        chunked = "chunked_reader" not in off and ChunkedFrameReader.install(
-            getattr(c.task_consumer.channel.connection, "transport", None))
         if "lean_path" in off or not lean_path_supported():
             c.lean = None
-            logger.info("Lean path off; frames read in chunks: %s.", _yes(chunked))
+            logger.info("Lean path off: every message takes Celery's own path.")
             return
         runner = c.lean = LeanRunner(c)
         channel = c.task_consumer.channel
@@ -284,8 +277,7 @@ class LeanSteps(bootsteps.StartStopStep):
         runner.attach(channel, prefetch_count=prefetch)
         self._timer = c.timer.call_repeatedly(FLUSH_SECONDS, runner.flush)
         logger.info("Lean path on: plain task messages run inline, acks coalesced "
-                    "(batches of %d), frames read in chunks: %s.",
-                    runner.coalescer.batch, _yes(chunked))
+                    "(batches of %d).", runner.coalescer.batch)
 
     def stop(self, c):
         if self._timer is not None:

@@ -6,8 +6,7 @@ code for that step.  bench/pieces.py uses it to measure what each piece
 earns; an operator can use it to rule a piece out when chasing a problem.
 
 * ``lean_path``: every message takes Celery's strategy, Request and pool;
-* ``coalesced_acks``: the lean path acknowledges each message on its own;
-* ``chunked_reader``: py-amqp reads each frame itself (three reads a frame).
+* ``coalesced_acks``: the lean path acknowledges each message on its own.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import os
 logger = logging.getLogger(__name__)
 
 ENV = "DISPATCH_FAST_PATHS_OFF"
-PIECES = ("lean_path", "coalesced_acks", "chunked_reader")
+PIECES = ("lean_path", "coalesced_acks")
 
 
 def switched_off(environ=None) -> frozenset[str]:

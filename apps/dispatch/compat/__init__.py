@@ -1,6 +1,7 @@
-"""Every private name of celery, kombu, py-amqp and billiard the project uses.
+"""Every private name of celery, py-amqp and billiard the fast paths use.
 
-One module per library.  Each one names the version it was tested with and
+One module per library (kombu has none: the fast paths use its public API
+only).  Each one names the version it was tested with and
 compares it with the installed one when it is imported.  On the tested
 version it exports the private names; on any other version it logs one clear
 warning, and ``SUPPORTED`` is False so each fast path that needs that

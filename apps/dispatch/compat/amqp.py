@@ -1,9 +1,5 @@
 """py-amqp internals used by the fast paths.
 
-* ``TCPTransport._read_buffer``: bytes py-amqp read but did not consume
-  yet, taken over by the chunked frame reader (apps/dispatch/framereader.py),
-  which replaces the transport's ``read_frame`` and ``having_timeout`` on
-  the instance (both called by ``Connection.blocking_read``);
 * ``Message._serialize_properties``: a message's content-header
   properties, for the bulk encoder (apps/dispatch/encoding.py);
 * ``Channel._basic_publish``: a publish that does not wait for the
@@ -14,23 +10,16 @@
 from __future__ import annotations
 
 import amqp as _amqp
-from amqp.transport import TCPTransport
 
 from apps.dispatch.compat import version_supported
 
 TESTED_VERSION = "5.4.2"
 SUPPORTED = version_supported(
     "py-amqp", _amqp.__version__, TESTED_VERSION,
-    "the chunked frame reader (py-amqp reads each frame)")
+    "the publish that does not wait for its confirm (the public basic_publish, which "
+    "waits on a confirm_publish connection)")
 
-__all__ = ["SUPPORTED", "TESTED_VERSION", "TCPTransport", "take_read_buffer",
-           "serialize_properties", "basic_publish_no_wait"]
-
-
-def take_read_buffer(transport: TCPTransport) -> bytes:
-    """What ``transport`` read ahead and has not consumed; the transport forgets it."""
-    pending, transport._read_buffer = transport._read_buffer, b""
-    return pending
+__all__ = ["SUPPORTED", "TESTED_VERSION", "serialize_properties", "basic_publish_no_wait"]
 
 
 def serialize_properties(message: _amqp.Message) -> bytes:

@@ -94,7 +94,6 @@ def test_stamped_messages_go_to_celerys_path_while_a_stamp_is_revoked():
     ("", True, 32),
     ("coalesced_acks", True, 1),
     ("lean_path", False, None),
-    ("chunked_reader", True, 32),
 ])
 def test_lean_steps_start_what_is_not_switched_off(monkeypatch, off, lean_on, batch):
     from types import SimpleNamespace
@@ -104,7 +103,6 @@ def test_lean_steps_start_what_is_not_switched_off(monkeypatch, off, lean_on, ba
 
     monkeypatch.setenv("DISPATCH_FAST_PATHS_OFF", off)
     channel = _Channel()
-    channel.connection = SimpleNamespace(transport=None)
     timer = SimpleNamespace(call_repeatedly=lambda seconds, function: SimpleNamespace(
         cancel=lambda: None))
     consumer = SimpleNamespace(

@@ -5,7 +5,7 @@ from apps.dispatch.switches import ENV, PIECES, switched_off
 
 def test_pieces_are_switched_off_by_name():
     assert switched_off({}) == frozenset()
-    assert switched_off({ENV: " lean_path, chunked_reader "}) == {"lean_path", "chunked_reader"}
+    assert switched_off({ENV: " lean_path, coalesced_acks "}) == {"lean_path", "coalesced_acks"}
     assert switched_off({ENV: ",".join(PIECES)}) == set(PIECES)
 
 

@@ -4,63 +4,10 @@ from __future__ import annotations
 
 import inspect
 
-import amqp
 from amqp import Message
 from amqp.channel import Channel
-from amqp.transport import TCPTransport
 
 from apps.dispatch.compat import amqp as compat
-
-
-def test_a_transport_keeps_its_read_ahead_bytes_in__read_buffer():
-    transport = TCPTransport("127.0.0.1:1")  # not connected: nothing is read
-    assert transport._read_buffer == b""
-    transport._read_buffer = b"\x01\x00"
-    assert compat.take_read_buffer(transport) == b"\x01\x00"
-    assert transport._read_buffer == b""
-
-
-def test_read_frame_and_having_timeout_can_be_replaced_on_the_instance():
-    transport = TCPTransport("127.0.0.1:1")
-    assert hasattr(transport, "__dict__"), "TCPTransport instances have no __dict__ any more"
-    transport.read_frame = lambda unpack=None: "mine"
-    assert transport.read_frame() == "mine"
-
-
-def test_connection_reads_a_frame_through_the_transports_having_timeout_and_read_frame():
-    """``Connection.blocking_read`` is where the chunked reader learns who
-    reads (the timeout) and hands out frames."""
-    calls = []
-
-    class Transport:
-        def having_timeout(self, timeout):
-            calls.append(("timeout", timeout))
-            return _Nothing()
-
-        def read_frame(self):
-            calls.append("read_frame")
-            return (8, 0, b"")
-
-    class Reads:
-        transport = Transport()
-        blocking_read = amqp.Connection.blocking_read
-
-        def on_inbound_frame(self, frame):
-            calls.append(frame)
-            return True
-
-    Reads().blocking_read(0)
-    assert calls == [("timeout", 0), "read_frame", (8, 0, b"")]
-    source = inspect.getsource(amqp.Connection.drain_events)
-    assert "blocking_read(timeout)" in source
-
-
-class _Nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc_info):
-        return False
 
 
 def test_message_serializes_its_properties():

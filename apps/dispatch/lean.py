@@ -29,8 +29,9 @@ need the database lookup in apps/taskapi/signals.py), revoked ids, stamped
 messages while any stamp is revoked (``revoke_by_stamped_headers``), tasks
 with acks early or a rate limit, protocol 1 messages, and every message
 while the worker sends task events (checked for each message:
-``enable_events``/``disable_events`` switch it at runtime).  Acks are still *late*: a message is
-acknowledged only after its task finished, so a killed worker's messages
+``enable_events``/``disable_events`` switch it at runtime).  Acks are
+*late*: a message is acknowledged only after its task finished, so a killed
+worker's messages
 (including a batch whose ack was not yet sent) are redelivered.  A batch is
 flushed when it reaches ``batch`` messages, every ``FLUSH_SECONDS``, before
 any message takes Celery's normal path, and when the consumer stops.

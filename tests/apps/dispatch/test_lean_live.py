@@ -17,6 +17,7 @@ import time
 import uuid
 
 import pytest
+import requests
 from kombu import Connection, Consumer
 from kombu.common import maybe_declare
 
@@ -82,8 +83,13 @@ class LoneWorker:
              "--soft-time-limit=30", "--time-limit=60", "--loglevel=INFO"],
             env=self.env, cwd=PROJECT_ROOT, stdout=open(self.log, "ab"),
             stderr=subprocess.STDOUT)
-        wait_for(lambda: rabbit.queue_info(self.vhost, "bulk").get("consumers"), 90,
-                 interval=0.2, message="the lone worker consuming")
+        wait_for(self._consuming, 90, interval=0.2, message="the lone worker consuming")
+
+    def _consuming(self) -> bool:
+        try:
+            return bool(rabbit.queue_info(self.vhost, "bulk").get("consumers"))
+        except requests.HTTPError:  # the worker has not declared its queue yet
+            return False
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

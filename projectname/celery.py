@@ -15,8 +15,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "projectname.settings")
 app = Celery("projectname", task_cls="apps.reliability.base:ReliableTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-# Worker monitoring events without per-message confirms (apps/dispatch/worker.py).
-app.steps["consumer"].add("apps.dispatch.worker:EventsWithoutConfirms")
 # Each worker program runs under the CPU scheduling policy its topology entry
 # declares (apps/core/cpu_policy.py: background work yields to requests).
 celeryd_init.connect(on_worker_init, weak=False)

@@ -19,6 +19,8 @@ from struct import pack
 from amqp import Message, spec
 from amqp.serialization import dumps
 
+from apps.dispatch.compat.amqp import serialize_properties
+
 # Header keys that change from message to message (the rest is the template's).
 VARIABLE_KEYS = ("id", "root_id", "kwargsrepr")
 
@@ -30,7 +32,7 @@ class EncodedMessage(Message):
         super().__init__(body, **properties)
         self._encoded_properties = encoded_properties
 
-    def _serialize_properties(self):  # called by py-amqp's frame writer
+    def _serialize_properties(self):  # py-amqp's hook (contract: tests/apps/dispatch/compat/)
         return self._encoded_properties
 
 
@@ -102,7 +104,7 @@ class BatchEncoder:
         encoded = b"".join((self.head, pack(">I", len(table)), table, self.middle,
                             _shortstr(task_id), self.tail))
         if not self.checked:
-            reference = Message(body, **properties)._serialize_properties()
+            reference = serialize_properties(Message(body, **properties))
             if reference != encoded:
                 self.usable = False
                 return Message(body, **properties)
@@ -131,7 +133,7 @@ def publish_frames(channel_id: int, method_payload: bytes, message: Message,
     body = message.body
     if isinstance(body, str):
         body = body.encode(message.properties.setdefault("content_encoding", "utf-8"))
-    header = pack(">HHQ", spec.Basic.CLASS_ID, 0, len(body)) + message._serialize_properties()
+    header = pack(">HHQ", spec.Basic.CLASS_ID, 0, len(body)) + serialize_properties(message)
     parts = [pack(">BHI", 1, channel_id, len(method_payload)), method_payload, _FRAME_END,
              pack(">BHI", 2, channel_id, len(header)), header, _FRAME_END]
     chunk = frame_max - 8

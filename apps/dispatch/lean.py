@@ -11,8 +11,9 @@ the worker's CPU per task.
 For a message that needs nothing special, ``LeanRunner`` does what those
 steps amount to and no more:
 
-* the body is decoded once (a body that does not decode is poison: rejected
-  without requeue, so RabbitMQ dead-letters it, as apps/reliability does);
+* the body is decoded once, by kombu exactly as Celery's path decodes it
+  (a body that does not decode is poison: rejected without requeue, so
+  RabbitMQ dead-letters it, as apps/reliability does);
 * the task runs through the same tracer Celery uses (``task.__trace__``):
   signals, result storage (only for tasks that keep results), retries,
   ``ReliableTask``'s delivery limit, logging, all unchanged;
@@ -24,10 +25,13 @@ steps amount to and no more:
 
 Everything else takes Celery's normal path, unchanged: messages with an ETA
 or expiry, redeliveries, retries, messages the Task API can cancel (they
-need the database lookup in apps/taskapi/signals.py), revoked ids, tasks
-with acks early or a rate limit, protocol 1 messages, and every message on
-a worker that sends task events.  Acks are still *late*: a message is
-acknowledged only after its task finished, so a killed worker's messages
+need the database lookup in apps/taskapi/signals.py), revoked ids, stamped
+messages while any stamp is revoked (``revoke_by_stamped_headers``), tasks
+with acks early or a rate limit, protocol 1 messages, and every message
+while the worker sends task events (checked for each message:
+``enable_events``/``disable_events`` switch it at runtime).  Acks are
+*late*: a message is acknowledged only after its task finished, so a killed
+worker's messages
 (including a batch whose ack was not yet sent) are redelivered.  A batch is
 flushed when it reaches ``batch`` messages, every ``FLUSH_SECONDS``, before
 any message takes Celery's normal path, and when the consumer stops.
@@ -35,18 +39,14 @@ any message takes Celery's normal path, and when the consumer stops.
 
 from __future__ import annotations
 
-import json
-
 from celery import bootsteps
-from celery.app.task import Context
 from celery.utils.log import get_logger
-from celery.worker import state as worker_state
-from celery.worker.request import Request, create_request_cls
-from kombu.exceptions import ContentDisallowed
-from kombu.serialization import prepare_accept_content
-from kombu.utils import json as kombu_json
+from kombu.serialization import loads, prepare_accept_content
 
-from apps.dispatch.framereader import ChunkedFrameReader
+from apps.dispatch.compat import celery as compat_celery
+from apps.dispatch.compat.billiard import ExceptionInfo
+from apps.dispatch.compat.celery import Request, create_request_cls, worker_state
+from apps.dispatch.switches import switched_off
 from apps.taskapi.models import RECORDED_HEADER
 
 logger = get_logger(__name__)
@@ -125,26 +125,28 @@ class LeanRunner:
         self.app = consumer.app
         self.pool = consumer.pool
         self.hostname = consumer.hostname
-        # Decided once: is JSON among the accepted content types (as kombu checks)?
-        self.json_accepted = JSON in prepare_accept_content(self.app.conf.accept_content)
+        self.accept = prepare_accept_content(self.app.conf.accept_content)
         self.revoked = worker_state.revoked
+        self.revoked_stamps = worker_state.revoked_stamps
         self.utc = self.app.uses_utc_timezone()
         self.rate_limits = not consumer.disable_rate_limits
         self.coalescer: AckCoalescer | None = None
         self._request_classes: dict[str, type] = {}
-        # kombu's JSON decoding (its object hook for dates, UUIDs, bytes...)
-        # with one decoder for the worker's life; kombu.serialization.loads
-        # looks the codec up and builds a decoder for every message.
-        self._json = json.JSONDecoder(object_hook=kombu_json.object_hook)
 
     def decode_body(self, message):
-        """``kombu.serialization.loads`` for the JSON bodies the lean path takes."""
-        body = message.body
-        if not self.json_accepted:
-            raise ContentDisallowed(f"Refusing to deserialize untrusted content of type {JSON}")
-        if isinstance(body, (bytes, bytearray, memoryview)):
-            body = bytes(body).decode(message.content_encoding or "utf-8")
-        return self._json.decode(body)
+        """The body as Celery's path decodes it: kombu's ``loads`` (its JSON
+        codec reads UTF-8 whatever ``content_encoding`` says)."""
+        return loads(message.body, message.content_type, message.content_encoding,
+                     accept=self.accept)
+
+    def task_events_on(self) -> bool:
+        """Does the worker send task events right now?  ``-E`` or
+        ``worker_send_task_events`` at start; ``enable_events`` and
+        ``disable_events`` (Flower, ``celery control``) add and remove the
+        "task" group at runtime."""
+        events = self.consumer.event_dispatcher
+        return bool(events is not None and events.enabled
+                    and (not events.groups or "task" in events.groups))
 
     # -- lifecycle (LeanSteps, below) ---------------------------------------------
     def attach(self, channel, prefetch_count: int) -> None:
@@ -175,7 +177,8 @@ class LeanRunner:
             return None
         if (headers.get("eta") or headers.get("expires") or headers.get("retries")
                 or headers.get(RECORDED_HEADER) or headers.get("id") in self.revoked
-                or message.delivery_info.get("redelivered")):
+                or (self.revoked_stamps and headers.get("stamped_headers"))
+                or message.delivery_info.get("redelivered") or self.task_events_on()):
             return None
         task = self.app.tasks.get(headers.get("task"))
         if task is None or not task.acks_late or (self.rate_limits and task.rate_limit):
@@ -207,12 +210,11 @@ class LeanRunner:
         })
         hard, soft = headers.get("timelimit") or (None, None)
         try:
+            trace = compat_celery.tracer(task)
             retval, info, runtime, _ = self.pool.run_limited(
-                lambda: task.__trace__(task_id, args, kwargs, request),
+                lambda: trace(task_id, args, kwargs, request),
                 soft or task.soft_time_limit, hard or task.time_limit)
         except Exception:  # noqa: BLE001 - outside the task body (a limit hit the tracer)
-            from billiard.einfo import ExceptionInfo
-
             info, retval, runtime = True, ExceptionInfo(), 0.0
         worker_state.total_count[task.name] += 1
         worker_state.all_total_count[0] += 1
@@ -241,31 +243,14 @@ class LeanRunner:
         return cls
 
 
-# What Celery's Context._get_custom_headers drops from a request: every
-# attribute Context declares, plus these (celery/app/task.py).
-_CELERY_REQUEST_KEYS = frozenset({*Context.__dict__, "lang", "task", "argsrepr", "kwargsrepr",
-                                  "compression"})
-
-
-def _custom_headers(self, *args, **kwargs):
-    """``Context._get_custom_headers`` with its key set built once.
-
-    Celery's builds the set of its ~55 keys and pops each from a copy of the
-    request for every task (about 5 % of a bulk worker's time); this keeps
-    the same keys in the same order and returns None when there are none.
-    """
-    headers = dict(*args, **kwargs)
-    custom = {key: value for key, value in headers.items() if key not in _CELERY_REQUEST_KEYS}
-    return custom or None
-
-
-def install_custom_headers() -> None:
-    """Replace ``Context._get_custom_headers`` in this worker process (idempotent)."""
-    Context._get_custom_headers = _custom_headers
+def lean_path_supported() -> bool:
+    """The lean path runs Celery's tracer and Request directly: only on the
+    Celery version it was tested with (apps/dispatch/compat/celery.py)."""
+    return compat_celery.SUPPORTED
 
 
 class LeanSteps(bootsteps.StartStopStep):
-    """Consumer bootstep: turns the lean path on for a solo-pool worker without task events.
+    """Consumer bootstep: turns the lean path on for a solo-pool worker.
 
     Started after the task consumer exists (and again after every reconnection,
     on the new channel); stopping flushes the coalesced acks first.
@@ -279,23 +264,21 @@ class LeanSteps(bootsteps.StartStopStep):
         self._timer = None
 
     def start(self, c):
-        events = c.event_dispatcher
-        # Task events on (``-E`` or CELERY_WORKER_SEND_TASK_EVENTS): the
-        # dispatcher sends every group; without them only "worker" (heartbeats).
-        task_events = bool(events and events.enabled
-                           and (not events.groups or "task" in events.groups))
-        if not getattr(c.pool, "runs_inline", False) or task_events:
+        if not getattr(c.pool, "runs_inline", False):
             c.lean = None
             return
+        off = switched_off()
+        if "lean_path" in off or not lean_path_supported():
+            c.lean = None
+            logger.info("Lean path off: every message takes Celery's own path.")
+            return
         runner = c.lean = LeanRunner(c)
-        install_custom_headers()
         channel = c.task_consumer.channel
-        runner.attach(channel, prefetch_count=c.qos.value or 1)
+        prefetch = 1 if "coalesced_acks" in off else c.qos.value or 1
+        runner.attach(channel, prefetch_count=prefetch)
         self._timer = c.timer.call_repeatedly(FLUSH_SECONDS, runner.flush)
-        chunked = ChunkedFrameReader.install(getattr(channel.connection, "transport", None))
         logger.info("Lean path on: plain task messages run inline, acks coalesced "
-                    "(batches of %d), frames read in chunks: %s.", runner.coalescer.batch,
-                    "yes" if chunked else "no (not a plain TCP py-amqp connection)")
+                    "(batches of %d).", runner.coalescer.batch)
 
     def stop(self, c):
         if self._timer is not None:

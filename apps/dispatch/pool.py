@@ -77,14 +77,14 @@ class SoloPool(TaskPool):
         self._since_memory_check = 0
         used = resident_kib()
         if used > self.max_memory_kib:
-            from celery.worker import state
+            from apps.dispatch.compat.celery import worker_state as state
 
             logger.warning("Worker process uses %d KiB (limit %d KiB): stopping after "
                            "this task so supervisor starts a fresh one.", used,
                            self.max_memory_kib)
             state.should_stop = 0
 
-    def _get_info(self):
+    def _get_info(self):  # BasePool.info's hook (contract: tests/apps/dispatch/compat/)
         info = super()._get_info()
         info["timeouts"] = (self.soft_timeout, self.timeout)
         info["max-memory-per-child"] = self.max_memory_kib

@@ -46,6 +46,10 @@ class TimeLimiter:
         self._pending_hard = False
         self._kill_at: float | None = None
         self._installed = False
+        # True only while a task runs under a limit.  One attribute, set last
+        # and cleared first: a signal handler runs between any two bytecodes
+        # and must never see half-cleared deadlines.
+        self._armed = False
         self._watchdog: threading.Thread | None = None
 
     def _install(self) -> None:
@@ -70,15 +74,19 @@ class TimeLimiter:
         self._pending_hard = soft is None
         if hard is not None:
             self._kill_at = self._started + hard + self.grace
+        self._armed = True
         signal.setitimer(signal.ITIMER_REAL, soft if soft is not None else hard)
         try:
             return function()
         finally:
+            # Disarmed before the timer is stopped: an alarm delivered in
+            # between (the timer fired as the task ended) finds nothing to do.
+            self._armed = False
             signal.setitimer(signal.ITIMER_REAL, 0)
             self._soft = self._hard = self._kill_at = None
 
     def _on_alarm(self, signum, frame) -> None:
-        if self._soft is None and self._hard is None:
+        if not self._armed:
             return  # the task ended just as the timer fired
         if not self._pending_hard:
             self._pending_hard = True
@@ -86,8 +94,8 @@ class TimeLimiter:
                 signal.setitimer(signal.ITIMER_REAL,
                                  max(0.001, self._hard - (time.monotonic() - self._started)))
             raise SoftTimeLimitExceeded(self._soft)
-        hard, self._soft, self._hard = self._hard, None, None
-        raise TimeLimitExceeded(hard)
+        self._armed = False
+        raise TimeLimitExceeded(self._hard)
 
     def _watch(self) -> None:
         while True:

@@ -8,6 +8,8 @@ Either way the message is gone.  This consumer:
 * declares the dead-letter exchange and queue on every (re)connection, before
   consuming (RabbitMQ silently drops messages dead-lettered to a missing
   exchange);
+* opens the event dispatcher's connection without publisher confirms
+  (apps/dispatch/worker.py);
 * checks that each task message's body decodes (JSON, accepted content type)
   before handing it to the pool, and rejects a poison message without requeue,
   so RabbitMQ moves it to the dead-letter queue where an operator can see it.
@@ -23,6 +25,8 @@ import logging
 from celery import bootsteps
 from celery.worker.consumer.consumer import Consumer
 from kombu.serialization import loads, prepare_accept_content
+
+from apps.dispatch.worker import EventsWithoutConfirms
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +50,7 @@ def _reject_poison(message, exc) -> None:
     message.reject(requeue=False)
 
 
-class ReliableConsumer(Consumer):
+class ReliableConsumer(EventsWithoutConfirms, Consumer):
     #: apps.dispatch.lean.LeanRunner while the lean path is on (LeanSteps).
     lean = None
 

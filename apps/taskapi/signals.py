@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 @task_received.connect(dispatch_uid="taskapi.refuse_cancelled_task")
 def refuse_cancelled_task(sender=None, request=None, **kwargs):
-    from celery.worker import state as worker_state
+    from apps.dispatch.compat.celery import worker_state
 
     task_id = getattr(request, "id", None)
     if not task_id or not _may_be_cancelled(request):

@@ -46,7 +46,12 @@ class Command(BaseCommand):
             )
         run_dir = os.environ.get("RUN_DIR", str(settings.BASE_DIR / "run"))
         argv = ["--address=127.0.0.1", f"--port={port}", "--persistent=True",
-                f"--db={run_dir}/flower.db", f"--state_save_interval={STATE_SAVE_INTERVAL_MS}"]
+                f"--db={run_dir}/flower.db", f"--state_save_interval={STATE_SAVE_INTERVAL_MS}",
+                # Each worker program declares whether it sends task events
+                # (the topology; the bulk lane does not, for throughput).
+                # Flower would otherwise turn them on in every worker every
+                # few seconds, and the bulk lane would leave its fast path.
+                "--enable_events=False"]
         api_url, api_env = broker_api_url()
         if api_url:
             argv.append(f"--broker_api={api_url}")

@@ -1,0 +1,49 @@
+"""Contract tests: the py-amqp internals apps/dispatch/compat/amqp.py exports."""
+
+from __future__ import annotations
+
+import inspect
+
+from amqp import Message
+from amqp.channel import Channel
+
+from apps.dispatch.compat import amqp as compat
+
+
+def test_message_serializes_its_properties():
+    encoded = compat.serialize_properties(Message(b"x", content_type="application/json",
+                                                  delivery_mode=2, headers={"id": "i"}))
+    assert isinstance(encoded, bytes) and b"application/json" in encoded
+
+
+def test_the_plain_publish_has_the_signature_the_publishers_call():
+    parameters = inspect.signature(Channel._basic_publish).parameters
+    assert list(parameters)[:4] == ["self", "msg", "exchange", "routing_key"]
+    # With confirm_publish py-amqp replaces basic_publish on the instance;
+    # _basic_publish stays the publish that does not wait.
+    assert Channel.basic_publish is Channel._basic_publish
+    assert "self.basic_publish = self.basic_publish_confirm" in inspect.getsource(
+        Channel.__init__)
+
+
+def test_basic_publish_no_wait_uses_the_plain_publish():
+    sent = []
+
+    class Spy:
+        def _basic_publish(self, message, exchange="", routing_key=""):
+            sent.append(("plain", routing_key))
+
+        def basic_publish(self, message, exchange="", routing_key=""):
+            sent.append(("confirmed", routing_key))
+
+    compat.basic_publish_no_wait(Spy(), Message(b"x"), routing_key="q")
+    assert sent == [("plain", "q")]
+
+
+def test_the_frame_writer_takes_a_messages_properties_from__serialize_properties():
+    """apps/dispatch/encoding.py's EncodedMessage hands py-amqp properties it
+    encoded once per batch through this hook."""
+    from amqp import method_framing
+
+    source = inspect.getsource(method_framing.frame_writer)
+    assert "content._serialize_properties()" in source

@@ -1,0 +1,135 @@
+"""Contract tests: the Celery internals apps/dispatch/compat/celery.py exports.
+
+Each test pins one private name the bulk lane uses; an upgrade that changes
+it fails here, by name, before a worker misbehaves."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from celery import Celery
+from celery.contrib.testing.mocks import TaskMessage
+
+from apps.dispatch.compat import celery as compat
+
+
+@pytest.fixture
+def app():
+    app = Celery("contract", set_as_current=False)
+    app.conf.update(task_always_eager=False, result_backend="cache+memory://")
+    return app
+
+
+def test_worker_state_has_the_revoke_lists_and_counters_the_lean_path_reads():
+    state = compat.worker_state
+    state.revoked.add("contract-id")
+    assert "contract-id" in state.revoked
+    state.revoked.discard("contract-id")
+    assert isinstance(state.revoked_stamps, dict)
+    assert state.total_count["contract.task"] == 0  # a Counter
+    assert isinstance(state.all_total_count, list) and isinstance(state.all_total_count[0], int)
+    assert hasattr(state, "should_stop")
+
+
+@pytest.mark.django_db
+def test_revoke_by_stamped_headers_fills_revoked_stamps_which_celerys_request_honours(app):
+    from celery.worker.control import revoke_by_stamped_headers
+
+    state = compat.worker_state
+    try:
+        # The control command the lean path must notice: it fills
+        # ``revoked_stamps``, and Celery's Request decides from it.
+        revoke_by_stamped_headers(None, {"batch": "b1"})
+        assert state.revoked_stamps == {"batch": ["b1"]}
+
+        @app.task(name="contract.stamped")
+        def stamped():
+            return None
+
+        message = TaskMessage("contract.stamped", id="stamped-id", stamped_headers=["batch"],
+                              stamps={"batch": "b1"})
+        request = compat.Request(message, app=app, task=stamped, on_ack=lambda *a, **k: None)
+        assert request.stamped_headers == ["batch"]
+        assert request.revoked() is True
+    finally:
+        state.revoked_stamps.clear()
+
+
+def test_request_and_request_class_take_the_arguments_the_lean_path_passes(app):
+    parameters = inspect.signature(compat.Request.__init__).parameters
+    for name in ("message", "on_ack", "app", "on_reject", "hostname", "eventer", "task",
+                 "connection_errors", "utc"):
+        assert name in parameters, name
+    inspect.signature(compat.create_request_cls).bind(
+        compat.Request, object(), object(), "host", None, app=app)
+    assert list(inspect.signature(compat.Request.on_success).parameters)[:2] == [
+        "self", "failed__retval__runtime"]
+
+
+class _Pool:
+    def apply_async(self, *args, **kwargs):
+        raise AssertionError("the lean path never applies through the pool")
+
+
+@pytest.mark.django_db
+def test_a_request_given_a_failed_trace_result_settles_as_a_failure(app):
+    from apps.dispatch.compat.billiard import ExceptionInfo
+
+    @app.task(name="contract.fails", acks_late=True)
+    def fails():
+        raise ValueError("x")
+
+    acked, rejected = [], []
+    message = TaskMessage("contract.fails", id="failing-id")
+    request_cls = compat.create_request_cls(compat.Request, fails, _Pool(), "host", None, app=app)
+    request = request_cls(message, app=app, task=fails, hostname="host",
+                          on_ack=lambda *a, **k: acked.append(1),
+                          on_reject=lambda *a, **k: rejected.append(1),
+                          connection_errors=(), utc=True, eventer=None)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        info = ExceptionInfo()
+    request.on_success((1, info, 0.0))
+    assert acked == [1] and rejected == []  # acks_late: a failure is acknowledged
+
+
+@pytest.mark.django_db
+def test_the_tracer_is_the_tasks___trace___and_returns_retval_info_runtime(app):
+    from celery.app.trace import build_tracer
+
+    @app.task(name="contract.adds")
+    def adds(a, b):
+        return a + b
+
+    adds.__trace__ = build_tracer(adds.name, adds, app=app, store_errors=False)
+    try:
+        retval, info, runtime, _ = compat.tracer(adds)("trace-id", (1, 2), {}, {})
+    finally:
+        adds.__trace__ = None
+    assert (retval, info) == (3, None) and runtime >= 0
+
+
+def test_the_events_step_opens_its_connection_with_the_consumers_connection_for_write():
+    """apps/dispatch/worker.py turns confirms off for the event dispatcher by
+    overriding ``Consumer.connection_for_write``; Celery's Events step must be
+    what calls it (and nothing else in the consumer's steps)."""
+    from celery.worker.consumer.events import Events
+
+    assert "c.connection_for_write(" in inspect.getsource(Events.start)
+    callers = [module for module in ("connection", "consumer", "control", "gossip", "heart",
+                                     "mingle", "tasks", "agent", "delayed_delivery")
+               if "c.connection_for_write(" in inspect.getsource(
+                   __import__(f"celery.worker.consumer.{module}", fromlist=["x"]))]
+    assert callers == [], callers
+
+
+def test_a_pool_reports_its_info_through__get_info():
+    """apps/dispatch/pool.py adds its limits to ``celery inspect stats`` there."""
+    from celery.concurrency.base import BasePool, apply_target
+    from celery.concurrency.solo import TaskPool
+
+    assert "self._get_info()" in inspect.getsource(BasePool.info.fget)
+    assert isinstance(TaskPool(limit=1)._get_info(), dict)
+    assert list(inspect.signature(apply_target).parameters)[:3] == ["target", "args", "kwargs"]

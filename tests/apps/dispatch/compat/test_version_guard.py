@@ -1,0 +1,83 @@
+"""On a library version other than the tested one: one clear warning, and the
+fast paths that need its internals take the library's stock path.
+
+Each case runs in a fresh interpreter whose library reports another version
+before the project imports it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[4]
+
+SCRIPT = """
+import json
+import {library}
+{library}.__version__ = "99.0.0"
+import django
+django.setup()
+from amqp import Message
+
+from apps.dispatch import lean
+from apps.dispatch.compat import amqp as compat_amqp
+
+sent = []
+
+class Channel:
+    def _basic_publish(self, *args, **kwargs):
+        sent.append("plain")
+
+    def basic_publish(self, *args, **kwargs):
+        sent.append("stock")
+
+compat_amqp.basic_publish_no_wait(Channel(), Message(b"x"), routing_key="q")
+print(json.dumps({{
+    "lean_path": lean.lean_path_supported(),
+    "publish": sent[0],
+}}))
+"""
+
+
+def _run(library: str) -> tuple[dict, list[str]]:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "projectname.settings",
+           "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY", "test-only-secret-key"),
+           "PYTHONPATH": str(PROJECT_ROOT)}
+    result = subprocess.run([sys.executable, "-c", SCRIPT.format(library=library)], env=env,
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    # The project's logging configuration: "<time> WARNING <process> <logger>: ...".
+    warnings = [line for line in result.stderr.splitlines()
+                if " WARNING " in line and " apps.dispatch.compat: " in line]
+    return json.loads(result.stdout.strip().splitlines()[-1]), warnings
+
+
+STOCK = {
+    "celery": {"lean_path": False, "publish": "plain"},
+    "amqp": {"lean_path": True, "publish": "stock"},
+}
+
+
+@pytest.mark.parametrize("library", sorted(STOCK))
+def test_another_version_warns_once_and_takes_the_stock_path(library):
+    outcome, warnings = _run(library)
+    assert outcome == STOCK[library]
+    assert len(warnings) == 1, warnings
+    assert "99.0.0 is installed" in warnings[0] and "stock path" in warnings[0]
+
+
+def test_the_tested_versions_warn_nothing():
+    import amqp
+    import billiard
+    import celery
+
+    from apps.dispatch.compat import amqp as a, billiard as b, celery as c
+
+    assert (c.SUPPORTED, a.SUPPORTED, b.SUPPORTED) == (True, True, True)
+    assert (celery.__version__, amqp.__version__, billiard.__version__) == (
+        c.TESTED_VERSION, a.TESTED_VERSION, b.TESTED_VERSION)

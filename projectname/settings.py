@@ -230,6 +230,12 @@ TASKAPI_INSPECT_TIMEOUT = env.float("TASKAPI_INSPECT_TIMEOUT", default=1.0)
 TASKAPI_MAX_DELAY_SECONDS = env.int("TASKAPI_MAX_DELAY_SECONDS", default=25 * 60)
 TASKAPI_MAX_BODY_BYTES = env.int("TASKAPI_MAX_BODY_BYTES", default=64 * 1024)
 TASKAPI_PAGE_SIZE = env.int("TASKAPI_PAGE_SIZE", default=50)
+# An accepted task whose message the broker has not confirmed this many seconds
+# later is published again by the outbox sweeper (beat, every
+# OUTBOX_SWEEP_SECONDS in projectname/topology.py); a confirm normally
+# arrives within milliseconds.
+TASKAPI_OUTBOX_REPUBLISH_AFTER_SECONDS = env.float("TASKAPI_OUTBOX_REPUBLISH_AFTER_SECONDS",
+                                                   default=60.0)
 
 # --- Reliability: delivery guarantees (issue 5, apps/reliability) -----------------
 # At-least-once delivery, exactly-once effects.  See README "Reliability guarantees".

@@ -408,7 +408,17 @@ def process_publisher() -> ConfirmingPublisher:
                                              timeout=timeout)
                 return connection
 
-            publisher = ConfirmingPublisher(connect, queues=list(app.amqp.queues.values()))
-            atexit.register(publisher.close)
+            from apps.dispatch.records.outbox import confirm_marker
+
+            marker = confirm_marker()
+            publisher = ConfirmingPublisher(connect, queues=list(app.amqp.queues.values()),
+                                            on_confirmed=marker.confirmed,
+                                            on_failed=marker.refused)
+
+            def close():
+                publisher.close()
+                marker.flush()
+
+            atexit.register(close)
             _process_publisher = (os.getpid(), publisher)
     return _process_publisher[1]

@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from amqp.exceptions import AMQPError
+from amqp.exceptions import AMQPError, ChannelError
 from django.db import transaction
 from kombu.common import maybe_declare
 from kombu.exceptions import OperationalError
@@ -96,7 +96,24 @@ def tasks_enqueue_bulk(
     # rest of each message is encoded while the broker works on the previous
     # ones (publishing is broker-bound; encoding first left it idle).
     prepared = [build.prepare(kwargs) for kwargs in kwargs_list]
-    messages = (build.message(task_id, item) for task_id, item in zip(task_ids, prepared))
+    for attempt in (1, 2):
+        messages = (build.message(task_id, item) for task_id, item in zip(task_ids, prepared))
+        try:
+            _publish_on_pooled_connection(app, messages, count=count, queue_name=queue_name,
+                                          task_ids=task_ids, confirm_timeout=confirm_timeout)
+            break
+        except BulkEnqueueError as exc:
+            # A pooled connection that died while idle fails before anything
+            # is written: one fresh try, as nothing can be duplicated.
+            if exc.written or attempt == 2 or isinstance(exc.__cause__, ChannelError):
+                raise
+    return BulkEnqueueResult(
+        task_ids=task_ids, queue=queue_name, seconds=time.perf_counter() - started,
+    )
+
+
+def _publish_on_pooled_connection(app, messages, *, count: int, queue_name: str,
+                                  task_ids: list[str], confirm_timeout: float) -> None:
     with app.pool.acquire(block=True) as connection:
         try:
             try:
@@ -117,9 +134,6 @@ def tasks_enqueue_bulk(
                 # A broken connection goes back to the pool without its transport.
                 connection.collect()
             raise
-    return BulkEnqueueResult(
-        task_ids=task_ids, queue=queue_name, seconds=time.perf_counter() - started,
-    )
 
 
 def tasks_enqueue_bulk_on_commit(

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from amqp.exceptions import AMQPError
 from celery import states
 from django.conf import settings
 from django.db import transaction
@@ -157,7 +158,9 @@ def _publish_start(
                     retry=True, retry_policy=retry_policy(), **options,
                 )
             outbox_mark_confirmed(task_ids=[task_id])
-    except (BrokerUnavailable, *BROKER_ERRORS) as exc:
+    except (BrokerUnavailable, AMQPError, *BROKER_ERRORS) as exc:
+        # The publisher raises only for a message it never wrote (py-amqp's
+        # channel and connection errors included): nothing was sent.
         outbox_records_discard(task_ids=[task_id])
         if isinstance(exc, BrokerUnavailable):
             raise

@@ -261,17 +261,18 @@ class AcceptHarness:
         started, run_id = time.monotonic(), uuid.uuid4().hex[:12]
         fault_account_open(run_id=run_id)
         tokens = [f"t{i}" for i in range(tasks)]
-        batch_size = max(50, tasks // 10)
+        batch_size = max(50, tasks // 4)
         cuts = resent = 0
         for start in range(0, tasks, batch_size):
             batch = tokens[start:start + batch_size]
             ids = [str(uuid.uuid4()) for _ in batch]
             kwargs = {i: {"run_id": run_id, "token": t} for i, t in zip(ids, batch, strict=True)}
-            # The connection the batch will use (the pool hands back the last one).
+            # The connection the batch will use (the pool hands back the last
+            # one); cut right after its first write of this batch.
             with app.pool.acquire(block=True) as connection:
                 connection.ensure_connection(max_retries=3)
-                sock = connection.connection.sock
-            cutter = threading.Timer(random.uniform(0.0, 0.03), _shutdown, (sock,))
+                raw = connection.connection
+            cutter = threading.Thread(target=_cut_after_first_write, args=(raw,))
             cutter.start()
             todo = ids
             while todo:
@@ -287,6 +288,10 @@ class AcceptHarness:
                     resent += len(todo)
                     time.sleep(0.2)
             cutter.join()
+        # A cut that came after its batch left the pooled connection dead:
+        # drop its transport before anyone else (Celery's control) uses it.
+        with app.pool.acquire(block=True) as connection:
+            connection.collect()
         notes = [f"{cuts} batches cut, {resent} messages sent again"]
         return self._effect_result("bulk-cut-connection", run_id, tokens, started, notes)
 
@@ -320,10 +325,14 @@ class AcceptHarness:
                                    injected or ["run finished before the kill"])
 
 
-def _shutdown(sock) -> None:
+def _cut_after_first_write(raw_connection, timeout: float = 10.0) -> None:
+    """Shut the socket down as soon as py-amqp counts a write on it."""
+    sent, deadline = raw_connection.bytes_sent, time.monotonic() + timeout
+    while raw_connection.bytes_sent == sent and time.monotonic() < deadline:
+        time.sleep(0.0005)
     try:
-        sock.shutdown(2)
-    except OSError:
+        raw_connection.sock.shutdown(2)
+    except (OSError, AttributeError):
         pass
 
 

@@ -65,13 +65,15 @@ def test_a_bulk_enqueue_cut_mid_batch_loses_nothing_and_applies_nothing_twice(ha
                                                                                 live_system):
     from apps.reliability.models import Effect, FaultAccount
 
-    result = harness.run("bulk-cut-connection", TASKS)
+    # Batches of 150 (over 64 KiB): the cut lands while a batch is written.
+    tasks = TASKS * 6
+    result = harness.run("bulk-cut-connection", tasks)
     _print(result)
     assert result.ok, result
     assert result.notes[0].split()[0] != "0", "no batch was cut: the fault did not happen"
     keys = Effect.objects.filter(key__startswith=f"fault:{result.run_id}:").count()
-    assert keys == TASKS
-    assert FaultAccount.objects.get(run_id=result.run_id).balance == TASKS
+    assert keys == tasks
+    assert FaultAccount.objects.get(run_id=result.run_id).balance == tasks
     _queue_depths(live_system)
 
 

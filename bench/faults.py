@@ -63,7 +63,16 @@ SCENARIOS = (
     "time-limits",
     "poison-message",
     "crash-every-delivery",
+    # The accept paths (bench/faults_accept.py).
+    "api-kill-web",
+    "api-broker-restart",
+    "bulk-cut-connection",
+    "kill-bulk-worker",
 )
+# Scenarios that restart a broker: only on a throw-away node of their own.
+NODE_SCENARIOS = ("broker-restart", "api-broker-restart")
+# Scenarios that need the web program (gunicorn serving the Task API).
+WEB_SCENARIOS = ("api-kill-web", "api-broker-restart")
 # Every worker program of the topology: after a fault, every queue must have
 # its consumers again (the bulk lane included).
 WORKER_PROGRAMS = tuple(worker.name for worker in TOPOLOGY.workers)
@@ -181,15 +190,17 @@ class RabbitNode:
 
 
 # -- a supervisord running only the worker programs -------------------------------------
-def workers_only_system(*, run_dir: Path, broker_url: str, database_url: str, vhost: str = "/"):
-    """A LiveSystem (tests/support/live.py) whose supervisord runs only the workers."""
+def workers_only_system(*, run_dir: Path, broker_url: str, database_url: str, vhost: str = "/",
+                        extra_programs: tuple[str, ...] = (), env: dict | None = None):
+    """A LiveSystem (tests/support/live.py) whose supervisord runs only the workers
+    (and ``extra_programs``, e.g. ``("web",)``)."""
     from apps.core.supervisor import render_supervisord_conf
     from tests.support.live import LiveSystem, build_env, free_port, wait_for
 
     class WorkersOnlySystem(LiveSystem):
         def start(self) -> None:
             include = " ".join(str(PROJECT_ROOT / "deploy" / "conf.d" / f"{name}.conf")
-                               for name in WORKER_PROGRAMS)
+                               for name in WORKER_PROGRAMS + extra_programs)
             self.conf.write_text(render_supervisord_conf(run_dir=str(self.run_dir), include=include))
             self.process = subprocess.Popen(
                 [self.bin("supervisord"), "--nodaemon", "-c", str(self.conf)],
@@ -198,7 +209,7 @@ def workers_only_system(*, run_dir: Path, broker_url: str, database_url: str, vh
             )
             wait_for(lambda: (self.run_dir / "supervisor.sock").exists(), 20,
                      message="supervisor socket")
-            self.wait_running(list(WORKER_PROGRAMS), timeout=90)
+            self.wait_running(list(WORKER_PROGRAMS + extra_programs), timeout=90)
             self.wait_workers_ready(list(WORKER_PROGRAMS), timeout=90)
 
         def wait_workers_ready(self, worker_names, timeout: float = 60) -> None:
@@ -222,8 +233,8 @@ def workers_only_system(*, run_dir: Path, broker_url: str, database_url: str, vh
     web_port, flower_port = free_port(), free_port()
     return WorkersOnlySystem(
         run_dir=run_dir, vhost=vhost, broker_url=broker_url, database_url=database_url,
-        env=build_env(run_dir=run_dir, broker_url=broker_url, database_url=database_url,
-                      web_port=web_port, flower_port=flower_port),
+        env=dict(build_env(run_dir=run_dir, broker_url=broker_url, database_url=database_url,
+                           web_port=web_port, flower_port=flower_port), **(env or {})),
         web_port=web_port, flower_port=flower_port,
     )
 
@@ -240,14 +251,21 @@ class ScenarioResult:
     seconds: float
     notes: list[str] = field(default_factory=list)
     run_id: str = ""
+    #: Answers proved false: a start refused with "nothing was sent" that ran.
+    untrue: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == 0 and self.duplicated == 0 and self.untrue == 0
 
     def row(self) -> str:
         return (f"| {self.scenario} | {self.sent} | {self.executed} | {self.effects} | "
-                f"{self.lost} | {self.duplicated} | {self.seconds:.1f} s |")
+                f"{self.lost} | {self.duplicated} | {self.untrue} | {self.seconds:.1f} s |")
 
 
-TABLE_HEADER = ("| scenario | sent | executed | effects applied | lost | duplicated effects | time |\n"
-                "|---|---:|---:|---:|---:|---:|---:|")
+TABLE_HEADER = ("| scenario | sent | executed | effects applied | lost | duplicated effects "
+                "| untrue answers | time |\n"
+                "|---|---:|---:|---:|---:|---:|---:|---:|")
 
 
 class Harness:
@@ -395,6 +413,11 @@ class Harness:
     def run(self, scenario: str, tasks: int) -> ScenarioResult:
         from apps.reliability.services import fault_account_open
 
+        from bench.faults_accept import ACCEPT_SCENARIOS, AcceptHarness
+
+        if scenario in ACCEPT_SCENARIOS:
+            return AcceptHarness(self, log=self.log).run(scenario, tasks)
+
         run_id = uuid.uuid4().hex[:12]
         fault_account_open(run_id=run_id)
         tokens = [f"t{i}" for i in range(tasks)]
@@ -528,13 +551,17 @@ def main(argv=None) -> int:
     from projectname.celery import app
 
     results: list[ScenarioResult] = []
-    local = [s for s in chosen if s != "broker-restart"]
+    local = [s for s in chosen if s not in NODE_SCENARIOS]
     if local:
         vhost = rabbit.create_vhost("faults")
         url = rabbit.admin_broker_url(vhost)
-        app.conf.broker_url = url
-        system = workers_only_system(run_dir=work_dir / "system", broker_url=url,
-                                     database_url=database_url, vhost=vhost)
+        # Celery reads CELERY_BROKER_URL before its config: both, or the
+        # harness's own publishes would go to the environment's broker.
+        os.environ["CELERY_BROKER_URL"] = app.conf.broker_url = url
+        _reset_producer(app)
+        system = workers_only_system(
+            run_dir=work_dir / "system", broker_url=url, database_url=database_url, vhost=vhost,
+            extra_programs=("web",) if set(local) & set(WEB_SCENARIOS) else ())
         try:
             print(f"starting workers on vhost {vhost} ...", flush=True)
             system.start()
@@ -546,19 +573,23 @@ def main(argv=None) -> int:
         finally:
             system.stop()
             rabbit.delete_vhost(vhost)
-    if "broker-restart" in chosen:
+    on_node = [s for s in chosen if s in NODE_SCENARIOS]
+    if on_node:
         node = RabbitNode(base_dir=work_dir / "rabbit")
         print(f"starting a throw-away RabbitMQ node {node.name} on port {node.port} ...", flush=True)
         node.start()
-        app.conf.broker_url = node.url
-        system = workers_only_system(run_dir=work_dir / "system-node", broker_url=node.url,
-                                     database_url=database_url)
+        os.environ["CELERY_BROKER_URL"] = app.conf.broker_url = node.url
+        _reset_producer(app)
+        system = workers_only_system(
+            run_dir=work_dir / "system-node", broker_url=node.url, database_url=database_url,
+            extra_programs=("web",) if set(on_node) & set(WEB_SCENARIOS) else ())
         try:
             system.start()
             harness = Harness(system, rabbit_node=node, work_ms=args.work_ms)
-            print(f"scenario broker-restart ({args.tasks} tasks) ...", flush=True)
-            results.append(harness.run("broker-restart", args.tasks))
-            print("  " + results[-1].row() + "  " + "; ".join(results[-1].notes), flush=True)
+            for scenario in on_node:
+                print(f"scenario {scenario} ({args.tasks} tasks) ...", flush=True)
+                results.append(harness.run(scenario, args.tasks))
+                print("  " + results[-1].row() + "  " + "; ".join(results[-1].notes), flush=True)
         finally:
             system.stop()
             node.stop()
@@ -573,7 +604,17 @@ def main(argv=None) -> int:
         if result.notes:
             print(f"- {result.scenario}: " + "; ".join(result.notes))
     shutil.rmtree(work_dir, ignore_errors=True)
-    return 0 if all(r.lost == 0 and r.duplicated == 0 for r in results) else 1
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _reset_producer(app) -> None:
+    """The app's next connection goes to its current broker_url."""
+    app._pool = None
+    if "amqp" in app.__dict__:
+        app.amqp._producer_pool = None
+    from apps.dispatch import publisher
+
+    publisher._process_publisher = None
 
 
 if __name__ == "__main__":

@@ -262,6 +262,12 @@ TASKAPI_MAX_BODY_BYTES = env.int("TASKAPI_MAX_BODY_BYTES", default=64 * 1024)
 # Deepest nesting of arrays/objects in a request body (a start is 3 deep).
 TASKAPI_MAX_JSON_DEPTH = env.int("TASKAPI_MAX_JSON_DEPTH", default=8)
 TASKAPI_PAGE_SIZE = env.int("TASKAPI_PAGE_SIZE", default=50)
+# An accepted task whose message the broker has not confirmed this many seconds
+# later is published again by the outbox sweeper (beat, every
+# OUTBOX_SWEEP_SECONDS in projectname/topology.py); a confirm normally
+# arrives within milliseconds.
+TASKAPI_OUTBOX_REPUBLISH_AFTER_SECONDS = env.float("TASKAPI_OUTBOX_REPUBLISH_AFTER_SECONDS",
+                                                   default=60.0)
 
 # --- Reliability: delivery guarantees (apps/reliability) -----------------
 # At-least-once delivery, exactly-once effects.  See docs/reliability.md.

@@ -38,6 +38,8 @@ NOTIFICATIONS = "apps.notifications.tasks"
 REPORTS = "apps.reports.tasks"
 CORE = "apps.core.tasks"
 DOCTOR = "apps.doctor.tasks"
+# The Task API's outbox sweeper runs this often (apps/dispatch/records/outbox.py).
+OUTBOX_SWEEP_SECONDS = 30
 # beat sends a heartbeat this often; `manage.py doctor` calls beat dead after 4 missed.
 BEAT_HEARTBEAT_SECONDS = 15
 RELIABILITY = "apps.reliability.tasks"
@@ -123,6 +125,7 @@ PRODUCTION_TOPOLOGY = Topology(
         Route(f"{CORE}.heavy_probe", "heavy", acks_late=True),
         # Task API (apps/taskapi): diagnostic task operators can start; cleanup.
         Route("apps.taskapi.tasks.diagnose", "main_worker"),
+        Route("apps.taskapi.tasks.sweep_outbox", "main_worker"),
         # Celery's own result cleanup (beat installs it when result_expires is set).
         Route("celery.backend_cleanup", "main_worker"),
         Route(f"{DOCTOR}.beat_heartbeat", "main_worker"),
@@ -164,6 +167,15 @@ PRODUCTION_TOPOLOGY = Topology(
             task=f"{OPS}.alerts_evaluate_every_minute",
             schedule=crontab(minute="*"),
             queue="bulk",
+        ),
+        Schedule(
+            name="taskapi-outbox-sweep",
+            # Publishes again accepted tasks whose message the broker has not
+            # confirmed TASKAPI_OUTBOX_REPUBLISH_AFTER_SECONDS after acceptance
+            # (apps/dispatch/records/outbox.py).
+            task="apps.taskapi.tasks.sweep_outbox",
+            schedule=timedelta(seconds=OUTBOX_SWEEP_SECONDS),
+            queue="main_worker",
         ),
         Schedule(
             name="daily-report",

@@ -52,14 +52,7 @@ def broker_vhost():
 
     # Point this process's producer at the private vhost before it connects
     # (Celery reads CELERY_BROKER_URL from the environment before its config).
-    os.environ["CELERY_BROKER_URL"] = rabbit.broker_url(vhost)
-    app.conf.broker_url = rabbit.broker_url(vhost)
-    # Drop pools an earlier test may have opened on another vhost.
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    if "amqp" in app.__dict__:
-        app.amqp._producer_pool = None
+    rabbit.point_app_at(app, vhost)
     assert app.connection_for_write().as_uri(include_password=True).endswith(vhost)
     yield vhost
     rabbit.delete_vhost(vhost)

@@ -1,5 +1,9 @@
 """What the Task API accepted, and what operators did to it.
 
+An accepted task is its ``TaskRecord`` row, written in the caller's
+transaction: the row is the outbox from which the message is published
+(apps/dispatch/records/outbox.py).
+
 The execution state itself lives in django-celery-results' ``TaskResult``
 (one row per task id, written PENDING by the API before publishing, then
 STARTED/PROGRESS/SUCCESS/FAILURE/REVOKED by the worker).  ``TaskRecord`` holds
@@ -45,9 +49,19 @@ class TaskRecord(models.Model):
     )
     cancel_terminate = models.BooleanField(default=False)
     cancel_signal = models.CharField(max_length=16, blank=True)
+    # The outbox (apps/dispatch/records/outbox.py): when the broker confirmed
+    # the task's message.  A record left unconfirmed past a bound is published
+    # again by the sweeper; one the broker refused outright says why here.
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    publish_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-accepted_at"]
+        indexes = [
+            # The sweeper's query: the few unconfirmed records, oldest first.
+            models.Index(fields=["accepted_at"], name="taskrecord_unconfirmed",
+                         condition=models.Q(confirmed_at__isnull=True)),
+        ]
         permissions = [
             ("operate_tasks", "Can start, cancel and re-run tasks through the Task API"),
             ("view_all_tasks", "Can read every task, not only those the user started"),

@@ -26,14 +26,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from amqp.exceptions import AMQPError
 from celery import states
-from celery.utils.saferepr import saferepr
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from apps.dispatch.publisher import publisher_supported
+from apps.dispatch.records.outbox import (
+    outbox_mark_confirmed,
+    outbox_records_discard,
+    outbox_records_write,
+)
 from apps.dispatch.services import task_enqueue
 from apps.taskapi.allowlist import AllowedTask, allowed
 from apps.taskapi.broker import BROKER_ERRORS, broker_connection, retry_policy
@@ -126,31 +131,16 @@ def _validate_start(
     return spec, target, run_at
 
 
-def _encode_repr(value: Any) -> str:
-    # What django-celery-results stores for args/kwargs (the JSON of a repr).
-    return json.dumps(saferepr(value))
-
-
-def _record_and_publish(
+def _publish_start(
     *, task_id: str, spec: AllowedTask, args: list, kwargs: dict, queue: str,
-    priority: int | None, run_at: datetime | None, user, rerun_of: TaskRecord | None,
+    priority: int | None, run_at: datetime | None,
 ) -> None:
-    """Write the PENDING rows, then publish; undo the rows if publishing fails."""
-    record = TaskRecord.objects.create(
-        task_id=task_id, task_name=spec.name, args=args, kwargs=kwargs, queue=queue,
-        priority=priority, eta=run_at,
-        requested_by=user if user is not None and user.is_authenticated else None,
-        rerun_of=rerun_of,
-    )
-    TaskResult.objects.get_or_create(
-        task_id=task_id,
-        defaults={
-            "task_name": spec.name, "status": states.PENDING,
-            "task_args": _encode_repr(args), "task_kwargs": _encode_repr(kwargs),
-            "content_type": "application/json", "content_encoding": "utf-8",
-            "meta": json.dumps({"children": []}),
-        },
-    )
+    """Publish an accepted task; its rows are already committed (the outbox).
+
+    If nothing could be sent the rows are removed again and the caller hears
+    ``BrokerUnavailable``; the confirm marks the record, else the outbox
+    sweeper publishes it again (apps/dispatch/records/outbox.py).
+    """
     options: dict[str, Any] = {"queue": queue, "headers": {RECORDED_HEADER: True}}
     if priority is not None:
         options["priority"] = priority
@@ -159,18 +149,21 @@ def _record_and_publish(
     try:
         if run_at is None and publisher_supported():
             # The common case: this process's pooled publisher, confirm in
-            # the background (apps/dispatch/publisher.py).
+            # the background (apps/dispatch/publisher.py marks the record).
             task_enqueue(task=spec.name, args=args, kwargs=kwargs, queue=queue,
                          priority=priority, task_id=task_id, headers=options["headers"])
         else:
             with broker_connection() as conn:
+                # confirm_publish: send_task returns once the broker confirmed.
                 app.send_task(
                     spec.name, args=args, kwargs=kwargs, task_id=task_id, connection=conn,
                     retry=True, retry_policy=retry_policy(), **options,
                 )
-    except (BrokerUnavailable, *BROKER_ERRORS) as exc:
-        TaskResult.objects.filter(task_id=task_id, status=states.PENDING).delete()
-        record.delete()
+            outbox_mark_confirmed(task_ids=[task_id])
+    except (BrokerUnavailable, AMQPError, *BROKER_ERRORS) as exc:
+        # The publisher raises only for a message it never wrote (py-amqp's
+        # channel and connection errors included): nothing was sent.
+        outbox_records_discard(task_ids=[task_id])
         if isinstance(exc, BrokerUnavailable):
             raise
         raise BrokerUnavailable(
@@ -199,10 +192,11 @@ def task_start(
     ``TASKAPI_MAX_DELAY_SECONDS``.  Raises ``TaskValidationError`` (nothing is
     written or sent).
 
-    The rows are written and the message published when the caller's
-    transaction commits (immediately in autocommit mode); if the broker is
-    unreachable then, ``BrokerUnavailable`` is raised within a bounded time and
-    nothing is recorded.  Returns the new task's id and queue.
+    The rows are written in the caller's transaction (they are the outbox:
+    apps/dispatch/records/outbox.py) and the message is published when it
+    commits (immediately in autocommit mode); if the broker is unreachable
+    then, ``BrokerUnavailable`` is raised within a bounded time and the rows
+    are removed.  Returns the new task's id and queue.
     """
     args = [] if args is None else args
     kwargs = {} if kwargs is None else kwargs
@@ -212,9 +206,11 @@ def task_start(
     )
     args, kwargs = spec.normalized(args, kwargs)
     task_id = str(uuid.uuid4())
-    transaction.on_commit(lambda: _record_and_publish(
+    outbox_records_write(task_name=spec.name, calls=[(task_id, args, kwargs)], queue=target,
+                         priority=priority, eta=run_at, user=user, rerun_of=rerun_of)
+    transaction.on_commit(lambda: _publish_start(
         task_id=task_id, spec=spec, args=args, kwargs=kwargs, queue=target,
-        priority=priority, run_at=run_at, user=user, rerun_of=rerun_of,
+        priority=priority, run_at=run_at,
     ))
     return TaskTicket(task_id=task_id, task=spec.name, queue=target)
 

@@ -1,8 +1,16 @@
-"""A diagnostic task operators can start through the Task API."""
+"""A diagnostic task operators can start through the Task API, and the
+outbox sweeper (beat)."""
 
 from celery import shared_task
 
+from apps.dispatch.records.outbox import outbox_sweep
 from apps.taskapi.services import PROGRESS, diagnostic_run
+
+
+@shared_task(ignore_result=True)
+def sweep_outbox() -> None:
+    """Publish again accepted tasks the broker has not confirmed (apps/dispatch/records/outbox.py)."""
+    outbox_sweep()
 
 
 @shared_task(bind=True)

@@ -101,3 +101,27 @@ def admin_broker_url(vhost: str) -> str:
 
 def queue_info(vhost: str, queue: str) -> dict:
     return _api("GET", f"queues/{vhost}/{queue}").json()
+
+
+def vhost_connections(vhost: str) -> list[str]:
+    """Names of the client connections to ``vhost`` (management API)."""
+    return [c["name"] for c in _api("GET", f"vhosts/{vhost}/connections").json()]
+
+
+def close_connection(name: str, reason: str = "closed by a test") -> None:
+    """Close one client connection from the broker's side (CONNECTION_FORCED)."""
+    from urllib.parse import quote
+
+    _api("DELETE", f"connections/{quote(name, safe='')}", headers={"X-Reason": reason})
+
+
+def point_app_at(app, vhost: str) -> None:
+    """Make this process's Celery app publish to ``vhost`` from its next connection."""
+    os.environ["CELERY_BROKER_URL"] = broker_url(vhost)
+    app.conf.broker_url = broker_url(vhost)
+    # Drop pools an earlier test may have opened on another vhost.
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    if "amqp" in app.__dict__:
+        app.amqp._producer_pool = None

@@ -10,7 +10,7 @@ import uuid
 import amqp
 import pytest
 
-from apps.dispatch.publisher import ConfirmingPublisher
+from apps.dispatch.publisher import ConfirmingPublisher, PublishRefused
 from tests.support import rabbit
 from tests.support.live import wait_for
 
@@ -116,6 +116,103 @@ def test_a_refused_message_is_retried_then_reported_by_task_id(vhost, caplog):
                    for r in caplog.records)
         assert sum("sending it again" in r.getMessage() for r in caplog.records) == 4
         assert _depth(conn, "full") == 1
+    finally:
+        publisher.close()
+        conn.close()
+
+
+def test_a_publish_that_reconnects_resends_the_unconfirmed_messages_of_the_old_connection(vhost):
+    """Delivery tags belong to a channel: after a reconnect the old unconfirmed
+    messages are sent again on the new channel, and the new channel's acks
+    settle only what was sent on it."""
+    conn = _declare(vhost, "q")
+    publisher = _publisher(vhost)
+    try:
+        publisher.publish(_message("warm-up"), routing_key="q", wait_confirm=5)
+        # Ignore the old channel's confirms: m0..m4 stay unconfirmed.
+        publisher._channel.events["basic_ack"].discard(publisher._on_ack)
+        for index in range(5):
+            publisher.publish(_message(f"m{index}"), routing_key="q")
+        # Break the connection and publish before the reader thread can notice
+        # (it needs the lock to act): publish() itself reconnects.
+        with publisher._lock:
+            publisher._connection.connection.sock.shutdown(2)
+            for index in range(5):
+                publisher.publish(_message(f"n{index}"), routing_key="q")
+        assert wait_for(lambda: publisher.unconfirmed == 0, 20, message="all confirmed")
+        ids = _drain_ids(conn, "q")
+        for index in range(5):
+            # The original (written before the break) and the re-sent copy.
+            assert ids.count(f"m{index}") == 2, (index, sorted(ids))
+            assert ids.count(f"n{index}") == 1, (index, sorted(ids))
+    finally:
+        publisher.close()
+        conn.close()
+
+
+def test_a_failure_while_resending_keeps_every_waiting_message_and_the_reader(vhost):
+    """The connection breaks again while the unconfirmed messages are re-sent:
+    none of them is dropped and the reader thread keeps going."""
+    conn = _declare(vhost, "q")
+    channels = []
+
+    class BreakSecondConnection:
+        """Declared on every new connection: the first reconnect breaks right
+        after its channel is ready, before anything is re-sent on it."""
+
+        def __init__(self, channel):
+            self.channel = channel
+
+        def declare(self):
+            channels.append(self.channel)
+            if len(channels) == 2:
+                self.channel.connection.sock.shutdown(2)
+
+    publisher = _publisher(vhost)
+    publisher.queues = (BreakSecondConnection,)
+    try:
+        publisher.publish(_message("warm-up"), routing_key="q", wait_confirm=5)
+        publisher._channel.events["basic_ack"].discard(publisher._on_ack)
+        for index in range(5):
+            publisher.publish(_message(f"m{index}"), routing_key="q")
+        publisher._connection.connection.sock.shutdown(2)
+        assert wait_for(lambda: publisher.unconfirmed == 0, 30, message="re-sent and confirmed")
+        assert publisher._reader.is_alive()
+        ids = _drain_ids(conn, "q")
+        assert {f"m{index}" for index in range(5)} <= {i for i in ids if ids.count(i) >= 2}
+    finally:
+        publisher.close()
+        conn.close()
+
+
+def test_a_channel_error_fails_that_message_and_leaves_the_others_right(vhost, caplog):
+    """The broker closes the channel over one message (here an invalid
+    expiration; a message over max_message_size is refused the same way):
+    that message fails with a clear error, it is not sent again on every
+    reconnect, and the other messages arrive once each."""
+    conn = _declare(vhost, "q")
+    failed = []
+    publisher = _publisher(vhost)
+    publisher.on_failed = lambda message, error: failed.append(
+        (message.properties["application_headers"]["id"], str(error)))
+    try:
+        publisher.publish(_message("before"), routing_key="q", wait_confirm=5)
+        bad = amqp.Message(b"{}", delivery_mode=2, expiration="not-a-number",
+                           application_headers={"id": "bad", "task": "t"})
+        with caplog.at_level(logging.WARNING, logger="apps.dispatch.publisher"):
+            bad_tag = publisher.publish(bad, routing_key="q")
+            for index in range(5):
+                publisher.publish(_message(f"ok{index}"), routing_key="q")
+            assert wait_for(lambda: publisher.unconfirmed == 0, 20, message="settled")
+        with pytest.raises(PublishRefused, match="expiration"):
+            publisher.wait_for(bad_tag, timeout=1)
+        assert [task_id for task_id, _ in failed] == ["bad"]
+        assert any(r.levelno == logging.CRITICAL and "bad" in r.getMessage()
+                   for r in caplog.records)
+        # Still working, and nothing re-sent in a loop.
+        publisher.publish(_message("after"), routing_key="q", wait_confirm=5)
+        ids = _drain_ids(conn, "q")
+        assert sorted(ids) == sorted(["before", "after", *(f"ok{i}" for i in range(5))])
     finally:
         publisher.close()
         conn.close()

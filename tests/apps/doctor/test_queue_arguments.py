@@ -46,7 +46,7 @@ def _manage(env, *args, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)
 def test_conflict_named_then_migrated_with_a_backlog_and_the_worker_runs(
         live_system, doctor_env, client, django_user_model, monkeypatch):
     from projectname.celery import app
@@ -70,7 +70,7 @@ def test_conflict_named_then_migrated_with_a_backlog_and_the_worker_runs(
         # On a loaded machine the worker takes longer than supervisor's startsecs
         # to fail: RUNNING -> EXITED -> STARTING, not always BACKOFF.
         wait_for(lambda: live_system.log_tail("main_worker").count("PRECONDITION_FAILED") >= 4,
-                 180, interval=1, message="main_worker crash-looping on PRECONDITION_FAILED")
+                 300, interval=1, message="main_worker crash-looping on PRECONDITION_FAILED")
 
         last = {}
 

@@ -69,7 +69,8 @@ def test_conflict_named_then_migrated_with_a_backlog_and_the_worker_runs(
         live_system.rpc().startProcess("main_worker", False)
         # On a loaded machine the worker takes longer than supervisor's startsecs
         # to fail: RUNNING -> EXITED -> STARTING, not always BACKOFF.
-        wait_for(lambda: live_system.log_tail("main_worker").count("PRECONDITION_FAILED") >= 4,
+        log = live_system.run_dir / "log" / "main_worker.log"
+        wait_for(lambda: log.read_text(errors="replace").count("PRECONDITION_FAILED") >= 4,
                  300, interval=1, message="main_worker crash-looping on PRECONDITION_FAILED")
 
         last = {}

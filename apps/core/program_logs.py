@@ -14,6 +14,10 @@ import xmlrpc.client
 
 TAIL_BYTES = 16_000
 CRASH_STATES = ("BACKOFF", "FATAL")
+# A program RUNNING again within this long after exiting on its own with an
+# error is still crash-looping: a worker slower to fail than supervisor's
+# startsecs (10 s) is RUNNING -> EXITED -> STARTING -> RUNNING, never BACKOFF.
+RECENT_CRASH_SECONDS = 120
 # "amqp.exceptions.PreconditionFailed: ..." / "KeyError: 'x'" / "SystemExit: 1"
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Failed|Exit|Interrupt|Refused|"
                             r"Denied|NotFound|Timeout|Warning)\b.*")
@@ -52,3 +56,18 @@ def program_last_error(rpc, name: str) -> str | None:
     except (OSError, xmlrpc.client.Error):
         return None
     return last_error(text)
+
+
+def recently_crashed(info: dict) -> bool:
+    """Did the program (supervisor process info) exit with an error in the last minutes?"""
+    return bool(info.get("exitstatus") and info.get("stop")
+                and info["now"] - info["stop"] < RECENT_CRASH_SECONDS)
+
+
+def shows_last_error(info: dict) -> bool:
+    """Is the program's last error worth showing next to its state?
+
+    STARTING too: a crash loop spends most of its time starting again.
+    """
+    return info["statename"] in CRASH_STATES + ("STARTING", "EXITED") or (
+        info["statename"] == "RUNNING" and recently_crashed(info))

@@ -283,7 +283,7 @@ def _supervisor(ctx: Context):
 
 
 def check_programs(ctx: Context) -> list[Finding]:
-    from apps.core.program_logs import CRASH_STATES, program_last_error
+    from apps.core.program_logs import program_last_error, recently_crashed, shows_last_error
     from apps.core.supervisor import programs
     from projectname.topology import TOPOLOGY
 
@@ -308,17 +308,21 @@ def check_programs(ctx: Context) -> list[Finding]:
     for program in programs(TOPOLOGY):
         info = ctx.supervisor_states.get(program.name)
         state = info["statename"] if info else "MISSING"
-        if state == "RUNNING":
+        if state == "RUNNING" and not recently_crashed(info):
             uptime = int(info["now"] - info["start"])
             findings.append(Finding(f"program {program.name}", OK,
                                     f"RUNNING, pid {info['pid']}, up {uptime} s"))
             continue
         status = WARN if program.name in SUPPORT_PROGRAMS else FAIL
         message = state
-        if state in CRASH_STATES:
+        if state == "RUNNING":
+            message = (f"RUNNING for {int(info['now'] - info['start'])} s after exiting with "
+                       f"status {info['exitstatus']} {int(info['now'] - info['stop'])} s ago "
+                       "(crash loop)")
+        if info and shows_last_error(info):
             error = program_last_error(rpc, program.name)
-            message = f"{state}, last error in its log: {error}" if error else \
-                f"{state} (no error line in its log)"
+            message = f"{message}, last error in its log: {error}" if error else \
+                f"{message} (no error line in its log)"
         if causes := _conflict_causes(ctx, [program.name]):
             findings.append(Finding(f"program {program.name}", status,
                                     f"{message}: a consequence of {causes}", MIGRATE_FIX))
@@ -338,7 +342,7 @@ def check_beat(ctx: Context) -> list[Finding]:
     from django.utils import timezone
 
     from apps.doctor.selectors import beat_heartbeat_latest, beat_heartbeats_recent
-    from projectname.topology import BEAT_HEARTBEAT_SECONDS
+    from projectname.topology import BEAT_HEARTBEAT_SECONDS, TOPOLOGY
 
     stale_after = timedelta(seconds=4 * BEAT_HEARTBEAT_SECONDS)
     start_fix = f"`{SUPERVISORCTL} start beat`; see run/log/beat.log"
@@ -363,6 +367,10 @@ def check_beat(ctx: Context) -> list[Finding]:
             return [Finding("beat", WARN, f"beat started {int(uptime)} s ago; last heartbeat "
                             f"{seen} (one every {BEAT_HEARTBEAT_SECONDS} s)",
                             "run doctor again in a minute")]
+        queue = _heartbeat_queue()
+        if causes := _conflict_causes(ctx, [w.name for w in TOPOLOGY.consumers_of(queue)]):
+            return [Finding("beat", FAIL, f"no heartbeat for {stale_after.total_seconds():g} s "
+                            f"(last: {seen}): a consequence of {causes}", MIGRATE_FIX)]
         return [Finding("beat", FAIL, f"no heartbeat for {stale_after.total_seconds():g} s "
                         f"(last: {seen}): beat is not ticking, or the "
                         f"'{_heartbeat_queue()}' queue is not consumed", start_fix)]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from apps.core.supervisord_client import rpc as _rpc
 from apps.core.supervisord_client import socket_path as supervisor_socket_path
 
-from apps.core.program_logs import CRASH_STATES, program_last_error
+from apps.core.program_logs import program_last_error, shows_last_error
 
 ACTIONS = ("start", "stop", "restart")
 # Stopping the web server from the page it serves would lock the operator out.
@@ -46,7 +46,7 @@ def program_states() -> dict[str, ProgramState]:
             name=info["name"], state=info["statename"], pid=info["pid"],
             description=info["description"],
             last_error=(program_last_error(rpc, info["name"]) or "")
-            if info["statename"] in CRASH_STATES else "")
+            if shows_last_error(info) else "")
         for info in infos
     }
 

@@ -67,9 +67,13 @@ def program_conditions(*, programs: dict, topology: Topology = TOPOLOGY) -> list
     conditions = []
     for name in [worker.name for worker in topology.workers] + ["beat"]:
         state = programs.get(name)
-        if state is None:
+        # STARTING proves nothing either way (a crash loop spends most of its
+        # time there): an open incident stays open until RUNNING or stopped.
+        if state is None or state.state == "STARTING":
             continue
-        crashing = state.state in CRASH_STATES
+        # RUNNING with a last error: restarted after a recent crash (see
+        # apps/core/program_logs.py), still looping.
+        crashing = state.state in CRASH_STATES or (state.state == "RUNNING" and bool(state.last_error))
         error = f"; last error in its log: {state.last_error}" if state.last_error else ""
         conditions.append(Condition(
             queue=name, kind=AlertIncident.KIND_CRASH_LOOP, active=crashing, value=1.0,

@@ -94,3 +94,13 @@ def test_sizes_are_bounded_with_a_clear_error():
     assert result.returncode != 0 and "--requests must be between" in result.stderr
     result = run("latency.py", "--pairs", "0", timeout=60)
     assert result.returncode != 0 and "--pairs must be between" in result.stderr
+
+
+def test_migrate_queues_bench_loses_nothing_and_reports_a_table():
+    result = run("migrate_queues.py", "--messages", "200", "--unacked", "20", timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = {line.split("  ")[0]: line.split()[-1] for line in result.stdout.splitlines()
+             if "  " in line}
+    assert lines["messages published before"] == "200"
+    assert lines["missing (body+properties)"] == "0" and lines["extra / duplicated"] == "0"
+    assert "queue           before   aside    back   after" in result.stdout

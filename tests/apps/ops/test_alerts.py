@@ -115,7 +115,9 @@ def test_a_crash_loop_alerts_once_with_its_error_and_recovers():
     assert len(mail.outbox) == 1
     assert mail.outbox[0].subject == "[ops] program main_worker: program keeps crashing"
     assert error in mail.outbox[0].body
-    # Supervisord unreachable (programs=None): unknown, not recovered.
+    # Starting again, or supervisord unreachable (programs=None): not recovered.
+    assert alerts_evaluate(stats=_stats(), now=now + timedelta(seconds=80),
+                           programs=programs("STARTING")) != []
     assert alerts_evaluate(stats=_stats(), now=now + timedelta(seconds=90)) != []
     alerts_evaluate(stats=_stats(), now=now + timedelta(seconds=120), programs=programs("RUNNING"))
     assert len(mail.outbox) == 2 and "RESOLVED" in mail.outbox[1].subject

@@ -495,25 +495,37 @@ def measure_round(system: System, watcher: QueueWatcher, result: dict, n: int, r
         f"(load {common.loadavg()})")
 
 
-def acked_total(system: System) -> int:
-    """Messages acknowledged on the system's queue since it was declared
-    (RabbitMQ's management statistics, refreshed every few seconds)."""
+def _queue_stats(system: System) -> tuple[int, bool]:
+    """(messages acknowledged on the system's queue since it was declared,
+    nothing ready or unacknowledged), from RabbitMQ's management statistics,
+    which are refreshed every few seconds."""
     info = common.rabbit.queue_info(system.vhost, system.queue)
-    return int((info.get("message_stats") or {}).get("ack", 0))
+    acked = int((info.get("message_stats") or {}).get("ack", 0))
+    return acked, not info.get("messages") and not info.get("messages_unacknowledged")
 
 
-def settled_acks(system: System, expected: int, timeout: float = 60) -> int:
-    """The ack count once it reaches ``expected`` or stops moving (statistics lag)."""
+def acked_total(system: System) -> int:
+    return _queue_stats(system)[0]
+
+
+def settled_acks(system: System, expected: int, timeout: float = 180) -> int:
+    """The ack count once it reaches ``expected``, or once the queue has been
+    idle (nothing ready, nothing unacknowledged) with the same count for two
+    statistics refreshes: an empty queue alone says nothing about messages
+    still prefetched by a worker."""
     deadline = time.monotonic() + timeout
-    last, last_change = acked_total(system), time.monotonic()
-    while last < expected and time.monotonic() < deadline:
+    idle_since: tuple[int, float] | None = None
+    while True:
+        acked, idle = _queue_stats(system)
+        if acked >= expected or time.monotonic() > deadline:
+            return acked
+        if not idle:
+            idle_since = None
+        elif idle_since is None or idle_since[0] != acked:
+            idle_since = (acked, time.monotonic())
+        elif time.monotonic() - idle_since[1] > 12:
+            return acked
         time.sleep(1)
-        now = acked_total(system)
-        if now != last:
-            last, last_change = now, time.monotonic()
-        elif time.monotonic() - last_change > 15:
-            break
-    return last
 
 
 def wait_depth(watcher: QueueWatcher, queue: str, n: int, timeout: float = 60) -> None:

@@ -15,7 +15,7 @@ def confirm_existing_records(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('taskapi', '0002_task_operators_group'),
+        ('taskapi', '0004_access_groups'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -17,6 +17,8 @@ from amqp import Message
 from amqp.exceptions import AMQPError
 from amqp.serialization import dumps as amqp_dumps
 
+from apps.dispatch.compat import amqp as compat_amqp
+
 from apps.dispatch.encoding import publish_frames, publish_method_payload
 
 # basic.publish arguments: ticket, exchange, routing key, mandatory, immediate.
@@ -157,6 +159,13 @@ def _publish_confirmed(raw_connection, messages: Iterable[Message], *, count: in
                 pending_bytes = 0
 
         for index, message in enumerate(messages, start=1):
+            if not compat_amqp.SUPPORTED:
+                # Another py-amqp than the tested one: its own publish, one
+                # message at a time (slower, never wrong).
+                written += 1
+                compat_amqp.basic_publish_no_wait(channel, message, routing_key=routing_key)
+                holder.published += 1
+                continue
             frames = publish_frames(channel_id, method_payload, message, frame_max)
             pending.append(frames)
             pending_bytes += len(frames)

@@ -45,6 +45,8 @@ from dataclasses import dataclass
 
 from amqp.exceptions import ChannelError
 
+from apps.dispatch.compat.amqp import basic_publish_no_wait
+
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
@@ -171,7 +173,7 @@ class ConfirmingPublisher:
         entry = self._pending[seq]
         self._tag += 1
         self._inflight[self._tag] = seq
-        self._channel._basic_publish(entry.message, exchange="", routing_key=entry.routing_key)
+        basic_publish_no_wait(self._channel, entry.message, exchange="", routing_key=entry.routing_key)
 
     def _open(self) -> None:
         """A confirm channel (and a connection if there is none); then every

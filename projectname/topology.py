@@ -134,13 +134,11 @@ class Worker:
     log_level: str = "INFO"
     # Linux CPU scheduling policy of the program's processes: "normal",
     # "batch" (a fair share, but never preempts a running process when it
-    # wakes up) or "idle" (runs when nothing else wants the core).  "idle"
-    # by default: on a host shared with the web server requests come first
-    # (measured: 68 % more requests/s, half the enqueue p99, while a task's
-    # start p99 rose from 15 to 82 ms under a web load saturating both
-    # cores); on a host of its own it changes nothing.  See
-    # apps/core/cpu_policy.py and the README, Performance.
-    cpu_policy: str = "idle"
+    # wakes up) or "idle" (runs only when nothing else wants the core: two
+    # busy processes of normal priority took a probe from 0.2 s to seconds).
+    # "normal" by default: user-facing work keeps its share on a busy host.
+    # See apps/core/cpu_policy.py and docs/performance-main-lane.md.
+    cpu_policy: str = "normal"
 
     def __post_init__(self):
         if self.cpu_policy not in CPU_POLICIES:
@@ -343,6 +341,8 @@ TOPOLOGY = Topology(
                 time_limit=60,
                 task_events=False,
                 log_level="WARNING",
+                # Never preempts web requests on wake-up, still a fair share.
+                cpu_policy="batch",
             )
             for number in (1, 2)
         ),

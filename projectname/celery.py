@@ -16,6 +16,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # Worker monitoring events without per-message confirms (apps/dispatch/worker.py).
 app.steps["consumer"].add("apps.dispatch.worker:EventsWithoutConfirms")
+# Worker.prefetch_headroom: a message ready for the next free pool process
+# without hoarding a priority backlog (apps/core/prefetch.py).
+app.steps["consumer"].add("apps.core.prefetch:PrefetchHeadroom")
 # Each worker program runs under the CPU scheduling policy its topology entry
 # declares (apps/core/cpu_policy.py: background work yields to requests).
 celeryd_init.connect(on_worker_init, weak=False)

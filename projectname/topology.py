@@ -111,6 +111,10 @@ class Worker:
     pool: str = "prefork"
     concurrency: int = 2
     prefetch_multiplier: int = 4
+    # Messages prefetched on top of concurrency x prefetch_multiplier, for the
+    # whole worker (apps/core/prefetch.py): keeps pool processes busy under
+    # acks late while a priority backlog stays in the broker.
+    prefetch_headroom: int = 0
     # Tasks after which a pool process is replaced; 0: never (the memory
     # limit still replaces a leaking one).  A replacement costs one task up
     # to seconds: the parent can hand the next message to the exiting child,
@@ -143,6 +147,8 @@ class Worker:
     def __post_init__(self):
         if self.cpu_policy not in CPU_POLICIES:
             raise ValueError(f"Worker {self.name!r}: cpu_policy must be one of {CPU_POLICIES}.")
+        if not 0 <= self.prefetch_headroom <= 100:
+            raise ValueError(f"Worker {self.name!r}: prefetch_headroom must be 0-100.")
 
     @property
     def node_name(self) -> str:
@@ -165,6 +171,10 @@ class Route:
     time_limit: int | None = None
     # Deliveries (execution starts) before dead-lettering; None: DELIVERY_LIMIT.
     max_deliveries: int | None = None
+    # True: fire-and-forget, no result row is written (failures still are:
+    # CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED); None: the task's own setting.
+    # The Task API reads results, so its tasks keep them (a check refuses it).
+    ignore_result: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -259,6 +269,8 @@ class Topology:
             }
             if route.max_deliveries:
                 options["max_deliveries"] = route.max_deliveries
+            if route.ignore_result is not None:
+                options["ignore_result"] = route.ignore_result
             if route.soft_time_limit:
                 options["soft_time_limit"] = route.soft_time_limit
             if route.time_limit:
@@ -312,6 +324,9 @@ TOPOLOGY = Topology(
             # Prefetch 1: a priority-9 message can only overtake what is still
             # in the broker, so the worker must not hoard a backlog locally.
             prefetch_multiplier=1,
+            # ...plus one message ready for the first process that frees up:
+            # without it each process idles a broker round trip per task.
+            prefetch_headroom=1,
             # Recycled by memory only: a recycle by task count held one task
             # per 1,000 for 1.2-3.6 s (bench/latency.py: max 2.7 s).
             max_tasks_per_child=0,
@@ -367,7 +382,8 @@ TOPOLOGY = Topology(
     ),
     routes=(
         Route(f"{NOTIFICATIONS}.send_notification", "main_worker", acks_late=True),
-        Route(f"{NOTIFICATIONS}.send_office_hours_reminders", "main_worker", acks_late=True),
+        Route(f"{NOTIFICATIONS}.send_office_hours_reminders", "main_worker", acks_late=True,
+              ignore_result=True),
         Route(f"{REPORTS}.build_period_report", "heavy", acks_late=True),
         Route(f"{REPORTS}.build_daily_report", "heavy", acks_late=True),
         Route(f"{REPORTS}.build_weekly_report", "heavy", acks_late=True),
@@ -376,13 +392,13 @@ TOPOLOGY = Topology(
         # Task API (apps/taskapi): diagnostic task operators can start; cleanup.
         Route("apps.taskapi.tasks.diagnose", "main_worker"),
         # Celery's own result cleanup (beat installs it when result_expires is set).
-        Route("celery.backend_cleanup", "main_worker"),
+        Route("celery.backend_cleanup", "main_worker", ignore_result=True),
         # The throughput benchmark's unit of work (bench/throughput.py).
         Route("apps.dispatch.tasks.noop", "bulk", acks_late=True),
         Route(f"{DOCTOR}.beat_heartbeat", "main_worker"),
         # Reliability: delayed dispatch of long countdowns, and the tasks the
         # fault-injection harness (bench/faults.py) runs.
-        Route(f"{RELIABILITY}.dispatch_delayed_tasks", "main_worker"),
+        Route(f"{RELIABILITY}.dispatch_delayed_tasks", "main_worker", ignore_result=True),
         Route(f"{RELIABILITY}.fault_effect", "main_worker"),
         Route(f"{RELIABILITY}.fault_effect_heavy", "heavy"),
         Route(f"{RELIABILITY}.fault_flaky", "main_worker"),

@@ -1,0 +1,52 @@
+"""The user-facing lane through the real broker and the real main_worker:
+results only for tasks that keep them, and its prefetch headroom."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django_celery_results.models import TaskResult
+
+from projectname.celery import app
+from projectname.topology import TOPOLOGY
+from tests.support.live import wait_for
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+
+def _finished_in_log(live_system, task_id: str, outcome: str) -> bool:
+    return f"[{task_id}] {outcome}" in live_system.log_tail("main_worker", lines=2000)
+
+
+def test_a_fire_and_forget_route_stores_no_result(live_system):
+    route = TOPOLOGY.route_for("apps.reliability.tasks.dispatch_delayed_tasks")
+    assert route.ignore_result is True
+    result = app.send_task(route.task, queue=route.queue)
+    wait_for(lambda: _finished_in_log(live_system, result.id, "succeeded"), 60,
+             message="dispatch_delayed_tasks done")
+    assert not TaskResult.objects.filter(task_id=result.id).exists()
+
+
+def test_a_task_that_keeps_its_result_stores_one(live_system):
+    from apps.core.tasks import probe
+
+    result = probe.apply_async(kwargs={"token": uuid.uuid4().hex})
+    wait_for(lambda: TaskResult.objects.filter(task_id=result.id, status="SUCCESS").exists(),
+             60, message="probe's result row")
+
+
+def test_a_fire_and_forget_failure_is_still_stored(live_system):
+    # fault_effect ignores its result; called without its arguments it fails
+    # in the worker (send_task does not check a signature).
+    result = app.send_task("apps.reliability.tasks.fault_effect", args=[], queue="main_worker")
+    wait_for(lambda: TaskResult.objects.filter(task_id=result.id, status="FAILURE").exists(),
+             60, message="the failure's result row")
+
+
+def test_main_worker_prefetches_its_headroom(live_system):
+    worker = TOPOLOGY.worker_named("main_worker")
+    node = live_system.node("main_worker")
+    stats = app.control.inspect(destination=[node], timeout=3.0).stats()[node]
+    assert stats["prefetch_count"] == (worker.concurrency * worker.prefetch_multiplier
+                                       + worker.prefetch_headroom) == 3

@@ -134,6 +134,10 @@ class Worker:
     # three extra publishes per task.  Workers without them still send
     # heartbeats, so Flower and `inspect` see them.
     task_events: bool = True
+    # With task_events=False: seconds task events stay on after a listener
+    # (Flower, every 5 s) last asked for them; 0: off for good
+    # (apps/core/events.py).
+    task_events_lease: int = 0
     # Celery's loggers (INFO: two lines per task, received and succeeded).
     log_level: str = "INFO"
     # Linux CPU scheduling policy of the program's processes: "normal",
@@ -147,6 +151,8 @@ class Worker:
     def __post_init__(self):
         if self.cpu_policy not in CPU_POLICIES:
             raise ValueError(f"Worker {self.name!r}: cpu_policy must be one of {CPU_POLICIES}.")
+        if not 0 <= self.task_events_lease <= 3600:
+            raise ValueError(f"Worker {self.name!r}: task_events_lease must be 0-3600 s.")
         if not 0 <= self.prefetch_headroom <= 100:
             raise ValueError(f"Worker {self.name!r}: prefetch_headroom must be 0-100.")
 
@@ -327,6 +333,9 @@ TOPOLOGY = Topology(
             # ...plus one message ready for the first process that frees up:
             # without it each process idles a broker round trip per task.
             prefetch_headroom=1,
+            # Task events only while Flower runs: three publishes per task.
+            task_events=False,
+            task_events_lease=30,
             # Recycled by memory only: a recycle by task count held one task
             # per 1,000 for 1.2-3.6 s (bench/latency.py: max 2.7 s).
             max_tasks_per_child=0,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from apps.core import cpu_policy, prefetch
+from apps.core import cpu_policy, events, prefetch
 from projectname.topology import Topology, Worker
 
 GENERATED_MARK = "; Generated from projectname/topology.py by `python manage.py render_supervisor`."
@@ -48,6 +48,8 @@ def worker_environment(worker: Worker) -> tuple[tuple[str, str], ...]:
                         ("PYTHONPATH", "%(ENV_PROJECT_ROOT)s")]
     if not worker.task_events:
         environment.append(("CELERY_WORKER_SEND_TASK_EVENTS", "0"))
+        if worker.task_events_lease:
+            environment.append((events.ENVIRONMENT_VARIABLE, str(worker.task_events_lease)))
     if worker.prefetch_headroom:
         environment.append((prefetch.ENVIRONMENT_VARIABLE, str(worker.prefetch_headroom)))
     if worker.cpu_policy != "normal":

@@ -50,3 +50,72 @@ def test_main_worker_prefetches_its_headroom(live_system):
     stats = app.control.inspect(destination=[node], timeout=3.0).stats()[node]
     assert stats["prefetch_count"] == (worker.concurrency * worker.prefetch_multiplier
                                        + worker.prefetch_headroom) == 3
+
+
+class _EventLog:
+    """Every task event on the vhost, by task id (what Flower would see)."""
+
+    def __init__(self):
+        import threading
+
+        self.types: dict[str, set] = {}
+        self.ready = threading.Event()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._listen, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(30)
+
+    def _on_event(self, event):
+        if event.get("uuid"):
+            self.types.setdefault(event["uuid"], set()).add(event["type"])
+
+    def _listen(self):
+        with app.connection_for_read() as conn:
+            receiver = app.events.Receiver(conn, handlers={"*": self._on_event})
+            self.ready.set()
+            while not self.done.is_set():
+                try:
+                    for _ in receiver.itercapture(limit=None, timeout=1, wakeup=False):
+                        if self.done.is_set():
+                            return
+                except TimeoutError:
+                    continue
+                except OSError:  # socket.timeout on an idle second
+                    continue
+
+    def close(self):
+        self.done.set()
+        self.thread.join(10)
+
+
+def _probe_events(log: _EventLog) -> set:
+    """Run one probe on main_worker to the end; the task events seen for it."""
+    from apps.core.tasks import probe
+
+    result = probe.apply_async(kwargs={"token": uuid.uuid4().hex})
+    wait_for(lambda: TaskResult.objects.filter(task_id=result.id, status="SUCCESS").exists(),
+             60, message="probe done")
+    import time
+
+    time.sleep(0.5)  # events travel separately from the result row
+    return log.types.get(result.id, set())
+
+
+def test_task_events_flow_while_flower_listens_and_stop_without_it(live_system):
+    log = _EventLog()
+    try:
+        # Flower asks for task events every 5 s while it runs.
+        wait_for(lambda: "task-succeeded" in _probe_events(log), 60,
+                 message="task events while Flower runs")
+        assert live_system.ctl("stop", "flower").returncode == 0
+        lease = TOPOLOGY.worker_named("main_worker").task_events_lease
+        # The sender's own task-sent event is not the worker's.
+        worker_events = {"task-received", "task-started", "task-succeeded"}
+        wait_for(lambda: not _probe_events(log) & worker_events, lease * 3, interval=1,
+                 message="task events off once Flower is gone")
+    finally:
+        live_system.ctl("start", "flower")
+    live_system.wait_running(["flower"], timeout=60)
+    wait_for(lambda: "task-succeeded" in _probe_events(log), 60,
+             message="task events back with Flower")
+    log.close()

@@ -16,6 +16,12 @@ Task API (``POST /api/v1/tasks/``, then ``GET`` its status until SUCCESS):
 
 Under SCHED_IDLE the worker only gets what the normal processes leave, so the
 second condition shows starvation; normal and batch keep a fair share.
+
+Then (``--windows``) main_worker's enqueue-to-start latency per policy:
+probes sent at ``--rate`` per second for ``--seconds``, in alternating windows
+with the web server idle and saturated (``--clients`` threads requesting
+``GET /api/v1/tasks/`` back to back); p50/p99 of each condition's pooled
+samples and the ratio saturated/idle of the p99s (the target: within 2x).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -78,19 +85,22 @@ def probe_seconds(session, base: str) -> float:
     raise TimeoutError(f"probe not done after {PROBE_TIMEOUT}s")
 
 
-def measure(system, *, probes: int, hogs: int, log) -> list[dict]:
+def measure(system, *, probes: int, hogs: int, windows: int, rate: float, seconds: float,
+            clients: int, log) -> tuple[list[dict], list[dict]]:
+    """Per policy, lowered step by step (normal, batch, idle): the probes
+    through the API, then the start-latency windows."""
     import requests
 
     base = f"http://127.0.0.1:{system.web_port}"
     session = requests.Session()
-    session.headers["Authorization"] = f"Token {operator_token()}"
+    token = operator_token()
+    session.headers["Authorization"] = f"Token {token}"
     worker = {p["name"]: p["pid"] for p in system.rpc().getAllProcessInfo()}["main_worker"]
     for _ in range(3):  # warm-up: gunicorn imports, pools connect
         probe_seconds(session, base)
-    rows = []
+    rows, start_rows = [], []
     for name in POLICY_ORDER:
         set_tree_policy(worker, name)
-        row = {"policy": name}
         quiet = [probe_seconds(session, base) for _ in range(probes)]
         processes = start_hogs(hogs)
         try:
@@ -99,11 +109,79 @@ def measure(system, *, probes: int, hogs: int, log) -> list[dict]:
         finally:
             for process in processes:
                 common.stop_process(process)
-        row.update(quiet=quiet, busy=busy)
+        rows.append({"policy": name, "quiet": quiet, "busy": busy})
         log(f"  {name}: quiet {statistics.median(quiet):.3f} s, "
             f"with {hogs} busy processes {statistics.median(busy):.3f} s (max {max(busy):.3f})")
-        rows.append(row)
-    return rows
+        if windows:
+            start_rows.append(measure_start(base, token, name, windows=windows, rate=rate,
+                                            seconds=seconds, clients=clients, log=log))
+    return rows, start_rows
+
+
+def saturate_web(base: str, token: str, clients: int, stop: threading.Event) -> list:
+    """``clients`` threads requesting a database-backed API page back to back."""
+    import requests
+
+    counts = [0] * clients
+
+    def client(index: int):
+        session = requests.Session()
+        session.headers["Authorization"] = f"Token {token}"
+        while not stop.is_set():
+            session.get(f"{base}/api/v1/tasks/", timeout=30)
+            counts[index] += 1
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    return threads + [counts]
+
+
+def measure_start(base: str, token: str, name: str, *, windows: int, rate: float,
+                  seconds: float, clients: int, log) -> dict:
+    from bench.latency import percentile, probe_window
+
+    timeout = 60 + seconds * 4
+    idle, busy, requests_per_s = [], [], []
+    for _ in range(windows):
+        idle += probe_window(rate=rate, seconds=seconds, timeout=timeout)
+        stop = threading.Event()
+        *threads, counts = saturate_web(base, token, clients, stop)
+        time.sleep(1.0)  # the web workers busy before the first probe
+        started, before = time.perf_counter(), sum(counts)
+        busy += probe_window(rate=rate, seconds=seconds, timeout=timeout)
+        requests_per_s.append((sum(counts) - before) / (time.perf_counter() - started))
+        stop.set()
+        for thread in threads:
+            thread.join(35)
+    row = {"policy": name, "idle": idle, "busy": busy,
+           "requests_per_s": statistics.median(requests_per_s)}
+    log(f"  {name}: task start p50/p99 web idle {percentile(idle, 50):.1f}/"
+        f"{percentile(idle, 99):.1f} ms, web saturated {percentile(busy, 50):.1f}/"
+        f"{percentile(busy, 99):.1f} ms ({row['requests_per_s']:.0f} req/s)")
+    return row
+
+
+def render_start(rows: list[dict], *, windows: int, rate: float, seconds: float,
+                 clients: int) -> str:
+    from bench.latency import percentile
+
+    lines = [
+        f"# main_worker enqueue-to-start per policy: {windows} pair(s) of {seconds:g} s windows "
+        f"at {rate:g} probes/s, web idle then saturated by {clients} clients "
+        "(GET /api/v1/tasks/)",
+        "",
+        "| main_worker policy | start p50 / p99 ms, web idle | start p50 / p99 ms, web "
+        "saturated | p99 saturated / idle | web requests/s while saturated |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        idle99, busy99 = percentile(row["idle"], 99), percentile(row["busy"], 99)
+        lines.append(
+            f"| {row['policy']} | {percentile(row['idle'], 50):.1f} / {idle99:.1f} | "
+            f"{percentile(row['busy'], 50):.1f} / {busy99:.1f} | {busy99 / idle99:.2f}x | "
+            f"{row['requests_per_s']:.0f} |")
+    return "\n".join(lines)
 
 
 def render(rows: list[dict], *, probes: int, hogs: int) -> str:
@@ -128,7 +206,15 @@ def main(argv=None) -> int:
     parser.add_argument("--probes", type=int, default=5, help="probes per cell")
     parser.add_argument("--hogs", type=int, default=os.cpu_count() or 2,
                         help="CPU-bound processes of normal priority (default: one per core)")
+    parser.add_argument("--windows", type=int, default=2,
+                        help="pairs of start-latency windows per policy (0: skip)")
+    parser.add_argument("--rate", type=float, default=20.0, help="probes per second")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds per window")
+    parser.add_argument("--clients", type=int, default=8, help="web client threads")
     args = parser.parse_args(argv)
+    if not 0 <= args.windows <= 10 or not 0.5 <= args.rate <= 200 \
+            or not 1 <= args.seconds <= 120 or not 1 <= args.clients <= 64:
+        parser.error("--windows 0-10, --rate 0.5-200, --seconds 1-120, --clients 1-64")
     if not 1 <= args.probes <= 100:
         parser.error("--probes must be between 1 and 100")
     if not 1 <= args.hogs <= 16:
@@ -141,10 +227,16 @@ def main(argv=None) -> int:
         log("starting the system (supervisord, committed deploy/conf.d) ...")
         system = start_system(Path(workdir), vhost)
         try:
-            rows = measure(system, probes=args.probes, hogs=args.hogs, log=log)
+            rows, start_rows = measure(system, probes=args.probes, hogs=args.hogs,
+                                       windows=args.windows, rate=args.rate,
+                                       seconds=args.seconds, clients=args.clients, log=log)
         finally:
             system.stop()
     print(render(rows, probes=args.probes, hogs=args.hogs))
+    if start_rows:
+        print()
+        print(render_start(start_rows, windows=args.windows, rate=args.rate,
+                           seconds=args.seconds, clients=args.clients))
     return 0
 
 

@@ -115,8 +115,10 @@ def programs(topology: Topology, host: str | None = None) -> list[Program]:
             command="python manage.py run_flower --port=%(ENV_FLOWER_PORT)s",
             stopwaitsecs=30,
             priority=400,
-            # It reads every task event: background work, like the workers.
-            environment=((cpu_policy.ENVIRONMENT_VARIABLE, "idle"),),
+            # It reads every task event: background work that must not cut
+            # requests short (batch: no wake-up preemption), yet keeps a fair
+            # share (under idle, busy processes could keep it from running).
+            environment=((cpu_policy.ENVIRONMENT_VARIABLE, "batch"),),
         ),
         Program(
             name="web",

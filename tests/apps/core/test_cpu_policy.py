@@ -34,7 +34,7 @@ def test_every_worker_program_carries_its_policy():
         expected = None if worker.cpu_policy == "normal" else worker.cpu_policy
         assert environment.get(cpu_policy.ENVIRONMENT_VARIABLE) == expected
     flower = next(p for p in programs(TOPOLOGY) if p.name == "flower")
-    assert dict(flower.environment)[cpu_policy.ENVIRONMENT_VARIABLE] == "idle"
+    assert dict(flower.environment)[cpu_policy.ENVIRONMENT_VARIABLE] == "batch"
 
 
 @linux_only
@@ -74,7 +74,7 @@ def test_user_facing_lanes_keep_the_normal_policy():
     for name in ("main_worker", "heavy_worker"):
         assert TOPOLOGY.worker_named(name).cpu_policy == "normal", name
     assert Worker(name="w", queues=("q",)).cpu_policy == "normal"
-    # No worker is declared SCHED_IDLE by default: it can be starved outright.
+    # No program is declared SCHED_IDLE by default: it can be starved outright.
     assert all(worker.cpu_policy != "idle" for worker in TOPOLOGY.workers)
 
 
@@ -87,7 +87,7 @@ def test_live_worker_processes_and_pool_children_run_under_their_declared_policy
     constants = {name: value for name, value in cpu_policy.POLICIES.items()}
     info = {p["name"]: p for p in live_system.rpc().getAllProcessInfo()}
     expected = {worker.name: constants[worker.cpu_policy] for worker in TOPOLOGY.workers}
-    expected["flower"] = os.SCHED_IDLE
+    expected["flower"] = os.SCHED_BATCH
     assert expected["main_worker"] == os.SCHED_OTHER
     for name, policy in expected.items():
         pid = info[name]["pid"]

@@ -51,8 +51,8 @@ class Command(BaseCommand):
         if api_url:
             argv.append(f"--broker_api={api_url}")
         os.environ.update(api_env)
-        # Monitoring yields the CPU to requests like the workers whose events
-        # it reads (apps/core/cpu_policy.py); the policy survives the exec.
+        # The policy its program declares (apps/core/cpu_policy.py) survives
+        # the exec.
         try:
             cpu_policy.apply_from_environment()
         except cpu_policy.UnknownPolicy as error:

@@ -5,9 +5,8 @@ priority-9 message can only overtake what is still in the broker), so
 ``main_worker`` runs with prefetch multiplier 1: one unacknowledged message
 per pool process.  With acks late that leaves each process idle for a broker
 round trip after every task: the ack goes out, only then may the broker send
-the next message, and only then can the parent hand it to the process.
-Measured with bench/main_lane.py: prefetch 1 drained at about half the rate
-of prefetch 4.
+the next message, and only then can the parent hand it to the process
+(bench/main_lane.py prices it: docs/performance-main-lane.md).
 
 ``WORKER_PREFETCH_HEADROOM=n`` (rendered from ``Worker.prefetch_headroom``
 in the topology) raises the worker's prefetch count by ``n`` messages, not

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -142,20 +143,34 @@ def measure_start(base: str, token: str, name: str, *, windows: int, rate: float
     from bench.latency import percentile, probe_window
 
     timeout = 60 + seconds * 4
-    idle, busy, requests_per_s = [], [], []
+    idle, busy, requests_per_s, starved = [], [], [], None
     for _ in range(windows):
-        idle += probe_window(rate=rate, seconds=seconds, timeout=timeout)
+        try:
+            idle += probe_window(rate=rate, seconds=seconds, timeout=timeout)
+        except TimeoutError as error:
+            starved = f"web idle: {error}"
+            requests_per_s.append(0.0)
+            break
         stop = threading.Event()
         *threads, counts = saturate_web(base, token, clients, stop)
         time.sleep(1.0)  # the web workers busy before the first probe
         started, before = time.perf_counter(), sum(counts)
-        busy += probe_window(rate=rate, seconds=seconds, timeout=timeout)
+        try:
+            busy += probe_window(rate=rate, seconds=seconds, timeout=timeout)
+        except TimeoutError as error:
+            # Starved: the probes did not all start while the web was busy.
+            starved = f"web saturated: {error}"
         requests_per_s.append((sum(counts) - before) / (time.perf_counter() - started))
         stop.set()
         for thread in threads:
             thread.join(35)
-    row = {"policy": name, "idle": idle, "busy": busy,
+        if starved:
+            break
+    row = {"policy": name, "idle": idle, "busy": busy, "starved": starved,
            "requests_per_s": statistics.median(requests_per_s)}
+    if starved:
+        log(f"  {name}: {starved}")
+        return row
     log(f"  {name}: task start p50/p99 web idle {percentile(idle, 50):.1f}/"
         f"{percentile(idle, 99):.1f} ms, web saturated {percentile(busy, 50):.1f}/"
         f"{percentile(busy, 99):.1f} ms ({row['requests_per_s']:.0f} req/s)")
@@ -176,6 +191,12 @@ def render_start(rows: list[dict], *, windows: int, rate: float, seconds: float,
         "| --- | --- | --- | --- | --- |",
     ]
     for row in rows:
+        if row.get("starved"):
+            idle = (f"{percentile(row['idle'], 50):.1f} / {percentile(row['idle'], 99):.1f}"
+                    if row["idle"] else "-")
+            lines.append(f"| {row['policy']} | {idle} | starved ({row['starved']}) | - | "
+                         f"{row['requests_per_s']:.0f} |")
+            continue
         idle99, busy99 = percentile(row["idle"], 99), percentile(row["busy"], 99)
         lines.append(
             f"| {row['policy']} | {percentile(row['idle'], 50):.1f} / {idle99:.1f} | "
@@ -222,6 +243,8 @@ def main(argv=None) -> int:
     if not hasattr(os, "sched_setscheduler"):
         parser.error("scheduling policies are Linux's")
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    # Stopped with SIGTERM: the system and its vhost are still cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     with common.throwaway_vhost("bench-cpu-policy") as vhost, \
             tempfile.TemporaryDirectory(prefix="bench-cpu-policy-") as workdir:
         log("starting the system (supervisord, committed deploy/conf.d) ...")

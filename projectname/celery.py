@@ -15,6 +15,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "projectname.settings")
 app = Celery("projectname", task_cls="apps.reliability.base:ReliableTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Worker.prefetch_headroom: a message ready for the next free pool process
+# without hoarding a priority backlog (apps/core/prefetch.py).
+app.steps["consumer"].add("apps.core.prefetch:PrefetchHeadroom")
+# Worker.task_events_lease: task events only while Flower asks for them
+# (apps/core/events.py).
+app.steps["consumer"].add("apps.core.events:TaskEventsLease")
 # Each worker program runs under the CPU scheduling policy its topology entry
 # declares (apps/core/cpu_policy.py: background work yields to requests).
 celeryd_init.connect(on_worker_init, weak=False)

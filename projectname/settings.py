@@ -140,6 +140,10 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default="django-db")
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_TRACK_STARTED = True
+# Fire-and-forget tasks (ignore_result, per task or per route in the topology)
+# write no row when they succeed, but a failure is still stored: /ops/ and
+# `manage.py doctor` list failures from the results table.
+CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -66,6 +66,12 @@ PRODUCTION_TOPOLOGY = Topology(
             # Prefetch 1 (the default) matters twice here: a priority-9 message
             # can only overtake what is still in the broker.
             prefetch_multiplier=1,
+            # ...plus one message ready for the first process that frees up:
+            # without it each process idles a broker round trip per task.
+            prefetch_headroom=1,
+            # Task events only while Flower runs: three publishes per task.
+            task_events=False,
+            task_events_lease=30,
             soft_time_limit=60,
             time_limit=90,
         ),
@@ -91,6 +97,8 @@ PRODUCTION_TOPOLOGY = Topology(
                 time_limit=60,
                 task_events=False,
                 log_level="WARNING",
+                # Never preempts web requests on wake-up, still a fair share.
+                cpu_policy="batch",
             )
             for number in (1, 2)
         ),
@@ -117,7 +125,8 @@ PRODUCTION_TOPOLOGY = Topology(
     ),
     routes=(
         Route(f"{NOTIFICATIONS}.send_notification", "main_worker", acks_late=True),
-        Route(f"{NOTIFICATIONS}.send_office_hours_reminders", "main_worker", acks_late=True),
+        Route(f"{NOTIFICATIONS}.send_office_hours_reminders", "main_worker", acks_late=True,
+              ignore_result=True),
         Route(f"{REPORTS}.build_period_report", "heavy", acks_late=True),
         Route(f"{REPORTS}.build_daily_report", "heavy", acks_late=True),
         Route(f"{REPORTS}.build_weekly_report", "heavy", acks_late=True),
@@ -127,10 +136,10 @@ PRODUCTION_TOPOLOGY = Topology(
         Route("apps.taskapi.tasks.diagnose", "main_worker"),
         Route("apps.taskapi.tasks.sweep_outbox", "main_worker"),
         # Celery's own result cleanup (beat installs it when result_expires is set).
-        Route("celery.backend_cleanup", "main_worker"),
+        Route("celery.backend_cleanup", "main_worker", ignore_result=True),
         Route(f"{DOCTOR}.beat_heartbeat", "main_worker"),
         # Reliability: delayed dispatch of long countdowns.
-        Route(f"{RELIABILITY}.dispatch_delayed_tasks", "main_worker"),
+        Route(f"{RELIABILITY}.dispatch_delayed_tasks", "main_worker", ignore_result=True),
         # Alerts: on the bulk lane, consumed by two programs of their own, so
         # a dead or crash-looping main_worker is still alerted on.
         Route(f"{OPS}.alerts_evaluate_every_minute", "bulk"),

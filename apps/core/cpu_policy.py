@@ -1,4 +1,4 @@
-"""Background processes yield the CPU to web requests on a shared host.
+"""The Linux CPU scheduling policy a worker program runs under.
 
 Linux lets a task that wakes up preempt the one running, and a worker wakes
 up for every message (prefork parent, pool child, the broker connection), so
@@ -7,18 +7,20 @@ more often the busier the workers are.  ``nice`` does not stop that: a woken
 task's head start is counted in virtual time, the same at any nice level.
 What does is the scheduling *policy* (``sched(7)``):
 
-* ``batch`` (SCHED_BATCH): a fair share of the CPU as before, but the process
-  never preempts another on waking up;
-* ``idle`` (SCHED_IDLE): it runs when nothing else wants the core (a minimal
-  share under full load, so it is never starved outright);
-* ``normal`` (SCHED_OTHER): the default.
+* ``normal`` (SCHED_OTHER): the default, and what user-facing lanes run under;
+* ``batch`` (SCHED_BATCH): a fair share of the CPU as under ``normal``, but
+  the process never preempts another on waking up (the bulk lane);
+* ``idle`` (SCHED_IDLE): it runs only when nothing else wants the core.  Any
+  busy process of normal priority (a cron job, a backup) then takes nearly
+  all of it: a probe through the Task API took seconds instead of 0.2 s.
+  An opt-in for work that may wait indefinitely.
 
 Each worker program declares its policy in ``projectname/topology.py``
-(``Worker.cpu_policy``); the rendered program files pass it as
-``CPU_SCHEDULING_POLICY`` and the worker's main process applies it before it
-starts its pool (children and threads inherit it).  Lowering a process's
-policy needs no privileges.  Measured in bench/latency.py (see the README's
-Performance section).
+(``Worker.cpu_policy``); the rendered program files pass any other than
+``normal`` as ``CPU_SCHEDULING_POLICY`` and the worker's main process applies
+it before it starts its pool (children and threads inherit it).  Lowering a
+process's policy needs no privileges.  Measured in bench/cpu_policy.py and
+bench/latency.py (docs/performance-main-lane.md).
 """
 
 from __future__ import annotations

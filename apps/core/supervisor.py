@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from apps.core import cpu_policy
+from apps.core import cpu_policy, events, prefetch
 from apps.core.topology import Topology, Worker
 
 GENERATED_MARK = "; Generated from projectname/topology.py by `python manage.py render_supervisor`."
@@ -48,6 +48,10 @@ def worker_environment(worker: Worker) -> tuple[tuple[str, str], ...]:
                         ("PYTHONPATH", "%(ENV_PROJECT_ROOT)s")]
     if not worker.task_events:
         environment.append(("CELERY_WORKER_SEND_TASK_EVENTS", "0"))
+        if worker.task_events_lease:
+            environment.append((events.ENVIRONMENT_VARIABLE, str(worker.task_events_lease)))
+    if worker.prefetch_headroom:
+        environment.append((prefetch.ENVIRONMENT_VARIABLE, str(worker.prefetch_headroom)))
     if worker.cpu_policy != "normal":
         environment.append((cpu_policy.ENVIRONMENT_VARIABLE, worker.cpu_policy))
     return tuple(environment)
@@ -111,8 +115,10 @@ def programs(topology: Topology, host: str | None = None) -> list[Program]:
             command="python manage.py run_flower --port=%(ENV_FLOWER_PORT)s",
             stopwaitsecs=30,
             priority=400,
-            # It reads every task event: background work, like the workers.
-            environment=((cpu_policy.ENVIRONMENT_VARIABLE, "idle"),),
+            # It reads every task event: background work that must not cut
+            # requests short (batch: no wake-up preemption), yet keeps a fair
+            # share (under idle, busy processes could keep it from running).
+            environment=((cpu_policy.ENVIRONMENT_VARIABLE, "batch"),),
         ),
         Program(
             name="web",

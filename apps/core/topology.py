@@ -111,6 +111,10 @@ class Worker:
     concurrency: int = 2
     # Messages held per process: 1, as routes ack late (a held message waits behind a running task).
     prefetch_multiplier: int = 1
+    # Messages prefetched on top of concurrency x prefetch_multiplier, for the
+    # whole worker (apps/core/prefetch.py): keeps pool processes busy under
+    # acks late while a priority backlog stays in the broker.
+    prefetch_headroom: int = 0
     # Recycle by memory, not count: 0 = never after N tasks (each such recycle stalls a task 1-3 s).
     max_tasks_per_child: int = 0
     # KiB of resident memory after which a pool process is replaced (a leak costs a restart).
@@ -129,21 +133,27 @@ class Worker:
     # three extra publishes per task.  Workers without them still send
     # heartbeats, so Flower and `inspect` see them.
     task_events: bool = True
+    # With task_events=False: seconds task events stay on after a listener
+    # (Flower, every 5 s) last asked for them; 0: off for good
+    # (apps/core/events.py).
+    task_events_lease: int = 0
     # Celery's loggers (INFO: two lines per task, received and succeeded).
     log_level: str = "INFO"
     # Linux CPU scheduling policy of the program's processes: "normal",
     # "batch" (a fair share, but never preempts a running process when it
-    # wakes up) or "idle" (runs when nothing else wants the core).  "idle"
-    # by default: on a host shared with the web server requests come first
-    # (measured: 68 % more requests/s, half the enqueue p99, while a task's
-    # start p99 rose from 15 to 82 ms under a web load saturating both
-    # cores); on a host of its own it changes nothing.  See
-    # apps/core/cpu_policy.py and docs/performance.md.
-    cpu_policy: str = "idle"
+    # wakes up) or "idle" (runs only when nothing else wants the core: two
+    # busy processes of normal priority took a probe from 0.2 s to seconds).
+    # "normal" by default: user-facing work keeps its share on a busy host.
+    # See apps/core/cpu_policy.py and docs/performance-main-lane.md.
+    cpu_policy: str = "normal"
 
     def __post_init__(self):
         if self.cpu_policy not in CPU_POLICIES:
             raise ValueError(f"Worker {self.name!r}: cpu_policy must be one of {CPU_POLICIES}.")
+        if not 0 <= self.task_events_lease <= 3600:
+            raise ValueError(f"Worker {self.name!r}: task_events_lease must be 0-3600 s.")
+        if not 0 <= self.prefetch_headroom <= 100:
+            raise ValueError(f"Worker {self.name!r}: prefetch_headroom must be 0-100.")
 
     @property
     def node_name(self) -> str:
@@ -166,6 +176,10 @@ class Route:
     time_limit: int | None = None
     # Deliveries (execution starts) before dead-lettering; None: DELIVERY_LIMIT.
     max_deliveries: int | None = None
+    # True: fire-and-forget, no result row is written (failures still are:
+    # CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED); None: the task's own setting.
+    # The Task API reads results, so its tasks keep them (a check refuses it).
+    ignore_result: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -265,6 +279,8 @@ class Topology:
             }
             if route.max_deliveries:
                 options["max_deliveries"] = route.max_deliveries
+            if route.ignore_result is not None:
+                options["ignore_result"] = route.ignore_result
             if route.soft_time_limit:
                 options["soft_time_limit"] = route.soft_time_limit
             if route.time_limit:

@@ -24,6 +24,14 @@ def check_allowlist(allowlist, known_tasks) -> list[Error]:
                     hint="Declare the queue and give it a worker, or drop it from the entry.",
                     id="taskapi.E002",
                 ))
+        route = TOPOLOGY.route_for(name)
+        if route is not None and route.ignore_result:
+            errors.append(Error(
+                f"Task API allows '{name}', whose route in the topology ignores its result; "
+                "the API could never report its state or result.",
+                hint="Drop ignore_result from the route or the task from the allowlist.",
+                id="taskapi.E004",
+            ))
         for param in spec.params:
             if param.type not in TYPES:
                 errors.append(Error(

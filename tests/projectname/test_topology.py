@@ -127,3 +127,15 @@ def test_office_hours_follow_local_time_across_dst(office_hours, friday, monday_
     assert fired.astimezone(BERLIN).hour == 8
     assert fired.astimezone(BERLIN).weekday() == 0
     assert fired.astimezone(dt_timezone.utc).hour == monday_utc_hour
+
+
+def test_fire_and_forget_routes_become_ignore_result_annotations():
+    annotations = TOPOLOGY.celery_annotations()
+    for route in TOPOLOGY.routes:
+        if route.ignore_result is None:
+            assert "ignore_result" not in annotations[route.task]
+        else:
+            assert annotations[route.task]["ignore_result"] is route.ignore_result
+    assert annotations["apps.reliability.tasks.dispatch_delayed_tasks"]["ignore_result"] is True
+    # Their failures are still stored.
+    assert settings.CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED is True

@@ -40,7 +40,7 @@ def test_every_worker_program_carries_its_policy():
         expected = None if worker.cpu_policy == "normal" else worker.cpu_policy
         assert environment.get(cpu_policy.ENVIRONMENT_VARIABLE) == expected
     flower = next(p for p in programs(TOPOLOGY) if p.name == "flower")
-    assert dict(flower.environment)[cpu_policy.ENVIRONMENT_VARIABLE] == "idle"
+    assert dict(flower.environment)[cpu_policy.ENVIRONMENT_VARIABLE] == "batch"
 
 
 @linux_only
@@ -74,23 +74,36 @@ def test_no_variable_leaves_the_process_alone(monkeypatch):
     assert cpu_policy.apply_from_environment() is None
 
 
+def test_user_facing_lanes_keep_the_normal_policy():
+    # Under SCHED_IDLE any busy process of normal priority (a cron job, a
+    # backup) takes the cores and user-facing tasks wait for seconds.
+    for name in ("main_worker", "heavy_worker"):
+        assert TOPOLOGY.worker_named(name).cpu_policy == "normal", name
+    assert Worker(name="w", queues=("q",)).cpu_policy == "normal"
+    # No program is declared SCHED_IDLE by default: it can be starved outright.
+    assert all(worker.cpu_policy != "idle" for worker in TOPOLOGY.workers)
+
+
 @linux_only
 @pytest.mark.live
 @pytest.mark.django_db(transaction=True)
-def test_live_worker_processes_and_pool_children_run_idle(live_system):
-    """main_worker (prefork: parent and pool children) and a bulk worker, as
-    supervisord started them from the committed program files."""
+def test_live_worker_processes_and_pool_children_run_under_their_declared_policy(live_system):
+    """Every worker program (prefork: parent and pool children) as supervisord
+    started it from the committed program files, and Flower."""
+    constants = {name: value for name, value in cpu_policy.POLICIES.items()}
     info = {p["name"]: p for p in live_system.rpc().getAllProcessInfo()}
-    for name in ("main_worker", "bulk_worker_1", "flower"):
+    expected = {worker.name: constants[worker.cpu_policy] for worker in TOPOLOGY.workers}
+    expected["flower"] = os.SCHED_BATCH
+    assert expected["main_worker"] == os.SCHED_OTHER
+    for name, policy in expected.items():
         pid = info[name]["pid"]
-        tree = process_tree(pid)
         if name == "main_worker":
             # The prefork parent plus its two pool processes.
             wait_for(lambda: len(process_tree(pid)) >= 3, timeout=30,
                      message="main_worker's pool processes")
-            tree = process_tree(pid)
+        tree = process_tree(pid)
         policies = {os.sched_getscheduler(process) for process in tree}
-        assert policies == {os.SCHED_IDLE}, (name, tree, policies)
+        assert policies == {policy}, (name, tree, policies)
     web = info["web"]["pid"]
     assert os.sched_getscheduler(web) == os.SCHED_OTHER
 

@@ -1,18 +1,19 @@
-from django.core.management import call_command
+from apps.core.events import declines_task_events
 
 
-def test_flower_leaves_each_workers_task_events_as_its_program_declares(settings, monkeypatch):
-    """Flower's default turns task events on in every worker every few
-    seconds, which would take the bulk lane off its fast path."""
+def test_flower_leaves_task_events_to_each_workers_declaration(settings, monkeypatch):
+    """Flower asks for task events as it always does; the workers decide."""
+    from django.core.management import call_command
+
     launched = []
     monkeypatch.setenv("FLOWER_BASIC_AUTH", "user:password")
     monkeypatch.setattr("os.execvp", lambda program, argv: launched.append(argv))
     settings.RABBITMQ_MANAGEMENT_USER = settings.RABBITMQ_MANAGEMENT_PASSWORD = ""
     call_command("run_flower", "--port=1")
-    assert launched and "--enable_events=False" in launched[0]
+    assert launched and not [arg for arg in launched[0] if arg.startswith("--enable_events")]
 
 
-def test_flower_knows_the_option_and_defaults_it_on():
-    from flower.options import options
-
-    assert options.enable_events is True  # hence the explicit False
+def test_only_a_worker_declared_without_events_and_without_a_lease_declines():
+    assert declines_task_events(lease=0, declared=False)
+    assert not declines_task_events(lease=30, declared=False)
+    assert not declines_task_events(lease=0, declared=True)

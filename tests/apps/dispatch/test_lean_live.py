@@ -67,7 +67,10 @@ class LoneWorker:
         self.node = f"lone-{uuid.uuid4().hex[:6]}@{os.uname().nodename}"
         self.env = {**env, "CELERY_BROKER_URL": self.broker_url,
                     "CELERY_CUSTOM_WORKER_POOL": "apps.dispatch.pool:SoloPool",
-                    "CELERY_WORKER_SEND_TASK_EVENTS": "0", "PYTHONPATH": str(PROJECT_ROOT)}
+                    "CELERY_WORKER_SEND_TASK_EVENTS": "0", "PYTHONPATH": str(PROJECT_ROOT),
+                    # Without a lease a bulk worker declines enable_events
+                    # (apps/core/events.py); with one it follows it.
+                    "WORKER_TASK_EVENTS_LEASE": "600"}
         self.log = run_dir / "lone_worker.log"
         self.process = None
 

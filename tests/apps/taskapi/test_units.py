@@ -47,6 +47,21 @@ def test_every_allowlisted_queue_is_in_the_topology():
     assert [e.id for e in check_allowlist(ALLOWLIST, set())] == ["taskapi.E001"] * len(ALLOWLIST)
 
 
+def test_an_allowlisted_task_whose_route_ignores_results_is_refused(monkeypatch):
+    from dataclasses import replace
+
+    from apps.core.checks import project_task_names
+    from apps.taskapi import checks
+    from projectname.topology import TOPOLOGY
+
+    name = "apps.core.tasks.probe"
+    routes = tuple(replace(r, ignore_result=True) if r.task == name else r
+                   for r in TOPOLOGY.routes)
+    monkeypatch.setattr(checks, "TOPOLOGY", replace(TOPOLOGY, routes=routes))
+    errors = checks.check_allowlist(ALLOWLIST, project_task_names())
+    assert [(e.id, name in e.msg) for e in errors] == [("taskapi.E004", True)]
+
+
 @pytest.mark.django_db
 def test_migration_creates_the_task_operators_group_with_the_permission():
     migration = importlib.import_module("apps.taskapi.migrations.0002_task_operators_group")

@@ -46,18 +46,17 @@ class Command(BaseCommand):
             )
         run_dir = os.environ.get("RUN_DIR", str(settings.BASE_DIR / "run"))
         argv = ["--address=127.0.0.1", f"--port={port}", "--persistent=True",
-                f"--db={run_dir}/flower.db", f"--state_save_interval={STATE_SAVE_INTERVAL_MS}",
-                # Each worker program declares whether it sends task events
-                # (the topology; the bulk lane does not, for throughput).
-                # Flower would otherwise turn them on in every worker every
-                # few seconds, and the bulk lane would leave its fast path.
-                "--enable_events=False"]
+                f"--db={run_dir}/flower.db", f"--state_save_interval={STATE_SAVE_INTERVAL_MS}"]
+        # Flower asks every worker for task events every few seconds: a
+        # worker with a task-events lease sends them while Flower runs; one
+        # whose program declares none (the bulk lane) declines
+        # (apps/core/events.py), so it stays on its fast path.
         api_url, api_env = broker_api_url()
         if api_url:
             argv.append(f"--broker_api={api_url}")
         os.environ.update(api_env)
-        # Monitoring yields the CPU to requests like the workers whose events
-        # it reads (apps/core/cpu_policy.py).
+        # The policy its program declares (apps/core/cpu_policy.py) survives
+        # the exec.
         try:
             cpu_policy.apply_from_environment()
         except cpu_policy.UnknownPolicy as error:

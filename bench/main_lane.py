@@ -1,0 +1,405 @@
+"""Where main_worker's CPU per task goes: one feature at a time, in one run.
+
+    .venv/bin/python bench/main_lane.py                          # defaults below
+    .venv/bin/python bench/main_lane.py --tasks 2000 --rounds 2
+    .venv/bin/python bench/main_lane.py --only celery,deployed,threads
+
+Each variant is ``main_worker``'s command exactly as rendered from the
+topology (``apps.core.supervisor.worker_command``: prefork -c 2, prefetch 1,
+priorities, acks late, task events, INFO logs) with ONE thing changed, each in
+its own throw-away vhost and database, measured round-robin next to Celery
+with its tutorial defaults (bench/throughput.py's systems and rounds: drain a
+waiting backlog, then publish while consuming).  The task is the noop
+(``apps.dispatch.tasks.noop``, sent to ``main_worker`` by the project's bulk
+enqueue); the variants marked "results" ask for its result (per-message
+``ignore_result=False``: the STARTED and SUCCESS writes a result-keeping task
+pays), "cancel lookup" marks every message as the Task API does for the tasks
+it starts (one database read per delivery).
+
+Then priority overtaking (``--backlog``): main_worker's workers stopped, a
+backlog of priority-1 probes each taking ``--probe-seconds``, the workers
+started, a priority-9 probe sent once the backlog runs; the row says how many
+backlog tasks started before it (the target: fewer than 10 % of them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common, throughput  # noqa: E402
+from bench.common import PROJECT_ROOT, QueueWatcher  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    # Command-line options replacing the rendered ones ("--pool" -> "--pool=threads").
+    options: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, object] = field(default_factory=dict)
+    postgres: bool = False
+
+
+def _recorded_header() -> str:
+    from apps.taskapi.models import RECORDED_HEADER
+
+    return RECORDED_HEADER
+
+
+VARIANTS = (
+    Variant("deployed", "main_worker as deployed (prefork -c 2, prefetch 1 + 1 headroom, "
+                        "priorities, acks late, task events only while Flower listens: none "
+                        "here, INFO logs)"),
+    Variant("events-on", "... task events on (as while Flower listens)",
+            env={"CELERY_WORKER_SEND_TASK_EVENTS": "1", "WORKER_TASK_EVENTS_LEASE": "0"}),
+    Variant("no-headroom", "... prefetch 1, no headroom", env={"WORKER_PREFETCH_HEADROOM": "0"}),
+    Variant("plain-prefetch1", "... no headroom and task events always on",
+            env={"WORKER_PREFETCH_HEADROOM": "0", "CELERY_WORKER_SEND_TASK_EVENTS": "1",
+                 "WORKER_TASK_EVENTS_LEASE": "0"}),
+    Variant("prefetch4", "... prefetch x4 (no headroom)",
+            {"--prefetch-multiplier": "4"}, env={"WORKER_PREFETCH_HEADROOM": "0"}),
+    Variant("threads", "... pool threads -c 2 (no hard time limit)", {"--pool": "threads"}),
+    # Prefetch 2 (the prefetch count of prefork -c 2): with 1, the solo pool
+    # idled about a second between acks-late tasks.
+    Variant("solo", "... pool solo, prefetch 2 (one at a time, no hard time limit)",
+            {"--pool": "solo", "--concurrency": "1", "--prefetch-multiplier": "2"},
+            env={"WORKER_PREFETCH_HEADROOM": "0"}),
+    Variant("acks-early", "... acks early (a crash loses the task)",
+            env={"BENCH_MAIN_ACKS_EARLY": "1",
+                 "DJANGO_SETTINGS_MODULE": "bench.main_lane_settings"}),
+    Variant("warning-logs", "... WARNING logs", {"--loglevel": "WARNING"}),
+    Variant("results-sqlite", "... results kept, SQLite", headers={"ignore_result": False}),
+    Variant("results-postgres", "... results kept, PostgreSQL",
+            headers={"ignore_result": False}, postgres=True),
+    Variant("cancel-lookup", "... every message looked up for a cancel (Task API's header)",
+            headers={"RECORDED": True}),
+)
+BY_NAME = {variant.name: variant for variant in VARIANTS}
+
+
+def postgres_database(name: str):
+    """A database of our own on the shared PostgreSQL (trust on 127.0.0.1:5432)."""
+    import psycopg
+
+    admin = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
+                            autocommit=True)
+    admin.execute(f'CREATE DATABASE "{name}"')
+
+    def drop():
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+    return f"postgres://postgres@127.0.0.1:5432/{name}", drop
+
+
+class MainVariant(throughput.ProjectMain):
+    """main_worker's rendered command with one change, started directly."""
+
+    variant: Variant
+
+    def __init__(self, vhost, workdir, variant: Variant, cleanups: contextlib.ExitStack):
+        super().__init__(vhost, workdir)
+        self.variant, self.cleanups = variant, cleanups
+        self.name = variant.name
+        self.description = variant.description
+        self.process: subprocess.Popen | None = None
+
+    def setup(self):
+        super().setup()
+        if self.variant.postgres:
+            # The worker's database only (this process keeps the one it set
+            # Django up with): created, migrated, dropped at the end.
+            url, drop = postgres_database(f"bench_main_lane_{uuid.uuid4().hex[:8]}")
+            self.cleanups.callback(drop)
+            self.system_env["DATABASE_URL"] = url
+            subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+                           env=self.system_env, cwd=PROJECT_ROOT, check=True)
+
+    @property
+    def consumers(self) -> int:
+        return 1
+
+    def command(self) -> list[str]:
+        from apps.core.supervisor import worker_command
+        from projectname.topology import TOPOLOGY
+
+        rendered = worker_command(TOPOLOGY.worker_named("main_worker")).replace("%%", "%")
+        parts = rendered.split()
+        for option, value in self.variant.options.items():
+            parts = [part for part in parts if not part.startswith(option + "=")]
+            parts.append(f"{option}={value}")
+        return [common.venv_bin(parts[0]), *parts[1:]]
+
+    def worker_env(self) -> dict[str, str]:
+        from apps.core.supervisor import worker_environment
+        from projectname.topology import TOPOLOGY
+
+        env = dict(self.system_env)
+        env.update(worker_environment(TOPOLOGY.worker_named("main_worker")))
+        env.update(self.variant.env)
+        env["PYTHONPATH"] = str(PROJECT_ROOT)
+        return env
+
+    def start_workers(self):
+        log = open(self.workdir / f"{self.name}.log", "ab")
+        self.process = subprocess.Popen(self.command(), env=self.worker_env(), cwd=PROJECT_ROOT,
+                                        stdout=log, stderr=subprocess.STDOUT)
+
+    def stop_workers(self):
+        if self.process:
+            common.stop_process(self.process, timeout=60)
+            self.process = None
+
+    def roots(self) -> list[int]:
+        return [self.process.pid] if self.process else []
+
+    def _headers(self) -> dict | None:
+        headers = dict(self.variant.headers)
+        if headers.pop("RECORDED", None):
+            headers[_recorded_header()] = True
+        return headers or None
+
+    def backlog(self, n):
+        self.produce(n)
+
+    def produce(self, n):
+        for start in range(0, n, self.batch):
+            self.enqueue(task=self.noop, queue=self.queue, headers=self._headers(),
+                         kwargs_list=[{"n": i} for i in range(start, min(n, start + self.batch))])
+
+    def teardown(self):
+        self.stop_workers()
+        throughput.use_broker(self.app, "pyamqp://unused//")
+
+
+# -- priority overtaking ---------------------------------------------------------
+def measure_overtaking(system: MainVariant, watcher: QueueWatcher, *, backlog: int,
+                       seconds: float, log) -> dict:
+    from apps.core.models import ProbeRun
+    from apps.core.tasks import heavy_probe
+    from tests.support.live import wait_for
+
+    system.activate()
+    system.stop_workers()
+    tokens = [f"bk-{uuid.uuid4().hex[:10]}" for _ in range(backlog)]
+    for token in tokens:
+        heavy_probe.apply_async(args=[token, seconds], queue=system.queue, priority=1)
+    system.start_workers()
+    wait_for(lambda: ProbeRun.objects.filter(token__in=tokens).exists(), 120, interval=0.02,
+             message="backlog started")
+    urgent = f"ur-{uuid.uuid4().hex[:10]}"
+    sent = time.time()
+    heavy_probe.apply_async(args=[urgent, seconds], queue=system.queue, priority=9)
+    wait_for(lambda: ProbeRun.objects.filter(token__in=tokens + [urgent],
+                                             finished_at__isnull=False).count() == backlog + 1,
+             backlog * seconds * 4 + 120, interval=0.3, message="backlog and urgent done")
+    started = ProbeRun.objects.get(token=urgent).started_at
+    before = ProbeRun.objects.filter(token__in=tokens, started_at__lt=started).count()
+    # Of those, the ones that had not started when it was sent: what overtook it.
+    overtook = ProbeRun.objects.filter(token__in=tokens, started_at__lt=started,
+                                       started_at__gt=datetime.fromtimestamp(sent, timezone.utc)
+                                       ).count()
+    row = {"variant": system.name, "backlog": backlog, "before": before, "overtook": overtook,
+           "wait_s": started.timestamp() - sent}
+    log(f"  overtaking {system.name}: priority 9 started after {before}/{backlog} "
+        f"(overtaken after it was sent: {overtook}) "
+        f"({row['wait_s']:.2f} s)")
+    system.stop_workers()
+    return row
+
+
+# -- memory ------------------------------------------------------------------------
+def measure_memory(n: int, log) -> dict:
+    """RSS of main_worker as deployed (parent and pool processes) after a
+    warm-up, sampled every ``n // 10`` tasks, and after ``n`` tasks."""
+    with contextlib.ExitStack() as stack:
+        vhost = stack.enter_context(common.throwaway_vhost("bench-main-memory"))
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(
+            prefix="bench-main-memory-")))
+        system = MainVariant(vhost, workdir, BY_NAME["deployed"], stack)
+        stack.callback(system.teardown)
+        system.setup()
+        watcher = QueueWatcher(vhost)
+        stack.callback(watcher.close)
+        system.activate()
+        system.start_workers()
+        throughput.wait_ready(watcher, system)
+        system.produce(min(2000, n))
+        watcher.wait_empty(system.queue, 600)
+        time.sleep(1)
+
+        def rss_now() -> int:
+            return sum(common.rss_bytes(p) for root in system.roots() for p in common.tree(root))
+
+        before, samples, done = rss_now(), [], 0
+        step = max(1, n // 10)
+        while done < n:
+            count = min(step, n - done)
+            system.produce(count)
+            watcher.wait_empty(system.queue, 900)
+            done += count
+            samples.append(rss_now())
+        time.sleep(1)
+        after = rss_now()
+    change = 100 * (after - before) / before
+    log(f"  memory: {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB ({change:+.1f}%) "
+        f"over {n:,} tasks")
+    return {"tasks": n, "before_mb": before / 2**20, "after_mb": after / 2**20,
+            "max_mb": max(samples) / 2**20, "change_pct": change}
+
+
+# -- run and report ------------------------------------------------------------------
+def run(names: list[str], *, tasks: int, rounds: int, backlog: int, probe_seconds: float,
+        log) -> tuple[list[dict], list[dict]]:
+    with contextlib.ExitStack() as stack:
+        entries = []
+        for name in names:
+            vhost = stack.enter_context(common.throwaway_vhost(f"bench-main-{name}"))
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix=f"bench-main-{name}-")))
+            system = (throughput.CeleryTutorial(vhost, workdir) if name == "celery"
+                      else MainVariant(vhost, workdir, BY_NAME[name], stack))
+            stack.callback(system.teardown)
+            log(f"{name}: {system.description}")
+            system.setup()
+            watcher = QueueWatcher(vhost)
+            stack.callback(watcher.close)
+            entries.append((system, watcher, {
+                "system": name, "description": system.description, "drain": [], "live": [],
+                "cpu_worker_us": [], "cpu_rabbit_us": [], "rss_peak_mb": 0.0,
+                "rss_process_mb": 0.0}))
+        for round_no in range(1, rounds + 1):
+            for system, watcher, result in entries:
+                try:
+                    throughput.measure_round(system, watcher, result, tasks, round_no, log)
+                except TimeoutError as error:
+                    # A variant too slow for the round's timeout on a loaded
+                    # machine: reported as such, the others still measured.
+                    log(f"  {system.name} round {round_no}: {error}")
+                    result.setdefault("timed_out", []).append(round_no)
+                    system.stop_workers()
+                    watcher.channel.queue_purge(system.queue)
+        overtaking = []
+        if backlog:
+            # This process reads the probes from the database Django was set up
+            # with: the first project variant's.
+            first = next((e for e in entries if isinstance(e[0], MainVariant)), None)
+            candidates = [e for e in entries if isinstance(e[0], MainVariant)
+                          and e[0].name in ("deployed", "no-headroom", "prefetch4")
+                          and not e[0].variant.postgres]
+            if first is not None and first in candidates:
+                for system, watcher, _ in candidates:
+                    system.system_env["DATABASE_URL"] = first[0].system_env["DATABASE_URL"]
+                    overtaking.append(measure_overtaking(
+                        system, watcher, backlog=backlog, seconds=probe_seconds, log=log))
+        return [result for _, _, result in entries], overtaking
+
+
+def render(results: list[dict], overtaking: list[dict], args, memory: dict | None = None) -> str:
+    import statistics
+
+    by = {r["system"]: r for r in results}
+    celery = by.get("celery")
+    lines = [
+        f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine {common.machine()} "
+        f"(shared with other work: compare rows, not runs); load {common.loadavg()}",
+        f"{args.tasks:,} noop tasks per mode, {args.rounds} round(s), round-robin: "
+        "median (min-max) tasks/s",
+        "",
+        "| variant | drain tasks/s | x celery | live tasks/s | x celery | "
+        "worker CPU us/task | RabbitMQ CPU us/task | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if not r["drain"] or not r["live"] or not r["cpu_worker_us"]:
+            lines.append(f"| {r['description']} | timed out in round(s) "
+                         f"{r.get('timed_out')} | - | - | - | - | - | - |")
+            continue
+        drain, live = statistics.median(r["drain"]), statistics.median(r["live"])
+        ratio = (lambda mode, value: f"{value / statistics.median(celery[mode]):.2f}"
+                 if celery and celery[mode] else "-")
+        lines.append(
+            f"| {r['description']} | {common.fmt_rate(r['drain'])} | {ratio('drain', drain)} | "
+            f"{common.fmt_rate(r['live'])} | {ratio('live', live)} | "
+            f"{statistics.median(r['cpu_worker_us']):.0f} | "
+            f"{statistics.median(r['cpu_rabbit_us']):.0f} | {r['rss_peak_mb']:.0f} |")
+    if overtaking:
+        lines += ["", "| priority overtaking | priority-1 backlog | backlog tasks started "
+                      "before the priority-9 task | of them, started after it was sent | "
+                      "its wait s | target (fewer than 10 % before it) |",
+                  "|---|---|---|---|---|---|"]
+        for row in overtaking:
+            met = row["before"] < 0.1 * row["backlog"]
+            lines.append(f"| {row['variant']} | {row['backlog']} | {row['before']} | "
+                         f"{row['overtook']} | {row['wait_s']:.2f} | "
+                         f"{'met' if met else 'NOT met'} |")
+    if memory:
+        lines += ["", f"main_worker as deployed, RSS of all its processes after a warm-up "
+                      f"{memory['before_mb']:.1f} MiB, after {memory['tasks']:,} more tasks "
+                      f"{memory['after_mb']:.1f} MiB ({memory['change_pct']:+.1f}%), "
+                      f"max sampled {memory['max_mb']:.1f} MiB (target: within 10 %)"]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    names = ("celery", *BY_NAME)
+    parser.add_argument("--tasks", type=int, default=2000, help="tasks per mode and round")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--only", default=",".join(names),
+                        help=f"comma-separated subset of {','.join(names)}")
+    parser.add_argument("--backlog", type=int, default=100,
+                        help="priority-1 backlog for the overtaking rows (0: skip them)")
+    parser.add_argument("--probe-seconds", type=float, default=0.05,
+                        help="how long each backlog task runs")
+    parser.add_argument("--memory-tasks", type=int, default=0,
+                        help="also run this many tasks through main_worker as deployed and "
+                             "compare its RSS")
+    parser.add_argument("--json", help="also write the raw results to this file")
+    args = parser.parse_args(argv)
+    common.bounded(args.tasks)
+    if args.memory_tasks:
+        common.bounded(args.memory_tasks)
+    if not 1 <= args.rounds <= 10:
+        parser.error("--rounds must be between 1 and 10")
+    if not 0 <= args.backlog <= 1000 or not 0 <= args.probe_seconds <= 5:
+        parser.error("--backlog must be 0-1000 and --probe-seconds 0-5")
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(names))
+    if unknown:
+        parser.error(f"--only: unknown variant(s) {', '.join(unknown)}; "
+                     f"choose from {', '.join(names)}")
+    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    # Stopped with SIGTERM: the vhosts, databases and workers are still cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    os.environ.pop("CELERY_RESULT_BACKEND", None)
+    results, overtaking = run([name for name in names if name in chosen], tasks=args.tasks,
+                              rounds=args.rounds, backlog=args.backlog,
+                              probe_seconds=args.probe_seconds, log=log)
+    memory = measure_memory(args.memory_tasks, log) if args.memory_tasks else None
+    print(render(results, overtaking, args, memory))
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"results": results, "overtaking": overtaking, "memory": memory, "versions": common.versions(),
+             "machine": common.machine(), "tasks": args.tasks, "rounds": args.rounds},
+            indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

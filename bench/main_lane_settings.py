@@ -1,0 +1,17 @@
+"""The project's settings with one guarantee switched off, for bench/main_lane.py only.
+
+A benchmark variant runs ``main_worker`` with DJANGO_SETTINGS_MODULE pointing
+here to price one feature; nothing deployed imports this module.
+"""
+
+import os
+
+from projectname.settings import *  # noqa: F401,F403
+from projectname.settings import CELERY_TASK_ANNOTATIONS
+
+if os.environ.get("BENCH_MAIN_ACKS_EARLY") == "1":
+    # Acknowledged on receipt: a worker that dies loses the task.
+    CELERY_TASK_ANNOTATIONS = {
+        **CELERY_TASK_ANNOTATIONS,
+        "apps.dispatch.tasks.noop": {"acks_late": False, "reject_on_worker_lost": False},
+    }

@@ -13,7 +13,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from apps.dispatch.services import tasks_start_bulk
-from apps.taskapi.serializers import ApiErrorSerializer
+from apps.taskapi.serializers import ApiErrorSerializer, StrictIntegerField
 from apps.taskapi.views import TaskApiView
 
 
@@ -25,7 +25,7 @@ class BulkStartSerializer(serializers.Serializer):
         help_text="One object of keyword arguments per task to start "
                   f"(at most {settings.DISPATCH_BULK_MAX_ITEMS}).",
     )
-    priority = serializers.IntegerField(required=False, min_value=0, max_value=9,
+    priority = StrictIntegerField(required=False, min_value=0, max_value=9,
                                         help_text="0 (lowest) to 9 (highest), for every task.")
 
 

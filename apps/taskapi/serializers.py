@@ -18,6 +18,24 @@ class StrictBooleanField(serializers.BooleanField):
         self.fail("invalid", input=data)
 
 
+class StrictIntegerField(serializers.IntegerField):
+    """Only a JSON number (DRF's IntegerField also takes the string "5")."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictFloatField(serializers.FloatField):
+    """Only a JSON number (DRF's FloatField also takes the string "1.5")."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class TaskStartSerializer(serializers.Serializer):
     task = serializers.ChoiceField(
         choices=TASK_NAMES,
@@ -37,11 +55,11 @@ class TaskStartSerializer(serializers.Serializer):
         required=False, max_length=200,
         help_text="Override queue; must be one the task is allowed on. Default: its route.",
     )
-    priority = serializers.IntegerField(
+    priority = StrictIntegerField(
         required=False, min_value=0, max_value=9,
         help_text="0 (lowest) to 9 (highest), on queues declared with priorities.",
     )
-    countdown = serializers.FloatField(
+    countdown = StrictFloatField(
         required=False, min_value=0,
         help_text="Run no earlier than this many seconds from now.",
     )

@@ -79,3 +79,14 @@ def test_an_integral_float_is_the_integer_json_schema_says_it_is(client_for, ope
     assert enqueue.call_args.kwargs["args"] == [7] and isinstance(
         enqueue.call_args.kwargs["args"][0], int)
     assert TaskRecord.objects.get(task_id=ticket.task_id).args == [7]
+
+
+@pytest.mark.parametrize("path,body,field", [
+    ("/api/v1/tasks/", {"task": TASK, "priority": "5"}, "priority"),
+    ("/api/v1/tasks/", {"task": TASK, "countdown": "3"}, "countdown"),
+    ("/api/v1/tasks/bulk/", {"task": TASK, "kwargs_list": [{}], "priority": "5"}, "priority"),
+])
+def test_numbers_must_be_json_numbers(client_for, operator, path, body, field):
+    # The schema says number; a string that looks like one is refused like any string.
+    response = client_for(operator).post(path, body, format="json")
+    assert response.status_code == 400 and field in response.json()["errors"], response.content

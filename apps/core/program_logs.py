@@ -14,9 +14,10 @@ import xmlrpc.client
 
 TAIL_BYTES = 16_000
 CRASH_STATES = ("BACKOFF", "FATAL")
-# A program RUNNING again within this long after exiting on its own with an
-# error is still crash-looping: a worker slower to fail than supervisor's
-# startsecs (10 s) is RUNNING -> EXITED -> STARTING -> RUNNING, never BACKOFF.
+# A program RUNNING again this soon after it stopped may be crash-looping: a
+# worker slower to fail than supervisor's startsecs (10 s) goes RUNNING ->
+# EXITED -> STARTING -> RUNNING, never BACKOFF (supervisord resets the exit
+# status on every spawn, so only the timing and the log tell).
 RECENT_CRASH_SECONDS = 120
 # "amqp.exceptions.PreconditionFailed: ..." / "KeyError: 'x'" / "SystemExit: 1"
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Failed|Exit|Interrupt|Refused|"
@@ -58,10 +59,11 @@ def program_last_error(rpc, name: str) -> str | None:
     return last_error(text)
 
 
-def recently_crashed(info: dict) -> bool:
-    """Did the program (supervisor process info) exit with an error in the last minutes?"""
-    return bool(info.get("exitstatus") and info.get("stop")
-                and info["now"] - info["stop"] < RECENT_CRASH_SECONDS)
+def recently_restarted(info: dict) -> bool:
+    """RUNNING, and (re)started within RECENT_CRASH_SECONDS of its last stop or exit."""
+    return bool(info["statename"] == "RUNNING" and info.get("stop")
+                and info["now"] - info["stop"] < RECENT_CRASH_SECONDS
+                and info.get("start", 0) >= info["stop"])
 
 
 def shows_last_error(info: dict) -> bool:
@@ -69,5 +71,4 @@ def shows_last_error(info: dict) -> bool:
 
     STARTING too: a crash loop spends most of its time starting again.
     """
-    return info["statename"] in CRASH_STATES + ("STARTING", "EXITED") or (
-        info["statename"] == "RUNNING" and recently_crashed(info))
+    return info["statename"] in CRASH_STATES + ("STARTING", "EXITED") or recently_restarted(info)

@@ -283,7 +283,7 @@ def _supervisor(ctx: Context):
 
 
 def check_programs(ctx: Context) -> list[Finding]:
-    from apps.core.program_logs import program_last_error, recently_crashed, shows_last_error
+    from apps.core.program_logs import program_last_error, shows_last_error
     from apps.core.supervisor import programs
     from projectname.topology import TOPOLOGY
 
@@ -308,23 +308,22 @@ def check_programs(ctx: Context) -> list[Finding]:
     for program in programs(TOPOLOGY):
         info = ctx.supervisor_states.get(program.name)
         state = info["statename"] if info else "MISSING"
-        if state == "RUNNING" and not recently_crashed(info):
+        error = program_last_error(rpc, program.name) if info and shows_last_error(info) else None
+        if state == "RUNNING" and not error:
             uptime = int(info["now"] - info["start"])
             findings.append(Finding(f"program {program.name}", OK,
                                     f"RUNNING, pid {info['pid']}, up {uptime} s"))
             continue
-        status = WARN if program.name in SUPPORT_PROGRAMS else FAIL
+        status = WARN if program.name in SUPPORT_PROGRAMS or state == "RUNNING" else FAIL
         message = state
         if state == "RUNNING":
-            message = (f"RUNNING for {int(info['now'] - info['start'])} s after exiting with "
-                       f"status {info['exitstatus']} {int(info['now'] - info['stop'])} s ago "
-                       "(crash loop)")
+            message = (f"RUNNING for {int(info['now'] - info['start'])} s, restarted "
+                       f"{int(info['now'] - info['stop'])} s ago (a crash loop?)")
         if info and shows_last_error(info):
-            error = program_last_error(rpc, program.name)
             message = f"{message}, last error in its log: {error}" if error else \
                 f"{message} (no error line in its log)"
         if causes := _conflict_causes(ctx, [program.name]):
-            findings.append(Finding(f"program {program.name}", status,
+            findings.append(Finding(f"program {program.name}", FAIL,
                                     f"{message}: a consequence of {causes}", MIGRATE_FIX))
             continue
         if state == "MISSING":

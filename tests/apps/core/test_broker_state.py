@@ -47,11 +47,11 @@ def test_the_last_error_is_the_exception_line_of_the_traceback():
     assert last_error("[x: INFO/MainProcess] ready\n") is None
 
 
-def test_a_program_running_again_soon_after_an_error_exit_still_shows_its_error():
+def test_a_program_running_again_soon_after_it_stopped_shows_its_last_error():
     from apps.core.program_logs import shows_last_error
 
-    running = {"statename": "RUNNING", "now": 1000, "start": 995, "stop": 990, "exitstatus": 1}
+    running = {"statename": "RUNNING", "now": 1000, "start": 995, "stop": 990, "exitstatus": 0}
     assert shows_last_error(running)
-    assert not shows_last_error({**running, "stop": 800})       # long ago
-    assert not shows_last_error({**running, "exitstatus": 0})   # a clean stop
+    assert not shows_last_error({**running, "stop": 800, "start": 801})  # long ago
+    assert not shows_last_error({**running, "stop": 0})                   # never stopped
     assert shows_last_error({"statename": "BACKOFF", "now": 1, "stop": 0, "exitstatus": 0})

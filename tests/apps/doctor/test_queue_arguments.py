@@ -105,7 +105,7 @@ def test_conflict_named_then_migrated_with_a_backlog_and_the_worker_runs(
         page = client.get("/ops/").content.decode()
         assert "queue celery: x-dead-letter-exchange is absent on the broker, declared " \
                "&#x27;dead_letter&#x27;" in page
-        programs = page[page.find('id="programs"'):][:3000]
+        programs = page[page.find('data-program="main_worker"'):][:1500]
         assert "PRECONDITION_FAILED - inequivalent arg" in programs, programs
 
         dry = _manage(live_system.env, "migrate_queues", "--dry-run")

@@ -147,7 +147,11 @@ class LiveSystem:
             seen.update(node for node, queues in replies.items() if queues)
             return expected <= seen
 
-        wait_for(consuming, timeout, interval=0.5, message=f"workers consuming: {expected}")
+        try:
+            wait_for(consuming, timeout, interval=0.5, message="workers consuming")
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}: no answer with queues from {sorted(expected - seen)} "
+                               f"(answered: {sorted(seen)})") from None
 
 
 def build_env(*, run_dir: Path, broker_url: str, database_url: str, web_port: int,

@@ -44,7 +44,7 @@ class BulkTaskStartView(TaskApiView):
             "count": serializers.IntegerField(),
             "task_ids": serializers.ListField(child=serializers.CharField()),
         }), 400: ApiErrorSerializer, 401: ApiErrorSerializer, 403: ApiErrorSerializer,
-            413: ApiErrorSerializer, 415: ApiErrorSerializer, 429: ApiErrorSerializer,
+            415: ApiErrorSerializer, 429: ApiErrorSerializer,
             503: ApiErrorSerializer},
     )
     def post(self, request):

@@ -53,7 +53,9 @@ class CanViewAllTasks(HoldsPermission):
 
 
 class RequestTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    # 400 like every other refused body (naming ``body``), so a client and the
+    # OpenAPI description see one status for "this body is not acceptable".
+    status_code = status.HTTP_400_BAD_REQUEST
     default_code = "too_large"
 
 

@@ -46,7 +46,7 @@ from apps.taskapi.serializers import (
 
 ERRORS = {
     400: ApiErrorSerializer, 401: ApiErrorSerializer, 403: ApiErrorSerializer,
-    413: ApiErrorSerializer, 415: ApiErrorSerializer, 429: ApiErrorSerializer,
+    415: ApiErrorSerializer, 429: ApiErrorSerializer,
 }
 NOT_FOUND = {404: ApiErrorSerializer}
 CONFLICT = {409: ApiErrorSerializer}

@@ -10,7 +10,7 @@ priorities, acks late, task events, INFO logs) with ONE thing changed, each in
 its own throw-away vhost and database, measured round-robin next to Celery
 with its tutorial defaults (bench/throughput.py's systems and rounds: drain a
 waiting backlog, then publish while consuming).  The task is the noop
-(``apps.dispatch.tasks.noop``, sent to ``main_worker`` by the project's bulk
+(``apps.testing.tasks.noop``, sent to ``main_worker`` by the project's bulk
 enqueue); the variants marked "results" ask for its result (per-message
 ``ignore_result=False``: the STARTED and SUCCESS writes a result-keeping task
 pays), "cancel lookup" marks every message as the Task API does for the tasks

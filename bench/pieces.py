@@ -106,6 +106,9 @@ def main(argv=None) -> int:
         os.environ.update(CELERY_BROKER_URL=rabbit.broker_url(vhost),
                           DJANGO_SETTINGS_MODULE="projectname.settings")
         os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+        # The benchmark's task lives in the test-only app (apps/testing).
+        os.environ.setdefault("DJANGO_TEST_SUPPORT", "1")
+        os.environ.setdefault("DJANGO_PROFILE", "development")
         import django
 
         django.setup()

@@ -39,7 +39,7 @@ def test_a_task_that_keeps_its_result_stores_one(live_system):
 def test_a_fire_and_forget_failure_is_still_stored(live_system):
     # fault_effect ignores its result; called without its arguments it fails
     # in the worker (send_task does not check a signature).
-    result = app.send_task("apps.reliability.tasks.fault_effect", args=[], queue="main_worker")
+    result = app.send_task("apps.testing.tasks.fault_effect", args=[], queue="main_worker")
     wait_for(lambda: TaskResult.objects.filter(task_id=result.id, status="FAILURE").exists(),
              60, message="the failure's result row")
 

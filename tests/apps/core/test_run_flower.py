@@ -5,12 +5,12 @@ def test_flower_leaves_task_events_to_each_workers_declaration(settings, monkeyp
     """Flower asks for task events as it always does; the workers decide."""
     from django.core.management import call_command
 
-    launched = []
+    served = []
     monkeypatch.setenv("FLOWER_BASIC_AUTH", "user:password")
-    monkeypatch.setattr("os.execvp", lambda program, argv: launched.append(argv))
+    monkeypatch.setattr("apps.core.flower.serve", lambda app, argv: served.append(argv))
     settings.RABBITMQ_MANAGEMENT_USER = settings.RABBITMQ_MANAGEMENT_PASSWORD = ""
     call_command("run_flower", "--port=1")
-    assert launched and not [arg for arg in launched[0] if arg.startswith("--enable_events")]
+    assert served and not [arg for arg in served[0] if arg.startswith("--enable_events")]
 
 
 def test_only_a_worker_declared_without_events_and_without_a_lease_declines():

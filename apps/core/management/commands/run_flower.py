@@ -55,8 +55,7 @@ class Command(BaseCommand):
         if api_url:
             argv.append(f"--broker_api={api_url}")
         os.environ.update(api_env)
-        # The policy its program declares (apps/core/cpu_policy.py) survives
-        # the exec.
+        # The CPU policy its program declares (apps/core/cpu_policy.py).
         try:
             cpu_policy.apply_from_environment()
         except cpu_policy.UnknownPolicy as error:

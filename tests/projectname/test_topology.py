@@ -51,25 +51,28 @@ def _schemes(urls: str) -> set[str]:
 
 def test_broker_url_uses_py_amqp_explicitly():
     assert _schemes(settings.CELERY_BROKER_URL) <= BROKER_SCHEMES, settings.CELERY_BROKER_URL
-    # The default when nothing is configured, and every example a newcomer copies.
-    # (without the local .env, which would hide the settings' own default)
+    # Nothing configured (without the local .env): no default to fall back
+    # on, the process refuses and names the setting.
     code = ("import environ; environ.Env.read_env = staticmethod(lambda *a, **k: None);"
-            "import django; django.setup(); from django.conf import settings;"
-            "print(settings.CELERY_BROKER_URL)")
+            "import django; django.setup()")
     environment = {key: value for key, value in os.environ.items() if key != "CELERY_BROKER_URL"}
     environment.update(DJANGO_SETTINGS_MODULE="projectname.settings", DJANGO_SECRET_KEY="test")
-    default = subprocess.run([sys.executable, "-c", code], env=environment, cwd=ROOT,
-                             capture_output=True, text=True, timeout=60)
-    assert default.returncode == 0, default.stderr
-    default_url = default.stdout.strip().splitlines()[-1]
-    assert _schemes(default_url) == {"pyamqp"}, default_url
+    unset = subprocess.run([sys.executable, "-c", code], env=environment, cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert unset.returncode != 0 and "CELERY_BROKER_URL is not set" in unset.stderr, unset.stderr
+    # Every example a newcomer copies.
     examples = [line.split("=", 1)[1] for line in (ROOT / ".env.example").read_text().splitlines()
                 if line.lstrip("# ").startswith("CELERY_BROKER_URL=")]
     assert examples and all(_schemes(url) <= BROKER_SCHEMES for url in examples), examples
-    # What the project's app connects with by default is py-amqp's transport.
+    # What setup writes for development (deploy/bin/ensure-rabbitmq-user.sh),
+    # and so what the project's app connects with: py-amqp's transport.
     from kombu.transport.pyamqp import Transport
 
-    assert isinstance(Connection(default_url).transport, Transport)
+    from projectname.broker_setup import read_env_file
+
+    written = read_env_file(ROOT / ".env").get("CELERY_BROKER_URL", "")
+    assert _schemes(written) == {"pyamqp"}, "run `make install`: .env has no pyamqp:// broker URL"
+    assert isinstance(Connection(written).transport, Transport)
 
 
 def test_crontabs_run_in_the_project_time_zone():

@@ -4,7 +4,7 @@ Celery's prefork pool costs an extra process hop per task (the parent
 receives, a child runs, the result comes back over a pipe), and the parent
 is the bottleneck: measured at about 2,000-2,500 noop tasks/s however it is
 tuned.  The solo pool runs the task in the process that received it, which
-is what ``bulk_worker`` needs (see the README, Performance).  Stock solo
+is what ``bulk_worker`` needs (see docs/performance.md, the bulk lane).  Stock solo
 ignores ``--time-limit``, ``--soft-time-limit`` and ``--max-memory-per-child``;
 this subclass keeps them:
 

@@ -6,7 +6,7 @@ may be sent to; the first queue is its route in ``projectname/topology.py``
 and an override must be one of the others.  ``python manage.py check``
 verifies every entry names a registered task and declared, consumed queues.
 
-To allow a task: add an ``AllowedTask`` below and document it in the README.
+To allow a task: add an ``AllowedTask`` below and document it in docs/task-api.md.
 """
 
 from __future__ import annotations

@@ -161,16 +161,17 @@ def _mail(run_dir: Path) -> str:
 
 @pytest.mark.timeout(600)
 def test_a_stopped_worker_alerts_and_recovers_with_nobody_watching(live_system):
-    from django_celery_beat.models import PeriodicTask
-
     from apps.core.tasks import heavy_probe
+    from projectname.celery import app
     from apps.ops.tasks import alerts_evaluate_every_minute
 
     entry = next(s for s in TOPOLOGY.schedules if s.name == "ops-alerts")
     assert entry.task == alerts_evaluate_every_minute.name and TOPOLOGY.consumers_of(entry.queue)
     assert TOPOLOGY.queue_for(entry.task) == entry.queue
-    # beat synced it into its database schedule, on the same queue.
-    assert PeriodicTask.objects.get(name="ops-alerts").queue == entry.queue
+    # Beat's schedule carries it to that queue, and live workers consume it.
+    assert app.conf.beat_schedule["ops-alerts"]["options"]["queue"] == entry.queue
+    consumed = app.control.inspect(timeout=2).active_queues() or {}
+    assert any(q["name"] == entry.queue for queues in consumed.values() for q in queues)
 
     assert live_system.ctl("stop", "heavy_worker").returncode == 0
     try:

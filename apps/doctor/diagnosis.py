@@ -519,7 +519,8 @@ def check_credentials(ctx: Context) -> list[Finding]:
                         "fine while DEBUG is on")]
     return [Finding("credentials", FAIL, f"default credentials with DEBUG off: "
                     f"{', '.join(found)}",
-                    "create a RabbitMQ user and vhost (README 'Configuration'), set a real "
+                    "create the project's RabbitMQ user and vhost (deploy/bin/ensure-rabbitmq-user.sh, "
+                    "docs/production.md), set a real "
                     "DJANGO_SECRET_KEY and FLOWER_BASIC_AUTH")]
 
 

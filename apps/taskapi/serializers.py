@@ -88,7 +88,7 @@ class ErrorInfoSerializer(serializers.Serializer):
     type = serializers.CharField(allow_null=True)
     module = serializers.CharField(allow_null=True)
     message = serializers.CharField()
-    traceback = serializers.CharField(required=False, help_text="Staff users only.")
+    traceback = serializers.CharField(required=False, help_text="Only for users with the permission taskapi.view_all_tasks.")
 
 
 class ProgressSerializer(serializers.Serializer):

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
+from apps.dispatch.compat import celery as compat_celery
 from apps.ops.alerts import alert_channels
 from apps.ops.broker import QueueStats
 from apps.ops.models import AlertIncident, AuditEntry, SyncedSchedule, TaskRerun
@@ -176,11 +177,9 @@ MANAGED_FIELDS = ("task", "schedule", "queue", "kwargs")
 
 def _desired(entry, tz: str) -> dict:
     schedule = entry.schedule
-    if hasattr(schedule, "_orig_minute"):
-        spec = {"type": "crontab", "minute": str(schedule._orig_minute),
-                "hour": str(schedule._orig_hour), "day_of_week": str(schedule._orig_day_of_week),
-                "day_of_month": str(schedule._orig_day_of_month),
-                "month_of_year": str(schedule._orig_month_of_year), "timezone": tz}
+    fields = compat_celery.crontab_fields(schedule)
+    if fields is not None:
+        spec = {"type": "crontab", **fields, "timezone": tz}
     else:  # timedelta, or celery.schedules.schedule
         seconds = getattr(schedule, "run_every", schedule).total_seconds()
         spec = {"type": "interval", "every": int(seconds), "period": "seconds"}

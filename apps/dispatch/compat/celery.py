@@ -9,6 +9,19 @@
 * ``tracer(task)``: ``task.__trace__``, the tracer the worker built for
   the task (``celery.app.trace.build_tracer``).
 
+Outside the bulk lane:
+
+* ``crontab_fields(schedule)``: the five fields a ``crontab`` was written
+  with (``crontab._orig_minute`` ... ``_orig_month_of_year``), for
+  ``manage.py topology`` and the beat sync (apps/ops/services.py).  Stock
+  path: the crontab's public expanded sets, written as comma lists (the
+  same schedule, spelled out);
+* ``delayed_delivery``: ``celery.worker.consumer.delayed_delivery``
+  (``DelayedDelivery``, ``MAX_RETRIES``, ``RETRIED_EXCEPTIONS``,
+  ``RETRY_INTERVAL``) and the step methods apps/core/cluster.py overrides
+  or calls (``_setup_delayed_delivery``, ``_validate_queue_type``,
+  ``_on_retry``).  Stock path: Celery's own delayed-delivery step.
+
 Hooks the project overrides, pinned by contract tests only (nothing to
 import): ``BasePool._get_info`` (apps/dispatch/pool.py adds its limits to
 ``celery inspect stats``); ``Consumer.connection_for_write`` being what
@@ -23,7 +36,9 @@ Extension points used as documented (not here): bootsteps,
 from __future__ import annotations
 
 import celery as _celery
+from celery.schedules import crontab
 from celery.worker import state as worker_state
+from celery.worker.consumer import delayed_delivery
 from celery.worker.request import Request, create_request_cls
 
 from apps.dispatch.compat import version_supported
@@ -31,12 +46,37 @@ from apps.dispatch.compat import version_supported
 TESTED_VERSION = "5.7.0"
 SUPPORTED = version_supported(
     "celery", _celery.__version__, TESTED_VERSION,
-    "the bulk lane's lean path (Celery's strategy, Request and pool run every task)")
+    "the bulk lane's lean path (Celery's strategy, Request and pool run every task); "
+    "native delayed delivery on a quorum cluster (Celery's own step); crontab fields "
+    "(read from the crontab's public expanded sets)")
 
 __all__ = ["SUPPORTED", "TESTED_VERSION", "Request", "create_request_cls", "worker_state",
-           "tracer"]
+           "tracer", "crontab_fields", "delayed_delivery", "CRONTAB_FIELDS"]
+
+# crontab's fields in the order of a crontab line (m h dom mon dow), with the
+# range a field covers when it is "*".
+CRONTAB_FIELDS = (("minute", range(60)), ("hour", range(24)), ("day_of_month", range(1, 32)),
+                  ("month_of_year", range(1, 13)), ("day_of_week", range(7)))
 
 
 def tracer(task):
     """The worker's tracer for ``task`` (built by the worker at start)."""
     return task.__trace__
+
+
+def crontab_fields(schedule) -> dict[str, str] | None:
+    """The five fields of a ``crontab`` as text (None for any other schedule).
+
+    On the tested version: the fields as written (``*/15``, ``mon-fri``).
+    Otherwise: each public expanded set as a comma list, ``*`` for a full
+    range: the same schedule for beat and django-celery-beat, spelled out.
+    """
+    if not isinstance(schedule, crontab):
+        return None
+    if SUPPORTED:
+        return {name: str(getattr(schedule, f"_orig_{name}")) for name, _ in CRONTAB_FIELDS}
+    fields = {}
+    for name, full in CRONTAB_FIELDS:
+        values = sorted(getattr(schedule, name))
+        fields[name] = "*" if values == list(full) else ",".join(map(str, values))
+    return fields

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand
 
+from apps.dispatch.compat import celery as compat_celery
 from projectname.topology import TOPOLOGY
 
 
@@ -47,9 +48,7 @@ class Command(BaseCommand):
 
 
 def _crontab_text(schedule) -> str:
-    if not hasattr(schedule, "_orig_minute"):  # an interval (timedelta)
+    fields = compat_celery.crontab_fields(schedule)
+    if fields is None:  # an interval (timedelta)
         return f"every {schedule}"
-    return (
-        f"{schedule._orig_minute} {schedule._orig_hour} {schedule._orig_day_of_month} "
-        f"{schedule._orig_month_of_year} {schedule._orig_day_of_week}"
-    )
+    return " ".join(fields[name] for name, _ in compat_celery.CRONTAB_FIELDS)

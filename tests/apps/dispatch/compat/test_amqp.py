@@ -47,3 +47,19 @@ def test_the_frame_writer_takes_a_messages_properties_from__serialize_properties
 
     source = inspect.getsource(method_framing.frame_writer)
     assert "content._serialize_properties()" in source
+
+
+def test_the_batch_writer_uses_public_connection_and_transport_attributes():
+    """apps/dispatch/confirms.py writes a batch's frames itself through these
+    public (non-underscore) py-amqp names; pinned so a change shows here."""
+    from amqp import Connection
+    from amqp.transport import TCPTransport
+
+    assert Connection.bytes_sent == 0  # class default; the heartbeat check reads it
+    assert "self.bytes_sent" in inspect.getsource(Connection.heartbeat_tick)
+    assert "self.frame_max = frame_max" in inspect.getsource(Connection.__init__)
+    assert list(inspect.signature(TCPTransport.write).parameters) == ["self", "s"]
+    from amqp.abstract_channel import AbstractChannel
+
+    assert issubclass(Channel, AbstractChannel)
+    assert "self.channel_id = channel_id" in inspect.getsource(AbstractChannel.__init__)

@@ -37,9 +37,18 @@ class Channel:
         sent.append("stock")
 
 compat_amqp.basic_publish_no_wait(Channel(), Message(b"x"), routing_key="q")
+
+from celery.schedules import crontab
+
+from apps.core import cluster
+from apps.dispatch.compat import celery as compat_celery
+
 print(json.dumps({{
     "lean_path": lean.lean_path_supported(),
     "publish": sent[0],
+    "cluster_step": "apps.core.cluster:ClusterDelayedDelivery"
+                    in cluster.ClusterConsumer.Blueprint.default_steps,
+    "crontab_minute": compat_celery.crontab_fields(crontab(minute="*/20"))["minute"],
 }}))
 """
 
@@ -58,8 +67,10 @@ def _run(library: str) -> tuple[dict, list[str]]:
 
 
 STOCK = {
-    "celery": {"lean_path": False, "publish": "plain"},
-    "amqp": {"lean_path": True, "publish": "stock"},
+    "celery": {"lean_path": False, "publish": "plain", "cluster_step": False,
+               "crontab_minute": "0,20,40"},
+    "amqp": {"lean_path": True, "publish": "stock", "cluster_step": True,
+             "crontab_minute": "*/20"},
 }
 
 

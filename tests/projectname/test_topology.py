@@ -12,6 +12,7 @@ from celery.schedules import crontab
 from django.conf import settings
 from kombu import Connection
 
+from apps.dispatch.compat import celery as compat_celery
 from projectname.celery import app
 from projectname.topology import TOPOLOGY
 
@@ -83,11 +84,8 @@ def _first_fire(schedule: crontab, last_run: datetime) -> datetime:
     """Poll is_due minute by minute the way beat does (UTC clock)."""
     last_utc = last_run.astimezone(dt_timezone.utc)
     moment = last_utc + timedelta(minutes=1)
-    schedule = crontab(
-        minute=schedule._orig_minute, hour=schedule._orig_hour,
-        day_of_week=schedule._orig_day_of_week, day_of_month=schedule._orig_day_of_month,
-        month_of_year=schedule._orig_month_of_year, app=app, nowfun=lambda: moment,
-    )
+    schedule = crontab(**compat_celery.crontab_fields(schedule), app=app,
+                       nowfun=lambda: moment)
     for _ in range(60 * 24 * 4):
         if schedule.is_due(last_utc).is_due:
             return moment.replace(second=0, microsecond=0)

@@ -1,6 +1,6 @@
-"""Every private name of celery, py-amqp and billiard the fast paths use.
+"""Every private name of celery, py-amqp and billiard the project uses.
 
-One module per library (kombu has none: the fast paths use its public API
+One module per library (kombu has none: the project uses its public API
 only).  Each one names the version it was tested with and
 compares it with the installed one when it is imported.  On the tested
 version it exports the private names; on any other version it logs one clear

@@ -13,6 +13,7 @@ from django.test import Client
 from django_celery_beat import schedulers as beat_schedulers
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from apps.dispatch.compat import celery as compat_celery
 from apps.ops.models import SyncedSchedule
 from apps.ops.scheduler import DatabaseScheduler
 from apps.ops.services import schedules_sync
@@ -45,7 +46,7 @@ def test_sync_creates_every_topology_entry_with_its_queue_and_time_zone_then_cha
         assert task.enabled
         if isinstance(entry.schedule, crontab):
             assert str(task.crontab.timezone) == settings.TIME_ZONE
-            assert task.crontab.hour == str(entry.schedule._orig_hour)
+            assert task.crontab.hour == compat_celery.crontab_fields(entry.schedule)["hour"]
         else:
             assert task.interval.every == int(entry.schedule.total_seconds())
     rows = list(PeriodicTask.objects.order_by("name").values())

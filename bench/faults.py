@@ -12,7 +12,7 @@ file unless ``--database-url`` is given.
 
 Every task records its execution (``FaultExecution``) and applies one effect
 idempotently (+1 on a balance, keyed by its token, see
-``apps.reliability.services.effect_apply``).  The table:
+``apps.reliability.effects.effect_apply``).  The table:
 
     scenario | sent | executed | effects applied | lost | duplicated effects | time
 
@@ -411,7 +411,7 @@ class Harness:
 
     # -- scenario runner --------------------------------------------------------------
     def run(self, scenario: str, tasks: int) -> ScenarioResult:
-        from apps.reliability.services import fault_account_open
+        from apps.testing.services import fault_account_open
 
         from bench.faults_accept import ACCEPT_SCENARIOS, AcceptHarness
 

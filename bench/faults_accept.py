@@ -254,7 +254,7 @@ class AcceptHarness:
 
     def run_bulk_cut_connection(self, tasks: int):
         from apps.dispatch.services import BulkEnqueueError, tasks_enqueue_bulk
-        from apps.reliability.services import fault_account_open
+        from apps.testing.services import fault_account_open
         from apps.testing.tasks import fault_effect
         from projectname.celery import app
 
@@ -297,7 +297,7 @@ class AcceptHarness:
 
     def run_kill_bulk_worker(self, tasks: int):
         from apps.dispatch.services import tasks_enqueue_bulk
-        from apps.reliability.services import fault_account_open
+        from apps.testing.services import fault_account_open
         from apps.testing.tasks import fault_effect
 
         started, run_id = time.monotonic(), uuid.uuid4().hex[:12]

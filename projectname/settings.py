@@ -293,7 +293,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # Ack after the task ran; a task whose worker process dies is requeued.  Every
-# task's effects are idempotent (apps.reliability.services.effect_apply); a
+# task's effects are idempotent (apps.reliability.effects.effect_apply); a
 # route can opt out with Route(acks_late=False).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -48,7 +48,7 @@ class ReliableTask(DjangoTask):
         # Only a redelivered message is counted (delivery_record writes nothing
         # for a first delivery): the common path skips the call altogether.
         if in_worker and self.acks_late and (request.delivery_info or {}).get("redelivered"):
-            from apps.reliability.services import delivery_limit_for, delivery_record
+            from apps.reliability.delivery_limits import delivery_limit_for, delivery_record
 
             delivery_record(task_id=request.id, task_name=self.name, redelivered=True,
                             limit=delivery_limit_for(self))
@@ -63,7 +63,7 @@ class ReliableTask(DjangoTask):
             retries = request.retries or 0
             if self.max_retries is not None and retries >= self.max_retries:
                 if in_worker and self.acks_late:
-                    from apps.reliability.services import RetriesExhausted
+                    from apps.reliability.delivery_limits import RetriesExhausted
 
                     raise RetriesExhausted(
                         f"{self.name}[{request.id}] still failing after {retries} "
@@ -83,7 +83,7 @@ class ReliableTask(DjangoTask):
                                        **options)
         from django.db import transaction
 
-        from apps.reliability.services import delayed_task_store
+        from apps.reliability.delayed import delayed_task_store
 
         task_id = task_id or str(uuid.uuid4())
         stored = {k: v for k, v in options.items()

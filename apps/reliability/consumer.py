@@ -35,7 +35,7 @@ class DeclareDeadLetters(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.connection:Connection",)
 
     def start(self, c):
-        from apps.reliability.services import dead_letters_declare
+        from apps.reliability.dead_letters import dead_letters_declare
 
         dead_letters_declare(channel=c.connection.default_channel)
 

@@ -9,6 +9,9 @@
   worker's memory (RabbitMQ's ``consumer_timeout``); published when it is near.
 * ``FaultExecution`` / ``FaultAccount``: what the fault-injection harness
   counts (every execution, and a balance that only idempotent effects move).
+  Only test-only code writes them (``apps.testing.services``); the tables stay
+  in this app because apps.testing is not installed in production, where
+  moving them would mean migrations that drop and recreate tables.
 """
 
 from django.db import models

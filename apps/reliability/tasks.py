@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from apps.reliability.services import delayed_tasks_dispatch
+from apps.reliability.delayed import delayed_tasks_dispatch
 
 
 @shared_task

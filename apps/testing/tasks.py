@@ -11,7 +11,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from apps.reliability.retry import PermanentError, TransientError, transient_retry
-from apps.reliability.services import (
+from apps.testing.services import (
     fault_effect_apply,
     fault_execution_record,
     fault_executions_count,

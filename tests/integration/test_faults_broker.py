@@ -22,8 +22,9 @@ from django.test import override_settings
 from kombu import Connection
 
 from apps.reliability.models import DelayedTask, Effect
-from apps.reliability.services import fault_account_open, queues_liveness
+from apps.reliability.services import queues_liveness
 from apps.reliability.tasks import dispatch_delayed_tasks
+from apps.testing.services import fault_account_open
 from apps.testing.tasks import fault_effect
 from bench.faults import Harness, RabbitNode, workers_only_system
 from projectname.celery import app

@@ -20,7 +20,7 @@ So a task may be published twice (its first message was on its way when the
 process died, then the sweeper sends it again): delivery is at least once,
 with the same task id.  Effects stay exactly once the way every effect of
 this project does, keyed in the same transaction as the effect
-(``apps.reliability.services.effect_apply``).  A message the broker refuses
+(``apps.reliability.effects.effect_apply``).  A message the broker refuses
 outright (a channel error) is not sent again: the record keeps the reason in
 ``publish_error`` and the task's result becomes FAILURE with it.
 """

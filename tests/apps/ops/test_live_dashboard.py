@@ -14,7 +14,8 @@ from apps.ops.broker import queue_stats
 from apps.ops.models import AlertIncident, AuditEntry, TaskRerun
 from apps.ops.services import alerts_evaluate
 from apps.reliability.models import Effect
-from apps.reliability.services import dead_letters_list, fault_account_open
+from apps.reliability.services import dead_letters_list
+from apps.testing.services import fault_account_open
 from apps.testing.tasks import fault_flaky
 from projectname.topology import TOPOLOGY
 from tests.apps.ops.conftest import OPS_PERMISSIONS

@@ -9,7 +9,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from apps.reliability.models import Effect, FaultExecution, TaskDelivery
-from apps.reliability.services import dead_letter_requeue, dead_letters_list, fault_account_open
+from apps.reliability.services import dead_letter_requeue, dead_letters_list
+from apps.testing.services import fault_account_open
 from apps.testing.tasks import fault_flaky
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]

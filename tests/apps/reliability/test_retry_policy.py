@@ -17,7 +17,8 @@ from apps.reliability.retry import (
     backoff_delay,
     transient_retry,
 )
-from apps.reliability.services import dead_letters_list, fault_account_open
+from apps.reliability.services import dead_letters_list
+from apps.testing.services import fault_account_open
 from apps.testing.tasks import fault_flaky
 
 

@@ -11,9 +11,8 @@ from apps.reliability.services import (
     DeliveryLimitExceeded,
     delivery_record,
     effect_apply,
-    fault_account_open,
-    fault_effect_apply,
 )
+from apps.testing.services import fault_account_open, fault_effect_apply
 from apps.testing.tasks import fault_effect
 from tests.support import rabbit
 from tests.support.broker import declare_topology_queues, queue_depth

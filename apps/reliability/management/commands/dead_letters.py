@@ -11,7 +11,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from kombu.exceptions import OperationalError
 
-from apps.reliability.services import (
+from apps.reliability.dead_letters import (
     dead_letter_discard,
     dead_letter_requeue,
     dead_letters_list,

@@ -21,7 +21,7 @@ from django.core.management.base import BaseCommand, CommandError
 from kombu.exceptions import OperationalError
 
 from apps.core import supervisord_client
-from apps.reliability.services import queues_liveness
+from apps.reliability.liveness import queues_liveness
 
 
 class Command(BaseCommand):

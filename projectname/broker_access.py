@@ -33,6 +33,8 @@ TEST_ADMIN_USER = "projectname-test-admin"
 # apps/reliability/beat.py (kept literal: that module imports Django).
 BEAT_LOCK_QUEUE = "celery.beat.lock"
 CELERY_EXACT_NAMES = ("celery.pidbox", "reply.celery.pidbox", "celeryev", BEAT_LOCK_QUEUE)
+# apps/core/queue_migration.py's holding queues (kept literal: it imports Django).
+MIGRATION_HOLD_SUFFIX = ".migrate-hold"
 CELERY_NAME_PATTERNS = (
     r".+\.celery\.pidbox",        # each worker's remote-control queue
     r".+\.reply\.celery\.pidbox",  # inspect/control reply queues
@@ -58,7 +60,11 @@ def _alternation(exact: list[str], patterns: tuple[str, ...]) -> str:
 
 def project_permissions(topology: Topology = PRODUCTION_TOPOLOGY) -> Permissions:
     """The project's exchanges and queues, as RabbitMQ permission regexes."""
-    names = [*topology.queue_names(), DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, *CELERY_EXACT_NAMES]
+    queues = topology.queue_names()
+    # manage.py migrate_queues parks a queue's messages in <queue>.migrate-hold
+    # (an exchange and a queue) while it declares the queue again.
+    holds = [f"{queue}{MIGRATION_HOLD_SUFFIX}" for queue in queues]
+    names = [*queues, *holds, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, *CELERY_EXACT_NAMES]
     resources = _alternation(names, CELERY_NAME_PATTERNS)
     # Publishing to the default exchange (replies, direct sends) is a write on amq.default.
     write = _alternation([*names, "amq.default"], CELERY_NAME_PATTERNS)

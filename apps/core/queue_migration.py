@@ -48,8 +48,8 @@ from apps.core.broker_state import (
     queue_counts,
     queue_states,
 )
+from projectname.broker_access import MIGRATION_HOLD_SUFFIX as HOLD_SUFFIX
 
-HOLD_SUFFIX = ".migrate-hold"
 POLICY_PREFIX = "migrate-hold-"
 # Above any policy an operator is likely to have; applies while the queue is gone.
 POLICY_PRIORITY = 1000
@@ -206,9 +206,9 @@ def _policy_set(queue: str, exchanges: list[str], broker_url: str | None) -> Non
     if not response.ok:
         raise QueueMigrationError(
             f"cannot set the alternate-exchange policy {POLICY_PREFIX + queue} "
-            f"(HTTP {response.status_code}: {response.text.strip()[:200]}): the broker user "
-            "needs the 'policymaker' tag, or pass --stop-producers to stop beat and the web "
-            "instead")
+            f"(HTTP {response.status_code}: {response.text.strip()[:200]}) as {auth[0]!r}: run it "
+            "with RABBITMQ_MANAGEMENT_USER/PASSWORD of a user tagged 'policymaker', or pass "
+            "--stop-producers to stop beat and the web instead")
 
 
 def _policy_delete(queue: str, broker_url: str | None) -> None:

@@ -16,6 +16,7 @@ share the session's test database.
 import time
 import uuid
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from django.test import override_settings
@@ -73,7 +74,9 @@ def test_broker_restart_mid_run_loses_nothing_and_workers_consume_again(node_sys
 
     assert "stop_app" in result.notes[0]
     assert (result.lost, result.duplicated, result.effects) == (0, 0, 200), result
-    assert_counts_agree(result, 200, vhost="/", hostport=f"127.0.0.1:{node_system.rabbit_node.port}")
+    node_url = urlsplit(node_system.rabbit_node.url)
+    assert_counts_agree(result, 200, vhost="/", hostport=f"127.0.0.1:{node_url.port}",
+                        auth=(node_url.username, node_url.password))
     # Every queue has its consumer again (the liveness check an operator runs).
     assert all(q.ok for q in queues_liveness(broker_url=node_system.broker_url))
 

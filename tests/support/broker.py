@@ -45,16 +45,21 @@ def published_tasks():
         after_task_publish.disconnect(record)
 
 
-def connect(vhost: str, hostport: str | None = None) -> amqp.Connection:
-    connection = amqp.Connection(host=hostport or rabbit.AMQP_HOSTPORT, userid=rabbit.AUTH[0],
-                                 password=rabbit.AUTH[1], virtual_host=vhost)
+def connect(vhost: str, hostport: str | None = None,
+            auth: tuple[str, str] | None = None) -> amqp.Connection:
+    """As the test administrator on the shared broker, or as ``auth`` (a
+    throw-away node's own user)."""
+    userid, password = auth or rabbit.AUTH
+    connection = amqp.Connection(host=hostport or rabbit.AMQP_HOSTPORT, userid=userid,
+                                 password=password, virtual_host=vhost)
     connection.connect()
     return connection
 
 
-def queue_depth(vhost: str, queue: str, *, hostport: str | None = None) -> int | None:
+def queue_depth(vhost: str, queue: str, *, hostport: str | None = None,
+                auth: tuple[str, str] | None = None) -> int | None:
     """Ready messages in ``queue`` now; None when the queue does not exist."""
-    connection = connect(vhost, hostport)
+    connection = connect(vhost, hostport, auth)
     try:
         channel = connection.channel()
         try:

@@ -33,6 +33,7 @@ def count_run(run_id: str) -> Counted:
 
 
 def assert_counts_agree(result, tasks: int, *, vhost: str, hostport: str | None = None,
+                        auth: tuple[str, str] | None = None,
                         queues=("main_worker", "heavy")) -> Counted:
     """Fail when the run lost or doubled an effect, or when the harness's own
     counts disagree with the tables and the broker."""
@@ -40,7 +41,8 @@ def assert_counts_agree(result, tasks: int, *, vhost: str, hostport: str | None 
     # Nothing of the run is left waiting in the broker (beat's own messages
     # come and go, so wait until the queues are empty at one moment); then
     # no redelivery can still add an execution while we count.
-    wait_for(lambda: all(not queue_depth(vhost, queue, hostport=hostport) for queue in queues),
+    wait_for(lambda: all(not queue_depth(vhost, queue, hostport=hostport, auth=auth)
+                         for queue in queues),
              60, interval=0.5, message=f"{queues} empty after the run")
     counted = count_run(result.run_id)
     lost = tokens - counted.effect_tokens

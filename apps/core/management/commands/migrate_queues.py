@@ -16,6 +16,7 @@ import os
 import xmlrpc.client
 from pathlib import Path
 
+from amqp.exceptions import AMQPError
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from kombu.exceptions import OperationalError
@@ -123,7 +124,8 @@ class Command(BaseCommand):
                               timeout=timeout)
         except (OperationalError, OSError) as exc:
             raise CommandError(f"cannot reach the broker: {exc}") from exc
-        except (BrokerStateError, QueueMigrationError) as exc:
+        except (BrokerStateError, QueueMigrationError, AMQPError) as exc:
+            # AMQPError: the broker refused a step (permissions, a policy).
             raise CommandError(f"{exc}; nothing is lost: run migrate_queues again to finish "
                                "(it finds the holding queue)") from exc
 

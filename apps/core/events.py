@@ -22,11 +22,12 @@ task events on are left alone: their dispatcher has no event groups to trim.
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 from celery import bootsteps
 from celery.worker import control
+
+from apps.core.runtime import bounded_int_from_environment
 
 logger = logging.getLogger(__name__)
 
@@ -55,18 +56,9 @@ def declines_task_events(*, lease: int, declared: bool) -> bool:
 
 
 def lease_from_environment() -> int:
-    raw = os.environ.get(ENVIRONMENT_VARIABLE, "").strip()
-    if not raw:
-        return 0
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_LEASE:
-        logger.error("%s=%r: expected whole seconds 0-%d; task events stay as started.",
-                     ENVIRONMENT_VARIABLE, raw, MAX_LEASE)
-        return 0
-    return value
+    return bounded_int_from_environment(ENVIRONMENT_VARIABLE, maximum=MAX_LEASE,
+                                        unit="whole seconds",
+                                        otherwise="task events stay as started")
 
 
 def lease_expired(groups: set, lease: float, now: float) -> bool:

@@ -25,9 +25,10 @@ changes the count relative to its current value and keeps it.
 from __future__ import annotations
 
 import logging
-import os
 
 from celery import bootsteps
+
+from apps.core.runtime import bounded_int_from_environment
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +37,9 @@ MAX_HEADROOM = 100
 
 
 def headroom_from_environment() -> int:
-    raw = os.environ.get(ENVIRONMENT_VARIABLE, "").strip()
-    if not raw:
-        return 0
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_HEADROOM:
-        logger.error("%s=%r: expected a whole number 0-%d; running without headroom.",
-                     ENVIRONMENT_VARIABLE, raw, MAX_HEADROOM)
-        return 0
-    return value
+    return bounded_int_from_environment(ENVIRONMENT_VARIABLE, maximum=MAX_HEADROOM,
+                                        unit="a whole number",
+                                        otherwise="running without headroom")
 
 
 class PrefetchHeadroom(bootsteps.StartStopStep):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.apps.taskapi.conftest import Http, _make_user, row_counts, web_server
 from tests.apps.taskapi.test_requests import BAD_STARTS

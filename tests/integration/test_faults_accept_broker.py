@@ -4,11 +4,10 @@ with the web program and the workers under their own supervisord."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from bench.faults import Harness, RabbitNode, TABLE_HEADER, workers_only_system
+from tests.support import rabbit
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -29,27 +28,14 @@ def web_node_system(django_db_setup, django_db_blocker, tmp_path_factory):
                                  database_url=_database_url(connection.settings_dict),
                                  extra_programs=("web",))
     # This process's sweeps publish to the node too (the harness runs them).
-    previous = (os.environ.get("CELERY_BROKER_URL"), app.conf.broker_url, app._pool)
-    os.environ["CELERY_BROKER_URL"] = app.conf.broker_url = node.url
-    app._pool = None
-    if "amqp" in app.__dict__:
-        app.amqp._producer_pool = None
-    try:
-        system.start()
-        system.rabbit_node = node
-        yield system
-    finally:
-        system.stop()
-        node.stop()
-        if app._pool is not None:
-            app._pool.force_close_all()
-        if previous[0] is None:
-            os.environ.pop("CELERY_BROKER_URL", None)
-        else:
-            os.environ["CELERY_BROKER_URL"] = previous[0]
-        app.conf.broker_url, app._pool = previous[1], previous[2]
-        if "amqp" in app.__dict__:
-            app.amqp._producer_pool = None
+    with rabbit.app_publishing_to(app, node.url):
+        try:
+            system.start()
+            system.rabbit_node = node
+            yield system
+        finally:
+            system.stop()
+            node.stop()
 
 
 def test_a_broker_restart_under_api_and_bulk_starts_loses_no_accepted_task(web_node_system):

@@ -12,6 +12,7 @@ the same permissions on the test vhost as on the project's own
 management API.
 """
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -113,6 +114,31 @@ def close_connection(name: str, reason: str = "closed by a test") -> None:
     from urllib.parse import quote
 
     _api("DELETE", f"connections/{quote(name, safe='')}", headers={"X-Reason": reason})
+
+
+@contextlib.contextmanager
+def app_publishing_to(app, url: str):
+    """This process's Celery app publishes to ``url`` inside the block; its
+    previous URL and pool are put back after.  The previous pool is put
+    aside, not closed: kombu keeps pools in a registry by URL, and the
+    session uses it again after."""
+    previous = (os.environ.get("CELERY_BROKER_URL"), app.conf.broker_url, app._pool)
+    os.environ["CELERY_BROKER_URL"] = app.conf.broker_url = url
+    app._pool = None
+    if "amqp" in app.__dict__:
+        app.amqp._producer_pool = None
+    try:
+        yield
+    finally:
+        if app._pool is not None:
+            app._pool.force_close_all()
+        if previous[0] is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = previous[0]
+        app.conf.broker_url, app._pool = previous[1], previous[2]
+        if "amqp" in app.__dict__:
+            app.amqp._producer_pool = None
 
 
 def point_app_at(app, vhost: str) -> None:

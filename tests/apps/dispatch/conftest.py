@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.support import rabbit
@@ -11,34 +9,19 @@ from tests.support import rabbit
 
 @pytest.fixture
 def quiet_vhost():
-    """The app publishes to a vhost of its own (nobody consumes) for this test.
-
-    The app's pool of the session's vhost is put aside, not closed: kombu
-    keeps pools in a registry by URL, and the session uses it again after.
-    """
+    """The app publishes to a vhost of its own (nobody consumes) for this test."""
     from apps.dispatch import publisher
     from projectname.celery import app
 
-    previous = (os.environ.get("CELERY_BROKER_URL"), app.conf.broker_url, app._pool)
     vhost = rabbit.create_vhost("quiet")
-    os.environ["CELERY_BROKER_URL"] = app.conf.broker_url = rabbit.broker_url(vhost)
-    app._pool = None
-    if "amqp" in app.__dict__:
-        app.amqp._producer_pool = None
-    _drop_process_publisher(publisher)
     try:
-        yield vhost
+        with rabbit.app_publishing_to(app, rabbit.broker_url(vhost)):
+            _drop_process_publisher(publisher)
+            try:
+                yield vhost
+            finally:
+                _drop_process_publisher(publisher)
     finally:
-        _drop_process_publisher(publisher)
-        if app._pool is not None:
-            app._pool.force_close_all()
-        if previous[0] is None:
-            os.environ.pop("CELERY_BROKER_URL", None)
-        else:
-            os.environ["CELERY_BROKER_URL"] = previous[0]
-        app.conf.broker_url, app._pool = previous[1], previous[2]
-        if "amqp" in app.__dict__:
-            app.amqp._producer_pool = None
         rabbit.delete_vhost(vhost)
 
 

@@ -198,13 +198,16 @@ def measure_overtaking(system: MainVariant, watcher: QueueWatcher, *, backlog: i
     system.stop_workers()
     tokens = [f"bk-{uuid.uuid4().hex[:10]}" for _ in range(backlog)]
     for token in tokens:
-        heavy_probe.apply_async(args=[token, seconds], queue=system.queue, priority=1)
+        # Through the project's app by name: a shared task binds to the current
+        # app, which may be the Celery-tutorial system's of an earlier row.
+        system.app.send_task(heavy_probe.name, args=[token, seconds], queue=system.queue,
+                             priority=1)
     system.start_workers()
     wait_for(lambda: ProbeRun.objects.filter(token__in=tokens).exists(), 120, interval=0.02,
              message="backlog started")
     urgent = f"ur-{uuid.uuid4().hex[:10]}"
     sent = time.time()
-    heavy_probe.apply_async(args=[urgent, seconds], queue=system.queue, priority=9)
+    system.app.send_task(heavy_probe.name, args=[urgent, seconds], queue=system.queue, priority=9)
     wait_for(lambda: ProbeRun.objects.filter(token__in=tokens + [urgent],
                                              finished_at__isnull=False).count() == backlog + 1,
              backlog * seconds * 4 + 120, interval=0.3, message="backlog and urgent done")
@@ -282,7 +285,7 @@ def run(names: list[str], *, tasks: int, rounds: int, backlog: int, probe_second
             entries.append((system, watcher, {
                 "system": name, "description": system.description, "drain": [], "live": [],
                 "cpu_worker_us": [], "cpu_rabbit_us": [], "rss_peak_mb": 0.0,
-                "rss_process_mb": 0.0}))
+                "rss_process_mb": 0.0, "sent": [], "executed": [], "failed": []}))
         for round_no in range(1, rounds + 1):
             for system, watcher, result in entries:
                 try:

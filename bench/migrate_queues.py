@@ -131,6 +131,10 @@ def main(argv=None) -> int:
         raise SystemExit("error: --unacked must be between 0 and --messages - 1")
     with throwaway_vhost("bench-migrate") as vhost:
         os.environ["CELERY_BROKER_URL"] = rabbit.broker_url(vhost)
+        # The migration's policy step runs as an operator's management user
+        # (tagged policymaker), not the project's monitoring user.
+        os.environ["RABBITMQ_MANAGEMENT_USER"], os.environ["RABBITMQ_MANAGEMENT_PASSWORD"] = \
+            rabbit.AUTH
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "projectname.settings")
         import django
 

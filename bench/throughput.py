@@ -40,6 +40,8 @@ import time
 import uuid
 from pathlib import Path
 
+import requests
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
@@ -499,7 +501,12 @@ def _queue_stats(system: System) -> tuple[int, bool]:
     """(messages acknowledged on the system's queue since it was declared,
     nothing ready or unacknowledged), from RabbitMQ's management statistics,
     which are refreshed every few seconds."""
-    info = common.rabbit.queue_info(system.vhost, system.queue)
+    try:
+        info = common.rabbit.queue_info(system.vhost, system.queue)
+    except requests.HTTPError as error:
+        if error.response is None or error.response.status_code != 404:
+            raise
+        return 0, True  # not declared yet: nothing sent, nothing acknowledged
     acked = int((info.get("message_stats") or {}).get("ack", 0))
     return acked, not info.get("messages") and not info.get("messages_unacknowledged")
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from projectname.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, PRODUCTION_TOPOLOGY, Topology
+from projectname.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, TOPOLOGY, Topology
 
 APP_USER = "projectname"
 MONITOR_USER = "projectname-monitor"
@@ -58,7 +58,7 @@ def _alternation(exact: list[str], patterns: tuple[str, ...]) -> str:
     return "^(" + "|".join(parts) + ")$"
 
 
-def project_permissions(topology: Topology = PRODUCTION_TOPOLOGY) -> Permissions:
+def project_permissions(topology: Topology = TOPOLOGY) -> Permissions:
     """The project's exchanges and queues, as RabbitMQ permission regexes."""
     queues = topology.queue_names()
     # manage.py migrate_queues parks a queue's messages in <queue>.migrate-hold

@@ -83,9 +83,9 @@ def apply_block(clone: Path, language: str, body: str, env: dict[str, str], log)
 def clone(tmp_path):
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(PROJECT_ROOT), str(clone)], check=True, timeout=120)
-    (clone / ".venv").symlink_to(Path(sys.executable).resolve().parent.parent
-                                 if not (PROJECT_ROOT / ".venv").is_symlink()
-                                 else (PROJECT_ROOT / ".venv").resolve())
+    # sys.prefix is the virtualenv itself (resolving sys.executable would
+    # follow the venv's interpreter link to the base Python).
+    (clone / ".venv").symlink_to(Path(sys.prefix).resolve())
     # The shared venv already holds requirements.txt: make must not reinstall it.
     for name in ("requirements.txt", "requirements-test.txt", "requirements-bench.txt"):
         os.utime(clone / name, (946684800, 946684800))

@@ -119,7 +119,10 @@ def test_cancel_of_a_queued_task_holds_while_its_worker_is_offline(api, live_sys
         assert "main_worker" in queues["main_worker"]["alert"]
 
         def none_answer():  # the snapshot is refreshed in the background: poll
-            workers = {w["program"]: w for w in api.get("/api/v1/workers/").json()}
+            response = api.get("/api/v1/workers/")
+            if response.status_code != 200:  # no snapshot yet: ask again
+                return None
+            workers = {w["program"]: w for w in response.json()}
             return workers if {w["status"] for w in workers.values()} == {"unreachable"} else None
 
         workers = wait_for(none_answer, 30, interval=0.5, message="no worker in the snapshot")

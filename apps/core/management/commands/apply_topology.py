@@ -3,20 +3,26 @@
 1. refuse a topology the system checks reject (nothing is written);
 2. render deploy/conf.d/*.conf and deploy/systemd/* (as render_supervisor and
    render_systemd do);
-3. ask the running supervisord to reread and update: new programs start,
+3. grant the project's RabbitMQ user the topology's queues and exchanges
+   (its permissions are derived from the topology: a new queue needs them);
+4. ask the running supervisord to reread and update: new programs start,
    programs whose file changed restart, removed ones stop;
-4. restart the running programs whose routes, schedules or task options
+5. restart the running programs whose routes, schedules or task options
    changed (web and beat hold the routes), and no other;
-5. record what was applied (``$RUN_DIR/topology-applied.json``).
+6. record what was applied (``$RUN_DIR/topology-applied.json``).
 """
 
+import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
+import requests
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.core import supervisord_client
+from apps.core.broker_state import current_broker_url
 from apps.core.topology_changes import programs_to_restart, read_applied, record_applied
 from projectname.topology import TOPOLOGY
 
@@ -45,6 +51,9 @@ class Command(BaseCommand):
                 if not dry_run:
                     raise
                 self.stdout.write("(dry run: the files above would be written)")
+
+        if not dry_run:
+            self._grant_broker_permissions()
 
         supervisord = supervisord_client.Supervisord(run / "supervisor.sock")
         if not supervisord.running():
@@ -81,3 +90,28 @@ class Command(BaseCommand):
             self.stdout.write(f"unchanged: {', '.join(unchanged)}")
         record_applied(run, TOPOLOGY)
         self.stdout.write("topology applied.")
+
+    def _grant_broker_permissions(self) -> None:
+        """The project user's RabbitMQ permissions, derived again from this
+        topology, granted by the broker administrator in
+        RABBITMQ_ADMIN_USER/PASSWORD (the environment or .env: development)."""
+        from projectname.broker_access import project_permissions
+        from projectname.broker_setup import Management, SetupError, read_env_file
+
+        dotenv = read_env_file(settings.BASE_DIR / ".env")
+        admin = [os.environ.get(name) or dotenv.get(name, "")
+                 for name in ("RABBITMQ_ADMIN_USER", "RABBITMQ_ADMIN_PASSWORD")]
+        broker = urlsplit(current_broker_url().split(";")[0])
+        user, vhost = unquote(broker.username or ""), unquote(broker.path[1:]) or "/"
+        if not all(admin):
+            self.stdout.write(
+                f"broker permissions: not changed (no RABBITMQ_ADMIN_USER/PASSWORD); a new queue "
+                f"needs them: `deploy/bin/ensure-rabbitmq-user.sh --production` grants {user!r}.")
+            return
+        try:
+            Management(settings.RABBITMQ_MANAGEMENT_URL, *admin).grant(
+                vhost, user, project_permissions().as_json())
+        except (requests.RequestException, SetupError) as exc:
+            raise CommandError(f"cannot grant {user!r} the topology's queues on vhost {vhost!r} "
+                               f"({exc}); nothing was restarted.") from exc
+        self.stdout.write(f"broker permissions: {user!r} on vhost {vhost!r} covers the topology.")

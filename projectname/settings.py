@@ -158,9 +158,10 @@ CELERY_TASK_DEFAULT_QUEUE = TOPOLOGY.default_queue
 CELERY_TASK_DEFAULT_EXCHANGE = TOPOLOGY.default_queue
 CELERY_TASK_DEFAULT_ROUTING_KEY = TOPOLOGY.default_queue
 # The routes follow this process's DJANGO_TEST_SUPPORT even if the topology
-# module was imported before .env was read.
-CELERY_TASK_ROUTES = topology_for(test_support=TEST_SUPPORT).celery_routes()
-CELERY_TASK_ANNOTATIONS = topology_for(test_support=TEST_SUPPORT).celery_annotations()
+# module was imported before .env was read; routes added to TOPOLOGY stay.
+_ROUTED = topology_for(test_support=TEST_SUPPORT, base=TOPOLOGY)
+CELERY_TASK_ROUTES = _ROUTED.celery_routes()
+CELERY_TASK_ANNOTATIONS = _ROUTED.celery_annotations()
 CELERY_BEAT_SCHEDULE = TOPOLOGY.celery_beat_schedule()
 # Never create a queue implicitly: a typo'd queue must fail, not strand tasks.
 CELERY_TASK_CREATE_MISSING_QUEUES = False

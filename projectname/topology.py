@@ -234,11 +234,14 @@ def test_support_enabled() -> bool:
     return os.environ.get("DJANGO_TEST_SUPPORT", "").strip().lower() in ("1", "true", "yes", "on", "y")
 
 
-def topology_for(*, test_support: bool) -> Topology:
-    """The production topology, plus the test-only routes when asked."""
-    if not test_support:
-        return PRODUCTION_TOPOLOGY
-    return replace(PRODUCTION_TOPOLOGY, routes=PRODUCTION_TOPOLOGY.routes + TEST_SUPPORT_ROUTES)
+def topology_for(*, test_support: bool, base: Topology | None = None) -> Topology:
+    """``base`` (the production topology by default) with the test-only
+    routes, or without them."""
+    base = PRODUCTION_TOPOLOGY if base is None else base
+    routes = tuple(route for route in base.routes if route not in TEST_SUPPORT_ROUTES)
+    if test_support:
+        routes += TEST_SUPPORT_ROUTES
+    return replace(base, routes=routes)
 
 
 TOPOLOGY = topology_for(test_support=test_support_enabled())

@@ -612,9 +612,9 @@ def _reset_producer(app) -> None:
     app._pool = None
     if "amqp" in app.__dict__:
         app.amqp._producer_pool = None
-    from apps.dispatch import publisher
+    from apps.dispatch import process_publisher
 
-    publisher._process_publisher = None
+    process_publisher._process_publisher = None
 
 
 if __name__ == "__main__":

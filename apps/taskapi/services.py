@@ -33,7 +33,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from apps.dispatch.publisher import publisher_supported
+from apps.dispatch.process_publisher import publisher_supported
 from apps.dispatch.records.outbox import (
     outbox_mark_confirmed,
     outbox_records_discard,

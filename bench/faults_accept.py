@@ -189,7 +189,7 @@ class AcceptHarness:
         from django_celery_results.models import TaskResult
 
         from apps.core.models import ProbeRun
-        from bench.faults import ScenarioResult
+        from bench.faults_harness import ScenarioResult
 
         accepted = answers["accepted"]
         self._wait_probes(list(accepted))
@@ -241,7 +241,7 @@ class AcceptHarness:
         return self._api_result("api-broker-restart", answers, started, notes)
 
     def _effect_result(self, scenario: str, run_id: str, tokens, started, notes):
-        from bench.faults import ScenarioResult
+        from bench.faults_harness import ScenarioResult
 
         self.base.wait_for_effects(run_id, len(tokens))
         depths = wait_empty(self._queues_empty)

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from apps.core.tasks import heavy_probe, probe
-from bench.faults import Harness
+from bench.faults_harness import Harness
 from tests.support.fault_counts import assert_counts_agree
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.faults import Harness
+from bench.faults_harness import Harness
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -20,7 +20,7 @@ def harness(live_system):
 
 
 def _print(result):
-    from bench.faults import TABLE_HEADER
+    from bench.faults_harness import TABLE_HEADER
 
     print("\n" + TABLE_HEADER + "\n" + result.row() + "\n" + "\n".join(result.notes))
 

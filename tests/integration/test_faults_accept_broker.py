@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.faults import Harness, RabbitNode, TABLE_HEADER, workers_only_system
+from bench.faults_harness import TABLE_HEADER, Harness, workers_only_system
+from bench.rabbit_node import RabbitNode
 from tests.support import rabbit
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]

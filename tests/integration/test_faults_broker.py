@@ -27,7 +27,8 @@ from apps.reliability.services import queues_liveness
 from apps.reliability.tasks import dispatch_delayed_tasks
 from apps.testing.services import fault_account_open
 from apps.testing.tasks import fault_effect
-from bench.faults import Harness, RabbitNode, workers_only_system
+from bench.faults_harness import Harness, workers_only_system
+from bench.rabbit_node import RabbitNode
 from projectname.celery import app
 from tests.support.fault_counts import assert_counts_agree
 from tests.support.live import wait_for

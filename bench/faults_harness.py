@@ -168,7 +168,8 @@ class Harness:
     @staticmethod
     def counts(run_id: str) -> tuple[int, int, int]:
         """(executions, balance, distinct effect keys)."""
-        from apps.reliability.models import Effect, FaultAccount, FaultExecution
+        from apps.reliability.models import Effect
+        from apps.testing.models import FaultAccount, FaultExecution
 
         executed = FaultExecution.objects.filter(run_id=run_id).count()
         balance = FaultAccount.objects.get(run_id=run_id).balance

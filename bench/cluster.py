@@ -277,6 +277,16 @@ def connections_by_port(bed: Testbed, via_node: int) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def broker_users(bed: Testbed, via_node: int) -> dict[str, list[str]]:
+    """The cluster's users and the users of its client connections (no guest:
+    testbed.sh deletes it; workers and producer use the project's user)."""
+    def column(*args: str) -> list[str]:
+        lines = bed.run("ctl", str(via_node), *args, "--silent").splitlines()
+        return sorted({line.split()[0] for line in lines if line.strip()})
+
+    return {"users": column("list_users"), "connected": column("list_connections", "user")}
+
+
 def consuming_workers() -> list[str]:
     from projectname.celery import app
 
@@ -322,7 +332,8 @@ def scenario_node_down(bed: Testbed, tasks: int, base_port: int, kill: bool = Fa
     notes.append(f"workers consuming after: {len(workers_after)} of {len(workers_before)}")
     result.extra.update(producer_port_before=port, producer_port_after=final_port,
                         connections_before=before, connections_after=after,
-                        workers_before=workers_before, workers_after=workers_after)
+                        workers_before=workers_before, workers_after=workers_after,
+                        broker_users=broker_users(bed, survivor))
     bed.run("node-start", str(node))
     return result
 

@@ -2,12 +2,18 @@
 
 The fault scenarios that restart a broker run on one of these, never on the
 shared broker on 5672 (bench/faults.py, tests/integration/test_faults*_broker.py).
+
+Like the shared broker, a node has no ``guest``: it is deleted at start, and
+the node gets the project's least-privilege user (the permissions of
+projectname/broker_access.py on its vhost ``/``) for the system under test
+and an administrator for harnesses, both with passwords generated per node.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -16,6 +22,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
+
+from projectname.broker_access import APP_USER, TEST_ADMIN_USER, project_permissions
 
 
 def free_low_port() -> int:
@@ -49,10 +58,30 @@ class RabbitNode:
     port: int = field(default_factory=free_low_port)
     dist_port: int = field(default_factory=free_low_port)
     process: subprocess.Popen | None = None
+    app_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+
+    @property
+    def app_auth(self) -> tuple[str, str]:
+        """The project's least-privilege user: every program of the system under test."""
+        return APP_USER, self.app_password
+
+    @property
+    def admin_auth(self) -> tuple[str, str]:
+        """Full rights on the node's vhost: harnesses and tests that inspect it."""
+        return TEST_ADMIN_USER, self.admin_password
 
     @property
     def url(self) -> str:
-        return f"pyamqp://guest:guest@127.0.0.1:{self.port}//"
+        return self._url(self.app_auth)
+
+    @property
+    def admin_url(self) -> str:
+        return self._url(self.admin_auth)
+
+    def _url(self, auth: tuple[str, str]) -> str:
+        user, password = (quote(part, safe="") for part in auth)
+        return f"pyamqp://{user}:{password}@127.0.0.1:{self.port}//"
 
     def env(self) -> dict[str, str]:
         base = self.base_dir
@@ -76,8 +105,7 @@ class RabbitNode:
         base = self.base_dir
         for sub in ("home", "mnesia", "log"):
             (base / sub).mkdir(parents=True, exist_ok=True)
-        lines = [f"listeners.tcp.1 = 127.0.0.1:{self.port}", "loopback_users = none",
-                 "log.console = false"]
+        lines = [f"listeners.tcp.1 = 127.0.0.1:{self.port}", "log.console = false"]
         if self.consumer_timeout_ms:
             lines.append(f"consumer_timeout = {self.consumer_timeout_ms}")
         (base / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
@@ -93,12 +121,31 @@ class RabbitNode:
             stdout=open(base / "server.out", "ab"), stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.ctl("wait", str(base / "rabbit.pid"), "--timeout", str(int(timeout)), timeout=timeout + 10)
-        self.ctl("await_startup", timeout=timeout)
+        try:
+            self.ctl("wait", str(base / "rabbit.pid"), "--timeout", str(int(timeout)),
+                     timeout=timeout + 10)
+            self.ctl("await_startup", timeout=timeout)
+            self._create_users()
+        except BaseException:
+            self.stop()  # a node that is not ready is not left running
+            raise
 
-    def ctl(self, *args: str, timeout: float = 60) -> str:
+    def _create_users(self) -> None:
+        """The project's user and an administrator; ``guest`` deleted."""
+        # Passwords go on stdin, never on a command line `ps` could show.
+        self.ctl("add_user", TEST_ADMIN_USER, stdin=self.admin_password + "\n")
+        self.ctl("set_user_tags", TEST_ADMIN_USER, "administrator")
+        self.ctl("set_permissions", "-p", "/", TEST_ADMIN_USER, ".*", ".*", ".*")
+        self.ctl("add_user", APP_USER, stdin=self.app_password + "\n")
+        permissions = project_permissions()
+        self.ctl("set_permissions", "-p", "/", APP_USER,
+                 permissions.configure, permissions.write, permissions.read)
+        self.ctl("delete_user", "guest")
+
+    def ctl(self, *args: str, timeout: float = 60, stdin: str | None = None) -> str:
         result = subprocess.run([_rabbit_bin("rabbitmqctl"), "-n", self.name, *args],
-                                env=self.env(), capture_output=True, text=True, timeout=timeout)
+                                env=self.env(), capture_output=True, text=True, timeout=timeout,
+                                input=stdin)
         if result.returncode != 0:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {result.stdout}{result.stderr}"
                                f"\n{self.log_tail()}")

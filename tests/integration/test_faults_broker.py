@@ -5,6 +5,8 @@ dir) with consumer_timeout = 10 s, checked every second.  Workers from the
 committed deploy/conf.d files run against it under their own supervisord and
 share the session's test database.
 
+* The node has no ``guest``; the workers connect as the project's
+  least-privilege user.
 * RabbitMQ stopped and started mid-run (rabbitmqctl stop_app / start_app):
   workers reconnect and consume again; nothing lost, nothing applied twice.
 * consumer_timeout: a worker holding an ETA message longer than the timeout
@@ -16,7 +18,6 @@ share the session's test database.
 import time
 import uuid
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import pytest
 from django.test import override_settings
@@ -68,6 +69,34 @@ def producer_for(system):
     return connection, app.amqp.Producer(connection)
 
 
+def test_the_node_has_no_guest_and_its_workers_use_the_least_privileged_user(node_system):
+    import amqp
+
+    from projectname.broker_access import APP_USER
+
+    node = node_system.rabbit_node
+    hostport = f"127.0.0.1:{node.port}"
+
+    def connect(userid, password):
+        connection = amqp.Connection(host=hostport, userid=userid, password=password,
+                                     virtual_host="/")
+        connection.connect()
+        return connection
+
+    with pytest.raises(amqp.exceptions.AccessRefused):
+        connect("guest", "guest")
+    assert "guest" not in node.ctl("list_users", "--silent").split()
+    # The project's user may not create a queue outside the project's names;
+    # the administrator may.
+    with connect(*node.app_auth) as connection, pytest.raises(amqp.exceptions.AccessRefused):
+        connection.channel().queue_declare("foreign.queue", auto_delete=True)
+    with connect(*node.admin_auth) as connection:
+        connection.channel().queue_declare("foreign.queue", auto_delete=True)
+    users = {line.strip() for line in node.ctl("list_connections", "user", "--silent").splitlines()
+             if line.strip()}
+    assert users == {APP_USER}, users
+
+
 def test_broker_restart_mid_run_loses_nothing_and_workers_consume_again(node_system):
     harness = Harness(node_system, rabbit_node=node_system.rabbit_node, work_ms=20,
                       stall_seconds=90, log=lambda *args: None)
@@ -75,9 +104,9 @@ def test_broker_restart_mid_run_loses_nothing_and_workers_consume_again(node_sys
 
     assert "stop_app" in result.notes[0]
     assert (result.lost, result.duplicated, result.effects) == (0, 0, 200), result
-    node_url = urlsplit(node_system.rabbit_node.url)
-    assert_counts_agree(result, 200, vhost="/", hostport=f"127.0.0.1:{node_url.port}",
-                        auth=(node_url.username, node_url.password))
+    node = node_system.rabbit_node
+    assert_counts_agree(result, 200, vhost="/", hostport=f"127.0.0.1:{node.port}",
+                        auth=node.admin_auth)
     # Every queue has its consumer again (the liveness check an operator runs).
     assert all(q.ok for q in queues_liveness(broker_url=node_system.broker_url))
 

@@ -28,11 +28,11 @@ from apps.reliability.services import queues_liveness
 from apps.reliability.tasks import dispatch_delayed_tasks
 from apps.testing.services import fault_account_open
 from apps.testing.tasks import fault_effect
-from bench.faults_harness import Harness, workers_only_system
-from bench.rabbit_node import RabbitNode
+from bench.faults_harness import Harness
 from projectname.celery import app
 from tests.support.fault_counts import assert_counts_agree
 from tests.support.live import wait_for
+from tests.support.node_system import node_system as throwaway_node_system
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -43,25 +43,13 @@ LONG_DELAY_SECONDS = 3
 
 @pytest.fixture(scope="module")
 def node_system(django_db_setup, django_db_blocker, tmp_path_factory):
-    from django.db import connection
-
-    from tests.conftest import _database_url
-
-    base = tmp_path_factory.mktemp("rabbit-node")
-    node = RabbitNode(base_dir=base / "node", consumer_timeout_ms=CONSUMER_TIMEOUT_MS,
-                      channel_tick_ms=1000)
-    node.start()
-    system = workers_only_system(run_dir=base / "system", broker_url=node.url,
-                                 database_url=_database_url(connection.settings_dict))
     # Workers publish delayed tasks when they are this close (see base.py).
-    system.env["RELIABILITY_LONG_DELAY_SECONDS"] = str(LONG_DELAY_SECONDS)
-    try:
-        system.start()
-        system.rabbit_node = node
+    with throwaway_node_system(
+        tmp_path_factory.mktemp("rabbit-node"), consumer_timeout_ms=CONSUMER_TIMEOUT_MS,
+        channel_tick_ms=1000,
+        system_env={"RELIABILITY_LONG_DELAY_SECONDS": str(LONG_DELAY_SECONDS)},
+    ) as system:
         yield system
-    finally:
-        system.stop()
-        node.stop()
 
 
 def producer_for(system):

@@ -41,7 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
-from bench.throughput_measure import measure_round, wait_ready  # noqa: E402
+from bench.throughput_measure import measure_round, rss_over_tasks, wait_ready  # noqa: E402
 from bench.throughput_systems import CeleryTutorial, ProjectMain, use_broker  # noqa: E402
 from bench.common import PROJECT_ROOT, QueueWatcher  # noqa: E402
 
@@ -247,25 +247,7 @@ def measure_memory(n: int, log) -> dict:
         system.produce(min(2000, n))
         watcher.wait_empty(system.queue, 600)
         time.sleep(1)
-
-        def rss_now() -> int:
-            return sum(common.rss_bytes(p) for root in system.roots() for p in common.tree(root))
-
-        before, samples, done = rss_now(), [], 0
-        step = max(1, n // 10)
-        while done < n:
-            count = min(step, n - done)
-            system.produce(count)
-            watcher.wait_empty(system.queue, 900)
-            done += count
-            samples.append(rss_now())
-        time.sleep(1)
-        after = rss_now()
-    change = 100 * (after - before) / before
-    log(f"  memory: {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB ({change:+.1f}%) "
-        f"over {n:,} tasks")
-    return {"tasks": n, "before_mb": before / 2**20, "after_mb": after / 2**20,
-            "max_mb": max(samples) / 2**20, "change_pct": change}
+        return rss_over_tasks(system, watcher, n, step=max(1, n // 10), timeout=900, log=log)
 
 
 # -- run and report ------------------------------------------------------------------

@@ -288,26 +288,32 @@ def measure_memory(n: int, log=print) -> dict:
             system.produce(warmup)
             watcher.wait_empty(system.queue, 300)
             time.sleep(1)
-            roots = system.roots()
-
-            def rss_now() -> int:
-                return sum(common.rss_bytes(p) for root in roots for p in common.tree(root))
-
-            before = rss_now()
-            samples = []
-            done = 0
-            while done < n:
-                step = min(10_000, n - done)
-                system.produce(step)
-                watcher.wait_empty(system.queue, 600)
-                done += step
-                samples.append(rss_now())
-            time.sleep(1)
-            after = rss_now()
+            return rss_over_tasks(system, watcher, n, step=10_000, timeout=600,
+                                  roots=system.roots(), log=log)
         finally:
             if watcher:
                 watcher.close()
             system.teardown()
+
+
+def rss_over_tasks(system: System, watcher: QueueWatcher, n: int, *, step: int,
+                   timeout: float, roots: list[int] | None = None, log=print) -> dict:
+    """The RSS of the system's worker process trees now, after every ``step``
+    of ``n`` more tasks, and at the end.  ``roots``: these process trees
+    (default: the system's roots at each sample)."""
+    def rss_now() -> int:
+        current = roots if roots is not None else system.roots()
+        return sum(common.rss_bytes(p) for root in current for p in common.tree(root))
+
+    before, samples, done = rss_now(), [], 0
+    while done < n:
+        count = min(step, n - done)
+        system.produce(count)
+        watcher.wait_empty(system.queue, timeout)
+        done += count
+        samples.append(rss_now())
+    time.sleep(1)
+    after = rss_now()
     change = 100 * (after - before) / before
     log(f"  memory: {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB ({change:+.1f}%) "
         f"over {n:,} tasks")

@@ -229,6 +229,27 @@ class QueueWatcher:
 
 
 # -- reporting --------------------------------------------------------------------
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def p50_p99(values: list[float] | None, digits: int = 2) -> str:
+    if not values:
+        return "-"
+    return f"{percentile(values, 50):.{digits}f} / {percentile(values, 99):.{digits}f}"
+
+
+def summary(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return (f"p50 {percentile(values, 50):.2f} ms, p99 {percentile(values, 99):.2f} ms "
+            f"(n={len(values)})")
+
+
 def median_range(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(values), min(values), max(values)
 

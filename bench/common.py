@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -305,3 +306,16 @@ def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def operator_token(prefix: str = "bench") -> str:
+    """A Task API token of a new user in the "task operators" group (Django set up)."""
+    from django.contrib.auth.models import Group, Permission, User
+    from rest_framework.authtoken.models import Token
+
+    user = User.objects.create_user(f"{prefix}-{uuid.uuid4().hex[:8]}")
+    group, _ = Group.objects.get_or_create(name="task operators")
+    group.permissions.add(Permission.objects.get(content_type__app_label="taskapi",
+                                                 codename="operate_tasks"))
+    user.groups.add(group)
+    return Token.objects.create(user=user).key

@@ -41,7 +41,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
-from bench.latency_system import operator_token, start_system  # noqa: E402
+from bench.common import operator_token  # noqa: E402
+from bench.latency_system import start_system  # noqa: E402
 
 POLICY_ORDER = ("normal", "batch", "idle")
 PROBE_TIMEOUT = 120.0

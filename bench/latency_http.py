@@ -9,7 +9,7 @@ import time
 import uuid
 
 from bench.common import summary
-from bench.latency_system import operator_token
+from bench.common import operator_token
 
 
 # Requests per second of the paced Task API row.

@@ -1,12 +1,11 @@
 """The system bench/latency.py and bench/cpu_policy.py measure: every program as
 deployed (supervisord from the committed deploy/conf.d files) on a throw-away
-vhost and a temporary SQLite database, and an operator's Task API token."""
+vhost and a temporary SQLite database."""
 
 from __future__ import annotations
 
 import os
 import sys
-import uuid
 from pathlib import Path
 
 from bench import common
@@ -47,14 +46,3 @@ def start_system(workdir: Path, vhost: str):
     system.start()
     return system
 
-
-def operator_token() -> str:
-    from django.contrib.auth.models import Group, Permission, User
-    from rest_framework.authtoken.models import Token
-
-    user = User.objects.create_user(f"bench-{uuid.uuid4().hex[:8]}")
-    group, _ = Group.objects.get_or_create(name="task operators")
-    group.permissions.add(Permission.objects.get(content_type__app_label="taskapi",
-                                                 codename="operate_tasks"))
-    user.groups.add(group)
-    return Token.objects.create(user=user).key

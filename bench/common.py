@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -229,6 +230,27 @@ class QueueWatcher:
 
 
 # -- reporting --------------------------------------------------------------------
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def p50_p99(values: list[float] | None, digits: int = 2) -> str:
+    if not values:
+        return "-"
+    return f"{percentile(values, 50):.{digits}f} / {percentile(values, 99):.{digits}f}"
+
+
+def summary(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return (f"p50 {percentile(values, 50):.2f} ms, p99 {percentile(values, 99):.2f} ms "
+            f"(n={len(values)})")
+
+
 def median_range(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(values), min(values), max(values)
 
@@ -284,3 +306,16 @@ def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def operator_token(prefix: str = "bench") -> str:
+    """A Task API token of a new user in the "task operators" group (Django set up)."""
+    from django.contrib.auth.models import Group, Permission, User
+    from rest_framework.authtoken.models import Token
+
+    user = User.objects.create_user(f"{prefix}-{uuid.uuid4().hex[:8]}")
+    group, _ = Group.objects.get_or_create(name="task operators")
+    group.permissions.add(Permission.objects.get(content_type__app_label="taskapi",
+                                                 codename="operate_tasks"))
+    user.groups.add(group)
+    return Token.objects.create(user=user).key

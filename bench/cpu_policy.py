@@ -41,7 +41,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
-from bench.latency import operator_token, start_system  # noqa: E402
+from bench.common import operator_token  # noqa: E402
+from bench.latency_system import start_system  # noqa: E402
 
 POLICY_ORDER = ("normal", "batch", "idle")
 PROBE_TIMEOUT = 120.0
@@ -140,7 +141,8 @@ def saturate_web(base: str, token: str, clients: int, stop: threading.Event) -> 
 
 def measure_start(base: str, token: str, name: str, *, windows: int, rate: float,
                   seconds: float, clients: int, log) -> dict:
-    from bench.latency import percentile, probe_window
+    from bench.common import percentile
+    from bench.latency_start import probe_window
 
     timeout = 60 + seconds * 4
     idle, busy, requests_per_s, starved = [], [], [], None
@@ -179,7 +181,7 @@ def measure_start(base: str, token: str, name: str, *, windows: int, rate: float
 
 def render_start(rows: list[dict], *, windows: int, rate: float, seconds: float,
                  clients: int) -> str:
-    from bench.latency import percentile
+    from bench.common import percentile
 
     lines = [
         f"# main_worker enqueue-to-start per policy: {windows} pair(s) of {seconds:g} s windows "

@@ -44,18 +44,6 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-def _operator_token() -> str:
-    from django.contrib.auth.models import Group, Permission, User
-    from rest_framework.authtoken.models import Token
-
-    user = User.objects.create_user(f"faults-{uuid.uuid4().hex[:8]}")
-    group, _ = Group.objects.get_or_create(name="task operators")
-    group.permissions.add(Permission.objects.get(content_type__app_label="taskapi",
-                                                 codename="operate_tasks"))
-    user.groups.add(group)
-    return Token.objects.create(user=user).key
-
-
 class AcceptHarness:
     def __init__(self, base, *, log=print):
         #: The Harness of bench/faults.py (system, broker node, counting).
@@ -68,8 +56,10 @@ class AcceptHarness:
         """POST every token (some in bulk batches); what each answer said."""
         import requests
 
+        from bench.common import operator_token
+
         url = f"http://127.0.0.1:{self.system.web_port}/api/v1/tasks/"
-        headers = {"Authorization": f"Token {_operator_token()}"}
+        headers = {"Authorization": f"Token {operator_token('faults')}"}
         work = list(tokens)
         bulk_count = int(len(work) * bulk_share)
         batches = [work[i:min(i + BULK_BATCH, bulk_count)] for i in range(0, bulk_count, BULK_BATCH)]
@@ -189,7 +179,7 @@ class AcceptHarness:
         from django_celery_results.models import TaskResult
 
         from apps.core.models import ProbeRun
-        from bench.faults import ScenarioResult
+        from bench.faults_harness import ScenarioResult
 
         accepted = answers["accepted"]
         self._wait_probes(list(accepted))
@@ -241,7 +231,7 @@ class AcceptHarness:
         return self._api_result("api-broker-restart", answers, started, notes)
 
     def _effect_result(self, scenario: str, run_id: str, tokens, started, notes):
-        from bench.faults import ScenarioResult
+        from bench.faults_harness import ScenarioResult
 
         self.base.wait_for_effects(run_id, len(tokens))
         depths = wait_empty(self._queues_empty)

@@ -40,7 +40,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import common, throughput  # noqa: E402
+from bench import common  # noqa: E402
+from bench.throughput_measure import measure_round, rss_over_tasks, wait_ready  # noqa: E402
+from bench.throughput_systems import CeleryTutorial, ProjectMain, use_broker  # noqa: E402
 from bench.common import PROJECT_ROOT, QueueWatcher  # noqa: E402
 
 
@@ -107,7 +109,7 @@ def postgres_database(name: str):
     return f"postgres://postgres@127.0.0.1:5432/{name}", drop
 
 
-class MainVariant(throughput.ProjectMain):
+class MainVariant(ProjectMain):
     """main_worker's rendered command with one change, started directly."""
 
     variant: Variant
@@ -184,7 +186,7 @@ class MainVariant(throughput.ProjectMain):
 
     def teardown(self):
         self.stop_workers()
-        throughput.use_broker(self.app, "pyamqp://unused//")
+        use_broker(self.app, "pyamqp://unused//")
 
 
 # -- priority overtaking ---------------------------------------------------------
@@ -241,29 +243,11 @@ def measure_memory(n: int, log) -> dict:
         stack.callback(watcher.close)
         system.activate()
         system.start_workers()
-        throughput.wait_ready(watcher, system)
+        wait_ready(watcher, system)
         system.produce(min(2000, n))
         watcher.wait_empty(system.queue, 600)
         time.sleep(1)
-
-        def rss_now() -> int:
-            return sum(common.rss_bytes(p) for root in system.roots() for p in common.tree(root))
-
-        before, samples, done = rss_now(), [], 0
-        step = max(1, n // 10)
-        while done < n:
-            count = min(step, n - done)
-            system.produce(count)
-            watcher.wait_empty(system.queue, 900)
-            done += count
-            samples.append(rss_now())
-        time.sleep(1)
-        after = rss_now()
-    change = 100 * (after - before) / before
-    log(f"  memory: {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB ({change:+.1f}%) "
-        f"over {n:,} tasks")
-    return {"tasks": n, "before_mb": before / 2**20, "after_mb": after / 2**20,
-            "max_mb": max(samples) / 2**20, "change_pct": change}
+        return rss_over_tasks(system, watcher, n, step=max(1, n // 10), timeout=900, log=log)
 
 
 # -- run and report ------------------------------------------------------------------
@@ -275,7 +259,7 @@ def run(names: list[str], *, tasks: int, rounds: int, backlog: int, probe_second
             vhost = stack.enter_context(common.throwaway_vhost(f"bench-main-{name}"))
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(
                 prefix=f"bench-main-{name}-")))
-            system = (throughput.CeleryTutorial(vhost, workdir) if name == "celery"
+            system = (CeleryTutorial(vhost, workdir) if name == "celery"
                       else MainVariant(vhost, workdir, BY_NAME[name], stack))
             stack.callback(system.teardown)
             log(f"{name}: {system.description}")
@@ -289,7 +273,7 @@ def run(names: list[str], *, tasks: int, rounds: int, backlog: int, probe_second
         for round_no in range(1, rounds + 1):
             for system, watcher, result in entries:
                 try:
-                    throughput.measure_round(system, watcher, result, tasks, round_no, log)
+                    measure_round(system, watcher, result, tasks, round_no, log)
                 except TimeoutError as error:
                     # A variant too slow for the round's timeout on a loaded
                     # machine: reported as such, the others still measured.

@@ -44,7 +44,7 @@ def task_enqueue(
     socket write instead of a round trip to the broker's disk.
     ``wait_confirm`` (seconds) waits for the confirm as well.  Returns the id.
     """
-    from apps.dispatch.publisher import process_publisher
+    from apps.dispatch.process_publisher import process_publisher
 
     started, started_cpu = time.perf_counter(), time.thread_time()
     app = _celery_app()

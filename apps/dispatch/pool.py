@@ -27,6 +27,7 @@ import os
 from celery.concurrency.base import apply_target
 from celery.concurrency.solo import TaskPool
 
+from apps.dispatch.compat.celery import pool_info
 from apps.dispatch.timelimits import TimeLimiter
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ def resident_kib() -> int:
         return int(statm.read().split()[1]) * _PAGE_KIB
 
 
+# Through Celery's private pool-info hook: apps/dispatch/compat/celery.py.
+@pool_info(lambda pool: pool.limits_info())
 class SoloPool(TaskPool):
     #: apps.dispatch.lean runs tasks straight from the consumer in this pool.
     runs_inline = True
@@ -84,8 +87,7 @@ class SoloPool(TaskPool):
                            self.max_memory_kib)
             state.should_stop = 0
 
-    def _get_info(self):  # BasePool.info's hook (contract: tests/apps/dispatch/compat/)
-        info = super()._get_info()
-        info["timeouts"] = (self.soft_timeout, self.timeout)
-        info["max-memory-per-child"] = self.max_memory_kib
-        return info
+    def limits_info(self) -> dict:
+        """The limits ``celery inspect stats`` shows for this pool."""
+        return {"timeouts": (self.soft_timeout, self.timeout),
+                "max-memory-per-child": self.max_memory_kib}

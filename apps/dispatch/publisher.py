@@ -30,14 +30,12 @@ A message that is never confirmed stays in memory only; what makes an
 accepted task durable is the caller's record of it (the Task API's outbox,
 apps/dispatch/records/outbox.py), re-published by a sweeper.  Callers that
 need the broker's word before answering pass ``wait_confirm=`` (seconds).
+Each process's own publisher is built in apps/dispatch/process_publisher.py.
 """
 
 from __future__ import annotations
 
-import atexit
-import functools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -368,59 +366,3 @@ def _task_ids(entries) -> list[str]:
         headers = getattr(message, "properties", {}).get("application_headers") or {}
         ids.append(str(headers.get("id", "?")))
     return ids
-
-
-def publisher_supported() -> bool:
-    """RabbitMQ through py-amqp (publisher confirms); Redis has neither."""
-    from projectname.celery import app
-
-    return _speaks_amqp(app.conf.broker_write_url or app.conf.broker_url)
-
-
-@functools.lru_cache(maxsize=8)
-def _speaks_amqp(url: str) -> bool:
-    from kombu import Connection
-
-    return Connection(url).transport_cls in ("pyamqp", "amqp", "amqps")
-
-
-_process_publisher: tuple[int, ConfirmingPublisher] | None = None
-_create_lock = threading.Lock()
-
-
-def process_publisher() -> ConfirmingPublisher:
-    """This process's publisher (a new one after a fork, e.g. in gunicorn workers)."""
-    global _process_publisher
-    current = _process_publisher
-    if current is not None and current[0] == os.getpid():
-        return current[1]
-    with _create_lock:
-        if _process_publisher is None or _process_publisher[0] != os.getpid():
-            from django.conf import settings
-
-            from projectname.celery import app
-
-            timeout = float(getattr(settings, "TASKAPI_BROKER_TIMEOUT", 2.0))
-            retries = int(getattr(settings, "TASKAPI_BROKER_RETRIES", 1))
-
-            def connect():
-                connection = app.connection_for_write(connect_timeout=timeout)
-                connection.ensure_connection(max_retries=retries, interval_start=0,
-                                             interval_step=0.2, interval_max=0.5,
-                                             timeout=timeout)
-                return connection
-
-            from apps.dispatch.records.outbox import confirm_marker
-
-            marker = confirm_marker()
-            publisher = ConfirmingPublisher(connect, queues=list(app.amqp.queues.values()),
-                                            on_confirmed=marker.confirmed,
-                                            on_failed=marker.refused)
-
-            def close():
-                publisher.close()
-                marker.flush()
-
-            atexit.register(close)
-            _process_publisher = (os.getpid(), publisher)
-    return _process_publisher[1]

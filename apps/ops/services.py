@@ -87,9 +87,9 @@ def alerts_evaluate(*, stats: dict[str, QueueStats], now: datetime | None = None
                     ) -> list[AlertIncident]:
     """Open, notify and close incidents; returns the open ones.
 
-    Called every minute by beat (``apps.ops.tasks.alerts_check``), on every
-    dashboard refresh and by ``manage.py ops_alerts``, from any number of
-    processes: an incident is opened once, notified once (the first caller to
+    Called every minute by beat (``apps.ops.tasks.alerts_check``) and by
+    ``manage.py ops_alerts`` (the dashboard only reads the incidents), from
+    any number of processes: an incident is opened once, notified once (the first caller to
     stamp ``notified_at`` sends it) and closed when the condition clears; the
     caller that closes a notified incident sends the recovery.  ``programs``
     (supervisor states) adds the crash-loop conditions.

@@ -7,11 +7,6 @@
   a redelivery, the delivery counter behind the delivery limit.
 * ``DelayedTask``: a task with a countdown/ETA too far ahead to wait in a
   worker's memory (RabbitMQ's ``consumer_timeout``); published when it is near.
-* ``FaultExecution`` / ``FaultAccount``: what the fault-injection harness
-  counts (every execution, and a balance that only idempotent effects move).
-  Only test-only code writes them (``apps.testing.services``); the tables stay
-  in this app because apps.testing is not installed in production, where
-  moving them would mean migrations that drop and recreate tables.
 """
 
 from django.db import models
@@ -52,15 +47,3 @@ class DelayedTask(models.Model):
 
     def __str__(self):
         return f"{self.task_name}[{self.task_id}] at {self.eta}"
-
-
-class FaultExecution(models.Model):
-    run_id = models.CharField(max_length=64, db_index=True)
-    token = models.CharField(max_length=64)
-    pid = models.IntegerField()
-    executed_at = models.DateTimeField(auto_now_add=True)
-
-
-class FaultAccount(models.Model):
-    run_id = models.CharField(max_length=64, unique=True)
-    balance = models.BigIntegerField(default=0)

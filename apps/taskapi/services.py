@@ -1,4 +1,4 @@
-"""Start, cancel and re-run tasks; clean up old results.
+"""Start, cancel and re-run tasks.
 
 These are the write paths of the Task API and are meant to be called by other
 code too (the ops dashboard calls ``task_rerun``).  They raise the errors in
@@ -13,6 +13,8 @@ Bookkeeping, per task id:
   writes it as PENDING *before* publishing, so a queued task is visible with
   its name and arguments and an id that was never issued is a 404; the worker
   then overwrites it with STARTED / PROGRESS / SUCCESS / FAILURE / REVOKED.
+
+Old results and records are removed by apps/taskapi/retention.py.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from apps.dispatch.publisher import publisher_supported
+from apps.dispatch.process_publisher import publisher_supported
 from apps.dispatch.records.outbox import (
     outbox_mark_confirmed,
     outbox_records_discard,
@@ -149,7 +151,7 @@ def _publish_start(
     try:
         if run_at is None and publisher_supported():
             # The common case: this process's pooled publisher, confirm in
-            # the background (apps/dispatch/publisher.py marks the record).
+            # the background (apps/dispatch/process_publisher.py marks the record).
             task_enqueue(task=spec.name, args=args, kwargs=kwargs, queue=queue,
                          priority=priority, task_id=task_id, headers=options["headers"])
         else:
@@ -354,37 +356,6 @@ def task_rerun(*, task_id: str, user=None) -> TaskTicket:
             f"The stored call of task {task_id} is no longer valid: {exc.detail}",
             fields=exc.fields,
         ) from exc
-
-
-# -- retention -----------------------------------------------------------------
-
-def result_expires() -> timedelta:
-    expires = app.conf.result_expires
-    if isinstance(expires, timedelta):
-        return expires
-    return timedelta(seconds=float(expires or 0))
-
-
-def task_results_cleanup(*, now: datetime | None = None) -> dict[str, int]:
-    """Delete results older than ``result_expires`` and the Task API records
-    whose result is gone.
-
-    Celery's ``celery.backend_cleanup`` (scheduled daily in the topology)
-    deletes the results; this runs right after it (see ``signals``) and may be
-    called on its own.  Like Celery, age is ``date_done`` (for a row the API
-    wrote as PENDING: when it was accepted), so an id older than the expiry is
-    a 404 afterwards.  Returns how many rows of each kind were deleted.
-    """
-    expires = result_expires()
-    if not expires:
-        return {"results": 0, "records": 0}
-    cutoff = (now or timezone.now()) - expires
-    results, _ = TaskResult.objects.filter(date_done__lt=cutoff).delete()
-    records, _ = TaskRecord.objects.filter(accepted_at__lt=cutoff).exclude(
-        task_id__in=TaskResult.objects.values("task_id"),
-    ).delete()
-    logger.info("Result cleanup: %d results, %d records older than %s", results, records, cutoff)
-    return {"results": results, "records": records}
 
 
 # -- diagnostics -----------------------------------------------------------------

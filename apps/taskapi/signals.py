@@ -73,6 +73,6 @@ def cleanup_records_after_backend_cleanup(sender=None, **kwargs):
     """After Celery's daily ``celery.backend_cleanup``, drop the Task API's
     records of the results it deleted."""
     if getattr(sender, "name", None) == "celery.backend_cleanup":
-        from apps.taskapi.services import task_results_cleanup
+        from apps.taskapi.retention import task_results_cleanup
 
         task_results_cleanup()

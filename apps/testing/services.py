@@ -3,9 +3,8 @@ bench/faults_accept.py, tests/integration/test_faults*.py): every execution is
 recorded, and a per-run balance moves only through an idempotent effect, so
 executions vs balance show whether a fault applied an effect twice or lost it.
 
-Test-only: used by the tasks in ``apps.testing.tasks``.  The tables
-(``FaultExecution``, ``FaultAccount``) are models of ``apps.reliability``,
-where their migrations live.
+Test-only: used by the tasks in ``apps.testing.tasks``; the tables are this
+app's models (``FaultExecution``, ``FaultAccount``).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import os
 from django.db.models import F
 
 from apps.reliability.effects import effect_apply
-from apps.reliability.models import FaultAccount, FaultExecution
+from apps.testing.models import FaultAccount, FaultExecution
 
 
 def fault_account_open(*, run_id: str) -> None:

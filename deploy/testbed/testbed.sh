@@ -15,6 +15,11 @@
 # every rabbitmqctl call here names its node with -n and uses the test bed's
 # own cookie (HOME=<state>/home).
 #
+# No `guest`: the cluster deletes it and gets the project's least-privilege
+# user (permissions of projectname/broker_access.py on vhost /), which the
+# workers and the producer use, and an administrator; both passwords are
+# generated once per state dir (<state>/credentials, mode 600).
+#
 # Usage: deploy/testbed/testbed.sh COMMAND [ARG]
 #   check              can this machine host it? (exit 3 and the reason if not)
 #   up                 net-up + cluster-up + hosts-up (idempotent)
@@ -75,14 +80,61 @@ hosts() { for i in $(seq 1 "$NHOSTS"); do echo "h$i"; done; }
 # connections spread over the cluster).
 broker_urls() {
   local address="$1" first="${2:-1}" urls=() i n
+  load_credentials
   for i in 0 1 2; do
     n=$(( (first - 1 + i) % 3 + 1 ))
-    urls+=("pyamqp://guest:guest@${address}:$(node_port "$n")//")
+    urls+=("pyamqp://${APP_USER}:${APP_PASSWORD}@${address}:$(node_port "$n")//")
   done
   (IFS=';'; echo "${urls[*]}")
 }
 
 database_url() { echo "${TESTBED_DATABASE_URL:-sqlite:///$STATE/db.sqlite3}"; }
+
+# --- users ------------------------------------------------------------------------
+# URL-safe: the passwords go into broker URLs as they are.
+new_password() { head -c 18 /dev/urandom | base64 | tr '+/' '-_'; }
+
+write_credentials() {
+  local file="$STATE/credentials" names
+  [ -f "$file" ] && return 0
+  names="$(cd "$PROJECT_ROOT" && "$PY" -c 'from projectname.broker_access import APP_USER, TEST_ADMIN_USER
+print(f"APP_USER={APP_USER}\nADMIN_USER={TEST_ADMIN_USER}")')" || die "cannot read projectname/broker_access.py"
+  ( umask 077
+    { echo "$names"; echo "APP_PASSWORD=$(new_password)"; echo "ADMIN_PASSWORD=$(new_password)"; } > "$file" )
+}
+
+load_credentials() {
+  [ -f "$STATE/credentials" ] || die "no $STATE/credentials: run '$0 cluster-up' first"
+  # shellcheck disable=SC1091
+  . "$STATE/credentials"
+}
+
+node_users() { ctl "$1" list_users --silent | awk '{print $1}'; }
+
+# The project's user and an administrator on the cluster (users are
+# cluster-wide: node 1 is enough), guest deleted.  Idempotent.
+cluster_users() {
+  local permissions
+  load_credentials
+  mapfile -t permissions < <(cd "$PROJECT_ROOT" && "$PY" -c 'from projectname.broker_access import project_permissions
+p = project_permissions()
+print(p.configure); print(p.write); print(p.read)')
+  [ "${#permissions[@]}" -eq 3 ] || die "cannot read the project's permissions (projectname/broker_access.py)"
+  local user password
+  for user in "$ADMIN_USER" "$APP_USER"; do
+    password="$APP_PASSWORD"; [ "$user" = "$ADMIN_USER" ] && password="$ADMIN_PASSWORD"
+    # Passwords go on stdin, never on a command line `ps` could show.
+    if node_users 1 | grep -qxF "$user"; then
+      printf '%s\n' "$password" | ctl 1 change_password "$user" >/dev/null
+    else
+      printf '%s\n' "$password" | ctl 1 add_user "$user" >/dev/null
+    fi
+  done
+  ctl 1 set_user_tags "$ADMIN_USER" administrator >/dev/null
+  ctl 1 set_permissions -p / "$ADMIN_USER" '.*' '.*' '.*' >/dev/null
+  ctl 1 set_permissions -p / "$APP_USER" "${permissions[0]}" "${permissions[1]}" "${permissions[2]}" >/dev/null
+  if node_users 1 | grep -qxF guest; then ctl 1 delete_user guest >/dev/null; fi
+}
 
 # --- RabbitMQ nodes --------------------------------------------------------------
 rmq_env() {
@@ -117,6 +169,7 @@ prepare_state() {
     head -c 30 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr 'a-f' 'A-F' > "$STATE/home/.erlang.cookie"
     chmod 400 "$STATE/home/.erlang.cookie"
   fi
+  write_credentials
   : > "$STATE/rabbitmq-env.conf"
   echo "[]." > "$STATE/enabled_plugins"
   for n in "${NODES[@]}"; do
@@ -126,8 +179,6 @@ prepare_state() {
 # Test bed node $(node_name "$n"): loopback and the link-local bridge only.
 listeners.tcp.1 = 127.0.0.1:$port
 listeners.tcp.2 = $BRIDGE_IP:$port
-# guest may connect from the worker namespaces (link-local, this machine only).
-loopback_users = none
 cluster_partition_handling = pause_minority
 heartbeat = $HEARTBEAT
 log.file.level = info
@@ -168,6 +219,7 @@ cluster_up() {
     { ctl "$n" stop_app && ctl "$n" reset && ctl "$n" join_cluster "$seed" && ctl "$n" start_app; } \
       >> "$STATE/node$n/log/join.log" 2>&1 || die "joining $(node_name "$n") failed (see $STATE/node$n/log/join.log)"
   done
+  cluster_users
   log "cluster running: $(cluster_members 1)"
 }
 

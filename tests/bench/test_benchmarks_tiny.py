@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from bench.latency import PACED_RATE
+from bench.latency_http import PACED_RATE
 from tests.support.live import PROJECT_ROOT
 
 pytestmark = pytest.mark.live

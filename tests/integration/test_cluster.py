@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+from projectname.broker_access import APP_USER, TEST_ADMIN_USER
 from tests.support.requirements import require
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -169,6 +170,10 @@ def test_stopping_the_producers_broker_node_loses_nothing(testbed_env, tmp_path)
     assert not any(key.startswith(stopped_port) for key in result["extra"]["connections_after"]), output
     assert result["extra"]["workers_after"] == result["extra"]["workers_before"] == [
         "main_worker@h1", "main_worker@h2"], output
+    # No guest on the cluster; workers and producer connect as the project's
+    # least-privilege user (testbed.sh makes it and an administrator).
+    assert result["extra"]["broker_users"] == {
+        "users": sorted([APP_USER, TEST_ADMIN_USER]), "connected": [APP_USER]}, output
     # Both worker hosts took part, and workers are named <program>@<host>.
     assert set(result["split"]) == {"main_worker@h1", "main_worker@h2"}, output
     # Countdown tasks on quorum queues wait in the broker (Celery's native

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from apps.core.tasks import heavy_probe, probe
-from bench.faults import Harness
+from bench.faults_harness import Harness
 from tests.support.fault_counts import assert_counts_agree
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -71,7 +71,7 @@ def test_a_task_that_kills_its_worker_every_time_is_dead_lettered_after_the_limi
     assert "dead-lettered: ['crash']" in result.notes[0]
     # Route max_deliveries=3: three starts, the fourth delivery is rejected.
     assert result.notes[1] == "crash task deliveries: 4"
-    from apps.reliability.models import FaultExecution
+    from apps.testing.models import FaultExecution
 
     # Exactly three starts of the crash task, whatever else was redelivered.
     assert FaultExecution.objects.filter(run_id=result.run_id, token="crash").count() == 3

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.faults import Harness
+from bench.faults_harness import Harness
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -20,7 +20,7 @@ def harness(live_system):
 
 
 def _print(result):
-    from bench.faults import TABLE_HEADER
+    from bench.faults_harness import TABLE_HEADER
 
     print("\n" + TABLE_HEADER + "\n" + result.row() + "\n" + "\n".join(result.notes))
 
@@ -63,7 +63,8 @@ def test_sigkilled_web_workers_lose_no_accepted_start(harness, live_system):
 
 def test_a_bulk_enqueue_cut_mid_batch_loses_nothing_and_applies_nothing_twice(harness,
                                                                                 live_system):
-    from apps.reliability.models import Effect, FaultAccount
+    from apps.reliability.models import Effect
+    from apps.testing.models import FaultAccount
 
     # Batches of 150 (over 64 KiB): the cut lands while a batch is written.
     tasks = TASKS * 6
@@ -78,7 +79,8 @@ def test_a_bulk_enqueue_cut_mid_batch_loses_nothing_and_applies_nothing_twice(ha
 
 
 def test_a_sigkilled_bulk_worker_holding_coalesced_acks_loses_nothing(harness, live_system):
-    from apps.reliability.models import Effect, FaultAccount
+    from apps.reliability.models import Effect
+    from apps.testing.models import FaultAccount
 
     result = harness.run("kill-bulk-worker", TASKS * 5)
     _print(result)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.faults import Harness, RabbitNode, TABLE_HEADER, workers_only_system
-from tests.support import rabbit
+from bench.faults_harness import TABLE_HEADER, Harness
+from tests.support.node_system import node_system
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -16,26 +16,10 @@ TASKS = 100
 
 @pytest.fixture(scope="module")
 def web_node_system(django_db_setup, django_db_blocker, tmp_path_factory):
-    from django.db import connection
-
-    from projectname.celery import app
-    from tests.conftest import _database_url
-
-    base = tmp_path_factory.mktemp("rabbit-node-web")
-    node = RabbitNode(base_dir=base / "node")
-    node.start()
-    system = workers_only_system(run_dir=base / "system", broker_url=node.url,
-                                 database_url=_database_url(connection.settings_dict),
-                                 extra_programs=("web",))
     # This process's sweeps publish to the node too (the harness runs them).
-    with rabbit.app_publishing_to(app, node.url):
-        try:
-            system.start()
-            system.rabbit_node = node
-            yield system
-        finally:
-            system.stop()
-            node.stop()
+    with node_system(tmp_path_factory.mktemp("rabbit-node-web"), extra_programs=("web",),
+                     app_publishes_here=True) as system:
+        yield system
 
 
 def test_a_broker_restart_under_api_and_bulk_starts_loses_no_accepted_task(web_node_system):

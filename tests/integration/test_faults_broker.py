@@ -5,6 +5,8 @@ dir) with consumer_timeout = 10 s, checked every second.  Workers from the
 committed deploy/conf.d files run against it under their own supervisord and
 share the session's test database.
 
+* The node has no ``guest``; the workers connect as the project's
+  least-privilege user.
 * RabbitMQ stopped and started mid-run (rabbitmqctl stop_app / start_app):
   workers reconnect and consume again; nothing lost, nothing applied twice.
 * consumer_timeout: a worker holding an ETA message longer than the timeout
@@ -16,7 +18,6 @@ share the session's test database.
 import time
 import uuid
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import pytest
 from django.test import override_settings
@@ -27,10 +28,11 @@ from apps.reliability.services import queues_liveness
 from apps.reliability.tasks import dispatch_delayed_tasks
 from apps.testing.services import fault_account_open
 from apps.testing.tasks import fault_effect
-from bench.faults import Harness, RabbitNode, workers_only_system
+from bench.faults_harness import Harness
 from projectname.celery import app
 from tests.support.fault_counts import assert_counts_agree
 from tests.support.live import wait_for
+from tests.support.node_system import node_system as throwaway_node_system
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -41,30 +43,46 @@ LONG_DELAY_SECONDS = 3
 
 @pytest.fixture(scope="module")
 def node_system(django_db_setup, django_db_blocker, tmp_path_factory):
-    from django.db import connection
-
-    from tests.conftest import _database_url
-
-    base = tmp_path_factory.mktemp("rabbit-node")
-    node = RabbitNode(base_dir=base / "node", consumer_timeout_ms=CONSUMER_TIMEOUT_MS,
-                      channel_tick_ms=1000)
-    node.start()
-    system = workers_only_system(run_dir=base / "system", broker_url=node.url,
-                                 database_url=_database_url(connection.settings_dict))
     # Workers publish delayed tasks when they are this close (see base.py).
-    system.env["RELIABILITY_LONG_DELAY_SECONDS"] = str(LONG_DELAY_SECONDS)
-    try:
-        system.start()
-        system.rabbit_node = node
+    with throwaway_node_system(
+        tmp_path_factory.mktemp("rabbit-node"), consumer_timeout_ms=CONSUMER_TIMEOUT_MS,
+        channel_tick_ms=1000,
+        system_env={"RELIABILITY_LONG_DELAY_SECONDS": str(LONG_DELAY_SECONDS)},
+    ) as system:
         yield system
-    finally:
-        system.stop()
-        node.stop()
 
 
 def producer_for(system):
     connection = Connection(system.broker_url, transport_options=app.conf.broker_transport_options)
     return connection, app.amqp.Producer(connection)
+
+
+def test_the_node_has_no_guest_and_its_workers_use_the_least_privileged_user(node_system):
+    import amqp
+
+    from projectname.broker_access import APP_USER
+
+    node = node_system.rabbit_node
+    hostport = f"127.0.0.1:{node.port}"
+
+    def connect(userid, password):
+        connection = amqp.Connection(host=hostport, userid=userid, password=password,
+                                     virtual_host="/")
+        connection.connect()
+        return connection
+
+    with pytest.raises(amqp.exceptions.AccessRefused):
+        connect("guest", "guest")
+    assert "guest" not in node.ctl("list_users", "--silent").split()
+    # The project's user may not create a queue outside the project's names;
+    # the administrator may.
+    with connect(*node.app_auth) as connection, pytest.raises(amqp.exceptions.AccessRefused):
+        connection.channel().queue_declare("foreign.queue", auto_delete=True)
+    with connect(*node.admin_auth) as connection:
+        connection.channel().queue_declare("foreign.queue", auto_delete=True)
+    users = {line.strip() for line in node.ctl("list_connections", "user", "--silent").splitlines()
+             if line.strip()}
+    assert users == {APP_USER}, users
 
 
 def test_broker_restart_mid_run_loses_nothing_and_workers_consume_again(node_system):
@@ -74,9 +92,9 @@ def test_broker_restart_mid_run_loses_nothing_and_workers_consume_again(node_sys
 
     assert "stop_app" in result.notes[0]
     assert (result.lost, result.duplicated, result.effects) == (0, 0, 200), result
-    node_url = urlsplit(node_system.rabbit_node.url)
-    assert_counts_agree(result, 200, vhost="/", hostport=f"127.0.0.1:{node_url.port}",
-                        auth=(node_url.username, node_url.password))
+    node = node_system.rabbit_node
+    assert_counts_agree(result, 200, vhost="/", hostport=f"127.0.0.1:{node.port}",
+                        auth=node.admin_auth)
     # Every queue has its consumer again (the liveness check an operator runs).
     assert all(q.ok for q in queues_liveness(broker_url=node_system.broker_url))
 

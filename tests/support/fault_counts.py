@@ -19,7 +19,8 @@ class Counted:
 
 
 def count_run(run_id: str) -> Counted:
-    from apps.reliability.models import Effect, FaultAccount, FaultExecution
+    from apps.reliability.models import Effect
+    from apps.testing.models import FaultAccount, FaultExecution
 
     prefix = f"fault:{run_id}:"
     keys = list(Effect.objects.filter(key__startswith=prefix).values_list("key", flat=True))

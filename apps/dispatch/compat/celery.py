@@ -16,6 +16,10 @@ Outside the bulk lane:
   ``manage.py topology`` and the beat sync (apps/ops/services.py).  Stock
   path: the crontab's public expanded sets, written as comma lists (the
   same schedule, spelled out);
+* ``pool_info(extra)``: a pool class decorator; ``celery inspect stats``
+  (``BasePool.info``, built by the private hook ``BasePool._get_info``) also
+  shows ``extra(pool)`` (apps/dispatch/pool.py: its limits).  Stock path:
+  the class is left alone and reports Celery's own info;
 * ``delayed_delivery``: ``celery.worker.consumer.delayed_delivery``
   (``DelayedDelivery``, ``MAX_RETRIES``, ``RETRIED_EXCEPTIONS``,
   ``RETRY_INTERVAL``) and the step methods apps/core/cluster.py overrides
@@ -23,8 +27,7 @@ Outside the bulk lane:
   ``_on_retry``).  Stock path: Celery's own delayed-delivery step.
 
 Hooks the project overrides, pinned by contract tests only (nothing to
-import): ``BasePool._get_info`` (apps/dispatch/pool.py adds its limits to
-``celery inspect stats``); ``Consumer.connection_for_write`` being what
+import): ``Consumer.connection_for_write`` being what
 Celery's Events step opens the event dispatcher's connection with
 (apps/dispatch/worker.py); ``celery.concurrency.base.apply_target``.
 
@@ -48,10 +51,11 @@ SUPPORTED = version_supported(
     "celery", _celery.__version__, TESTED_VERSION,
     "the bulk lane's lean path (Celery's strategy, Request and pool run every task); "
     "native delayed delivery on a quorum cluster (Celery's own step); crontab fields "
-    "(read from the crontab's public expanded sets)")
+    "(read from the crontab's public expanded sets); the bulk pool's limits in "
+    "inspect stats (Celery's own pool info)")
 
 __all__ = ["SUPPORTED", "TESTED_VERSION", "Request", "create_request_cls", "worker_state",
-           "tracer", "crontab_fields", "delayed_delivery", "CRONTAB_FIELDS"]
+           "tracer", "crontab_fields", "delayed_delivery", "CRONTAB_FIELDS", "pool_info"]
 
 # crontab's fields in the order of a crontab line (m h dom mon dow), with the
 # range a field covers when it is "*".
@@ -80,3 +84,28 @@ def crontab_fields(schedule) -> dict[str, str] | None:
         values = sorted(getattr(schedule, name))
         fields[name] = "*" if values == list(full) else ",".join(map(str, values))
     return fields
+
+
+def pool_info(extra):
+    """Class decorator: the pool's ``celery inspect stats`` info also holds
+    ``extra(pool)`` (a dict).
+
+    ``BasePool.info`` builds its answer with the private hook ``_get_info``;
+    on the tested version the class gets a ``_get_info`` that adds ``extra``
+    to Celery's.  On any other version the class is returned untouched and
+    reports Celery's own info.
+    """
+    def decorate(pool_cls):
+        if not SUPPORTED:
+            return pool_cls
+        stock = pool_cls._get_info
+
+        def _get_info(self):
+            info = stock(self)
+            info.update(extra(self))
+            return info
+
+        pool_cls._get_info = _get_info
+        return pool_cls
+
+    return decorate

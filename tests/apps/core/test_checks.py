@@ -98,22 +98,45 @@ def test_production_routes_nothing_test_only():
     assert not [r.task for r in PRODUCTION_TOPOLOGY.routes if r.task.startswith(TEST_SUPPORT_APP)]
 
 
-def test_a_production_process_has_no_test_only_task_or_route():
-    """A real process without DJANGO_TEST_SUPPORT: fault tasks unregistered and unrouted."""
+def _without_test_support(code: str, **env_overrides) -> str:
+    """Run ``code`` in a real process without DJANGO_TEST_SUPPORT; its stdout."""
     import os
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_TEST_SUPPORT"}
-    env.update(DJANGO_SETTINGS_MODULE="projectname.settings", DJANGO_TEST_SUPPORT="0")
+    env.update(DJANGO_SETTINGS_MODULE="projectname.settings", **env_overrides)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_a_production_process_has_no_test_only_task_route_or_model():
+    """A real process without DJANGO_TEST_SUPPORT: fault tasks unregistered and
+    unrouted, the fault models (apps.testing) not registered."""
     code = ("import django; django.setup(); from django.conf import settings; "
+            "from django.apps import apps; "
             "from apps.core.checks import project_task_names; "
             "print(sorted(t for t in project_task_names() if 'testing' in t or 'fault' in t), "
-            "sorted(t for t in settings.CELERY_TASK_ROUTES if 'testing' in t))")
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                            timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[] []"
+            "sorted(t for t in settings.CELERY_TASK_ROUTES if 'testing' in t), "
+            "sorted(m._meta.label for m in apps.get_models() "
+            "if m._meta.app_label == 'testing' or 'fault' in m.__name__.lower()))")
+    assert _without_test_support(code) == "[] [] []"
+
+
+def test_migrating_a_production_database_drops_the_fault_tables(tmp_path):
+    """A database migrated while the fault tables lived in apps.reliability
+    loses them on the next migrate; apps.testing's tables never appear."""
+    code = ("import django; django.setup(); from django.core.management import call_command; "
+            "from django.db import connection; "
+            "call_command('migrate', 'reliability', '0001', verbosity=0); "
+            "before = sorted(t for t in connection.introspection.table_names() if 'fault' in t); "
+            "call_command('migrate', verbosity=0); "
+            "after = sorted(t for t in connection.introspection.table_names() if 'fault' in t); "
+            "print(before, after)")
+    output = _without_test_support(code, DATABASE_URL=f"sqlite:///{tmp_path / 'prod.sqlite3'}")
+    assert output == "['reliability_faultaccount', 'reliability_faultexecution'] []"
 
 
 def test_a_routed_task_whose_app_is_not_installed_is_explained_in_plain_words():

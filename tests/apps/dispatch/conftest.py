@@ -10,7 +10,7 @@ from tests.support import rabbit
 @pytest.fixture
 def quiet_vhost():
     """The app publishes to a vhost of its own (nobody consumes) for this test."""
-    from apps.dispatch import publisher
+    from apps.dispatch import process_publisher as publisher
     from projectname.celery import app
 
     vhost = rabbit.create_vhost("quiet")

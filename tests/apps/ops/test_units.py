@@ -6,13 +6,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.conf import settings
+from django.core import mail
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from apps.ops import selectors, views
 from apps.ops.broker import QueueStats, management_api
-from apps.ops.services import schedules_sync
+from apps.ops.models import AlertIncident
+from apps.ops.services import alerts_evaluate, schedules_sync
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +35,7 @@ def test_work_without_a_consumer_is_red_and_alerted_on_the_page(client, make_use
     monkeypatch.setattr(views, "queue_stats", _stats)
     monkeypatch.setattr(selectors, "workers_overview", lambda **kw: ([], ""))
     client.force_login(make_user("viewer", permissions=("taskapi.view_all_tasks",)))
+    alerts_evaluate(stats=_stats(None))  # what beat's ops-alerts entry does every minute
     html = client.get("/ops/").content.decode()
     assert '<tr data-queue="main_worker" class="danger">' in html
     assert "work waiting, no consumer" in html
@@ -40,6 +43,20 @@ def test_work_without_a_consumer_is_red_and_alerted_on_the_page(client, make_use
     assert 'id="alerts"' in html
     assert "the oldest message has waited 75 s (threshold 60 s)" in html
     assert "7 message(s) waiting and no consumer" in html
+
+
+def test_the_page_shows_the_alerts_beat_evaluated_and_evaluates_none(
+        client, make_user, no_supervisor, monkeypatch, settings):
+    settings.OPS_NO_CONSUMER_GRACE_SECONDS = 0
+    monkeypatch.setattr(views, "queue_stats", _stats)
+    monkeypatch.setattr(selectors, "workers_overview", lambda **kw: ([], ""))
+    client.force_login(make_user("viewer", permissions=("taskapi.view_all_tasks",)))
+    html = client.get("/ops/").content.decode()
+    snapshot = client.get("/ops/api/snapshot/", HTTP_ACCEPT="application/json").json()
+    # Work waits with no consumer, yet no incident is opened and nothing is sent.
+    assert '<tr data-queue="main_worker" class="danger">' in html
+    assert not AlertIncident.objects.exists() and mail.outbox == []
+    assert snapshot["incidents"] == []
 
 
 def test_active_long_tasks_show_their_progress():

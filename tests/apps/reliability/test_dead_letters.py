@@ -8,7 +8,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from apps.reliability.models import Effect, FaultExecution, TaskDelivery
+from apps.reliability.models import Effect, TaskDelivery
+from apps.testing.models import FaultExecution
 from apps.reliability.services import dead_letter_requeue, dead_letters_list
 from apps.testing.services import fault_account_open
 from apps.testing.tasks import fault_flaky

@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from apps.reliability.models import Effect, FaultExecution
+from apps.reliability.models import Effect
+from apps.testing.models import FaultExecution
 from apps.reliability.retry import (
     TRANSIENT_ERRORS,
     PermanentError,

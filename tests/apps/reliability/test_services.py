@@ -6,7 +6,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.reliability.models import DelayedTask, Effect, FaultAccount, TaskDelivery
+from apps.reliability.models import DelayedTask, Effect, TaskDelivery
+from apps.testing.models import FaultAccount
 from apps.reliability.services import (
     DeliveryLimitExceeded,
     delivery_record,

@@ -273,7 +273,7 @@ def test_workers_and_queues_describe_the_running_system(api, live_system, live_h
 
 def test_scheduled_cleanup_removes_expired_results_and_records(api, live_system):
     from apps.taskapi.models import TaskRecord
-    from apps.taskapi.services import result_expires
+    from apps.taskapi.retention import result_expires
     from projectname.celery import app
 
     old = timezone.now() - 2 * result_expires()

@@ -13,12 +13,8 @@ from django_celery_results.models import TaskResult
 
 from apps.taskapi.allowlist import ALLOWLIST
 from apps.taskapi.models import RECORDED_HEADER, TaskRecord
-from apps.taskapi.services import (
-    DiagnosticError,
-    diagnostic_run,
-    result_expires,
-    task_results_cleanup,
-)
+from apps.taskapi.retention import result_expires, task_results_cleanup
+from apps.taskapi.services import DiagnosticError, diagnostic_run
 from apps.taskapi.signals import refuse_cancelled_task
 
 DIAGNOSE = ALLOWLIST["apps.taskapi.tasks.diagnose"]

@@ -126,10 +126,24 @@ def test_the_events_step_opens_its_connection_with_the_consumers_connection_for_
 
 
 def test_a_pool_reports_its_info_through__get_info():
-    """apps/dispatch/pool.py adds its limits to ``celery inspect stats`` there."""
+    """compat.celery.pool_info adds a pool's own entries to ``celery inspect stats`` there."""
     from celery.concurrency.base import BasePool, apply_target
     from celery.concurrency.solo import TaskPool
 
     assert "self._get_info()" in inspect.getsource(BasePool.info.fget)
     assert isinstance(TaskPool(limit=1)._get_info(), dict)
     assert list(inspect.signature(apply_target).parameters)[:3] == ["target", "args", "kwargs"]
+
+
+def test_the_bulk_pool_adds_its_limits_to_celerys_info():
+    from celery.concurrency.solo import TaskPool
+
+    from apps.dispatch.pool import SoloPool
+
+    info = SoloPool(limit=1, timeout=30, soft_timeout=20, max_memory_per_child=1000).info
+    assert info["timeouts"] == (20, 30) and info["max-memory-per-child"] == 1000
+    # Celery's own entries stay (its solo pool reports no timeouts of its own).
+    stock = TaskPool(limit=1).info
+    assert stock["timeouts"] == ()
+    assert {key: info[key] for key in stock if key not in ("timeouts", "implementation")} == {
+        key: value for key, value in stock.items() if key not in ("timeouts", "implementation")}

@@ -42,6 +42,9 @@ from celery.schedules import crontab
 
 from apps.core import cluster
 from apps.dispatch.compat import celery as compat_celery
+from apps.dispatch.pool import SoloPool
+
+pool_info = SoloPool(limit=1, timeout=30, soft_timeout=20, max_memory_per_child=1000).info
 
 print(json.dumps({{
     "lean_path": lean.lean_path_supported(),
@@ -49,6 +52,7 @@ print(json.dumps({{
     "cluster_step": "apps.core.cluster:ClusterDelayedDelivery"
                     in cluster.ClusterConsumer.Blueprint.default_steps,
     "crontab_minute": compat_celery.crontab_fields(crontab(minute="*/20"))["minute"],
+    "pool_limits": [list(pool_info["timeouts"]), pool_info.get("max-memory-per-child")],
 }}))
 """
 
@@ -68,9 +72,9 @@ def _run(library: str) -> tuple[dict, list[str]]:
 
 STOCK = {
     "celery": {"lean_path": False, "publish": "plain", "cluster_step": False,
-               "crontab_minute": "0,20,40"},
+               "crontab_minute": "0,20,40", "pool_limits": [[], None]},
     "amqp": {"lean_path": True, "publish": "stock", "cluster_step": True,
-             "crontab_minute": "*/20"},
+             "crontab_minute": "*/20", "pool_limits": [[20, 30], 1000]},
 }
 
 

@@ -41,7 +41,7 @@ def resident_kib() -> int:
 
 
 class SoloPool(TaskPool):
-    #: apps.dispatch.lean runs tasks straight from the consumer in this pool.
+    #: apps.dispatch.lean's task strategy runs tasks inline in this pool.
     runs_inline = True
 
     def __init__(self, *args, **kwargs):

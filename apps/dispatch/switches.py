@@ -5,7 +5,7 @@ turns single pieces off, each falling back to Celery's or py-amqp's own
 code for that step.  bench/pieces.py uses it to measure what each piece
 earns; an operator can use it to rule a piece out when chasing a problem.
 
-* ``lean_path``: every message takes Celery's strategy, Request and pool;
+* ``lean_path``: every message takes Celery's default strategy, Request and pool;
 * ``coalesced_acks``: the lean path acknowledges each message on its own.
 """
 

@@ -11,6 +11,7 @@ earns; an operator can use it to rule a piece out when chasing a problem.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -22,7 +23,13 @@ PIECES = ("lean_path", "coalesced_acks")
 
 def switched_off(environ=None) -> frozenset[str]:
     """The pieces switched off; an unknown name is logged and ignored."""
-    value = (os.environ if environ is None else environ).get(ENV, "")
+    return _parse((os.environ if environ is None else environ).get(ENV, ""))
+
+
+@functools.lru_cache(maxsize=16)
+def _parse(value: str) -> frozenset[str]:
+    # Cached: a worker asks once per task at every consumer start (the lean
+    # strategy), and an unknown name is worth one warning, not one per task.
     names = {name.strip() for name in value.split(",") if name.strip()}
     unknown = sorted(names - set(PIECES))
     if unknown:

@@ -67,6 +67,7 @@ NOOP_HEADERS = {"task": "apps.testing.tasks.noop", "id": "a-plain-id"}
 
 
 def _noop():
+    import apps.testing.tasks  # noqa: F401 - registers the task, as a worker does
     from projectname.celery import app
 
     return app.tasks[NOOP_HEADERS["task"]]
@@ -228,3 +229,28 @@ def test_the_strategy_runs_plain_messages_inline_and_hands_the_rest_to_celery(mo
     consumer.lean = None
     handler(_Delivered(channel2, 2), None, None, None, None)
     assert len(stock.calls) == 2 and ran2 == [again]
+
+
+def test_with_celerys_real_default_strategy_a_prefork_consumer_gets_its_handler(monkeypatch):
+    """The same, unpatched: the handler is the closure Celery's default
+    strategy returns; on a solo pool, the lean strategy's own."""
+    from types import SimpleNamespace
+
+    monkeypatch.delenv("DISPATCH_FAST_PATHS_OFF", raising=False)
+
+    from projectname.celery import app
+
+    nothing = lambda *args, **kwargs: None  # noqa: E731
+    consumer = SimpleNamespace(
+        app=app, pool=SimpleNamespace(runs_inline=False, apply_async=nothing), hostname="h",
+        lean=None, on_decode_error=nothing,
+        connection_errors=(), event_dispatcher=None, timer=SimpleNamespace(call_at=nothing),
+        apply_eta_task=nothing, disable_rate_limits=True, task_buckets={},
+        on_task_request=nothing, _limit_task=nothing, _limit_post_eta=nothing,
+        controller=SimpleNamespace(state=SimpleNamespace(revoked=set())))
+    handler = lean.lean_strategy(_noop(), app, consumer)
+    assert handler.__qualname__ == "default.<locals>.task_message_handler"
+    assert handler.__module__ == "celery.worker.strategy"
+    consumer.pool.runs_inline = True
+    wrapped = lean.lean_strategy(_noop(), app, consumer)
+    assert wrapped.__qualname__ == "lean_strategy.<locals>.lean_task_handler"

@@ -270,8 +270,9 @@ def lean_strategy(task, app, consumer, **kwargs):
     the path switched off, another Celery) gets the handler of Celery's own
     strategy as is.  Otherwise the runner is looked up per message
     (``consumer.lean``: a reconnection brings a new runner on a new channel);
-    a plain message runs inline, any other is checked for a poison body,
-    the coalesced acks are flushed, and Celery's handler takes it.
+    a plain message runs inline; before any other, the coalesced acks are
+    flushed, then its body is checked (poison is dead-lettered) and Celery's
+    handler takes it.
     """
     handler = symbol_by_name(Task.Strategy)(task, app, consumer, **kwargs)
     if not lean_path_wanted(consumer):

@@ -1,4 +1,4 @@
-"""The lean path: run a plain task message straight from the consumer, acks coalesced.
+"""The lean path: a task strategy that runs a plain message inline, acks coalesced.
 
 For every message Celery's default strategy builds a ``Request`` object,
 sends it through the pool (``execute_using_pool`` -> ``apply_async`` ->
@@ -8,8 +8,12 @@ that indirection does anything: the task runs inline either way.  Measured
 on a noop task, the indirection and the per-message ack were about half of
 the worker's CPU per task.
 
-For a message that needs nothing special, ``LeanRunner`` does what those
-steps amount to and no more:
+The project's tasks name ``lean_strategy`` as their ``Task.Strategy``
+(apps/reliability/base.py), Celery's per-task extension point for handling
+a received message.  On the bulk lane's solo pool it hands a message that
+needs nothing special to ``LeanRunner``, which does what those steps amount
+to and no more; on every other worker it is Celery's default strategy,
+unchanged:
 
 * the body is decoded once, by kombu exactly as Celery's path decodes it
   (a body that does not decode is poison: rejected without requeue, so
@@ -23,7 +27,7 @@ steps amount to and no more:
 * on failure, retry or reject, a regular Celery ``Request`` is built and
   decides (ack / reject / requeue) exactly as Celery's own code would.
 
-Everything else takes Celery's normal path, unchanged: messages with an ETA
+Everything else takes Celery's default strategy, unchanged: messages with an ETA
 or expiry, redeliveries, retries, messages the Task API can cancel (they
 need the database lookup in apps/taskapi/signals.py), revoked ids, stamped
 messages while any stamp is revoked (``revoke_by_stamped_headers``), tasks
@@ -39,9 +43,10 @@ any message takes Celery's normal path, and when the consumer stops.
 
 from __future__ import annotations
 
-from celery import bootsteps
+from celery import Task, bootsteps
 from celery.utils.log import get_logger
 from kombu.serialization import loads, prepare_accept_content
+from kombu.utils.imports import symbol_by_name
 
 from apps.dispatch.compat import celery as compat_celery
 from apps.dispatch.compat.billiard import ExceptionInfo
@@ -169,21 +174,19 @@ class LeanRunner:
             coalescer.hand_over(message.delivery_tag)
 
     # -- per message ---------------------------------------------------------------
-    def eligible(self, message, headers: dict):
-        """The task to run on the lean path, or None for Celery's normal path."""
+    def eligible(self, message, headers: dict, task) -> bool:
+        """Does this message of ``task`` run on the lean path (else Celery's)?"""
         coalescer = self.coalescer
         if (coalescer is None or message.channel is not coalescer.channel
                 or message.content_type != JSON):
-            return None
+            return False
         if (headers.get("eta") or headers.get("expires") or headers.get("retries")
                 or headers.get(RECORDED_HEADER) or headers.get("id") in self.revoked
                 or (self.revoked_stamps and headers.get("stamped_headers"))
                 or message.delivery_info.get("redelivered") or self.task_events_on()):
-            return None
-        task = self.app.tasks.get(headers.get("task"))
-        if task is None or not task.acks_late or (self.rate_limits and task.rate_limit):
-            return None
-        return task
+            return False
+        # Per message: ``celery control rate_limit`` changes a task's limit at runtime.
+        return bool(task.acks_late and not (self.rate_limits and task.rate_limit))
 
     def run(self, message, headers: dict, task, on_poison) -> None:
         try:
@@ -249,6 +252,54 @@ def lean_path_supported() -> bool:
     return compat_celery.SUPPORTED
 
 
+def lean_path_wanted(consumer) -> bool:
+    """Does ``LeanSteps`` turn the lean path on for this consumer?  Its solo
+    pool runs tasks inline, the operator did not switch it off, and Celery
+    is the tested version.  ``lean`` is the attribute ``LeanSteps`` sets:
+    a consumer without the step never gets a runner."""
+    return (hasattr(consumer, "lean") and getattr(consumer.pool, "runs_inline", False)
+            and "lean_path" not in switched_off() and lean_path_supported())
+
+
+def lean_strategy(task, app, consumer, **kwargs):
+    """``Task.Strategy`` of the project's tasks (``ReliableTask``).
+
+    Celery builds one handler per task with it, in ``update_strategies()``
+    at every consumer (re)start, before ``LeanSteps`` starts.  A consumer
+    that will not run the lean path (any pool but the bulk lane's solo pool,
+    the path switched off, another Celery) gets the handler of Celery's own
+    strategy as is.  Otherwise the runner is looked up per message
+    (``consumer.lean``: a reconnection brings a new runner on a new channel);
+    a plain message runs inline; before any other, the coalesced acks are
+    flushed, then its body is checked (poison is dead-lettered) and Celery's
+    handler takes it.
+    """
+    handler = symbol_by_name(Task.Strategy)(task, app, consumer, **kwargs)
+    if not lean_path_wanted(consumer):
+        return handler
+    accept = prepare_accept_content(app.conf.accept_content)
+    on_poison = consumer.on_decode_error  # apps/reliability/consumer.py: dead-letters
+
+    def lean_task_handler(message, body, ack, reject, callbacks):
+        if body is not None:  # protocol 1: the consumer decoded it already
+            return handler(message, body, ack, reject, callbacks)
+        runner, headers = consumer.lean, message.headers
+        if runner is not None:
+            if runner.eligible(message, headers, task):
+                return runner.run(message, headers, task, on_poison)
+            runner.hand_over(message)
+        try:
+            loads(message.body, message.content_type, message.content_encoding,
+                  accept=accept)
+        except Exception as exc:  # noqa: BLE001 - any decode failure is poison
+            return on_poison(message, exc)
+        return handler(message, body, ack, reject, callbacks)
+
+    # ReliableConsumer leaves the poison check of this task's messages to it.
+    lean_task_handler.checks_bodies = True
+    return lean_task_handler
+
+
 class LeanSteps(bootsteps.StartStopStep):
     """Consumer bootstep: turns the lean path on for a solo-pool worker.
 
@@ -267,14 +318,13 @@ class LeanSteps(bootsteps.StartStopStep):
         if not getattr(c.pool, "runs_inline", False):
             c.lean = None
             return
-        off = switched_off()
-        if "lean_path" in off or not lean_path_supported():
+        if not lean_path_wanted(c):
             c.lean = None
             logger.info("Lean path off: every message takes Celery's own path.")
             return
         runner = c.lean = LeanRunner(c)
         channel = c.task_consumer.channel
-        prefetch = 1 if "coalesced_acks" in off else c.qos.value or 1
+        prefetch = 1 if "coalesced_acks" in switched_off() else c.qos.value or 1
         runner.attach(channel, prefetch_count=prefetch)
         self._timer = c.timer.call_repeatedly(FLUSH_SECONDS, runner.flush)
         logger.info("Lean path on: plain task messages run inline, acks coalesced "

@@ -44,7 +44,7 @@ def resident_kib() -> int:
 # Through Celery's private pool-info hook: apps/dispatch/compat/celery.py.
 @pool_info(lambda pool: pool.limits_info())
 class SoloPool(TaskPool):
-    #: apps.dispatch.lean runs tasks straight from the consumer in this pool.
+    #: apps.dispatch.lean's task strategy runs tasks inline in this pool.
     runs_inline = True
 
     def __init__(self, *args, **kwargs):

@@ -5,12 +5,13 @@ turns single pieces off, each falling back to Celery's or py-amqp's own
 code for that step.  bench/pieces.py uses it to measure what each piece
 earns; an operator can use it to rule a piece out when chasing a problem.
 
-* ``lean_path``: every message takes Celery's strategy, Request and pool;
+* ``lean_path``: every message takes Celery's default strategy, Request and pool;
 * ``coalesced_acks``: the lean path acknowledges each message on its own.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -22,7 +23,13 @@ PIECES = ("lean_path", "coalesced_acks")
 
 def switched_off(environ=None) -> frozenset[str]:
     """The pieces switched off; an unknown name is logged and ignored."""
-    value = (os.environ if environ is None else environ).get(ENV, "")
+    return _parse((os.environ if environ is None else environ).get(ENV, ""))
+
+
+@functools.lru_cache(maxsize=16)
+def _parse(value: str) -> frozenset[str]:
+    # Cached: a worker asks once per task at every consumer start (the lean
+    # strategy), and an unknown name is worth one warning, not one per task.
     names = {name.strip() for name in value.split(",") if name.strip()}
     unknown = sorted(names - set(PIECES))
     if unknown:

@@ -35,6 +35,9 @@ from apps.reliability.retry import BACKOFF_FACTOR, BACKOFF_MAX, PermanentError, 
 
 
 class ReliableTask(DjangoTask):
+    #: Celery's default strategy, except on the bulk lane's solo pool, where
+    #: plain messages run inline (apps/dispatch/lean.py).
+    Strategy = "apps.dispatch.lean:lean_strategy"
     #: Execution starts allowed per message (None: settings / topology default).
     max_deliveries: int | None = None
     #: Exceptions retried with exponential backoff (see apps/reliability/retry.py).

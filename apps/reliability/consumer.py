@@ -12,7 +12,9 @@ Either way the message is gone.  This consumer:
   (apps/dispatch/worker.py);
 * checks that each task message's body decodes (JSON, accepted content type)
   before handing it to the pool, and rejects a poison message without requeue,
-  so RabbitMQ moves it to the dead-letter queue where an operator can see it.
+  so RabbitMQ moves it to the dead-letter queue where an operator can see it
+  (on the bulk lane the lean path's ``Task.Strategy`` checks the bodies of
+  the messages it takes, through ``on_decode_error``: apps/dispatch/lean.py).
 
 Unknown task names are already rejected (without requeue) by Celery itself,
 so they end in the dead-letter queue too.
@@ -66,21 +68,18 @@ class ReliableConsumer(EventsWithoutConfirms, Consumer):
         _reject_poison(message, exc)
 
     def create_task_handler(self, promise=None):
+        """Celery's handler, behind the poison check.  A task whose strategy
+        checks bodies itself (``checks_bodies``: the lean path's, which
+        decodes each body once) is left to it."""
         kwargs = {} if promise is None else {"promise": promise}
         handler = super().create_task_handler(**kwargs)
         accept = prepare_accept_content(self.app.conf.accept_content)
+        strategies = self.strategies
 
         def on_task_received(message):
-            headers = message.headers if isinstance(message.headers, dict) else None
-            lean = self.lean
-            if lean is not None:
-                # apps/dispatch/lean.py: plain messages run inline (it checks
-                # for poison itself); anything else is handed to Celery.
-                task = lean.eligible(message, headers) if headers else None
-                if task is not None:
-                    return lean.run(message, headers, task, _reject_poison)
-                lean.hand_over(message)
-            if headers and "task" in headers:
+            headers = message.headers
+            if (isinstance(headers, dict) and "task" in headers
+                    and not getattr(strategies.get(headers["task"]), "checks_bodies", False)):
                 try:
                     loads(message.body, message.content_type, message.content_encoding,
                           accept=accept)

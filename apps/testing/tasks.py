@@ -28,6 +28,13 @@ def noop(n: int = 0) -> None:
     return None
 
 
+@shared_task(ignore_result=True, Strategy="celery.worker.strategy:default")
+def noop_stock_strategy(n: int = 0) -> None:
+    """``noop`` with Celery's default ``Task.Strategy`` instead of the project's
+    (tests/apps/dispatch/test_lean_live.py: only the lean strategy runs inline)."""
+    return None
+
+
 @shared_task(bind=True, ignore_result=True)
 def fault_effect(self, run_id: str, token: str, work_ms: int = 0) -> None:
     fault_execution_record(run_id=run_id, token=token)

@@ -1,5 +1,10 @@
 """Celery internals used by the bulk lane (apps/dispatch/lean.py, pool.py).
 
+The lean path enters through Celery's public per-task extension point,
+``Task.Strategy`` (``lean_strategy``, named by ``ReliableTask``): it falls
+back to the handler of the default strategy the base ``Task.Strategy`` names
+(``celery.worker.strategy:default``).  What it does inside is private:
+
 * ``worker_state``: ``celery.worker.state``'s revoke lists
   (``revoked``, ``revoked_stamps``) and task counters (``total_count``,
   ``all_total_count``), and ``should_stop`` for a warm stop;
@@ -31,8 +36,15 @@ import): ``Consumer.connection_for_write`` being what
 Celery's Events step opens the event dispatcher's connection with
 (apps/dispatch/worker.py); ``celery.concurrency.base.apply_target``.
 
-Extension points used as documented (not here): bootsteps,
-``worker_consumer``, ``Consumer.create_task_handler``,
+How Celery builds and calls strategies is pinned by a contract test too:
+the task consumer's start runs ``update_strategies()`` (so strategies are
+rebuilt at every reconnection, before ``LeanSteps`` starts: the lean
+strategy looks its runner up per message), and the consumer calls a
+handler as ``(message, payload, ack, reject, callbacks)``.
+
+Extension points used as documented (not here): ``Task.Strategy``,
+bootsteps, ``worker_consumer``, ``Consumer.create_task_handler`` (the
+poison-body check, apps/reliability/consumer.py),
 ``celery.concurrency.solo.TaskPool``, signals.
 """
 
@@ -49,7 +61,8 @@ from apps.dispatch.compat import version_supported
 TESTED_VERSION = "5.7.0"
 SUPPORTED = version_supported(
     "celery", _celery.__version__, TESTED_VERSION,
-    "the bulk lane's lean path (Celery's strategy, Request and pool run every task); "
+    "the bulk lane's lean path (Celery's default strategy, Request and pool run every "
+    "task); "
     "native delayed delivery on a quorum cluster (Celery's own step); crontab fields "
     "(read from the crontab's public expanded sets); the bulk pool's limits in "
     "inspect stats (Celery's own pool info)")

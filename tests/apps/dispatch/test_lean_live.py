@@ -268,3 +268,105 @@ def test_a_body_labelled_with_another_encoding_runs_alike_on_both_lanes(
         suffixes["main_worker"], "")
     if encoding == "binary":  # not a codec: py-amqp leaves the bytes, kombu reads UTF-8
         assert bulk.token == f"enc-binary-é€-{suffixes['bulk']}"
+
+
+# -- the lean path is the project's Task.Strategy ----------------------------------------
+
+NOOP = "apps.testing.tasks.noop"
+STOCK_NOOP = "apps.testing.tasks.noop_stock_strategy"  # Celery's default Task.Strategy
+
+
+def _log_paths(worker: LoneWorker, task_ids):
+    """For each task id that finished: "lean" when the worker logged no
+    "received" line for it (Celery's strategy logs one for every message it
+    takes, the lean path none), else "celery"; None until all finished."""
+    log = worker.log.read_text(errors="replace")
+    if not all(f"[{task_id}] succeeded" in log for task_id in task_ids):
+        return None
+    return {task_id: "celery" if f"[{task_id}] received" in log else "lean"
+            for task_id in task_ids}
+
+
+def _run_on_both_strategies(worker: LoneWorker, label: str, count: int = 10):
+    lean_ids = [worker.publish(NOOP, {"n": i}) for i in range(count)]
+    stock_ids = [worker.publish(STOCK_NOOP, {"n": i}) for i in range(count)]
+    paths = wait_for(lambda: _log_paths(worker, lean_ids + stock_ids), 60, interval=0.3,
+                     message=f"{label}: every task logged its success")
+    wait_for(lambda: _settled(worker.vhost, "bulk"), 30, interval=0.2,
+             message=f"{label}: every message acknowledged")
+    return {paths[i] for i in lean_ids}, {paths[i] for i in stock_ids}
+
+
+@pytest.mark.live
+@pytest.mark.django_db(transaction=True)
+def test_only_the_lean_strategy_runs_messages_inline(lone_worker):
+    """The bulk worker runs the project's tasks inline through their
+    ``Task.Strategy``; a task that keeps Celery's default strategy is never
+    run inline, on the same worker, in the same batch."""
+    lone_worker.start()
+    assert _run_on_both_strategies(lone_worker, "first run") == ({"lean"}, {"celery"})
+
+
+@pytest.mark.live
+@pytest.mark.django_db(transaction=True)
+def test_the_lean_path_survives_a_connection_the_broker_closed(lone_worker):
+    """Strategies are built once per consumer start; the runner (and its
+    channel) is looked up per message, so after a reconnection plain messages
+    run inline again, on the new channel, and every ack reaches the broker."""
+    lone_worker.start()
+    assert _run_on_both_strategies(lone_worker, "before") == ({"lean"}, {"celery"})
+    log_before = lone_worker.log.read_text(errors="replace").count("Lean path on")
+    assert log_before
+    closed = set(rabbit.vhost_connections(lone_worker.vhost))
+    assert closed, "the worker's connections are listed"
+    for name in closed:
+        try:
+            rabbit.close_connection(name, reason="the lean path's reconnection test")
+        except requests.HTTPError:  # a publisher's connection, closed meanwhile
+            pass
+    wait_for(lambda: set(rabbit.vhost_connections(lone_worker.vhost)) - closed
+             and lone_worker.log.read_text(errors="replace").count("Lean path on") > log_before,
+             60, interval=0.3, message="the worker reconnected and started the lean path")
+    wait_for(lambda: rabbit.queue_info(lone_worker.vhost, "bulk").get("consumers"), 60,
+             interval=0.3, message="the worker consuming again")
+    assert _run_on_both_strategies(lone_worker, "after reconnecting") == ({"lean"}, {"celery"})
+
+
+def publish_raw(broker_url: str, task: str, body: bytes, **options) -> str:
+    """A task message for the bulk queue with this body, as is."""
+    from projectname.celery import app
+
+    task_id = str(uuid.uuid4())
+    message = app.amqp.as_task_v2(task_id, task, args=(), kwargs={}, **options)
+    with Connection(broker_url) as connection:
+        maybe_declare(app.amqp.queues["bulk"], connection.default_channel)
+        connection.Producer().publish(
+            body, exchange="", routing_key="bulk", headers=message.headers,
+            content_type="application/json", content_encoding="utf-8", delivery_mode=2)
+    return task_id
+
+
+@pytest.mark.live
+@pytest.mark.django_db(transaction=True)
+def test_poison_bodies_are_dead_lettered_whichever_path_would_take_them(lone_worker):
+    """A body that does not decode is rejected without requeue (RabbitMQ
+    dead-letters it): a plain message (the lean path decodes it), one the lean
+    strategy hands to Celery (a retry), and one of a task with Celery's
+    default strategy (the consumer checks it)."""
+    from projectname.topology import DEAD_LETTER_QUEUE
+
+    lone_worker.start()
+    before = rabbit.queue_info(lone_worker.vhost, DEAD_LETTER_QUEUE).get("messages", 0)
+    ids = [publish_raw(lone_worker.broker_url, NOOP, b"{not json"),
+           publish_raw(lone_worker.broker_url, NOOP, b"{not json", retries=1),
+           publish_raw(lone_worker.broker_url, STOCK_NOOP, b"{not json")]
+    wait_for(lambda: rabbit.queue_info(lone_worker.vhost, DEAD_LETTER_QUEUE).get(
+        "messages", 0) - before == 3, 30, interval=0.3,
+        message="three poison messages dead-lettered")
+    log = lone_worker.log.read_text(errors="replace")
+    assert log.count("Poison message rejected to the dead-letter queue") >= 3
+    assert all(task_id in log for task_id in ids)
+    wait_for(lambda: _settled(lone_worker.vhost, "bulk"), 10, interval=0.2,
+             message="the bulk queue holds nothing")
+    # The worker goes on consuming on the lean path.
+    assert _run_on_both_strategies(lone_worker, "after poison") == ({"lean"}, {"celery"})

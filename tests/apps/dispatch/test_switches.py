@@ -13,3 +13,11 @@ def test_an_unknown_name_is_logged_and_ignored(caplog):
     with caplog.at_level(logging.WARNING):
         assert switched_off({ENV: "lean_path,turbo"}) == {"lean_path"}
     assert "turbo" in caplog.text and "lean_path" in caplog.text
+
+
+def test_an_unknown_name_is_logged_once_however_often_it_is_read(caplog):
+    """The lean strategy reads the switch for every task at each consumer start."""
+    with caplog.at_level(logging.WARNING):
+        for _ in range(5):
+            assert switched_off({ENV: "coalesced_acks,warp"}) == {"coalesced_acks"}
+    assert caplog.text.count("warp") == 1

@@ -147,3 +147,27 @@ def test_the_bulk_pool_adds_its_limits_to_celerys_info():
     assert stock["timeouts"] == ()
     assert {key: info[key] for key in stock if key not in ("timeouts", "implementation")} == {
         key: value for key, value in stock.items() if key not in ("timeouts", "implementation")}
+
+
+def test_strategies_are_built_at_each_task_consumer_start_and_called_as_the_lean_path_expects():
+    """apps/dispatch/lean.py ``lean_strategy`` (public ``Task.Strategy``)
+    relies on three things Celery does: the task consumer's start builds every
+    task's strategy (so a reconnection rebuilds them, before ``LeanSteps``
+    starts again, which is why the runner is looked up per message); the
+    consumer calls a handler as ``(message, payload, ack, reject, callbacks)``,
+    ``payload`` None for protocol 2; and the base ``Task.Strategy`` names the
+    default strategy whose handler the lean strategy falls back to."""
+    import re
+
+    from celery import Task
+    from celery.worker.consumer.consumer import Consumer
+    from celery.worker.consumer.tasks import Tasks
+
+    assert Task.Strategy == "celery.worker.strategy:default"
+    assert "c.update_strategies()" in inspect.getsource(Tasks.start)
+    assert "task.start_strategy(self.app, self)" in inspect.getsource(Consumer.update_strategies)
+    handler_call = inspect.getsource(Consumer.create_task_handler)
+    assert "payload = None" in handler_call
+    assert re.search(r"strategy\(\s*message, payload,\s*ack_log_error_promise,"
+                     r"\s*reject_log_error_promise,\s*callbacks,\s*\)", handler_call)
+    assert re.search(r"except DecodeError as exc:\s*return self\.on_decode_error", handler_call)

@@ -35,7 +35,7 @@ from bench import common  # noqa: E402
 
 ENV = "DISPATCH_FAST_PATHS_OFF"
 # apps/dispatch/switches.py PRODUCER_PIECES (not imported: that needs Django set up first).
-PIECES = ("message_slimming", "bulk_encoder", "batched_frames")
+PIECES = ("message_slimming", "batched_frames")
 QUEUE = "bulk"
 RAW = "raw py-amqp, same messages prebuilt, confirms streamed"
 

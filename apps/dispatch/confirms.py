@@ -19,7 +19,7 @@ from amqp.serialization import dumps as amqp_dumps
 
 from apps.dispatch.compat import amqp as compat_amqp
 
-from apps.dispatch.encoding import publish_frames, publish_method_payload
+from apps.dispatch.frames import publish_frames, publish_method_payload
 from apps.dispatch.switches import switched_off
 
 # basic.publish arguments: ticket, exchange, routing key, mandatory, immediate.

@@ -2,11 +2,10 @@
 
 ``_task_headers`` takes Celery's own headers (``app.amqp.as_task_v2``) and
 leaves out the optional ones whose absence means the same ("message
-slimming"); ``_MessageBuilder`` encodes a whole batch of one task's messages
-with the AMQP properties encoded once (apps/dispatch/encoding.py, "bulk
-encoder").  Either piece can be switched off in the publishing process
-(``DISPATCH_FAST_PATHS_OFF``, apps/dispatch/switches.py).  Used by the bulk
-enqueue, the single enqueue and the outbox sweeper.
+slimming", switched off in the publishing process by
+``DISPATCH_FAST_PATHS_OFF=message_slimming``, apps/dispatch/switches.py);
+``_MessageBuilder`` builds a whole batch of one task's messages.  Used by
+the bulk enqueue, the single enqueue and the outbox sweeper.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from celery.utils.nodenames import anon_nodename
 from celery.utils.saferepr import saferepr
 from kombu.utils.json import dumps
 
-from apps.dispatch.encoding import BatchEncoder
 from apps.dispatch.switches import switched_off
 from projectname.topology import TOPOLOGY
 
@@ -128,11 +126,10 @@ class _MessageBuilder:
 
     The first message's headers come from ``app.amqp.as_task_v2`` (Celery's own
     protocol 2 builder); later ones differ only in id, root id and kwargs repr,
-    which is what ``as_task_v2`` would produce for them.  Their AMQP properties
-    are encoded once per batch (apps/dispatch/encoding.py) unless the bulk
-    encoder is switched off.  ``prepare`` does the part that can fail on bad
-    input (the JSON body), ``message`` the rest, so a batch can be checked
-    whole before anything is published.  The switches are read once, here.
+    which is what ``as_task_v2`` would produce for them.  ``prepare`` does the
+    part that can fail on bad input (the JSON body), ``message`` the rest, so
+    a batch can be checked whole before anything is published.  The slimming
+    switch is read once per batch, here.
     """
 
     def __init__(self, app, task, priority: int,
@@ -140,10 +137,7 @@ class _MessageBuilder:
         self.app, self.task, self.extra_headers = app, task, extra_headers
         self.maxsize = app.amqp.kwargsrepr_maxsize
         self.properties = _message_properties(app, priority)
-        off = switched_off()
-        self.slim = "message_slimming" not in off
-        self.encode = "bulk_encoder" not in off
-        self.encoder: BatchEncoder | None = None
+        self.slim = _slimming()
         self.template: dict | None = None
 
     def prepare(self, kwargs: Mapping[str, object]) -> tuple[bytes, str, dict]:
@@ -163,11 +157,6 @@ class _MessageBuilder:
             self.template = _task_headers(
                 self.app, self.task, task_id, args=(), kwargs=kwargs, kwargsrepr=kwargsrepr,
                 extra=self.extra_headers, slim=self.slim)
-            if self.encode:
-                self.encoder = BatchEncoder(self.template, self.properties)
-        if self.encoder is not None:
-            return self.encoder.message(body, task_id=task_id, kwargsrepr=kwargsrepr)
-        # The bulk encoder off: py-amqp encodes every message's properties.
         headers = dict(self.template, id=task_id, root_id=task_id, kwargsrepr=kwargsrepr)
         return Message(body, application_headers=headers, correlation_id=task_id,
                        **self.properties)

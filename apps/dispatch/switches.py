@@ -19,8 +19,6 @@ them), once per batch or single message:
 * ``message_slimming``: messages carry every protocol 2 header Celery's own
   ``app.amqp.as_task_v2`` sends, those at their defaults included, and
   Celery's standard embed (callbacks, errbacks, chain, chord: all null);
-* ``bulk_encoder``: each message of a batch is a plain ``amqp.Message``
-  whose properties py-amqp encodes itself;
 * ``batched_frames``: each message of a batch goes out through py-amqp's own
   publish (its frame writer, one socket write per message) instead of the
   batch's frames written in 64 KiB chunks.
@@ -36,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 ENV = "DISPATCH_FAST_PATHS_OFF"
 WORKER_PIECES = ("lean_path", "coalesced_acks")
-PRODUCER_PIECES = ("message_slimming", "bulk_encoder", "batched_frames")
+PRODUCER_PIECES = ("message_slimming", "batched_frames")
 PIECES = WORKER_PIECES + PRODUCER_PIECES
 
 

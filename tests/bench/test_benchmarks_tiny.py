@@ -58,7 +58,7 @@ def test_producer_pieces_runs_every_variant_and_every_batch_arrives_whole(tmp_pa
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
     assert [r["variant"] for r in data["results"]] == [
-        "all on", "message_slimming off", "bulk_encoder off", "batched_frames off",
+        "all on", "message_slimming off", "batched_frames off",
         "raw py-amqp, same messages prebuilt, confirms streamed"]
     for row in data["results"]:
         assert len(row["rate"]) == len(row["cpu_us"]) == 2

@@ -10,7 +10,6 @@ import uuid
 import pytest
 from amqp import Message
 
-from apps.dispatch.encoding import EncodedMessage
 from apps.dispatch.services import _MessageBuilder, _task_headers, tasks_enqueue_bulk
 from apps.dispatch.switches import ENV, PRODUCER_PIECES
 from projectname.topology import TOPOLOGY
@@ -59,20 +58,6 @@ def test_slimming_off_reaches_the_single_enqueues_headers_too():
     full = _task_headers(app, noop, "t", args=(), kwargs={}, slim=False)
     assert full["retries"] == 0 and list(full["timelimit"]) == [None, None]
     assert "retries" not in _task_headers(app, noop, "t", args=(), kwargs={})
-
-
-def test_encoder_off_sends_plain_messages_with_the_same_properties(monkeypatch):
-    encoded = _batch(monkeypatch, "")
-    plain = _batch(monkeypatch, "bulk_encoder")
-    assert all(type(message) is EncodedMessage for message in encoded)
-    assert all(type(message) is Message for message in plain)
-    for ours, stock in zip(encoded, plain, strict=True):
-        props = dict(ours.properties)
-        stock_props = dict(stock.properties)
-        # The timestamp is the build time in seconds.
-        props.pop("timestamp"), stock_props.pop("timestamp")
-        assert props == stock_props
-        assert ours.body == stock.body
 
 
 def _published(vhost: str, queue: str, count: int) -> list:

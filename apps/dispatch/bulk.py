@@ -39,7 +39,7 @@ from kombu.common import maybe_declare
 from kombu.exceptions import OperationalError
 
 from apps.dispatch.confirms import BulkEnqueueError, _publish_confirmed
-from apps.dispatch.encoding import SHORTSTR_MAX
+from apps.dispatch.frames import SHORTSTR_MAX
 from apps.dispatch.messages import _celery_app, _MessageBuilder, _queue_name, _resolve_task
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from amqp.serialization import dumps as amqp_dumps
 
 from apps.dispatch.compat import amqp as compat_amqp
 
-from apps.dispatch.encoding import publish_frames, publish_method_payload
+from apps.dispatch.frames import publish_frames, publish_method_payload
+from apps.dispatch.switches import switched_off
 
 # basic.publish arguments: ticket, exchange, routing key, mandatory, immediate.
 _PUBLISH_SIGNATURE = "Bssbb"
@@ -158,19 +159,21 @@ def _publish_confirmed(raw_connection, messages: Iterable[Message], *, count: in
                 pending.clear()
                 pending_bytes = 0
 
+        # Another py-amqp than the tested one, or the batched frames switched
+        # off in this process: py-amqp's own publish, one message at a time
+        # (slower, never wrong).
+        batched = compat_amqp.SUPPORTED and "batched_frames" not in switched_off()
         for index, message in enumerate(messages, start=1):
-            if not compat_amqp.SUPPORTED:
-                # Another py-amqp than the tested one: its own publish, one
-                # message at a time (slower, never wrong).
+            if batched:
+                frames = publish_frames(channel_id, method_payload, message, frame_max)
+                pending.append(frames)
+                pending_bytes += len(frames)
+                if pending_bytes >= _WRITE_BYTES:
+                    flush()
+            else:
                 written += 1
                 compat_amqp.basic_publish_no_wait(channel, message, routing_key=routing_key)
                 holder.published += 1
-                continue
-            frames = publish_frames(channel_id, method_payload, message, frame_max)
-            pending.append(frames)
-            pending_bytes += len(frames)
-            if pending_bytes >= _WRITE_BYTES:
-                flush()
             if index % _DRAIN_EVERY == 0:
                 flush()
                 while select.select([sock], [], [], 0)[0]:

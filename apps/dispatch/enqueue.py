@@ -10,14 +10,13 @@ from typing import NamedTuple
 
 from amqp import Message
 from django.db import transaction
-from kombu.utils.json import dumps
-
 from apps.dispatch.messages import (
-    _EMBED,
     _celery_app,
     _message_properties,
     _queue_name,
     _resolve_task,
+    _slimming,
+    _task_body,
     _task_headers,
 )
 
@@ -52,9 +51,10 @@ def task_enqueue(
     task_id = task_id or str(uuid.uuid4())
     queue_name = _queue_name(app, task, queue)
     kwargs = dict(kwargs or {})
+    slim = _slimming()
     message_headers = _task_headers(app, task, task_id, args=tuple(args), kwargs=kwargs,
-                                    extra=headers)
-    message = Message(dumps((tuple(args), kwargs, _EMBED)).encode("utf-8"),
+                                    extra=headers, slim=slim)
+    message = Message(_task_body(tuple(args), kwargs, slim=slim),
                       application_headers=message_headers, correlation_id=task_id,
                       **_message_properties(app, priority))
     process_publisher().publish(message, routing_key=queue_name, wait_confirm=wait_confirm)

@@ -1,10 +1,11 @@
 """Celery protocol 2 task messages, built the way ``apply_async`` builds them.
 
 ``_task_headers`` takes Celery's own headers (``app.amqp.as_task_v2``) and
-leaves out the optional ones whose absence means the same; ``_MessageBuilder``
-encodes a whole batch of one task's messages with the AMQP properties encoded
-once (apps/dispatch/encoding.py).  Used by the bulk enqueue, the single
-enqueue and the outbox sweeper.
+leaves out the optional ones whose absence means the same ("message
+slimming", switched off in the publishing process by
+``DISPATCH_FAST_PATHS_OFF=message_slimming``, apps/dispatch/switches.py);
+``_MessageBuilder`` builds a whole batch of one task's messages.  Used by
+the bulk enqueue, the single enqueue and the outbox sweeper.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from celery.utils.nodenames import anon_nodename
 from celery.utils.saferepr import saferepr
 from kombu.utils.json import dumps
 
-from apps.dispatch.encoding import BatchEncoder
+from apps.dispatch.switches import switched_off
 from projectname.topology import TOPOLOGY
 
 # The body's third item (callbacks, errbacks, chain, chord): none of them, which
 # Celery's protocol spells ``None`` (a worker reads ``embed or {}``).
 _EMBED = None
+# What ``as_task_v2`` sends for none of them (the slimming switched off).
+_STANDARD_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 # Celery headers that a worker reads with a default when they are absent
 # (celery/worker/request.py, app/task.py Context), with that default.  The
@@ -71,18 +74,30 @@ def _queue_name(app, task, queue: str | None) -> str:
     return name
 
 
+def _slimming() -> bool:
+    """Whether message slimming is on in this (the publishing) process."""
+    return "message_slimming" not in switched_off()
+
+
+def _task_body(args: tuple, kwargs: dict, *, slim: bool) -> bytes:
+    return dumps((args, kwargs, _EMBED if slim else _STANDARD_EMBED)).encode("utf-8")
+
+
 def _task_headers(app, task, task_id: str, *, args: tuple, kwargs: dict,
                   kwargsrepr: str | None = None,
-                  extra: Mapping[str, object] | None = None) -> dict:
-    """Celery's protocol 2 headers for one call (``app.amqp.as_task_v2``)."""
+                  extra: Mapping[str, object] | None = None, slim: bool = True) -> dict:
+    """Celery's protocol 2 headers for one call (``app.amqp.as_task_v2``).
+
+    ``slim``: without the optional headers at their defaults."""
     headers, _properties, _body, _sent_event = app.amqp.as_task_v2(
         task_id, task.name, args=args, kwargs=kwargs,
         time_limit=task.time_limit, soft_time_limit=task.soft_time_limit,
         ignore_result=task.ignore_result, origin=anon_nodename(), kwargsrepr=kwargsrepr,
     )
-    for key, default in _ABSENT_MEANS.items():
-        if key in headers and _same(headers[key], default):
-            del headers[key]
+    if slim:
+        for key, default in _ABSENT_MEANS.items():
+            if key in headers and _same(headers[key], default):
+                del headers[key]
     if extra:
         headers.update(extra)
     return headers
@@ -111,10 +126,10 @@ class _MessageBuilder:
 
     The first message's headers come from ``app.amqp.as_task_v2`` (Celery's own
     protocol 2 builder); later ones differ only in id, root id and kwargs repr,
-    which is what ``as_task_v2`` would produce for them.  Their AMQP properties
-    are encoded once per batch (apps/dispatch/encoding.py).  ``prepare`` does
-    the part that can fail on bad input (the JSON body), ``message`` the rest,
-    so a batch can be checked whole before anything is published.
+    which is what ``as_task_v2`` would produce for them.  ``prepare`` does the
+    part that can fail on bad input (the JSON body), ``message`` the rest, so
+    a batch can be checked whole before anything is published.  The slimming
+    switch is read once per batch, here.
     """
 
     def __init__(self, app, task, priority: int,
@@ -122,14 +137,15 @@ class _MessageBuilder:
         self.app, self.task, self.extra_headers = app, task, extra_headers
         self.maxsize = app.amqp.kwargsrepr_maxsize
         self.properties = _message_properties(app, priority)
-        self.encoder: BatchEncoder | None = None
+        self.slim = _slimming()
+        self.template: dict | None = None
 
     def prepare(self, kwargs: Mapping[str, object]) -> tuple[bytes, str, dict]:
         """(body, kwargs repr, kwargs); TypeError/ValueError for what JSON cannot carry."""
         if not isinstance(kwargs, Mapping):
             raise TypeError("every item of kwargs_list must be a mapping of keyword arguments")
         kwargs = dict(kwargs)
-        body = dumps(((), kwargs, _EMBED)).encode("utf-8")
+        body = _task_body((), kwargs, slim=self.slim)
         kwargsrepr = repr(kwargs)
         if len(kwargsrepr) > self.maxsize:
             kwargsrepr = saferepr(kwargs, self.maxsize)
@@ -137,12 +153,13 @@ class _MessageBuilder:
 
     def message(self, task_id: str, prepared: tuple[bytes, str, dict]) -> Message:
         body, kwargsrepr, kwargs = prepared
-        if self.encoder is None:
-            self.encoder = BatchEncoder(
-                _task_headers(self.app, self.task, task_id, args=(), kwargs=kwargs,
-                              kwargsrepr=kwargsrepr, extra=self.extra_headers),
-                self.properties)
-        return self.encoder.message(body, task_id=task_id, kwargsrepr=kwargsrepr)
+        if self.template is None:
+            self.template = _task_headers(
+                self.app, self.task, task_id, args=(), kwargs=kwargs, kwargsrepr=kwargsrepr,
+                extra=self.extra_headers, slim=self.slim)
+        headers = dict(self.template, id=task_id, root_id=task_id, kwargsrepr=kwargsrepr)
+        return Message(body, application_headers=headers, correlation_id=task_id,
+                       **self.properties)
 
     def __call__(self, task_id: str, kwargs: Mapping[str, object]) -> Message:
         return self.message(task_id, self.prepare(kwargs))

@@ -51,6 +51,24 @@ def test_throughput_runs_every_system_and_reports_a_table(tmp_path):
     assert "this project: the bulk lane as deployed" in table
 
 
+def test_producer_pieces_runs_every_variant_and_every_batch_arrives_whole(tmp_path):
+    out = tmp_path / "producer_pieces.json"
+    result = run("producer_pieces.py", "--tasks", "200", "--rounds", "2", "--json", str(out),
+                 timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert [r["variant"] for r in data["results"]] == [
+        "all on", "message_slimming off", "batched_frames off",
+        "raw py-amqp, same messages prebuilt, confirms streamed"]
+    for row in data["results"]:
+        assert len(row["rate"]) == len(row["cpu_us"]) == 2
+        assert all(rate > 0 for rate in row["rate"])
+        # Every message of every batch was on the queue once it was confirmed.
+        assert row["queued"] == [200, 200], row
+    assert "| variant | tasks/s | x raw | piece's gain | producer CPU us/task |" in result.stdout
+    assert "| batched_frames off |" in result.stdout
+
+
 def test_latency_runs_http_and_queue_rows(tmp_path):
     out = tmp_path / "latency.json"
     result = run("latency.py", "--requests", "10", "--concurrency", "2", "--rate", "5",
@@ -94,6 +112,9 @@ def test_sizes_are_bounded_with_a_clear_error():
     assert result.returncode != 0 and "--requests must be between" in result.stderr
     result = run("latency.py", "--pairs", "0", timeout=60)
     assert result.returncode != 0 and "--pairs must be between" in result.stderr
+    result = run("producer_pieces.py", "--pieces", "turbo", timeout=60)
+    assert result.returncode != 0 and "--pieces: unknown piece(s) turbo" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_migrate_queues_bench_loses_nothing_and_reports_a_table():

@@ -1,7 +1,7 @@
 """py-amqp internals used by the fast paths.
 
 * ``Message._serialize_properties``: a message's content-header
-  properties, for the bulk encoder (apps/dispatch/encoding.py);
+  properties, for the batch's publish frames (apps/dispatch/frames.py);
 * ``Channel._basic_publish``: a publish that does not wait for the
   confirm on a confirm_publish connection (apps/dispatch/publisher.py,
   apps/dispatch/services.py).

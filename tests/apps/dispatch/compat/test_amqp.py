@@ -40,15 +40,6 @@ def test_basic_publish_no_wait_uses_the_plain_publish():
     assert sent == [("plain", "q")]
 
 
-def test_the_frame_writer_takes_a_messages_properties_from__serialize_properties():
-    """apps/dispatch/encoding.py's EncodedMessage hands py-amqp properties it
-    encoded once per batch through this hook."""
-    from amqp import method_framing
-
-    source = inspect.getsource(method_framing.frame_writer)
-    assert "content._serialize_properties()" in source
-
-
 def test_the_batch_writer_uses_public_connection_and_transport_attributes():
     """apps/dispatch/confirms.py writes a batch's frames itself through these
     public (non-underscore) py-amqp names; pinned so a change shows here."""

@@ -118,16 +118,17 @@ def task_windows(*, now: datetime | None = None) -> dict[str, list[TaskWindow]]:
 
 
 def task_throughput_series(*, task_names: list[str], now: datetime | None = None,
-                           minutes: int = 60) -> dict[str, list[int]]:
-    """Task name -> runs per minute over the last ``minutes`` (oldest first)."""
+                           minutes: int = 60, step: int = 1) -> dict[str, list[int]]:
+    """Task name -> runs per ``step`` minutes over the last ``minutes`` (oldest first)."""
     now = (now or timezone.now()).replace(second=0, microsecond=0)
-    start = now - timedelta(minutes=minutes - 1)
-    series = {name: [0] * minutes for name in task_names}
+    buckets = max(minutes // step, 1)
+    start = now - timedelta(minutes=buckets * step - 1)
+    series = {name: [0] * buckets for name in task_names}
     rows = (TaskMinute.objects.filter(minute__gte=start, task_name__in=task_names,
                                       key__startswith="le:")
             .values_list("task_name", "minute").annotate(value=Sum("value")))
     for task_name, minute, value in rows:
-        index = int((minute - start).total_seconds() // 60)
-        if 0 <= index < minutes:
+        index = int((minute - start).total_seconds() // 60) // step
+        if 0 <= index < buckets:
             series[task_name][index] += int(value)
     return series

@@ -47,12 +47,14 @@ def activity_svg(*, total: list[int], failed: list[int] | None = None, label: st
         '<figure class="chart" style="--chart-height:{hpx}px">'
         '<svg viewBox="0 0 {w} {h}" preserveAspectRatio="none" role="img" aria-label="{label}">'
         '<title>{label}</title>'
-        '<line class="grid" x1="0" y1="{mid}" x2="{w}" y2="{mid}"></line>'
+        '<line class="grid" x1="0" y1="{mid}" x2="{w}" y2="{mid}"></line>{ticks}'
         '<polygon class="area" points="{area}"></polygon>'
         '<polyline class="line" points="{line}"></polyline>{fails}'
         '<line class="axis" x1="0" y1="{h}" x2="{w}" y2="{h}"></line></svg>'
         '<figcaption><span>{span}</span><span>peak {peak}{unit}</span><span>now</span></figcaption>'
         '</figure>',
+        ticks=format_html_join("", '<line class="grid" x1="{0}" y1="0" x2="{0}" y2="{1}"></line>',
+                               ((width * quarter // 4, PLOT_HEIGHT) for quarter in (1, 2, 3))),
         hpx=height_px, w=width, h=PLOT_HEIGHT, mid=PLOT_HEIGHT / 2, label=label, area=area,
         line=line, fails=fail_bars, span=span_text, peak=peak, unit=unit,
     )

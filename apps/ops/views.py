@@ -58,7 +58,7 @@ def permission_required(*permissions: str, page: bool = False, action: str = "")
         def wrapped(request, *args, **kwargs):
             user = request.user
             if not user.is_authenticated:
-                if page:
+                if page and not _wants_json(request):
                     return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
                 return JsonResponse({"error": "authentication required"}, status=403)
             missing = [name for name in permissions if not user.has_perm(name)]

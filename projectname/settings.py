@@ -377,7 +377,7 @@ METRICS_USERNAME = env("METRICS_USERNAME", default="")
 METRICS_PASSWORD = env("METRICS_PASSWORD", default="")
 # The queue balancer's decisions model, counted as projectname_balancer_decisions_total.
 METRICS_BALANCER_DECISION_MODEL = env("METRICS_BALANCER_DECISION_MODEL",
-                                      default="balancer.BalancerDecision")
+                                      default="balancer.BalanceDecision")
 
 LOGIN_URL = "login"
 # Beat reads its schedule from the database (editable in the admin, picked up

@@ -1,11 +1,11 @@
 """The queue balancer's decisions as a counter, read from the balancer's model.
 
 The balancer records each move it makes as a row of the model named by
-``METRICS_BALANCER_DECISION_MODEL`` ("app_label.ModelName").  Counted here
-per ``program`` (when the model has that field) and per ``direction``: "grow"
-or "shrink" from its ``before``/``after`` process counts (when it has them),
-else its ``action`` field.  Without that model installed the counter has no
-samples; nothing else changes.
+``METRICS_BALANCER_DECISION_MODEL`` ("app_label.ModelName", by default
+``balancer.BalanceDecision``): ``program``, ``processes_before``,
+``processes_after`` and ``outcome`` (applied, or refused by the worker).
+Counted per program, direction ("grow"/"shrink") and outcome.  Without that
+model installed the counter has no samples; nothing else changes.
 """
 
 from __future__ import annotations
@@ -14,35 +14,25 @@ from django.apps import apps as django_apps
 from django.conf import settings
 from django.db.models import Case, CharField, Count, F, Value, When
 
-DEFAULT_MODEL = "balancer.BalancerDecision"
+LABELS = ("program", "direction", "outcome")
 
 
 def decision_model():
-    label = getattr(settings, "METRICS_BALANCER_DECISION_MODEL", DEFAULT_MODEL)
     try:
-        return django_apps.get_model(label)
+        return django_apps.get_model(settings.METRICS_BALANCER_DECISION_MODEL)
     except (LookupError, ValueError):
         return None
 
 
 def decision_counts() -> list[tuple[dict[str, str], int]]:
-    """(labels, decisions) per program and direction; empty without the model."""
+    """(labels, decisions) per program, direction and outcome; empty without the model."""
     model = decision_model()
     if model is None:
         return []
-    fields = {f.name for f in model._meta.get_fields()}
-    queryset = model.objects.all()
-    group = []
-    if "program" in fields:
-        group.append("program")
-    if {"before", "after"} <= fields:
-        queryset = queryset.annotate(direction=Case(
-            When(after__gt=F("before"), then=Value("grow")),
-            When(after__lt=F("before"), then=Value("shrink")),
-            default=Value("hold"), output_field=CharField()))
-        group.append("direction")
-    elif "action" in fields:
-        queryset = queryset.annotate(direction=F("action"))
-        group.append("direction")
-    rows = queryset.values(*group).annotate(decisions=Count("pk")).order_by(*group)
-    return [({name: str(row[name]) for name in group}, row["decisions"]) for row in rows]
+    rows = (model.objects
+            .annotate(direction=Case(
+                When(processes_after__gt=F("processes_before"), then=Value("grow")),
+                When(processes_after__lt=F("processes_before"), then=Value("shrink")),
+                default=Value("hold"), output_field=CharField()))
+            .values(*LABELS).annotate(decisions=Count("pk")).order_by(*LABELS))
+    return [({name: str(row[name]) for name in LABELS}, row["decisions"]) for row in rows]

@@ -130,12 +130,10 @@ class ProjectCollector(Collector):
         return (running,)
 
     def _balancer(self):
-        from apps.metrics.balancer import decision_counts
+        from apps.metrics.balancer import LABELS, decision_counts
 
-        rows = decision_counts()
-        labels = sorted({key for row_labels, _ in rows for key in row_labels}) or ["program", "direction"]
         decisions = CounterMetricFamily(names.BALANCER_DECISIONS,
-                                        "Pool-size moves the queue balancer made", labels=labels)
-        for row_labels, count in rows:
-            decisions.add_metric([row_labels.get(key, "") for key in labels], count)
+                                        "Pool-size moves the queue balancer made", labels=LABELS)
+        for row_labels, count in decision_counts():
+            decisions.add_metric([row_labels[key] for key in LABELS], count)
         return (decisions,)

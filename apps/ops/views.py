@@ -191,39 +191,9 @@ def _task_rows(*, now) -> list[dict]:
     ]
 
 
-def _ops_panels(request, data) -> list[str]:
-    """Panels other apps add to /ops/: an installed app's ``<label>/_ops_panel.html``.
-
-    The template gets the dashboard's ``data`` and, when the app has an
-    ``ops_panel`` module, what its ``context()`` returns.
-    """
-    from importlib import import_module
-
-    from django.apps import apps as django_apps
-    from django.template import TemplateDoesNotExist
-    from django.template.loader import get_template
-
-    panels = []
-    for config in django_apps.get_app_configs():
-        if not config.name.startswith("apps.") or config.label == "ops":
-            continue
-        try:
-            template = get_template(f"{config.label}/_ops_panel.html")
-        except TemplateDoesNotExist:
-            continue
-        context = {"data": data}
-        try:
-            context.update(import_module(f"{config.name}.ops_panel").context())
-        except ModuleNotFoundError:
-            pass
-        panels.append(template.render(context, request))
-    return panels
-
-
 def _panels(request, data) -> str:
     return render_to_string("ops/_panels.html", {
-        "data": data, "extra_panels": _ops_panels(request, data),
-        "search_form": FailureSearchForm(),
+        "data": data, "search_form": FailureSearchForm(),
     }, request=request)
 
 

@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 class ProjectCollector(Collector):
     def collect(self):
-        up = GaugeMetricFamily(names.SCRAPE_ERRORS, "1 when the source could be read in this scrape",
+        up = GaugeMetricFamily(names.SOURCE_UP, "1 when the source could be read in this scrape",
                                labels=["source"])
         for source, read in (("broker", self._queues), ("database", self._tasks),
                              ("workers", self._workers), ("supervisord", self._programs),

@@ -19,7 +19,7 @@ WORKER_POOL_PROCESSES = f"{PREFIX}_worker_pool_processes"
 WORKER_ONLINE = f"{PREFIX}_worker_online"
 PROGRAM_RUNNING = f"{PREFIX}_program_running"
 BALANCER_DECISIONS = f"{PREFIX}_balancer_decisions"  # exposed as ..._total
-SCRAPE_ERRORS = f"{PREFIX}_metrics_source_up"
+SOURCE_UP = f"{PREFIX}_metrics_source_up"
 
 # What a finished delivery of a task counts as (the ``outcome`` label).
 SUCCESS, FAILURE, RETRY, REVOKED = "success", "failure", "retry", "revoked"

@@ -4,6 +4,7 @@ is parsed as Prometheus parses it."""
 
 import json
 import re
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +21,7 @@ from apps.testing.services import fault_account_open
 from apps.testing.tasks import fault_flaky, noop
 from projectname.celery import app
 from projectname.topology import TOPOLOGY
-from tests.support.live import METRICS_AUTH, wait_for
+from tests.support.live import METRICS_AUTH, PROJECT_ROOT, wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -140,8 +141,38 @@ def test_scrape_counts_equal_the_tasks_run_across_worker_programs(live_system):
     assert pools["heavy_worker"] >= 1
     running = {s.labels["program"]: s.value for s in final[names.PROGRAM_RUNNING].samples}
     assert all(running[worker.name] == 1 for worker in TOPOLOGY.workers)
-    assert {s.labels["source"]: s.value for s in final[names.SCRAPE_ERRORS].samples} == \
+    assert {s.labels["source"]: s.value for s in final[names.SOURCE_UP].samples} == \
         {"broker": 1, "database": 1, "workers": 1, "supervisord": 1, "balancer": 1}
+
+
+def test_a_worker_on_another_host_adds_to_the_same_counts(live_system, tmp_path):
+    """A heavy worker node named for another host, outside this host's
+    supervisord, takes the heavy queue while heavy_worker is stopped."""
+    base = f"http://127.0.0.1:{live_system.web_port}"
+    other = "heavy_worker@metrics-host-2"
+    before = outcome_counts(scrape(base))
+    assert live_system.ctl("stop", "heavy_worker").returncode == 0
+    worker = subprocess.Popen(
+        [live_system.bin("celery"), "-A", "projectname", "worker", "--queues=heavy",
+         f"--hostname={other}", "--pool=prefork", "--concurrency=2", "--prefetch-multiplier=1",
+         "--loglevel=WARNING"],
+        env=live_system.env, cwd=PROJECT_ROOT,
+        stdout=open(tmp_path / "other-host.log", "ab"), stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: (app.control.inspect(destination=[other], timeout=3).active_queues() or {})
+                 .get(other), 180, interval=1, message="the other host's worker consuming")
+        results = [heavy_probe.delay(uuid.uuid4().hex, 0.1) for _ in range(3)]
+        assert {result.get(timeout=120)["hostname"] for result in results} == {other}
+        expected = {(HEAVY_PROBE, "success"): 3}
+        wait_for(lambda: deltas(before, outcome_counts(scrape(base))) == expected, 60, interval=1,
+                 message="the other host's runs counted")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=120)
+        live_system.ctl("start", "heavy_worker")
+        live_system.wait_workers_ready(["heavy_worker"])
+    # Its warm shutdown wrote nothing more, and nothing was counted twice.
+    assert deltas(before, outcome_counts(scrape(base))) == {(HEAVY_PROBE, "success"): 3}
 
 
 def test_grafana_dashboard_uses_only_metrics_a_scrape_has(live_system):

@@ -60,7 +60,7 @@ def test_scraper_with_the_configured_credentials_gets_the_text_format(client, qu
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
     parsed = families(response.content.decode())
-    assert names.TASKS in parsed and names.SCRAPE_ERRORS in parsed
+    assert names.TASKS in parsed and names.SOURCE_UP in parsed
 
 
 def test_staff_without_the_permission_is_refused(client, quiet_sources, django_user_model):
@@ -197,7 +197,7 @@ def test_scrape_shows_task_counters_and_histogram(client, quiet_sources, scraper
     assert runtime[(f"{names.TASK_RUNTIME}_count", None)] == 5
     assert runtime[(f"{names.TASK_RUNTIME}_bucket", "0.05")] == 5
     assert runtime[(f"{names.TASK_RUNTIME}_sum", None)] == pytest.approx(0.2)
-    up = {s.labels["source"]: s.value for s in parsed[names.SCRAPE_ERRORS].samples}
+    up = {s.labels["source"]: s.value for s in parsed[names.SOURCE_UP].samples}
     assert up == {"broker": 0, "database": 1, "workers": 0, "supervisord": 0, "balancer": 1}
     assert names.BALANCER_DECISIONS in parsed
 

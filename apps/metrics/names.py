@@ -6,6 +6,8 @@ these names; a test checks the dashboard against a real scrape.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 PREFIX = "projectname"
 
 QUEUE_READY = f"{PREFIX}_queue_messages_ready"
@@ -37,11 +39,8 @@ RUNTIME_SUM = "runtime_sum"
 
 
 def bucket_key(seconds: float) -> str:
-    """The key of the smallest bucket that holds ``seconds``."""
-    for bound in RUNTIME_BUCKETS:
-        if seconds <= bound:
-            return f"le:{bound}"
-    return f"le:{INF}"
+    """The key of the smallest bucket that holds ``seconds`` (bounds are inclusive)."""
+    return BUCKET_KEYS[bisect_left(RUNTIME_BUCKETS, seconds)]
 
 
 def bucket_bound(key: str) -> float:

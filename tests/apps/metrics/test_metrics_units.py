@@ -109,15 +109,16 @@ def test_pruning_drops_old_minutes_and_keeps_totals():
 def test_recorder_counts_outcomes_and_runtime_buckets():
     recorder = Recorder()
     recorder.run_started("id-1")
-    recorder.run_finished("id-1", "t.b")
-    recorder.add("t.b", names.SUCCESS)
+    recorder.run_finished("id-1", "t.b", succeeded=True)
+    recorder.run_started("id-2")
+    recorder.run_finished("id-2", "t.b", succeeded=False)  # a retry: counted by its own signal
     recorder.add("t.b", names.RETRY)
     recorder.add("t.b", names.RETRY)
     recorder.flush()
     totals = task_totals()["t.b"]
     assert totals.outcomes == {names.SUCCESS: 1, names.RETRY: 2}
-    assert totals.runtime.count == 1
-    assert totals.runtime.buckets == {"le:0.005": 1}
+    assert totals.runtime.count == 2
+    assert totals.runtime.buckets == {"le:0.005": 2}
     assert 0 <= totals.runtime.total < 0.005
 
 
@@ -154,6 +155,14 @@ def test_forked_child_forgets_the_parents_unwritten_tally():
 
 
 # -- histogram -----------------------------------------------------------------
+def test_bucket_bounds_are_inclusive_like_prometheus_le():
+    assert names.bucket_key(0.0) == "le:0.005"
+    assert names.bucket_key(0.005) == "le:0.005"
+    assert names.bucket_key(0.0051) == "le:0.01"
+    assert names.bucket_key(1800.0) == "le:1800.0"
+    assert names.bucket_key(1800.1) == "le:+Inf"
+
+
 def test_quantiles_interpolate_within_the_bucket_like_prometheus():
     histogram = Histogram(buckets={"le:0.1": 50, "le:0.25": 50})
     assert histogram.quantile(0.5) == pytest.approx(0.1)

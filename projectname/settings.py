@@ -51,8 +51,8 @@ INSTALLED_APPS = [
     "apps.taskapi",
     "apps.dispatch",
     "apps.doctor",
-    "apps.ops",
     "apps.metrics",
+    "apps.ops",
     *([TEST_SUPPORT_APP] if TEST_SUPPORT else []),
     "axes",
 ]

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "apps.taskapi",
     "apps.dispatch",
     "apps.doctor",
+    "apps.metrics",
     "apps.ops",
     *([TEST_SUPPORT_APP] if TEST_SUPPORT else []),
     "axes",
@@ -368,6 +369,16 @@ OPS_ALERT_CHANNELS = env.list("OPS_ALERT_CHANNELS", default=[
 # (a worker restart is not an incident).
 OPS_NO_CONSUMER_GRACE_SECONDS = env.int("OPS_NO_CONSUMER_GRACE_SECONDS", default=30)
 OPS_REFRESH_SECONDS = env.int("OPS_REFRESH_SECONDS", default=10)
+
+# --- Metrics (apps/metrics, docs/metrics.md) ------------------------------
+# HTTP basic credentials a Prometheus scraper sends to /metrics.  Unset: only
+# signed-in users with metrics.view_metrics may scrape.
+METRICS_USERNAME = env("METRICS_USERNAME", default="")
+METRICS_PASSWORD = env("METRICS_PASSWORD", default="")
+# The queue balancer's decisions model, counted as projectname_balancer_decisions_total.
+METRICS_BALANCER_DECISION_MODEL = env("METRICS_BALANCER_DECISION_MODEL",
+                                      default="balancer.BalanceDecision")
+
 LOGIN_URL = "login"
 # Beat reads its schedule from the database (editable in the admin, picked up
 # without a restart); topology schedules are synced into it by

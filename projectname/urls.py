@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from apps.core.views import health
 from apps.dispatch.views import BulkTaskStartView
+from apps.metrics.views import metrics
 from apps.taskapi.views import DocsView as TaskApiDocsView
 from apps.taskapi.views import SchemaView as TaskApiSchemaView
 
@@ -20,4 +21,6 @@ urlpatterns = [
     path("api/schema/", TaskApiSchemaView.as_view(), name="api-schema"),
     path("api/docs/", TaskApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
     path("ops/", include("apps.ops.urls")),
+    # Prometheus scrape endpoint (apps/metrics, docs/metrics.md).
+    path("metrics", metrics, name="metrics"),
 ]

@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
@@ -257,3 +257,39 @@ def dead_letters(*, limit: int = 50) -> tuple[list[dict], str]:
     except Exception as exc:  # noqa: BLE001 - shown to the operator, not swallowed
         return [], f"Cannot list dead letters: {exc}"
     return [row.as_dict() for row in rows], ""
+
+
+# -- failed-task search --------------------------------------------------------
+def failures_search(*, task: str = "", queue: str = "", error: str = "",
+                    since: datetime | None = None, until: datetime | None = None,
+                    limit: int = 100) -> list[dict]:
+    """Failed tasks, newest first, matching every given filter.
+
+    ``queue`` is the queue the Task API accepted the task on, else the one
+    its name is routed to (as the dashboard shows it).
+    """
+    failures = (TaskResult.objects.filter(status="FAILURE")
+                .annotate(accepted_queue=_accepted_queue()).order_by("-date_done"))
+    if task:
+        failures = failures.filter(task_name__icontains=task)
+    if error:
+        failures = failures.filter(Q(result__icontains=error) | Q(traceback__icontains=error))
+    if since:
+        failures = failures.filter(date_done__gte=since)
+    if until:
+        failures = failures.filter(date_done__lt=until)
+    if queue:
+        failures = failures.filter(Q(accepted_queue=queue) | Q(
+            accepted_queue__isnull=True, task_name__in=_names_routed_to(queue, failures)))
+    return [
+        {"task_id": row.task_id, "task_name": row.task_name or "",
+         "queue": row.accepted_queue or TOPOLOGY.queue_for(row.task_name or ""),
+         "date_done": row.date_done, "error": _error_text(row), "worker": row.worker or ""}
+        for row in failures[:limit]
+    ]
+
+
+def _names_routed_to(queue: str, failures) -> list[str]:
+    """Task names among the failures whose route (or the default) is ``queue``."""
+    names = failures.order_by().values_list("task_name", flat=True).distinct()
+    return [name for name in names if TOPOLOGY.queue_for(name or "") == queue]

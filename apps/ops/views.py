@@ -23,7 +23,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from apps.ops import selectors
 from apps.ops.broker import BrokerStatsError, management_api, queue_stats
+from apps.metrics.selectors import task_throughput_series, task_windows
 from apps.ops.charts import activity_svg
+from apps.ops.forms import FailureSearchForm
 from apps.ops.programs import ProgramError, program_control, program_states
 from apps.ops.audit import audit_recent, audit_record, audited
 from apps.ops.models import AuditEntry
@@ -55,7 +57,7 @@ def permission_required(*permissions: str, page: bool = False, action: str = "")
         def wrapped(request, *args, **kwargs):
             user = request.user
             if not user.is_authenticated:
-                if page:
+                if page and not _wants_json(request):
                     return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
                 return JsonResponse({"error": "authentication required"}, status=403)
             missing = [name for name in permissions if not user.has_perm(name)]
@@ -142,6 +144,7 @@ def dashboard_data(*, user=None) -> dict:
         queues.append(row)
     return {
         "generated_at": now,
+        "tasks": _task_rows(now=now),
         "time_zone": settings.TIME_ZONE,
         "vhost": management_api().vhost,
         "errors": errors,
@@ -162,8 +165,36 @@ def dashboard_data(*, user=None) -> dict:
     }
 
 
+DAY_STEP_MINUTES = 15
+
+
+def _task_rows(*, now) -> list[dict]:
+    """Per task name: the last hour and the last day, each with its chart."""
+    windows = task_windows(now=now)
+    hour = {row.task_name: row for row in windows["hour"]}
+    names = [row.task_name for row in windows["day"]]
+    by_minute = task_throughput_series(task_names=names, now=now, minutes=60)
+    by_quarter = task_throughput_series(task_names=names, now=now, minutes=24 * 60,
+                                        step=DAY_STEP_MINUTES)
+    return [
+        {
+            "task_name": day.task_name, "day": asdict(day),
+            "hour": asdict(hour[day.task_name]) if day.task_name in hour else None,
+            "chart_hour": activity_svg(total=by_minute[day.task_name], height_px=40,
+                                       label=f"{day.task_name}: runs per minute, last hour"),
+            "chart_day": activity_svg(total=by_quarter[day.task_name], height_px=40,
+                                      span_text="last 24 h", unit=f"/{DAY_STEP_MINUTES} min",
+                                      label=f"{day.task_name}: runs per {DAY_STEP_MINUTES} "
+                                            "minutes, last day"),
+        }
+        for day in windows["day"]
+    ]
+
+
 def _panels(request, data) -> str:
-    return render_to_string("ops/_panels.html", {"data": data}, request=request)
+    return render_to_string("ops/_panels.html", {
+        "data": data, "search_form": FailureSearchForm(),
+    }, request=request)
 
 
 @never_cache
@@ -184,6 +215,8 @@ def snapshot(request):
     data = dashboard_data(user=request.user)
     payload = {key: value for key, value in data.items() if key != "audit"}
     payload["queues"] = [{k: v for k, v in row.items() if k != "chart"} for row in data["queues"]]
+    payload["tasks"] = [{k: v for k, v in row.items() if not k.startswith("chart")}
+                        for row in data["tasks"]]
     payload["html"] = _panels(request, data)
     return JsonResponse(payload, encoder=DjangoJSONEncoder)
 
@@ -264,3 +297,28 @@ def dead_letter_discard(request, letter_id: str):
     except Exception as exc:  # noqa: BLE001 - the operator sees why
         return _done(request, False, f"discard failed: {exc}")
     return _done(request, True, f"discarded dead letter {letter_id}", status=202)
+
+
+@never_cache
+@require_GET
+@permission_required(VIEW_ALL_TASKS, page=True)
+def failures(request):
+    """Failed tasks by name, queue, error text and time range.
+
+    A JSON client (``Accept: application/json``) gets the rows, or a 400
+    naming each bad field; a browser the page with the form's errors.
+    """
+    form = FailureSearchForm(request.GET)
+    valid = form.is_valid()
+    rows = []
+    if valid:
+        filters = {key: value for key, value in form.cleaned_data.items() if value not in (None, "")}
+        rows = selectors.failures_search(**filters)
+    if _wants_json(request):
+        if not valid:
+            fields = form.error_fields()
+            return JsonResponse({"error": "invalid search: " + ", ".join(sorted(fields)),
+                                 "fields": fields}, status=400)
+        return JsonResponse({"failures": rows, "count": len(rows)}, encoder=DjangoJSONEncoder)
+    return render(request, "ops/failures.html", {"form": form, "rows": rows},
+                  status=200 if valid else 400)

@@ -23,6 +23,8 @@ from projectname.topology import TOPOLOGY
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FLOWER_AUTH = ("flower-test", "flower-test-password")
+# What the live system's web server accepts from a Prometheus scraper at /metrics.
+METRICS_AUTH = ("prometheus-test", "metrics-test-password")
 # Seconds for every program to run and every worker to consume.  Bounded,
 # yet long enough for a loaded 2-core machine, where starting Django and
 # Celery in seven programs at once took 5 minutes at a load average of 50.
@@ -174,6 +176,8 @@ def build_env(*, run_dir: Path, broker_url: str, database_url: str, web_port: in
         "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
         "EMAIL_FILE_PATH": str(run_dir / "mail"),
         "FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH),
+        "METRICS_USERNAME": METRICS_AUTH[0],
+        "METRICS_PASSWORD": METRICS_AUTH[1],
         # The monitoring user reads the management API (/ops/, Flower, doctor).
         "RABBITMQ_MANAGEMENT_USER": rabbit.MONITOR_AUTH[0],
         "RABBITMQ_MANAGEMENT_PASSWORD": rabbit.MONITOR_AUTH[1],

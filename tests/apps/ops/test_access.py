@@ -100,9 +100,14 @@ def test_unknown_program_and_action_are_clear_errors(client, make_user, monkeypa
     assert "serves this page" in response.json()["error"]
 
 
-def test_activity_chart_is_inline_svg_with_a_bar_per_busy_minute():
+def test_activity_chart_is_inline_svg_scaled_to_its_peak_with_failures_marked():
+    import re
+
     from apps.ops.charts import activity_svg
 
     svg = activity_svg(total=[0, 4, 2] + [0] * 57, failed=[0, 1, 0] + [0] * 57, label="main_worker")
-    assert svg.startswith("<svg") and svg.count('class="ok"') == 2 and svg.count('class="fail"') == 1
-    assert "max 4/min" in svg
+    assert "<svg" in svg and 'viewBox="0 0 600 100"' in svg and svg.count('class="fail"') == 1
+    assert "peak 4/min" in svg and "last hour" in svg
+    # The step area rises to the peak in minute 1 and halfway in minute 2.
+    points = re.search(r'class="line" points="([^"]+)"', svg).group(1).split()
+    assert points[2:6] == ["10,4.0", "20,4.0", "20,52.0", "30,52.0"]

@@ -97,7 +97,7 @@ def test_staff_operates_the_system_from_ops_in_a_real_browser(live_system, brows
     # until the page has caught up with a program another test restarted.)
     def everything_up():
         page.reload()
-        consumers = [page.locator(f"#queues tr[data-queue='{queue}'] .consumers").inner_text().strip()
+        consumers = [page.locator(f"#queues [data-queue='{queue}'] .consumers").inner_text().strip()
                      for queue in TOPOLOGY.queue_names()]
         online = [page.locator(f"#workers tr[data-worker='{worker.name}'] td").nth(1).inner_text()
                   for worker in TOPOLOGY.workers]
@@ -111,7 +111,7 @@ def test_staff_operates_the_system_from_ops_in_a_real_browser(live_system, brows
         assert set(row.locator("td").nth(2).inner_text().replace(" ", "").split(",")) == \
             set(worker.queues)
     assert page.locator("#programs .state.RUNNING").count() == len(live_system.states())
-    assert page.locator("#queues svg.chart").count() == len(TOPOLOGY.queue_names())
+    assert page.locator("#queues figure.chart svg").count() == len(TOPOLOGY.queue_names())
     # The page refreshes itself from the JSON endpoint (every OPS_REFRESH_SECONDS).
     snapshot = page.request.get(f"{base}/ops/api/snapshot/", headers={"Accept": "application/json"})
     assert snapshot.ok
@@ -176,6 +176,85 @@ def test_staff_operates_the_system_from_ops_in_a_real_browser(live_system, brows
     assert page.locator("#audit tr[data-audit='program.restart']").count() >= 1
     assert "re-run SUCCESS" in page.locator(f"#failures tr[data-task-id='{failed.id}']").inner_text()
     page.locator("#workers tr[data-worker='heavy_worker'] td.online").wait_for()
-    path = test_output_dir / "ops-dashboard.png"
+    path = test_output_dir / "ops-dashboard-actions.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 20_000
+
+
+# Where each element sits, measured by the browser: (element, its panel).
+GEOMETRY = """() => {
+  const box = (element) => { const r = element.getBoundingClientRect();
+    return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width, height: r.height}; };
+  const buttons = [...document.querySelectorAll('#workers button, #programs button')].map((button) => ({
+    text: button.textContent.trim(), row: button.closest('tr').dataset.worker || button.closest('tr').dataset.program,
+    box: box(button), panel: box(button.closest('section'))}));
+  const charts = (selector) => [...document.querySelectorAll(selector)].map((svg) => box(svg));
+  const overflowing = [...document.querySelectorAll('section')].filter(
+    (section) => section.scrollWidth > section.clientWidth + 1).map((section) => section.id);
+  return {buttons, queueCharts: charts('#queues figure.chart svg'), taskCharts: charts('#tasks figure.chart svg'),
+          overflowing, pageWidth: document.documentElement.scrollWidth, viewport: window.innerWidth};
+}"""
+
+
+@pytest.mark.parametrize("width", [1024, 1440])
+def test_ops_reads_well_at_1024_px_and_wider(live_system, browser, make_user, test_output_dir, width):
+    """Every program button inside its panel, charts of a readable size, no
+    sideways scrolling; a screenshot per width (docs/ops-dashboard-<width>.png)."""
+    from apps.metrics.models import TaskTotal
+
+    make_user(f"layout{width}", staff=True, permissions=OPS_PERMISSIONS)
+    # Traffic for the charts: the main lane, the heavy lane, the bulk lane, one failure.
+    results = [probe.delay(uuid.uuid4().hex) for _ in range(8)] + [heavy_probe.delay(uuid.uuid4().hex, 0.2)]
+    missing = (Notification.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 7000
+    failed = send_notification.delay(missing)
+    for result in results:
+        result.get(timeout=60)
+    with pytest.raises(Exception, match="does not exist"):
+        failed.get(timeout=60)
+    wait_for(lambda: TaskTotal.objects.filter(task_name="apps.notifications.tasks.send_notification",
+                                              key="failure").exists(), 30, message="tallies written")
+
+    base = f"http://127.0.0.1:{live_system.web_port}"
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.set_default_timeout(60_000)
+    page.goto(f"{base}/admin/login/?next=/ops/")
+    page.fill("#id_username", f"layout{width}")
+    page.fill("#id_password", f"layout{width}-pass-9x!")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base}/ops/")
+
+    def workers_listed():
+        page.reload()
+        return page.locator("#workers .online").count() == len(TOPOLOGY.workers)
+
+    wait_for(workers_listed, 60, interval=2, message="/ops/ shows every worker online")
+    assert page.locator("#tasks tr[data-task='apps.core.tasks.probe']").count() == 2
+    geometry = page.evaluate(GEOMETRY)
+    path = test_output_dir / f"ops-dashboard-{width}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 20_000
+
+    assert geometry["pageWidth"] <= geometry["viewport"], "the page scrolls sideways"
+    assert geometry["overflowing"] == [], f"panels wider than their box: {geometry['overflowing']}"
+    # Start/Stop/Restart of every worker and every program (web has no Stop).
+    assert len(geometry["buttons"]) == 3 * len(TOPOLOGY.workers) + 3 * len(live_system.states()) - 1
+    for button in geometry["buttons"]:
+        inside, panel = button["box"], button["panel"]
+        assert panel["left"] <= inside["left"] and inside["right"] <= panel["right"] and \
+            panel["top"] <= inside["top"] and inside["bottom"] <= panel["bottom"], \
+            f"{button['row']} {button['text']} sticks out of its panel: {inside} vs {panel}"
+    assert len(geometry["queueCharts"]) == len(TOPOLOGY.queue_names())
+    for chart in geometry["queueCharts"]:
+        assert chart["width"] >= 250 and 60 <= chart["height"] <= 120, chart
+    assert geometry["taskCharts"]
+    for chart in geometry["taskCharts"]:
+        assert chart["width"] >= 150 and chart["height"] >= 32, chart
+
+    # The failed-task search: a bad field is named on the form, a good search finds the task.
+    page.goto(f"{base}/ops/failures/?error=does+not+exist&since=yesterday")
+    assert page.locator(".field-error[data-field='since']").inner_text() == "Enter a valid date/time."
+    page.fill("#failure-search input[name=since]", "")
+    page.select_option("#failure-search select[name=queue]", "main_worker")
+    page.click("#failure-search button[type=submit]")
+    page.wait_for_load_state()
+    assert page.locator(f"#failure-results tr[data-task-id='{failed.id}']").count() == 1

@@ -37,9 +37,9 @@ def test_work_without_a_consumer_is_red_and_alerted_on_the_page(client, make_use
     client.force_login(make_user("viewer", permissions=("taskapi.view_all_tasks",)))
     alerts_evaluate(stats=_stats(None))  # what beat's ops-alerts entry does every minute
     html = client.get("/ops/").content.decode()
-    assert '<tr data-queue="main_worker" class="danger">' in html
+    assert '<article data-queue="main_worker" class="queue danger">' in html
     assert "work waiting, no consumer" in html
-    assert '<tr data-queue="heavy" class="">' in html
+    assert '<article data-queue="heavy" class="queue">' in html
     assert 'id="alerts"' in html
     assert "the oldest message has waited 75 s (threshold 60 s)" in html
     assert "7 message(s) waiting and no consumer" in html

@@ -62,6 +62,8 @@ MATRIX = [
     (("re-run", "POST", "/api/v1/tasks/DONE/rerun", None), (401, 403, 403, 202, 403, 202)),
     (("dashboard page", "GET", "/ops/", None), (302, 403, 200, 200, 403, 200)),
     (("dashboard data", "GET", "/ops/api/snapshot/", None), (403, 403, 200, 200, 403, 200)),
+    (("failed-task search", "GET", "/ops/failures/", None), (302, 403, 200, 200, 403, 200)),
+    (("Prometheus metrics", "GET", "/metrics", None), (401, 403, 403, 403, 403, 403)),
     (("dashboard: start a program", "POST", "/ops/programs/beat/start/", {}),
         (403, 403, 403, 403, 403, 202)),
     (("dashboard: restart, confirmed", "POST", "/ops/programs/main_worker/restart/",

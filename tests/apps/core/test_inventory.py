@@ -1,0 +1,127 @@
+"""The host inventory: validation, per-host rendering, the commands' --host."""
+
+from __future__ import annotations
+
+import configparser
+import re
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from apps.core.host_files import (
+    BOOT_UNIT, render_host_supervisor_files, render_host_unit_files,
+)
+from apps.core.inventory import Host, Inventory, Paths
+from projectname import inventory as declared_inventory
+from projectname.inventory import THREE_HOSTS
+from projectname.topology import TOPOLOGY
+
+
+@pytest.fixture
+def three_hosts(monkeypatch):
+    monkeypatch.setattr(declared_inventory, "INVENTORY", THREE_HOSTS)
+    return THREE_HOSTS
+
+
+def test_no_inventory_is_declared_by_default():
+    # One host runs everything: today's `make run`.
+    assert declared_inventory.INVENTORY is None
+
+
+def test_the_example_inventory_places_every_program():
+    assert THREE_HOSTS.problems(TOPOLOGY) == []
+    assert THREE_HOSTS.host_named("web-1").roles == ("web", "beat", "flower", "broker")
+    assert THREE_HOSTS.host_named("worker-1").roles == ("workers", "broker")
+    assert [h.name for h in THREE_HOSTS.hosts_running("main_worker")] == ["worker-1"]
+
+
+def test_problems_name_the_stranded_program_and_a_second_beat():
+    inventory = Inventory(hosts=(
+        Host("a", "10.0.0.1", programs=("web", "beat", "main_worker", "nonsense")),
+        Host("b", "10.0.0.2", programs=("beat",)),
+    ))
+    problems = "\n".join(inventory.problems(TOPOLOGY))
+    assert "unknown program 'nonsense'" in problems
+    assert "worker program 'heavy_worker' runs on no host" in problems
+    assert "beat runs on 2 hosts (a, b)" in problems
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: Host("bad name", "10.0.0.1"), "a host name is"),
+    (lambda: Inventory(hosts=(Host("a", "x"), Host("a", "y"))), "declared twice"),
+    (lambda: Inventory(hosts=(Host("a", "x"),), user="Root User"), "not a valid user name"),
+    (lambda: Paths(run_dir="var/lib"), "absolute path"),
+])
+def test_bad_declarations_are_refused_with_the_field(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_broker_url_lists_every_node_starting_elsewhere_per_host():
+    url = THREE_HOSTS.broker_url(user="projectname", password="p@ss;word", start_at="worker-1")
+    assert url.split(";") == [
+        "pyamqp://projectname:p%40ss%3Bword@10.0.0.12:5672/projectname",
+        "pyamqp://projectname:p%40ss%3Bword@10.0.0.13:5672/projectname",
+        "pyamqp://projectname:p%40ss%3Bword@10.0.0.11:5672/projectname",
+    ]
+
+
+def test_host_supervisor_files_are_self_contained():
+    files = render_host_supervisor_files(TOPOLOGY, THREE_HOSTS, "worker-1")
+    assert sorted(str(p) for p in files) == [
+        "conf.d/bulk_worker_1.conf", "conf.d/main_worker.conf", "supervisord.conf"]
+    for path, text in files.items():
+        # Only the HTTP interface's credentials come from the environment.
+        assert set(re.findall(r"%\(ENV_(\w+)\)s", text)) <= {
+            "SUPERVISOR_USERNAME", "SUPERVISOR_PASSWORD"}, path
+    parser = configparser.RawConfigParser()
+    parser.read_string(files[next(p for p in files if p.name == "main_worker.conf")])
+    program = parser["program:main_worker"]
+    assert program["user"] == "projectname"
+    assert program["command"].startswith("/srv/projectname/.venv/bin/celery -A projectname worker")
+    assert "--hostname=main_worker@worker-1 " in program["command"]
+    assert program["directory"] == "/srv/projectname"
+    assert program["stdout_logfile"] == "/var/lib/projectname/log/main_worker.log"
+    assert 'DEPLOY_HOST="worker-1"' in program["environment"]
+    main = configparser.RawConfigParser()
+    main.read_string(files[next(p for p in files if p.name == "supervisord.conf")])
+    assert main["inet_http_server"]["port"] == "10.0.0.12:9001"
+    assert main["inet_http_server"]["password"] == "%(ENV_SUPERVISOR_PASSWORD)s"
+    assert main["unix_http_server"]["chmod"] == "0700"
+
+
+def test_boot_unit_starts_the_hosts_supervisord_as_root():
+    units = render_host_unit_files(TOPOLOGY, THREE_HOSTS, "worker-2")
+    boot = units[BOOT_UNIT]
+    assert ("ExecStart=/srv/projectname/.venv/bin/supervisord --nodaemon -c "
+            "/srv/projectname/deploy/hosts/worker-2/supervisord.conf") in boot
+    assert "EnvironmentFile=/etc/projectname/env" in boot
+    assert "\nUser=" not in boot
+    # heavy_worker's warm shutdown (1800 s limit + 30) fits in the stop timeout.
+    assert "TimeoutStopSec=1860" in boot
+    assert sorted(units) == sorted([BOOT_UNIT, "projectname.target",
+                                    "projectname-heavy_worker.service",
+                                    "projectname-bulk_worker_2.service"])
+    assert "Conflicts=projectname-supervisord.service" in units["projectname.target"]
+    assert "--hostname=heavy_worker@worker-2 " in units["projectname-heavy_worker.service"]
+
+
+def test_commands_render_a_declared_host(three_hosts, tmp_path):
+    call_command("render_supervisor", "--host", "web-1", "--deploy-dir", str(tmp_path / "web-1"))
+    assert sorted(p.name for p in (tmp_path / "web-1" / "conf.d").iterdir()) == [
+        "beat.conf", "flower.conf", "web.conf"]
+    call_command("render_supervisor", "--host", "web-1", "--deploy-dir",
+                 str(tmp_path / "web-1"), "--check")
+    call_command("render_systemd", "--host", "web-1", "--output-dir", str(tmp_path / "units"))
+    assert (tmp_path / "units" / BOOT_UNIT).exists()
+    with pytest.raises(CommandError, match="--host 'web-9' is not in the inventory; hosts: "
+                                           "web-1, worker-1, worker-2"):
+        call_command("render_systemd", "--host", "web-9", "--output-dir", str(tmp_path))
+    with pytest.raises(CommandError, match="--host 'nope' is not in the inventory"):
+        call_command("render_supervisor", "--host", "nope", "--deploy-dir", str(tmp_path))
+
+
+def test_render_systemd_host_needs_an_inventory(tmp_path):
+    with pytest.raises(CommandError, match="--host needs an inventory"):
+        call_command("render_systemd", "--host", "web-1", "--output-dir", str(tmp_path))

@@ -50,16 +50,18 @@ class Paths:
     run_dir: str = "/var/lib/projectname"
     # The settings (same keys as .env.example), mode 0640 root:<user>.
     env_file: str = "/etc/projectname/env"
+    # The virtualenv (default: .venv in the checkout).
+    venv: str = ""
 
     def __post_init__(self):
-        for name in ("project_root", "run_dir", "env_file"):
+        for name in ("project_root", "run_dir", "env_file", "venv"):
             value = getattr(self, name)
-            if not value.startswith("/"):
+            if value and not value.startswith("/"):
                 raise ValueError(f"Paths.{name} must be an absolute path, got {value!r}.")
 
     @property
     def venv_bin(self) -> str:
-        return f"{self.project_root}/.venv/bin"
+        return f"{self.venv or self.project_root + '/.venv'}/bin"
 
     @property
     def log_dir(self) -> str:

@@ -125,3 +125,34 @@ def test_commands_render_a_declared_host(three_hosts, tmp_path):
 def test_render_systemd_host_needs_an_inventory(tmp_path):
     with pytest.raises(CommandError, match="--host needs an inventory"):
         call_command("render_systemd", "--host", "web-1", "--output-dir", str(tmp_path))
+
+
+def test_systemd_analyze_verifies_every_hosts_units(tmp_path):
+    """Every unit of every host of the example inventory, rendered for this
+    checkout (so each ExecStart executable exists), passes systemd's verifier."""
+    import subprocess
+    import sys
+    from dataclasses import replace
+    from pathlib import Path
+
+    from tests.support.requirements import require_tool
+
+    systemd_analyze = require_tool("systemd-analyze", "systemd")
+    env_file = tmp_path / "env"
+    env_file.write_text("DJANGO_SECRET_KEY=x\n")
+    root = str(Path(__file__).resolve().parents[3])
+    inventory = replace(THREE_HOSTS, user="root", paths=Paths(
+        project_root=root, run_dir=str(tmp_path / "run"), env_file=str(env_file),
+        venv=str(Path(sys.executable).parents[1])))
+    for host in inventory.host_names():
+        (tmp_path / host).mkdir()
+        units = []
+        for name, text in render_host_unit_files(TOPOLOGY, inventory, host,
+                                                 conf=str(tmp_path / "s.conf")).items():
+            (tmp_path / host / name).write_text(text)
+            units.append(str(tmp_path / host / name))
+        result = subprocess.run([systemd_analyze, "verify", *units],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        problems = [line for line in result.stderr.splitlines() if "projectname" in line]
+        assert problems == [], problems

@@ -1,0 +1,62 @@
+"""Inventories for the deploy tests, built from the environment the test sets
+(DEPLOY_INVENTORY=tests.support.host_inventory:BOOT names one in a subprocess).
+
+BOOT: one host on loopback running main_worker as ``nobody``, its run
+directory and env file where the test puts them (HOST_TEST_RUN_DIR,
+HOST_TEST_ENV_FILE), supervisord's HTTP interface on HOST_TEST_SUPERVISOR_PORT.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from apps.core.inventory import Host, Inventory, Paths
+
+PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def _boot() -> Inventory | None:
+    if "HOST_TEST_RUN_DIR" not in os.environ:
+        return None
+    return Inventory(
+        hosts=(Host("boot-1", "127.0.0.1", programs=("main_worker",),
+                    supervisor_port=int(os.environ["HOST_TEST_SUPERVISOR_PORT"])),),
+        user="nobody",
+        paths=Paths(project_root=PROJECT_ROOT, run_dir=os.environ["HOST_TEST_RUN_DIR"],
+                    env_file=os.environ["HOST_TEST_ENV_FILE"],
+                    venv=os.environ.get("HOST_TEST_VENV", "")),
+    )
+
+
+BOOT = _boot()
+
+
+def unprivileged_venv(dest: Path) -> Path | None:
+    """A virtualenv an unprivileged user can run, with this suite's packages.
+
+    The suite's own venv may sit on an interpreter in a private home
+    directory (pyenv under /root); a program running as ``nobody`` could not
+    execute it.  This builds one on the system's python3 of the same version
+    and points it at the suite's site-packages.  None: no such interpreter.
+    """
+    import subprocess
+    import sys
+    import sysconfig
+
+    system_python = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    if not system_python.exists():
+        return None
+    subprocess.run([str(system_python), "-m", "venv", "--without-pip", str(dest)], check=True,
+                   capture_output=True, timeout=120)
+    purelib = sysconfig.get_paths()["purelib"]
+    [site] = list((dest / "lib").glob("python3*/site-packages"))
+    (site / "suite.pth").write_text(purelib + "\n")
+    for name, module in (("celery", "celery.__main__"), ("supervisord", "supervisor.supervisord"),
+                         ("supervisorctl", "supervisor.supervisorctl"),
+                         ("gunicorn", "gunicorn.app.wsgiapp")):
+        script = dest / "bin" / name
+        script.write_text(f"#!{dest}/bin/python\nimport sys\nfrom {module} import main\n"
+                          "sys.exit(main())\n")
+        script.chmod(0o755)
+    return dest

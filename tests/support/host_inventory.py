@@ -60,3 +60,12 @@ def unprivileged_venv(dest: Path) -> Path | None:
                           "sys.exit(main())\n")
         script.chmod(0o755)
     return dest
+
+
+# SPLIT: the live test system's programs declared on two hosts, main_worker
+# on "there", everything else on "here" (both are this machine's supervisord).
+SPLIT = Inventory(hosts=(
+    Host("here", "127.0.0.1", programs=("web", "beat", "flower", "heavy_worker",
+                                        "bulk_worker_1", "bulk_worker_2")),
+    Host("there", "127.0.0.2", programs=("main_worker",)),
+))

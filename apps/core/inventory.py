@@ -140,6 +140,20 @@ class Inventory:
         return [host for host in self.hosts if program in host.programs]
 
     @property
+    def spans_machines(self) -> bool:
+        """More than one machine: two hosts, not all on this machine's loopback
+        (loopback hosts share one disk, as the tests' split inventories do)."""
+        import ipaddress
+
+        def loopback(address: str) -> bool:
+            try:
+                return ipaddress.ip_address(address).is_loopback
+            except ValueError:
+                return address == "localhost"
+
+        return len(self.hosts) > 1 and not all(loopback(h.address) for h in self.hosts)
+
+    @property
     def broker_hosts(self) -> list[Host]:
         return [host for host in self.hosts if host.broker_node]
 

@@ -156,3 +156,58 @@ def test_systemd_analyze_verifies_every_hosts_units(tmp_path):
         assert result.returncode == 0, result.stdout + result.stderr
         problems = [line for line in result.stderr.splitlines() if "projectname" in line]
         assert problems == [], problems
+
+
+def test_system_check_refuses_a_stranded_program(monkeypatch):
+    from django.core import checks
+
+    monkeypatch.setattr(declared_inventory, "INVENTORY", Inventory(hosts=(
+        Host("a", "10.0.0.1", programs=("web", "beat", "main_worker")),)))
+    errors = [m for m in checks.run_checks() if m.id == "inventory.E001"]
+    assert any("worker program 'heavy_worker' runs on no host" in m.msg for m in errors), errors
+    monkeypatch.setattr(declared_inventory, "INVENTORY", THREE_HOSTS)
+    assert [m for m in checks.run_checks() if m.id == "inventory.E001"] == []
+
+
+@pytest.mark.parametrize("database_url, inventory, refused", [
+    ("sqlite:////tmp/x.sqlite3", "projectname.inventory:THREE_HOSTS", True),
+    ("postgres://u:p@127.0.0.1:5432/x", "projectname.inventory:THREE_HOSTS", False),
+    ("sqlite:////tmp/x.sqlite3", "", False),
+    # Two hosts on this machine's loopback share its disk.
+    ("sqlite:////tmp/x.sqlite3", "tests.support.host_inventory:SPLIT", False),
+])
+def test_sqlite_is_refused_when_the_inventory_spans_machines(database_url, inventory, refused):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, DATABASE_URL=database_url, DEPLOY_INVENTORY=inventory)
+    result = subprocess.run([sys.executable, "manage.py", "check"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    if refused:
+        assert result.returncode != 0
+        assert "Refusing to start: the inventory (projectname/inventory.py) declares 3 hosts" \
+            in result.stderr
+        assert "Traceback" not in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+
+
+def test_broker_url_comes_from_the_inventory_when_not_set():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "CELERY_BROKER_URL"}
+    env.update(DEPLOY_INVENTORY="projectname.inventory:THREE_HOSTS", DEPLOY_HOST="worker-2",
+               CELERY_BROKER_PASSWORD="s3cret", DATABASE_URL="postgres://u:p@127.0.0.1:5432/x")
+    code = ("import django; django.setup(); from django.conf import settings; "
+            "print(settings.CELERY_BROKER_URL)")
+    # Set but empty: .env's development URL does not fill it in (read_env never overwrites).
+    result = subprocess.run([sys.executable, "-c", code], env=dict(
+        env, DJANGO_SETTINGS_MODULE="tests.settings", CELERY_BROKER_URL=""),
+        capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == (
+        "pyamqp://projectname:s3cret@10.0.0.13:5672/projectname;"
+        "pyamqp://projectname:s3cret@10.0.0.11:5672/projectname;"
+        "pyamqp://projectname:s3cret@10.0.0.12:5672/projectname"), result.stderr

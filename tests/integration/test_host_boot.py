@@ -55,6 +55,44 @@ def _uid_of(pid: int) -> int:
     raise AssertionError(f"no Uid line for pid {pid}")
 
 
+def _ops_controls_the_host_over_http(render_env: dict, port: int) -> None:
+    """/ops/'s program selector and control, through the host's HTTP interface
+    with the credentials from the environment; a host that does not answer
+    is shown as UNREACHABLE, not hidden."""
+    from unittest import mock
+
+    from apps.ops.programs import ProgramError, program_control, program_states
+    from projectname import inventory as declared
+
+    with mock.patch.dict(os.environ, {k: v for k, v in render_env.items()
+                                      if k.startswith("HOST_TEST_")}):
+        from tests.support.host_inventory import _boot
+
+        inventory = _boot()
+    with mock.patch.object(declared, "INVENTORY", inventory), \
+            mock.patch.dict(os.environ, {"SUPERVISOR_USERNAME": CREDENTIALS[0],
+                                         "SUPERVISOR_PASSWORD": CREDENTIALS[1]}):
+        states = program_states()
+        assert states["boot-1:main_worker"].state == "RUNNING"
+        assert states["boot-1:main_worker"].host == "boot-1"
+        assert states["idle-1:heavy_worker"].state == "UNREACHABLE"
+        assert "Connection refused" in states["idle-1:heavy_worker"].description
+        assert "stop requested" in program_control(name="boot-1:main_worker", action="stop")
+        wait_for(lambda: program_states()["boot-1:main_worker"].state == "STOPPED", 150,
+                 interval=1, message="main_worker STOPPED through /ops/")
+        assert "start requested" in program_control(name="boot-1:main_worker", action="start")
+        wait_for(lambda: program_states()["boot-1:main_worker"].state == "RUNNING", 60,
+                 interval=1, message="main_worker RUNNING again through /ops/")
+        with pytest.raises(ProgramError, match="expected <host>:<program>"):
+            program_control(name="main_worker", action="stop")
+        with pytest.raises(ProgramError, match="idle-1:heavy_worker: supervisord on idle-1"):
+            program_control(name="idle-1:heavy_worker", action="start")
+    with mock.patch.object(declared, "INVENTORY", inventory), \
+            mock.patch.dict(os.environ, {"SUPERVISOR_PASSWORD": "wrong"}):
+        os.environ.setdefault("SUPERVISOR_USERNAME", CREDENTIALS[0])
+        assert program_states()["boot-1:main_worker"].state == "UNREACHABLE"
+
+
 @pytest.fixture
 def host_dirs():
     # Short paths (the unix socket), readable by the unprivileged user.
@@ -86,7 +124,8 @@ def test_boot_unit_starts_supervisord_without_the_wrapper(host_dirs, broker_vhos
     ]) + "\n")
     render_env = dict(os.environ, DEPLOY_INVENTORY="tests.support.host_inventory:BOOT",
                       HOST_TEST_RUN_DIR=str(host_dirs / "run"), HOST_TEST_ENV_FILE=str(env_file),
-                      HOST_TEST_SUPERVISOR_PORT=str(port), HOST_TEST_VENV=str(venv))
+                      HOST_TEST_SUPERVISOR_PORT=str(port), HOST_TEST_VENV=str(venv),
+                      HOST_TEST_IDLE_PORT=str(free_port()))
     deploy = host_dirs / "deploy"
     for args in (["render_supervisor", "--host", "boot-1", "--deploy-dir", str(deploy)],
                  ["render_systemd", "--host", "boot-1", "--output-dir", str(deploy / "systemd"),
@@ -147,6 +186,8 @@ def test_boot_unit_starts_supervisord_without_the_wrapper(host_dirs, broker_vhos
 
         assert wait_for(answers, 120, interval=1, message="main_worker@boot-1 consuming") == {
             "main_worker", "celery"}
+
+        _ops_controls_the_host_over_http(render_env, port)
     finally:
         supervisord.send_signal(signal.SIGTERM)
         try:

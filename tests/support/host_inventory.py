@@ -1,9 +1,11 @@
 """Inventories for the deploy tests, built from the environment the test sets
 (DEPLOY_INVENTORY=tests.support.host_inventory:BOOT names one in a subprocess).
 
-BOOT: one host on loopback running main_worker as ``nobody``, its run
+BOOT: host boot-1 on loopback running main_worker as ``nobody``, its run
 directory and env file where the test puts them (HOST_TEST_RUN_DIR,
-HOST_TEST_ENV_FILE), supervisord's HTTP interface on HOST_TEST_SUPERVISOR_PORT.
+HOST_TEST_ENV_FILE), supervisord's HTTP interface on HOST_TEST_SUPERVISOR_PORT;
+host idle-1 holds every other program and is never started (its interface,
+HOST_TEST_IDLE_PORT, does not answer).
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ def _boot() -> Inventory | None:
         return None
     return Inventory(
         hosts=(Host("boot-1", "127.0.0.1", programs=("main_worker",),
-                    supervisor_port=int(os.environ["HOST_TEST_SUPERVISOR_PORT"])),),
+                    supervisor_port=int(os.environ["HOST_TEST_SUPERVISOR_PORT"])),
+               Host("idle-1", "127.0.0.1", programs=(
+                   "web", "beat", "flower", "heavy_worker", "bulk_worker_1", "bulk_worker_2"),
+                   supervisor_port=int(os.environ["HOST_TEST_IDLE_PORT"]))),
         user="nobody",
         paths=Paths(project_root=PROJECT_ROOT, run_dir=os.environ["HOST_TEST_RUN_DIR"],
                     env_file=os.environ["HOST_TEST_ENV_FILE"],

@@ -211,3 +211,14 @@ def test_broker_url_comes_from_the_inventory_when_not_set():
         "pyamqp://projectname:s3cret@10.0.0.13:5672/projectname;"
         "pyamqp://projectname:s3cret@10.0.0.11:5672/projectname;"
         "pyamqp://projectname:s3cret@10.0.0.12:5672/projectname"), result.stderr
+
+
+def test_apply_topology_renders_one_hosts_files(three_hosts, tmp_path, settings):
+    settings.BASE_DIR = tmp_path
+    call_command("apply_topology", "--host", "worker-2", "--run-dir", str(tmp_path / "run"))
+    host = tmp_path / "deploy" / "hosts" / "worker-2"
+    assert sorted(p.name for p in (host / "conf.d").iterdir()) == [
+        "bulk_worker_2.conf", "heavy_worker.conf"]
+    assert (host / "systemd" / BOOT_UNIT).exists()
+    with pytest.raises(CommandError, match="--host 'web-9' is not a host of the inventory"):
+        call_command("apply_topology", "--host", "web-9")

@@ -37,7 +37,7 @@ BOOT_STOP_MARGIN = 30
 
 def resolve(text: str, inventory: Inventory, host: Host) -> str:
     """The wrapper's %(ENV_...)s placeholders, replaced by this host's values."""
-    paths = inventory.paths
+    paths = inventory.paths_of(host.name)
     for name, value in (("PROJECT_ROOT", paths.project_root), ("RUN_DIR", paths.run_dir),
                         ("WEB_PORT", str(host.web_port)), ("FLOWER_PORT", str(host.flower_port))):
         text = text.replace(f"%(ENV_{name})s", value)
@@ -53,7 +53,7 @@ def host_programs(topology: Topology, inventory: Inventory, host_name: str) -> l
             continue
         executable, _, arguments = program.command.partition(" ")
         if executable in systemd.VENV_EXECUTABLES:
-            executable = f"{inventory.paths.venv_bin}/{executable}"
+            executable = f"{inventory.paths_of(host.name).venv_bin}/{executable}"
         result.append(Program(
             name=program.name,
             command=resolve(f"{executable} {arguments}", inventory, host),
@@ -66,7 +66,7 @@ def host_programs(topology: Topology, inventory: Inventory, host_name: str) -> l
 
 def host_environment(inventory: Inventory, host: Host) -> tuple[tuple[str, str], ...]:
     """What the wrapper would have exported, fixed per host (and which host it is)."""
-    paths = inventory.paths
+    paths = inventory.paths_of(host.name)
     return (
         (HOST_VARIABLE, host.name),
         ("PROJECT_ROOT", paths.project_root),
@@ -78,7 +78,7 @@ def host_environment(inventory: Inventory, host: Host) -> tuple[tuple[str, str],
 
 
 def render_host_supervisord_conf(inventory: Inventory, host: Host) -> str:
-    paths = inventory.paths
+    paths = inventory.paths_of(host.name)
     return f"""{HEADER}; Host {host.name} ({', '.join(host.roles) or 'no programs'}) of projectname/inventory.py.
 ; Started by systemd/{BOOT_UNIT} (as root, so each program runs as user={inventory.user}).
 
@@ -122,23 +122,24 @@ def render_host_supervisor_files(topology: Topology, inventory: Inventory,
                                  host_name: str) -> dict[PurePosixPath, str]:
     """Path relative to the host's deploy directory -> content."""
     host = inventory.host_named(host_name)
+    paths = inventory.paths_of(host_name)
     files = {PurePosixPath("supervisord.conf"): render_host_supervisord_conf(inventory, host)}
     for program in host_programs(topology, inventory, host_name):
         files[PurePosixPath("conf.d") / f"{program.name}.conf"] = render_program(
-            program, directory=inventory.paths.project_root, log_dir=inventory.paths.log_dir,
+            program, directory=paths.project_root, log_dir=paths.log_dir,
             user=inventory.user, environment=host_environment(inventory, host))
     return files
 
 
 def supervisord_conf_path(inventory: Inventory, host_name: str) -> str:
     """Where the host's supervisord.conf is on the host (inside the checkout)."""
-    return f"{inventory.paths.project_root}/deploy/hosts/{host_name}/supervisord.conf"
+    return f"{inventory.paths_of(host_name).project_root}/deploy/hosts/{host_name}/supervisord.conf"
 
 
 def render_boot_unit(topology: Topology, inventory: Inventory, host_name: str,
                      conf: str | None = None) -> str:
     host = inventory.host_named(host_name)
-    paths = inventory.paths
+    paths = inventory.paths_of(host_name)
     conf = conf or supervisord_conf_path(inventory, host_name)
     stop = max((p.stopwaitsecs for p in host_programs(topology, inventory, host_name)), default=0)
     return f"""{systemd.HEADER}
@@ -174,8 +175,9 @@ def render_host_unit_files(topology: Topology, inventory: Inventory, host_name: 
                            conf: str | None = None) -> dict[str, str]:
     """File name in the host's systemd/ directory -> content."""
     host = inventory.host_named(host_name)
-    layout = systemd.Layout(project_root=inventory.paths.project_root, user=inventory.user,
-                            env_file=inventory.paths.env_file, run_root=inventory.paths.run_dir)
+    paths = inventory.paths_of(host_name)
+    layout = systemd.Layout(project_root=paths.project_root, user=inventory.user,
+                            env_file=paths.env_file, run_root=paths.run_dir)
     # The units' own defaults already hold the default ports.
     host_defaults = ((HOST_VARIABLE, host.name),
                      *((("WEB_PORT", str(host.web_port)),) if host.web_port != 8000 else ()),

@@ -82,6 +82,8 @@ class Host:
     supervisor_port: int = SUPERVISOR_PORT
     web_port: int = 8000
     flower_port: int = 5555
+    # This host's own layout, when it differs from the inventory's.
+    paths: Paths | None = None
 
     def __post_init__(self):
         if not HOST_NAME.fullmatch(self.name):
@@ -132,6 +134,9 @@ class Inventory:
 
     def host_names(self) -> list[str]:
         return [host.name for host in self.hosts]
+
+    def paths_of(self, host_name: str) -> Paths:
+        return self.host_named(host_name).paths or self.paths
 
     def programs_on(self, host_name: str) -> tuple[str, ...]:
         return self.host_named(host_name).programs

@@ -74,3 +74,30 @@ SPLIT = Inventory(hosts=(
                                         "bulk_worker_1", "bulk_worker_2")),
     Host("there", "127.0.0.2", programs=("main_worker",)),
 ))
+
+
+def _three() -> Inventory | None:
+    """THREE: the multi-host test bed's three namespaces as web-1 (h1),
+    worker-1 (h2) and worker-2 (h3), each with its own run directory under
+    TB3_STATE (real hosts each have their own /var/lib/projectname)."""
+    if "TB3_STATE" not in os.environ:
+        return None
+    net, state = os.environ["TB3_NET"], os.environ["TB3_STATE"]
+
+    def paths(host: str) -> Paths:
+        return Paths(project_root=PROJECT_ROOT, run_dir=f"{state}/{host}/run",
+                     env_file=f"{state}/env", venv=os.environ["TB3_VENV"])
+
+    return Inventory(
+        hosts=(
+            Host("web-1", f"169.254.{net}.11", programs=("web", "beat"), paths=paths("web-1")),
+            Host("worker-1", f"169.254.{net}.12", programs=("main_worker", "bulk_worker_1"),
+                 paths=paths("worker-1")),
+            Host("worker-2", f"169.254.{net}.13", programs=("heavy_worker", "bulk_worker_2"),
+                 paths=paths("worker-2")),
+        ),
+        user="nobody", paths=paths("web-1"),
+    )
+
+
+THREE = _three()

@@ -55,7 +55,7 @@ class Command(BaseCommand):
         if run_dir:
             run = Path(run_dir)
         elif host is not None:
-            run = Path(inventory.paths.run_dir)
+            run = Path(inventory.paths_of(host).run_dir)
         else:
             run = supervisord_client.run_dir(settings.BASE_DIR)
 

@@ -96,6 +96,8 @@ class Bed:
                         TESTBED_HOSTS="3")
         self.database = f"tb3_{self.tag}"
         self.db_password = secrets.token_hex(12)
+        # The deployment's own broker user on the cluster (never guest).
+        self.broker_user = ("projectname", secrets.token_hex(12))
         self.supervisords: dict[str, subprocess.Popen] = {}
         self.relay: subprocess.Popen | None = None
 
@@ -106,7 +108,9 @@ class Bed:
         return done.stdout
 
     def broker_urls(self, address: str) -> str:
-        return ";".join(f"pyamqp://guest:guest@{address}:{self.base_port + n}//" for n in (1, 2, 3))
+        user, password = self.broker_user
+        return ";".join(f"pyamqp://{user}:{password}@{address}:{self.base_port + n}//"
+                        for n in (1, 2, 3))
 
     def database_url(self, address: str) -> str:
         return f"postgres://{self.database}:{self.db_password}@{address}:5432/{self.database}"
@@ -215,6 +219,8 @@ def bed():
 def test_three_hosts_deployed_from_the_inventory(bed):
     bed.testbed("net-up")
     bed.testbed("cluster-up", timeout=400)
+    bed.testbed("ctl", "1", "add_user", *bed.broker_user)
+    bed.testbed("ctl", "1", "set_permissions", "-p", "/", bed.broker_user[0], ".*", ".*", ".*")
     venv = unprivileged_venv(bed.state / "venv")
     require(venv is not None, "a system python of the suite's version for the hosts' venv")
     # PostgreSQL listens on loopback: relayed to the bridge for the namespaces.
@@ -231,6 +237,7 @@ def test_three_hosts_deployed_from_the_inventory(bed):
         "DEPLOY_INVENTORY=tests.support.host_inventory:THREE",
         f"TB3_STATE={bed.state}", f"TB3_NET={bed.net}", f"TB3_VENV={venv}",
         f"SUPERVISOR_USERNAME={CREDENTIALS[0]}", f"SUPERVISOR_PASSWORD={CREDENTIALS[1]}",
+        f"FLOWER_BASIC_AUTH=ops:{secrets.token_hex(12)}",
         f"RABBITMQ_MANAGEMENT_URL=http://{bed.bridge}:1",
     ]) + "\n")
     operator = bed.client_env()

@@ -57,12 +57,13 @@ def unprivileged_venv(dest: Path) -> Path | None:
     purelib = sysconfig.get_paths()["purelib"]
     [site] = list((dest / "lib").glob("python3*/site-packages"))
     (site / "suite.pth").write_text(purelib + "\n")
-    for name, module in (("celery", "celery.__main__"), ("supervisord", "supervisor.supervisord"),
-                         ("supervisorctl", "supervisor.supervisorctl"),
-                         ("gunicorn", "gunicorn.app.wsgiapp")):
+    for name, module, function in (("celery", "celery.__main__", "main"),
+                                   ("supervisord", "supervisor.supervisord", "main"),
+                                   ("supervisorctl", "supervisor.supervisorctl", "main"),
+                                   ("gunicorn", "gunicorn.app.wsgiapp", "run")):
         script = dest / "bin" / name
-        script.write_text(f"#!{dest}/bin/python\nimport sys\nfrom {module} import main\n"
-                          "sys.exit(main())\n")
+        script.write_text(f"#!{dest}/bin/python\nimport sys\nfrom {module} import {function}\n"
+                          f"sys.exit({function}())\n")
         script.chmod(0o755)
     return dest
 

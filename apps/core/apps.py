@@ -7,10 +7,10 @@ class CoreConfig(AppConfig):
     verbose_name = "Task system core"
 
     def ready(self):
-        # Registers the topology system checks with Django's check framework.
+        # Registers the topology and inventory system checks with Django's check framework.
         from django.conf import settings
 
-        from apps.core import checks  # noqa: F401
+        from apps.core import checks, checks_inventory  # noqa: F401
         from projectname.profiles import DEVELOPMENT
 
         if settings.PROFILE == DEVELOPMENT:

@@ -137,13 +137,19 @@ def programs(topology: Topology, host: str | None = None) -> list[Program]:
     return result
 
 
-def render_program(program: Program) -> str:
+def render_program(program: Program, *, directory: str = "%(ENV_PROJECT_ROOT)s",
+                   log_dir: str = "%(ENV_RUN_DIR)s/log", user: str | None = None,
+                   environment: tuple[tuple[str, str], ...] = ()) -> str:
+    """One program file.  The defaults read paths from supervisord's
+    environment (``manage.py supervisord``); a host of the inventory passes
+    absolute ones, its ``user`` and its environment (apps/core/host_files.py)."""
     options = [
         ("command", program.command),
-        ("directory", "%(ENV_PROJECT_ROOT)s"),
+        ("directory", directory),
+        *([("user", user)] if user else []),
         ("environment", ",".join(
             ['DJANGO_SETTINGS_MODULE="projectname.settings"', 'PYTHONUNBUFFERED="1"']
-            + [f'{name}="{value}"' for name, value in program.environment])),
+            + [f'{name}="{value}"' for name, value in environment + program.environment])),
         *program.extra,
         ("autostart", "true"),
         ("autorestart", "true"),
@@ -158,7 +164,7 @@ def render_program(program: Program) -> str:
         ("killasgroup", "true"),
         ("priority", str(program.priority)),
         ("redirect_stderr", "true"),
-        ("stdout_logfile", f"%(ENV_RUN_DIR)s/log/{program.name}.log"),
+        ("stdout_logfile", f"{log_dir}/{program.name}.log"),
         ("stdout_logfile_maxbytes", "50MB"),
         ("stdout_logfile_backups", "5"),
     ]

@@ -40,6 +40,21 @@ def rpc(path: Path | None = None):
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
 
 
+def http_rpc(url: str, credentials: tuple[str, str], timeout: float = 5.0):
+    """Another host's supervisord over its HTTP interface (``inet_http_server``
+    on the private network, basic auth), e.g. ``http://10.0.0.12:9001/RPC2``."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    username, password = credentials
+    transport = SupervisorTransport(username, password, url)
+    parts = urlsplit(url)
+    # SupervisorTransport's connection has no timeout: a dead host must not hang /ops/.
+    transport._get_connection = lambda: http.client.HTTPConnection(
+        parts.hostname, parts.port or 80, timeout=timeout)
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+
 @dataclass(frozen=True)
 class UpdateResult:
     added: tuple[str, ...]

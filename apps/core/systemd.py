@@ -44,10 +44,12 @@ class Layout:
     user: str = "projectname"
     env_file: str = "/etc/projectname/env"
     state_dir: str = "projectname"  # -> /var/lib/projectname, created by systemd
+    # An absolute run directory outside /var/lib (the host inventory's Paths.run_dir).
+    run_root: str = ""
 
     @property
     def run_dir(self) -> str:
-        return f"/var/lib/{self.state_dir}"
+        return self.run_root or f"/var/lib/{self.state_dir}"
 
 
 def unit_name(program: Program) -> str:
@@ -64,19 +66,22 @@ def exec_start(command: str, layout: Layout) -> str:
     return f"{executable} {arguments}".strip()
 
 
-def render_service(program: Program, layout: Layout) -> str:
+def render_service(program: Program, layout: Layout,
+                   environment_defaults: tuple[tuple[str, str], ...] = (),
+                   target: str = TARGET) -> str:
     role = "Celery worker" if "worker" in program.command.split()[:4] else program.name
     environment = " ".join([
         "DJANGO_SETTINGS_MODULE=projectname.settings", "PYTHONUNBUFFERED=1",
         f"PROJECT_ROOT={layout.project_root}", f"RUN_DIR={layout.run_dir}",
         "WEB_PORT=8000", "FLOWER_PORT=5555",
+        *(f"{name}={value}" for name, value in environment_defaults),
         *(f"{name}={value.replace('%(ENV_PROJECT_ROOT)s', layout.project_root)}"
           for name, value in program.environment),
     ])
     return f"""{HEADER}
 [Unit]
 Description=projectname {program.name} ({role})
-PartOf={TARGET}
+PartOf={target}
 After=network-online.target rabbitmq-server.service redis-server.service postgresql.service
 Wants=network-online.target
 StartLimitIntervalSec={START_LIMIT_INTERVAL}
@@ -87,8 +92,7 @@ Type=simple
 User={layout.user}
 Group={layout.user}
 WorkingDirectory={layout.project_root}
-StateDirectory={layout.state_dir}
-# Defaults; the EnvironmentFile (same keys as .env.example) overrides them.
+{state_directory(layout)}# Defaults; the EnvironmentFile (same keys as .env.example) overrides them.
 Environment={environment}
 EnvironmentFile={layout.env_file}
 ExecStart={exec_start(program.command, layout)}
@@ -103,8 +107,15 @@ TimeoutStopSec={program.stopwaitsecs}
 SyslogIdentifier={UNIT_PREFIX}-{program.name}
 
 [Install]
-WantedBy={TARGET}
+WantedBy={target}
 """
+
+
+def state_directory(layout: Layout) -> str:
+    # systemd creates (and hands to User=) a state directory under /var/lib only.
+    if layout.run_dir.startswith("/var/lib/"):
+        return f"StateDirectory={layout.run_dir.removeprefix('/var/lib/')}\n"
+    return ""
 
 
 def render_target(topology: Topology) -> str:

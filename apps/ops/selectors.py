@@ -29,6 +29,8 @@ class WorkerView:
     queues: list[str] = field(default_factory=list)
     active: list[dict] = field(default_factory=list)
     program_state: str = "UNKNOWN"
+    # The name its program is controlled by (<host>:<program> with an inventory).
+    control_name: str = ""
 
 
 def worker_node(worker_name: str) -> str:
@@ -61,8 +63,13 @@ def workers_overview(*, program_states: dict | None = None) -> tuple[list[Worker
                 }
                 for task in worker["active"]
             ]
-        if program_states and view.name in program_states:
-            view.program_state = program_states[view.name].state
+        # With an inventory the states are named <host>:<program>: the first
+        # host running this program speaks for it.
+        state = next((state for state in (program_states or {}).values()
+                      if state.program == view.name), None)
+        if state is not None:
+            view.program_state = state.state
+        view.control_name = state.name if state is not None else view.name
     return views, error
 
 

@@ -4,7 +4,8 @@
 #   ensure-system.sh            what running needs (`make run`): RabbitMQ with
 #                               its management plugin, Python's venv module
 #   ensure-system.sh --test     that plus what only the tests need (`make test`):
-#                               Chromium, Redis, iproute2
+#                               Chromium, Redis, iproute2, nginx (its binary:
+#                               the suite validates deploy/nginx/ with `nginx -t`)
 #   --dry-run                   print the plan, change nothing
 #
 # Each step looks before it acts: a listening port means the service is up,
@@ -53,6 +54,9 @@ if [ "$with_test" = 1 ]; then
   has redis-server || missing+=(redis-server)
   # The suite verifies the rendered units (deploy/systemd) with systemd-analyze.
   has systemd-analyze || missing+=(systemd)
+  # The suite validates the reverse-proxy example (deploy/nginx) with `nginx -t`;
+  # the tests need the binary only, so the service Debian starts is stopped again.
+  has nginx || { missing+=(nginx); nginx_installed_here=1; }
   # Debian's Chromium drives the /ops/ browser test (Playwright never downloads one).
   { [ "$fresh" = 0 ] && [ -x /usr/bin/chromium ]; } || missing+=(chromium)
 fi
@@ -64,6 +68,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   else
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+fi
+
+if [ "${nginx_installed_here:-0}" = 1 ] && [ "$dry_run" = 0 ]; then
+  # Debian's postinst starts nginx on port 80; the suite never uses that server.
+  $SUDO nginx -s quit >/dev/null 2>&1 || true
 fi
 
 # -- RabbitMQ and its management API -------------------------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = PROJECT_ROOT / "deploy" / "bin" / "ensure-system.sh"
-TEST_ONLY_PACKAGES = ("chromium", "redis-server", "iproute2")
+TEST_ONLY_PACKAGES = ("chromium", "redis-server", "iproute2", "nginx")
 
 
 def plan(*options: str, fresh: bool = True) -> str:

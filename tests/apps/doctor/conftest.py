@@ -39,8 +39,8 @@ def run_doctor(env: dict, *args: str, timeout: float = 120) -> subprocess.Comple
                           timeout=timeout)
 
 
-def doctor_json(env: dict) -> tuple[int, dict]:
-    result = run_doctor(env, "--json")
+def doctor_json(env: dict, *args: str) -> tuple[int, dict]:
+    result = run_doctor(env, "--json", *args)
     assert result.stdout.strip(), result.stderr
     return result.returncode, json.loads(result.stdout)
 

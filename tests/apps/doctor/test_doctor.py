@@ -172,3 +172,27 @@ def test_two_beats_at_once_fail_and_a_restart_does_not(tmp_path):
     beat_heartbeat_record(origin="gen1@host-a", broker=BROKER)  # the old one still ticks
     [finding] = check_beat(ctx)
     assert finding.status == FAIL and "2 beat processes" in finding.message
+
+
+@pytest.mark.live
+@pytest.mark.django_db(transaction=True)
+def test_doctor_judges_each_program_on_the_host_that_runs_it(live_system, doctor_env):
+    """Inventory SPLIT: main_worker declared on "there", the rest on "here".
+    With main_worker stopped, doctor on "here" does not FAIL it (it names the
+    host that runs it); doctor on "there" does."""
+    env = dict(doctor_env, DEPLOY_INVENTORY="tests.support.host_inventory:SPLIT")
+    live_system.rpc().stopProcess("main_worker", True)
+    try:
+        _, here = doctor_json(env, "--host", "here")
+        finding = by_check(here)["program main_worker"]
+        assert finding["status"] == OK
+        assert finding["message"] == "runs on there, not here: judged by doctor there"
+        assert by_check(here)["program web"]["message"].startswith("RUNNING")
+        _, there = doctor_json(env, "--host", "there")
+        assert by_check(there)["program main_worker"]["status"] == FAIL
+        assert by_check(there)["program web"]["message"].startswith("runs on here")
+        _, unknown = doctor_json(dict(env, DEPLOY_HOST=""))
+        assert "does not know which host" in by_check(unknown)["supervisor"]["message"]
+    finally:
+        live_system.rpc().startProcess("main_worker", True)
+        live_system.wait_workers_ready(["main_worker"], timeout=120)

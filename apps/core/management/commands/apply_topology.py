@@ -36,17 +36,34 @@ class Command(BaseCommand):
                             help="Print what would change; write nothing, restart nothing.")
         parser.add_argument("--run-dir", default=None,
                             help="supervisord's state directory with supervisor.sock "
-                                 "(default: $RUN_DIR, else run/).")
+                                 "(default: $RUN_DIR, else run/; with --host the inventory's).")
+        parser.add_argument("--host", default=None,
+                            help="One host of the inventory (projectname/inventory.py): render "
+                                 "its files (deploy/hosts/<host>/) and update its supervisord.")
 
-    def handle(self, *args, dry_run: bool, run_dir: str | None, **options):
+    def handle(self, *args, dry_run: bool, run_dir: str | None, host: str | None = None,
+               **options):
+        from apps.core.inventory import declared
+
         # A topology that strands tasks is refused before anything is written.
         call_command("check", stdout=self.stdout, stderr=self.stderr)
-        run = Path(run_dir) if run_dir else supervisord_client.run_dir(settings.BASE_DIR)
+        inventory = declared()
+        if host is not None and (inventory is None or host not in inventory.host_names()):
+            raise CommandError(f"--host {host!r} is not a host of the inventory "
+                               f"(projectname/inventory.py): "
+                               f"{', '.join(inventory.host_names()) if inventory else 'none declared'}.")
+        if run_dir:
+            run = Path(run_dir)
+        elif host is not None:
+            run = Path(inventory.paths_of(host).run_dir)
+        else:
+            run = supervisord_client.run_dir(settings.BASE_DIR)
 
         self.stdout.write("deploy files:")
         for command in ("render_supervisor", "render_systemd"):
             try:
-                call_command(command, check=dry_run, stdout=self.stdout)
+                call_command(command, check=dry_run, stdout=self.stdout,
+                             **({"host": host} if host else {}))
             except CommandError:
                 if not dry_run:
                     raise

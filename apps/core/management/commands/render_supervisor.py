@@ -5,9 +5,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.generated import sync_generated_files
+from apps.core.host_files import render_host_supervisor_files
 from apps.core.supervisor import (
     GENERATED_MARK, program_names, render_program_files, render_supervisord_conf,
 )
+from apps.core.inventory import declared
 from projectname.topology import TOPOLOGY
 
 
@@ -26,8 +28,9 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--host", default=None,
-            help="Render a worker host's configuration: workers are named <program>@<host> "
-                 "and supervisord keeps its state in $RUN_DIR.",
+            help="Render one host's configuration into deploy/hosts/<host>/: with an inventory "
+                 "(projectname/inventory.py) that host's programs, self-contained; without "
+                 "one, the --programs given (workers named <program>@<host>, state in $RUN_DIR).",
         )
         parser.add_argument(
             "--programs", default=None,
@@ -37,6 +40,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, check: bool, deploy_dir: str | None, host: str | None,
                programs: str | None, **options):
+        inventory = declared()
         if host is None:
             if programs is not None:
                 raise CommandError("--programs needs --host (the default render has every program).")
@@ -44,6 +48,13 @@ class Command(BaseCommand):
             wanted = {Path("supervisord.conf"): render_supervisord_conf()}
             wanted.update({Path("conf.d") / name: text
                            for name, text in render_program_files(TOPOLOGY).items()})
+        elif inventory is not None and programs is None:
+            if host not in inventory.host_names():
+                raise CommandError(f"--host {host!r} is not in the inventory; hosts: "
+                                   f"{', '.join(inventory.host_names())}.")
+            deploy = Path(deploy_dir or Path(settings.BASE_DIR) / "deploy" / "hosts" / host)
+            wanted = {Path(path): text for path, text in
+                      render_host_supervisor_files(TOPOLOGY, inventory, host).items()}
         else:
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", host):
                 raise CommandError(

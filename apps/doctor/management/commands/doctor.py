@@ -21,14 +21,19 @@ class Command(BaseCommand):
             "--run-dir", default=os.environ.get("RUN_DIR", str(Path(settings.BASE_DIR) / "run")),
             help="Directory holding supervisor.sock (default: $RUN_DIR or run/).",
         )
+        parser.add_argument(
+            "--host", default=os.environ.get("DEPLOY_HOST") or None,
+            help="With an inventory (projectname/inventory.py): the host this runs on; programs "
+                 "declared on other hosts are judged there (default: $DEPLOY_HOST).")
         parser.add_argument("--timeout", type=float, default=3.0,
                             help="Seconds to wait for the broker and for worker replies.")
 
-    def handle(self, *args, json: bool = False, run_dir: str, timeout: float, **options):
+    def handle(self, *args, json: bool = False, run_dir: str, timeout: float,
+               host: str | None = None, **options):
         if timeout <= 0:
             raise CommandError("--timeout must be a positive number of seconds.")
         findings = diagnose(broker_url=settings.CELERY_BROKER_URL, run_dir=Path(run_dir),
-                            timeout=timeout, debug=settings.DEBUG)
+                            timeout=timeout, debug=settings.DEBUG, host=host)
         failed = [f for f in findings if f.status == FAIL]
         if json:
             self.stdout.write(_json.dumps({

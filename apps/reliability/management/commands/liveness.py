@@ -21,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError
 from kombu.exceptions import OperationalError
 
 from apps.core import supervisord_client
+from apps.core.inventory import current_host_name, declared
 from apps.reliability.liveness import queues_liveness
 
 
@@ -28,8 +29,13 @@ class Command(BaseCommand):
     help = "Check that every topology queue has its consumers; optionally restart stuck workers."
 
     def add_arguments(self, parser):
-        parser.add_argument("--hosts", type=int, default=1,
-                            help="Hosts that run every worker program (expected consumers per program).")
+        parser.add_argument("--hosts", type=int, default=None,
+                            help="Hosts that run every worker program (expected consumers per "
+                                 "program); with an inventory (projectname/inventory.py) the hosts "
+                                 "declared for each program are counted instead.")
+        parser.add_argument("--host", default=None,
+                            help="With an inventory: the host this runs on (default: $DEPLOY_HOST); "
+                                 "--restart only restarts the programs declared on it.")
         parser.add_argument("--json", action="store_true")
         parser.add_argument("--restart", action="store_true",
                             help="Restart the worker programs of queues below their consumer count.")
@@ -39,11 +45,23 @@ class Command(BaseCommand):
                             help="supervisord's state directory with supervisor.sock "
                                  "(default: $RUN_DIR, else run/).")
 
-    def handle(self, *args, hosts, restart, grace, run_dir, **options):
-        if hosts < 1:
+    def handle(self, *args, hosts, restart, grace, run_dir, host=None, **options):
+        inventory = declared()
+        if hosts is not None and hosts < 1:
             raise CommandError("--hosts must be at least 1")
+        if hosts is not None and inventory is not None:
+            raise CommandError("--hosts: the inventory (projectname/inventory.py) already says "
+                               "which hosts run each program; leave --hosts out.")
+        host = host or current_host_name()
+        if inventory is not None and restart:
+            if host is None:
+                raise CommandError("--restart with an inventory needs --host (or $DEPLOY_HOST): "
+                                   "only the programs declared on this host are restarted here.")
+            if host not in inventory.host_names():
+                raise CommandError(f"--host {host!r} is not in the inventory; hosts: "
+                                   f"{', '.join(inventory.host_names())}.")
         try:
-            report = queues_liveness(hosts=hosts)
+            report = queues_liveness(hosts=hosts or 1, inventory=inventory)
         except OperationalError as exc:
             raise CommandError(f"cannot reach the broker: {exc}") from exc
         failing = [q for q in report if not q.ok]
@@ -60,6 +78,15 @@ class Command(BaseCommand):
                                   f"{'ok' if q.ok else 'MISSING':7} {','.join(q.workers)}")
         if failing and restart:
             programs = sorted({w for q in failing for w in q.workers})
+            if inventory is not None:
+                # Another host's program is restarted by that host's own liveness run.
+                here = set(inventory.programs_on(host))
+                for program in programs:
+                    if program not in here:
+                        self.stderr.write(f"{program}: runs on "
+                                          f"{', '.join(h.name for h in inventory.hosts_running(program))}"
+                                          f", not {host}; not restarting here")
+                programs = [program for program in programs if program in here]
             run = Path(run_dir) if run_dir else supervisord_client.run_dir(settings.BASE_DIR)
             self._restart(programs, grace, supervisord_client.Supervisord(run / "supervisor.sock"))
         if failing:

@@ -54,7 +54,7 @@ def test_the_page_shows_the_alerts_beat_evaluated_and_evaluates_none(
     html = client.get("/ops/").content.decode()
     snapshot = client.get("/ops/api/snapshot/", HTTP_ACCEPT="application/json").json()
     # Work waits with no consumer, yet no incident is opened and nothing is sent.
-    assert '<tr data-queue="main_worker" class="danger">' in html
+    assert '<article data-queue="main_worker" class="queue danger">' in html
     assert not AlertIncident.objects.exists() and mail.outbox == []
     assert snapshot["incidents"] == []
 

@@ -20,10 +20,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,35 +31,12 @@ import pytest
 
 from projectname.broker_access import APP_USER, TEST_ADMIN_USER
 from tests.support.requirements import require
+from tests.support.testbed import free_base_port, free_link_local_net
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TESTBED = PROJECT_ROOT / "deploy" / "testbed" / "testbed.sh"
 TASKS = 300
 
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_base_port() -> int:
-    """BASE with BASE+1..3 (AMQP) and BASE+20001..20003 (distribution) free."""
-    for _ in range(50):
-        base = random.randrange(6000, 9000, 10)
-        ports = [base + n for n in (1, 2, 3)] + [base + 20000 + n for n in (1, 2, 3)]
-        if all(_port_free(port) for port in ports):
-            return base
-    raise RuntimeError("no free port range for the test bed nodes")
-
-
-def _free_net() -> int:
-    used = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
-    candidates = [n for n in range(100, 250) if f"169.254.{n}." not in used]
-    return random.choice(candidates)
 
 
 @pytest.fixture
@@ -73,8 +48,8 @@ def testbed_env():
         os.environ,
         TESTBED_TAG=tag,
         TESTBED_STATE=str(base / f"state-{tag}"),
-        TESTBED_BASE_PORT=str(_free_base_port()),
-        TESTBED_NET=str(_free_net()),
+        TESTBED_BASE_PORT=str(free_base_port()),
+        TESTBED_NET=str(free_link_local_net()),
         TESTBED_HOSTS="2",
         TESTBED_PROGRAMS="main_worker",
     )

@@ -20,12 +20,10 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import random
 import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,7 @@ import pytest
 from tests.support.host_inventory import unprivileged_venv
 from tests.support.live import wait_for
 from tests.support.requirements import require, require_tool
+from tests.support.testbed import free_base_port, free_link_local_net
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TESTBED = PROJECT_ROOT / "deploy" / "testbed" / "testbed.sh"
@@ -47,27 +46,6 @@ WORKERS = {"worker-1": ["main_worker@worker-1", "bulk_worker_1@worker-1"],
 MAIN, HEAVY, BULK, OUTAGE = 40, 10, 40, 60
 CREDENTIALS = ("ops", secrets.token_hex(12))
 
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_base_port() -> int:
-    for _ in range(50):
-        base = random.randrange(6000, 9000, 10)
-        if all(_port_free(base + n) and _port_free(base + 20000 + n) for n in (1, 2, 3)):
-            return base
-    raise RuntimeError("no free port range for the test bed nodes")
-
-
-def _free_net() -> int:
-    used = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
-    return random.choice([n for n in range(100, 250) if f"169.254.{n}." not in used])
 
 
 def _unit_values(text: str, key: str) -> list[str]:
@@ -88,9 +66,9 @@ class Bed:
     def __init__(self, base: Path):
         self.tag = f"d{os.getpid() % 10000:04d}"
         self.state = base / f"state-{self.tag}"
-        self.net = _free_net()
+        self.net = free_link_local_net()
         self.bridge = f"169.254.{self.net}.1"
-        self.base_port = _free_base_port()
+        self.base_port = free_base_port()
         self.env = dict(os.environ, TESTBED_TAG=self.tag, TESTBED_STATE=str(self.state),
                         TESTBED_BASE_PORT=str(self.base_port), TESTBED_NET=str(self.net),
                         TESTBED_HOSTS="3")

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "apps.dispatch",
     "apps.doctor",
     "apps.ops",
+    "apps.balancer",
     *([TEST_SUPPORT_APP] if TEST_SUPPORT else []),
     "axes",
 ]

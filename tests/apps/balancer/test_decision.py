@@ -94,7 +94,7 @@ def test_zero_runtime_data_decides_by_backlog_alone():
 
 def test_an_unmeasured_program_counts_as_the_mean_of_the_measured_ones():
     loads = [load("a", 1, 10, runtime=None), load("b", 1, 10, runtime=2.0)]
-    assert targets(loads, budget=4) == {"a": 2, "b": 2}
+    assert targets(loads, budget=8) == {"a": 4, "b": 4}
 
 
 def test_longer_tasks_weigh_more_than_more_tasks():

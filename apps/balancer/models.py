@@ -1,4 +1,5 @@
 from django.db import models
+from django.utils import timezone
 
 
 class BalanceDecision(models.Model):
@@ -8,7 +9,8 @@ class BalanceDecision(models.Model):
     REFUSED = "refused"
     OUTCOMES = ((APPLIED, "applied"), (REFUSED, "refused by the worker"))
 
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # When the balancer decided (the moves themselves may take a second more).
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
     host = models.CharField(max_length=255)
     program = models.CharField(max_length=255)
     # The program's queues, comma-separated (the backlog it was balanced on).

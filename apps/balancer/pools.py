@@ -5,11 +5,14 @@
 billiard's shrink only ends idle processes: "All processes busy" otherwise).
 Both also move the worker's prefetch count with the pool.
 
-A shrink ends an idle process asynchronously, and until the pool has reaped
-it (on its exit, within a second or so) billiard still counts it as idle: a
-second ``pool_shrink`` then "ends" the same process again, lowering the
-pool's target without ending anything.  So processes are removed one at a
-time, each once the pool shows the one before gone.
+A shrink ends idle processes asynchronously, and until the pool has reaped
+them (on their exit, within a second or so) billiard still counts them as
+idle: a second ``pool_shrink`` then "ends" the same process again, lowering
+the pool's target without ending anything.  So all the processes a decision
+removes from a pool go in one ``pool_shrink(n)``, with ``n`` no more than the
+idle processes (``inspect active``: a shrink asked for more ends some and
+fails without moving the prefetch count), and the pool is watched until they
+are gone.
 """
 
 from __future__ import annotations
@@ -37,35 +40,14 @@ def pool_sizes(app, nodes: list[str], *, timeout: float = CONTROL_TIMEOUT) -> di
             for node, stats in replies.items() if node in nodes and "pool" in stats}
 
 
-def _command(app, command: str, node: str, *, timeout: float) -> None:
-    replies = app.control.broadcast(command, arguments={"n": 1}, destination=[node],
+def _command(app, command: str, node: str, n: int, *, timeout: float) -> None:
+    replies = app.control.broadcast(command, arguments={"n": n}, destination=[node],
                                     reply=True, timeout=timeout) or []
     answer = next((reply[node] for reply in replies if node in reply), None)
     if answer is None:
         raise PoolError(f"{node} did not answer {command} within {timeout:.0f} s")
     if "ok" not in answer:
         raise PoolError(f"{node} refused {command}: {answer.get('error') or answer}")
-
-
-def pool_change(app, node: str, *, by: int, timeout: float = CONTROL_TIMEOUT) -> int:
-    """Grow (by > 0) or shrink (by < 0) one process at a time; returns how many moved.
-
-    One at a time: a shrink of n that finds fewer idle processes ends some
-    and fails without moving the prefetch count.  Raises PoolError (naming
-    what moved before) when the worker refuses or does not answer.
-    """
-    command = "pool_grow" if by > 0 else "pool_shrink"
-    moved = 0
-    for _ in range(abs(by)):
-        try:
-            before = None if by > 0 else _size(app, node, timeout=timeout)
-            _command(app, command, node, timeout=timeout)
-            if before is not None:
-                _wait_reaped(app, node, below=before, timeout=timeout)
-        except PoolError as error:
-            raise PoolError(f"{error} ({moved} of {abs(by)} done)", moved=moved) from None
-        moved += 1
-    return moved
 
 
 def _size(app, node: str, *, timeout: float) -> int:
@@ -75,14 +57,41 @@ def _size(app, node: str, *, timeout: float) -> int:
     return size
 
 
-def _wait_reaped(app, node: str, *, below: int, timeout: float) -> None:
+def _running(app, node: str, *, timeout: float) -> int:
+    replies = app.control.inspect(destination=[node], timeout=timeout).active() or {}
+    if node not in replies:
+        raise PoolError(f"{node} did not answer inspect active within {timeout:.0f} s")
+    return len(replies[node])
+
+
+def pool_change(app, node: str, *, by: int, timeout: float = CONTROL_TIMEOUT) -> int:
+    """Grow (by > 0) or shrink (by < 0) the pool; returns how many processes moved.
+
+    A shrink removes at most the idle processes and returns once the pool
+    shows them gone.  Raises PoolError (with ``moved``) when the worker
+    refuses, does not answer, or every process is busy.
+    """
+    if by > 0:
+        _command(app, "pool_grow", node, by, timeout=timeout)
+        return by
+    before = _size(app, node, timeout=timeout)
+    idle = before - _running(app, node, timeout=timeout)
+    count = min(-by, idle)
+    if count <= 0:
+        raise PoolError(f"{node}: all {before} processes busy, none removed")
+    _command(app, "pool_shrink", node, count, timeout=timeout)
     deadline = time.monotonic() + REAP_TIMEOUT
     while time.monotonic() < deadline:
         size = pool_sizes(app, [node], timeout=timeout).get(node)
-        if size is not None and size < below:
-            return
+        if size is not None and size <= before - count:
+            break
         time.sleep(0.2)
-    raise PoolError(f"{node} still shows {below} processes {REAP_TIMEOUT:.0f} s after a shrink")
+    else:
+        raise PoolError(f"{node} still shows more than {before - count} processes "
+                        f"{REAP_TIMEOUT:.0f} s after a shrink", moved=count)
+    if count < -by:
+        raise PoolError(f"{node}: {count} of {-by} removed, the others busy", moved=count)
+    return count
 
 
 def events_renew(app, nodes: list[str]) -> None:

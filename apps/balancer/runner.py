@@ -11,6 +11,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from django.utils import timezone
+
 from apps.balancer.decision import Decision, Move, ProgramLoad, decide
 from apps.balancer.pools import PoolError, pool_change, pool_sizes
 from apps.balancer.runtimes import RuntimeWindow
@@ -103,6 +105,7 @@ class Balancer:
     # -- one decision --------------------------------------------------------
     def tick(self, now: float | None = None) -> Decision:
         now = time.monotonic() if now is None else now
+        decided_at = timezone.now()
         loads, unreadable = self.loads(now)
         if unreadable:
             return Decision((), unreadable)
@@ -110,11 +113,12 @@ class Balancer:
                           cooldown_seconds=self.balance.cooldown_seconds, now=now,
                           last_move_at=self.last_move_at)
         if decision.moves:
-            self.apply(decision.moves, loads, now)
+            self.apply(decision.moves, loads, now, decided_at)
             self.last_move_at = now
         return decision
 
-    def apply(self, moves: tuple[Move, ...], loads: list[ProgramLoad], now: float) -> None:
+    def apply(self, moves: tuple[Move, ...], loads: list[ProgramLoad], now: float,
+              decided_at) -> None:
         """Removals first; additions only within what the removals really freed."""
         running = {load.name: load.processes for load in loads}
         for move in sorted(moves, key=lambda move: move.after - move.before):
@@ -124,7 +128,7 @@ class Balancer:
                 change = min(change, free)
                 if change <= 0:
                     self._record(move, running[move.program], running[move.program],
-                                 "not grown: a removal it depended on was refused")
+                                 "not grown: a removal it depended on was refused", decided_at)
                     continue
             error = ""
             try:
@@ -135,14 +139,14 @@ class Balancer:
             running[move.program] += moved if change > 0 else -moved
             if moved:
                 self.settling[move.program] = (running[move.program], now)
-            self._record(move, before, running[move.program], error)
+            self._record(move, before, running[move.program], error, decided_at)
 
-    def _record(self, move: Move, before: int, after: int, error: str) -> None:
+    def _record(self, move: Move, before: int, after: int, error: str, decided_at) -> None:
         logger.info("%s: %d -> %d processes%s. %s", move.program, before, after,
                     f" (refused: {error})" if error else "", move.reason)
         balance_decision_record(host=self.host, program=move.program,
                                 queues=self.queues_of(move.program), before=before, after=after,
-                                reason=move.reason, error=error)
+                                reason=move.reason, error=error, decided_at=decided_at)
 
     def close(self) -> None:
         if self._connection is not None:

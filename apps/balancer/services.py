@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
@@ -13,9 +13,10 @@ KEEP_DAYS = 30
 
 
 def balance_decision_record(*, host: str, program: str, queues: tuple[str, ...], before: int,
-                            after: int, reason: str, error: str = "") -> BalanceDecision:
+                            after: int, reason: str, error: str = "",
+                            decided_at: datetime | None = None) -> BalanceDecision:
     decision = BalanceDecision.objects.create(
-        host=host, program=program, queues=",".join(queues), processes_before=before,
+        created_at=decided_at or timezone.now(), host=host, program=program, queues=",".join(queues), processes_before=before,
         processes_after=after, reason=reason, error=error,
         outcome=BalanceDecision.REFUSED if error else BalanceDecision.APPLIED,
     )

@@ -22,11 +22,12 @@ from apps.core.topology import Balance, Topology
 
 logger = logging.getLogger(__name__)
 
-# A pool forks or ends processes some seconds after pool_grow/pool_shrink
-# answered (billiard maintains the pool on a timer), and ``inspect stats``
-# lists the live ones: until a moved pool shows the size it was moved to,
-# nothing is decided from the stale count (which would move it twice).  After
-# this long the count is believed (the worker restarted, say).
+# A grown pool forks its processes when Celery next maintains the pool (a
+# timer of a few seconds), and ``inspect stats`` lists the live ones: until a
+# grown pool shows its new size, the balancer counts it at that size (a
+# stale, lower count would grow it twice).  After this long the count is
+# believed (the worker restarted, say).  Shrinks are waited for where they
+# are made (apps/balancer/pools.py).
 SETTLE_SECONDS = 30.0
 
 
@@ -71,15 +72,16 @@ class Balancer:
             raise
         return {name: (count[0] if count else 0) for name, count in counts.items()}
 
-    def unsettled(self, sizes: dict[str, int], now: float) -> list[str]:
-        """Programs whose pool does not show the size it was last moved to yet."""
-        waiting = []
+    def settled(self, sizes: dict[str, int], now: float) -> dict[str, int]:
+        """Node -> processes, a pool not yet showing the size it was moved to at that size."""
+        sizes = dict(sizes)
         for name, (size, moved_at) in list(self.settling.items()):
-            if sizes[self.node(name)] == size or now - moved_at > SETTLE_SECONDS:
+            node = self.node(name)
+            if sizes[node] == size or now - moved_at > SETTLE_SECONDS:
                 del self.settling[name]
             else:
-                waiting.append(f"{name} ({sizes[self.node(name)]} of {size} processes)")
-        return waiting
+                sizes[node] = size
+        return sizes
 
     def loads(self, now: float | None = None) -> tuple[list[ProgramLoad], str]:
         """The programs' loads now; empty with the reason when one cannot be read."""
@@ -88,9 +90,7 @@ class Balancer:
         missing = [node for node in self.nodes if node not in sizes]
         if missing:
             return [], f"no pool size from {', '.join(missing)}: nothing moves without it"
-        waiting = self.unsettled(sizes, now)
-        if waiting:
-            return [], f"waiting for {', '.join(waiting)} to settle"
+        sizes = self.settled(sizes, now)
         backlogs = self._backlogs()
         loads = []
         for name in self.balance.workers:

@@ -119,20 +119,6 @@ def program_files(*, balanced: bool) -> dict[str, str]:
             for name, text in files.items()}
 
 
-def wait_at_minimum(app, system, programs, timeout: float = 90) -> None:
-    """The balancer starts by giving idle programs' processes back: begin from there."""
-    from apps.balancer.pools import pool_sizes
-
-    nodes = [system.node(name) for name in programs]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sizes = pool_sizes(app, nodes, timeout=2.0)
-        if len(sizes) == len(nodes) and all(size == 1 for size in sizes.values()):
-            return
-        time.sleep(1)
-    raise TimeoutError("the balancer did not bring the idle programs to their minimum")
-
-
 def run_mode(mode: str, sends: list[Send], *, work: Path, database_url: str) -> dict:
     from apps.balancer.models import BalanceDecision
     from bench.balance_topology import PROGRAMS, QUEUES, TOPOLOGY
@@ -151,8 +137,6 @@ def run_mode(mode: str, sends: list[Send], *, work: Path, database_url: str) -> 
             workers=list(PROGRAMS))
         try:
             system.start()
-            if mode == "balanced":
-                wait_at_minimum(app, system, PROGRAMS)
             decided_before = BalanceDecision.objects.count()
             kinds: dict[str, tuple[str, str]] = {}
             started = time.monotonic()

@@ -7,12 +7,12 @@ applies the moves), so every rule is a unit test away:
   the seconds a task published now waits before a process is free for it;
 * the processes above the programs' minimums go to the programs in proportion
   to their waiting work (``backlog x mean runtime``), which makes the expected
-  waits equal; a program without backlog gets its minimum, so an idle host
-  gives processes back;
+  waits equal, but never more to a program than it has tasks waiting;
+* what no backlog claims is spread evenly over the programs, so an idle host
+  is split evenly, as a static allocation would be, and any queue's next
+  burst starts from a fair share instead of its minimum;
 * never below a program's minimum, never above its maximum, never more than
   the budget in all;
-* a program grows only when more tasks wait than it has processes (a backlog
-  its processes take at once is no reason to fork one more);
 * at most ``max_shift`` processes added and at most ``max_shift`` removed per
   decision, and no decision within ``cooldown_seconds`` of the last move, so
   a short spike cannot make the pools swing.
@@ -77,23 +77,26 @@ def targets(loads: list[ProgramLoad], *, budget: int) -> dict[str, int]:
     """Processes per program that make the expected waits equal, within the bounds.
 
     Water-filling: the spare processes (budget minus the minimums) are shared
-    in proportion to the waiting work; a program capped at its maximum passes
-    the rest on; the remaining integer processes go to the largest remainders.
+    in proportion to the waiting work; a program capped (at its maximum, or at
+    its backlog) passes the rest on; the remaining integer processes go to the
+    largest remainders; what is still spare goes one by one to the program
+    with the fewest.
     """
     runtimes = _runtimes(loads)
     work = {load.name: load.backlog * runtimes[load.name][0] for load in loads}
     target = {load.name: load.minimum for load in loads}
     spare = budget - sum(target.values())
+    cap = {load.name: min(load.maximum, max(load.minimum, load.backlog)) for load in loads}
     open_ = {load.name: load for load in loads if work[load.name] > 0}
     while spare > 0 and open_:
         total = sum(work[name] for name in open_)
         shares = {name: spare * work[name] / total for name in open_}
-        capped = [name for name, load in open_.items()
-                  if target[name] + shares[name] >= load.maximum]
+        capped = [name for name in open_ if target[name] + shares[name] >= cap[name]]
         if capped:
             for name in capped:
-                spare -= open_[name].maximum - target[name]
-                target[name] = open_.pop(name).maximum
+                spare -= cap[name] - target[name]
+                target[name] = cap[name]
+                del open_[name]
             continue
         whole = {name: int(share) for name, share in shares.items()}
         for name, count in whole.items():
@@ -103,7 +106,14 @@ def targets(loads: list[ProgramLoad], *, budget: int) -> dict[str, int]:
                               reverse=True)
         for name in by_remainder[:spare]:
             target[name] += 1
+        spare -= len(by_remainder[:spare])
         break
+    while spare > 0:
+        room = [load for load in loads if target[load.name] < load.maximum]
+        if not room:
+            break
+        target[min(room, key=lambda load: target[load.name]).name] += 1
+        spare -= 1
     return target
 
 
@@ -144,11 +154,7 @@ def decide(loads: list[ProgramLoad], *, budget: int, max_shift: int, cooldown_se
     free = budget - sum(after.values())
     additions = min(max_shift, max(free, 0))
     while additions:
-        candidates = [
-            load for load in loads
-            if after[load.name] < wanted[load.name]
-            and (load.backlog > load.processes or after[load.name] < load.minimum)
-        ]
+        candidates = [load for load in loads if after[load.name] < wanted[load.name]]
         if not candidates:
             break
         neediest = max(candidates, key=lambda load: expected_wait(

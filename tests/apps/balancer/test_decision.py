@@ -30,13 +30,13 @@ def test_processes_go_toward_the_growing_backlog_and_the_reason_has_the_numbers(
     assert "target 4 of budget 6" in grow.reason
 
 
-def test_back_to_the_minimums_when_everything_drained():
+def test_back_to_an_even_split_when_everything_drained():
     decision = run([load("a", 4, 0), load("b", 1, 0), load("c", 1, 0)], max_shift=6)
-    assert moves_of(decision) == {"a": (4, 1)}
+    assert moves_of(decision) == {"a": (4, 2), "b": (1, 2), "c": (1, 2)}
 
 
-def test_all_queues_empty_at_their_minimums_moves_nothing():
-    decision = run([load("a", 1, 0), load("b", 1, 0)])
+def test_all_queues_empty_at_an_even_split_moves_nothing():
+    decision = run([load("a", 3, 0), load("b", 3, 0)])
     assert decision.moves == ()
     assert decision.summary.startswith("balanced")
 
@@ -67,8 +67,9 @@ def test_never_below_a_minimum_or_above_a_maximum():
     decision = run(loads, budget=8)
     after = {load.name: load.processes for load in loads} | {
         name: new for name, (_, new) in moves_of(decision).items()}
-    assert after == {"a": 3, "b": 2, "c": 1}
-    assert targets(loads, budget=8) == {"a": 3, "b": 2, "c": 1}
+    # a is capped at 3; the rest is spread evenly (b from its minimum 2, c from 1).
+    assert after == {"a": 3, "b": 3, "c": 2}
+    assert targets(loads, budget=8) == {"a": 3, "b": 3, "c": 2}
 
 
 def test_a_maximum_passes_the_rest_of_the_spare_to_the_others():
@@ -103,14 +104,16 @@ def test_longer_tasks_weigh_more_than_more_tasks():
                    budget=6) == {"a": 5, "b": 1}
 
 
-def test_a_backlog_its_processes_take_at_once_grows_nothing():
-    decision = run([load("a", 2, 2), load("b", 1, 0)], budget=6)
-    assert decision.moves == ()
+def test_no_more_processes_for_a_backlog_than_tasks_waiting():
+    # Two waiting on a: a's share stops at 2; the rest is spread evenly.
+    assert targets([load("a", 2, 2), load("b", 1, 0), load("c", 1, 0)], budget=9) == \
+        {"a": 3, "b": 3, "c": 3}
+    assert targets([load("a", 1, 4), load("b", 1, 0)], budget=12) == {"a": 6, "b": 6}
 
 
 def test_a_program_above_its_maximum_gives_back_even_when_busy():
     decision = run([load("a", 5, 100, maximum=3), load("b", 1, 0)], max_shift=1)
-    assert moves_of(decision) == {"a": (5, 4)}
+    assert moves_of(decision) == {"a": (5, 4), "b": (1, 2)}
 
 
 # (The declaration refuses a budget below the sum of the minimums.)
@@ -122,4 +125,4 @@ def test_targets_stay_within_the_budget_and_bounds(budget):
     assert sum(wanted.values()) <= budget
     assert all(1 <= count <= 5 for count in wanted.values())
     if budget >= 7:
-        assert sum(wanted.values()) == min(budget, 5 + 5 + 1)
+        assert sum(wanted.values()) == budget

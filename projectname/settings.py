@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "apps.doctor",
     "apps.metrics",
     "apps.ops",
+    "apps.balancer",
     *([TEST_SUPPORT_APP] if TEST_SUPPORT else []),
     "axes",
 ]

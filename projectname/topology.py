@@ -18,6 +18,7 @@ from celery.schedules import crontab
 
 from apps.core.topology import (  # noqa: F401  (re-exported: import them from here)
     CPU_POLICIES,
+    Balance,
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
     DEFAULT_QUEUE,
@@ -209,6 +210,11 @@ PRODUCTION_TOPOLOGY = Topology(
             queue="main_worker",
         ),
     ),
+    # No process balancing: each program keeps its declared concurrency.  To
+    # let pool processes follow the backlog across some programs of a host,
+    # declare e.g. balance=Balance(workers=("reports_a", "reports_b"), budget=6,
+    # max_processes=4) (docs/balancer.md).
+    balance=None,
 )
 
 

@@ -47,6 +47,13 @@ def check_topology(topology: Topology, known_tasks: Iterable[str],
                 hint="Add the queue to a Worker's queues in projectname/topology.py.",
                 id="topology.E003",
             ))
+    if topology.balance is not None:
+        errors += [
+            Error(f"Balance: {problem}.", hint="See docs/balancer.md: balanced programs run the "
+                  "prefork pool without autoscale, with task events, within the budget.",
+                  id="topology.E012")
+            for problem in topology.balance.problems(topology)
+        ]
     for route in topology.routes:
         if route.queue not in declared:
             errors.append(Error(

@@ -82,6 +82,23 @@ def worker_command(worker: Worker, host: str | None = None) -> str:
     return " ".join(parts)
 
 
+def balancer_program(host: str | None = None, topology_path: str | None = None) -> Program:
+    """The per-host balancer (apps/balancer), only where the topology declares one.
+
+    A program of its own on each host rather than a beat entry: it keeps that
+    host's budget and moves only that host's pools, as Horizon's supervisor.
+    """
+    options = [f"--host={host}"] if host else []
+    options += [f"--topology={topology_path}"] if topology_path else []
+    return Program(
+        name="balancer",
+        command=" ".join(["python manage.py balance", *options]),
+        stopwaitsecs=30,
+        # After the workers it moves (200), before beat.
+        priority=250,
+    )
+
+
 def programs(topology: Topology, host: str | None = None) -> list[Program]:
     result = [
         Program(
@@ -93,6 +110,8 @@ def programs(topology: Topology, host: str | None = None) -> list[Program]:
         )
         for worker in topology.workers
     ]
+    if topology.balance is not None:
+        result.append(balancer_program(host))
     result += [
         Program(
             name="beat",

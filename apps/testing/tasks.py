@@ -96,3 +96,17 @@ def fault_flaky(self, run_id: str, token: str, failures: int = 0,
         raise TransientError(f"fault_flaky {token}: transient failure {attempt}/{failures}")
     fault_effect_apply(run_id=run_id, token=token, task_id=self.request.id)
     return token
+
+
+@shared_task(bind=True, ignore_result=True)
+def timed_sleep(self, ms: int, sent_at: float = 0.0, log: str = "") -> None:
+    """Sleeps ``ms``; with ``log``, appends "task_id queue sent started finished"
+    (epoch seconds) to that file: the balancer's benchmark and live tests read
+    waits from it (one short O_APPEND write per task, whole lines)."""
+    started = time.time()
+    time.sleep(ms / 1000)
+    if log:
+        queue = (self.request.delivery_info or {}).get("routing_key", "")
+        line = f"{self.request.id} {queue} {sent_at:.6f} {started:.6f} {time.time():.6f}\n"
+        with open(log, "a", encoding="ascii") as handle:
+            handle.write(line)

@@ -151,3 +151,23 @@ def test_cpu_policy_runs_every_policy(tmp_path):
     for policy in ("normal", "batch", "idle"):
         assert f"| {policy} |" in result.stdout
     assert "p99 saturated / idle" in result.stdout
+
+
+def test_balance_runs_static_and_balanced_on_the_same_workload(tmp_path):
+    out = tmp_path / "balance.json"
+    result = run("balance.py", "--tasks", "12", "--bursts", "2", "--queues", "2", "--budget", "4",
+                 "--json", str(out), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    static, balanced = data["results"]
+    assert (static["mode"], balanced["mode"]) == ("static", "balanced")
+    # Every task sent was run and logged, in both modes, on the same schedule.
+    assert static["tasks"] == balanced["tasks"] > 24
+    assert static["moves"] == 0
+    for row in (static, balanced):
+        assert [lane["burst"]["n"] for lane in row["lanes"].values()] == [12, 12]
+        assert row["total_seconds"] > 0
+    assert "burst p95" in result.stdout and "load average" in result.stdout
+    # The tiny bad size is refused with the option's name, not a traceback.
+    refused = run("balance.py", "--tasks", "0", timeout=60)
+    assert refused.returncode == 2 and "--tasks must be" in refused.stderr

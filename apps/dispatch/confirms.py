@@ -125,7 +125,14 @@ def _publish_confirmed(raw_connection, messages: Iterable[Message], *, count: in
     """Publish the ``count`` ``messages`` and wait for every confirm.
 
     ``messages`` may be a generator: each one is built as it is written."""
-    holder = _confirm_channel(raw_connection)
+    try:
+        holder = _confirm_channel(raw_connection)
+    except (AMQPError, OSError) as exc:
+        # Opening the channel or confirm mode failed: nothing was written.
+        raise BulkEnqueueError(
+            f"the broker connection failed before any message was written "
+            f"({exc.__class__.__name__}: {exc}); nothing was sent",
+            task_ids=list(task_ids), written=0) from exc
     channel = holder.channel
     confirms = holder.current = _Confirms(count, base=holder.published)
     complete = False

@@ -153,3 +153,29 @@ def test_bulk_enqueue_cut_mid_batch_names_what_may_have_been_sent(quiet_vhost, m
     assert len(all_ids) == COUNT
     assert queued <= all_ids
     assert set(error.confirmed_ids) <= queued
+
+
+@pytest.mark.live
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_lost_while_the_confirm_channel_opens_says_nothing_was_sent(
+        quiet_vhost, monkeypatch):
+    """The pooled connection passed its check, then the broker dropped it before
+    the confirm channel was open: nothing can have been published, and the
+    caller is told so (no raw socket error, no "may have been published")."""
+    from apps.dispatch.services import BulkEnqueueError, tasks_enqueue_bulk
+
+    _warm_up(quiet_vhost)
+    original_channel = confirms._ConfirmChannel.__init__
+
+    def cut_then_open(self, raw_connection):
+        raw_connection.sock.shutdown(2)
+        original_channel(self, raw_connection)
+
+    monkeypatch.setattr(confirms._ConfirmChannel, "__init__", cut_then_open)
+    monkeypatch.setattr(confirms, "_confirm_channel",
+                        lambda raw: confirms._ConfirmChannel(raw))
+    with pytest.raises(BulkEnqueueError) as caught:
+        tasks_enqueue_bulk(task=TASK, kwargs_list=[{"token": str(i)} for i in range(20)])
+    assert caught.value.written == 0 and "nothing was sent" in str(caught.value)
+    assert len(caught.value.task_ids) == 20
+    assert _queued_ids(quiet_vhost, QUEUE) == []

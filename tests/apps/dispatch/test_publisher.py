@@ -175,11 +175,18 @@ def test_a_failure_while_resending_keeps_every_waiting_message_and_the_reader(vh
         publisher._channel.events["basic_ack"].discard(publisher._on_ack)
         for index in range(5):
             publisher.publish(_message(f"m{index}"), routing_key="q")
+        # The warm-up and the five first copies are in the queue before the cut.
+        probe = conn.channel()
+        wait_for(lambda: probe.queue_declare("q", passive=True).message_count == 6, 10,
+                 message="the first copies queued")
+        probe.close()
         publisher._connection.connection.sock.shutdown(2)
         assert wait_for(lambda: publisher.unconfirmed == 0, 30, message="re-sent and confirmed")
         assert publisher._reader.is_alive()
         ids = _drain_ids(conn, "q")
-        assert {f"m{index}" for index in range(5)} <= {i for i in ids if ids.count(i) >= 2}
+        # The first copies were in the queue before the cut, so each message
+        # there twice or more proves the re-send after the broken reconnect.
+        assert {f"m{index}" for index in range(5)} <= {i for i in ids if ids.count(i) >= 2}, ids
     finally:
         publisher.close()
         conn.close()

@@ -213,8 +213,13 @@ def test_broker_url_comes_from_the_inventory_when_not_set():
         "pyamqp://projectname:s3cret@10.0.0.12:5672/projectname"), result.stderr
 
 
-def test_apply_topology_renders_one_hosts_files(three_hosts, tmp_path, settings):
+def test_apply_topology_renders_one_hosts_files(three_hosts, tmp_path, settings, monkeypatch):
     settings.BASE_DIR = tmp_path
+    # No broker administrator: the command leaves the session vhost's
+    # permissions alone (granting would replace the tests' own with the
+    # topology's).
+    monkeypatch.delenv("RABBITMQ_ADMIN_USER", raising=False)
+    monkeypatch.delenv("RABBITMQ_ADMIN_PASSWORD", raising=False)
     call_command("apply_topology", "--host", "worker-2", "--run-dir", str(tmp_path / "run"))
     host = tmp_path / "deploy" / "hosts" / "worker-2"
     assert sorted(p.name for p in (host / "conf.d").iterdir()) == [

@@ -28,10 +28,11 @@ SECONDS = 0.25
 
 
 MAIN = TOPOLOGY.worker_named("main_worker")
-# Messages main_worker holds unacknowledged (one per process, prefetch x1):
-# only these, already out of the broker, can start before a later message
-# whatever its priority.
-IN_FLIGHT = MAIN.concurrency * MAIN.prefetch_multiplier
+# Messages main_worker holds unacknowledged (one per process, prefetch x1,
+# plus its declared prefetch headroom: apps/core/prefetch.py): only these,
+# already out of the broker, can start before a later message whatever its
+# priority.
+IN_FLIGHT = MAIN.concurrency * MAIN.prefetch_multiplier + MAIN.prefetch_headroom
 
 
 @dataclass

@@ -74,8 +74,9 @@ class Bed:
                         TESTBED_HOSTS="3")
         self.database = f"tb3_{self.tag}"
         self.db_password = secrets.token_hex(12)
-        # The deployment's own broker user on the cluster (never guest).
-        self.broker_user = ("projectname", secrets.token_hex(12))
+        # The deployment's own broker user on the cluster (never guest):
+        # cluster-up creates it with the project's least privilege.
+        self.broker_user: tuple[str, str] = ("", "")
         self.supervisords: dict[str, subprocess.Popen] = {}
         self.relay: subprocess.Popen | None = None
 
@@ -197,8 +198,8 @@ def bed():
 def test_three_hosts_deployed_from_the_inventory(bed):
     bed.testbed("net-up")
     bed.testbed("cluster-up", timeout=400)
-    bed.testbed("ctl", "1", "add_user", *bed.broker_user)
-    bed.testbed("ctl", "1", "set_permissions", "-p", "/", bed.broker_user[0], ".*", ".*", ".*")
+    credentials = _env_file(bed.state / "credentials")
+    bed.broker_user = (credentials["APP_USER"], credentials["APP_PASSWORD"])
     venv = unprivileged_venv(bed.state / "venv")
     require(venv is not None, "a system python of the suite's version for the hosts' venv")
     # PostgreSQL listens on loopback: relayed to the bridge for the namespaces.

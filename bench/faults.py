@@ -170,10 +170,10 @@ def main(argv=None) -> int:
 
 def _reset_producer(app) -> None:
     """The app's next connection goes to its current broker_url."""
-    app._pool = None
-    if "amqp" in app.__dict__:
-        app.amqp._producer_pool = None
     from apps.dispatch import process_publisher
+    from apps.dispatch.compat.celery import replace_broker_pool
+
+    replace_broker_pool(app, None)
 
     process_publisher._process_publisher = None
 

@@ -356,10 +356,11 @@ def use_broker(app, url: str) -> None:
     through whichever app is current, and the benchmark holds several."""
     from kombu import pools
 
-    if app._pool is not None:
-        app._pool.force_close_all()
-    app._pool = None
-    app.amqp._producer_pool = None
+    from apps.dispatch.compat.celery import broker_pool, replace_broker_pool
+
+    if broker_pool(app) is not None:
+        broker_pool(app).force_close_all()
+    replace_broker_pool(app, None)
     pools.reset()
     app.conf.broker_url = url
     # Celery reads CELERY_BROKER_URL from the environment before its config.

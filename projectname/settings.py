@@ -226,9 +226,6 @@ OPS_REFRESH_SECONDS = env.int("OPS_REFRESH_SECONDS", default=10)
 # signed-in users with metrics.view_metrics may scrape.
 METRICS_USERNAME = env("METRICS_USERNAME", default="")
 METRICS_PASSWORD = env("METRICS_PASSWORD", default="")
-# The queue balancer's decisions model, counted as projectname_balancer_decisions_total.
-METRICS_BALANCER_DECISION_MODEL = env("METRICS_BALANCER_DECISION_MODEL",
-                                      default="balancer.BalanceDecision")
 
 LOGIN_URL = "login"
 

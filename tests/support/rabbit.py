@@ -20,6 +20,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
+from apps.dispatch.compat.celery import broker_pool, replace_broker_pool
 from projectname.broker_access import APP_USER, MONITOR_PERMISSIONS, project_permissions
 from projectname.broker_setup import read_env_file
 
@@ -122,23 +123,20 @@ def app_publishing_to(app, url: str):
     previous URL and pool are put back after.  The previous pool is put
     aside, not closed: kombu keeps pools in a registry by URL, and the
     session uses it again after."""
-    previous = (os.environ.get("CELERY_BROKER_URL"), app.conf.broker_url, app._pool)
+    previous = (os.environ.get("CELERY_BROKER_URL"), app.conf.broker_url, broker_pool(app))
     os.environ["CELERY_BROKER_URL"] = app.conf.broker_url = url
-    app._pool = None
-    if "amqp" in app.__dict__:
-        app.amqp._producer_pool = None
+    replace_broker_pool(app, None)
     try:
         yield
     finally:
-        if app._pool is not None:
-            app._pool.force_close_all()
+        if broker_pool(app) is not None:
+            broker_pool(app).force_close_all()
         if previous[0] is None:
             os.environ.pop("CELERY_BROKER_URL", None)
         else:
             os.environ["CELERY_BROKER_URL"] = previous[0]
-        app.conf.broker_url, app._pool = previous[1], previous[2]
-        if "amqp" in app.__dict__:
-            app.amqp._producer_pool = None
+        app.conf.broker_url = previous[1]
+        replace_broker_pool(app, previous[2])
 
 
 def point_app_at(app, vhost: str) -> None:
@@ -146,8 +144,6 @@ def point_app_at(app, vhost: str) -> None:
     os.environ["CELERY_BROKER_URL"] = broker_url(vhost)
     app.conf.broker_url = broker_url(vhost)
     # Drop pools an earlier test may have opened on another vhost.
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    if "amqp" in app.__dict__:
-        app.amqp._producer_pool = None
+    if broker_pool(app) is not None:
+        broker_pool(app).force_close_all()
+    replace_broker_pool(app, None)

@@ -29,7 +29,14 @@ Outside the bulk lane:
   (``DelayedDelivery``, ``MAX_RETRIES``, ``RETRIED_EXCEPTIONS``,
   ``RETRY_INTERVAL``) and the step methods apps/core/cluster.py overrides
   or calls (``_setup_delayed_delivery``, ``_validate_queue_type``,
-  ``_on_retry``).  Stock path: Celery's own delayed-delivery step.
+  ``_on_retry``).  Stock path: Celery's own delayed-delivery step;
+* ``broker_pool(app)`` / ``replace_broker_pool(app, pool)``: the connection
+  pool Celery caches on the app (``app._pool``) and the producer pool built
+  on it (``app.amqp._producer_pool``), for the benchmarks and the test
+  support, which point one process's app at a throw-away vhost and back.
+  Celery has no public way to drop them short of ``app.close()``, which also
+  deregisters the app.  No stock path: used outside production only, pinned
+  by a contract test.
 
 Hooks the project overrides, pinned by contract tests only (nothing to
 import): ``Consumer.connection_for_write`` being what
@@ -68,7 +75,8 @@ SUPPORTED = version_supported(
     "inspect stats (Celery's own pool info)")
 
 __all__ = ["SUPPORTED", "TESTED_VERSION", "Request", "create_request_cls", "worker_state",
-           "tracer", "crontab_fields", "delayed_delivery", "CRONTAB_FIELDS", "pool_info"]
+           "tracer", "crontab_fields", "delayed_delivery", "CRONTAB_FIELDS", "pool_info",
+           "broker_pool", "replace_broker_pool"]
 
 # crontab's fields in the order of a crontab line (m h dom mon dow), with the
 # range a field covers when it is "*".
@@ -122,3 +130,17 @@ def pool_info(extra):
         return pool_cls
 
     return decorate
+
+
+def broker_pool(app):
+    """The connection pool the app has cached (None before its first connection)."""
+    return app._pool
+
+
+def replace_broker_pool(app, pool) -> None:
+    """Put ``pool`` in the app's cache (None: the next connection is built from
+    the app's current ``broker_url``) and drop the producer pool built on the
+    previous one."""
+    app._pool = pool
+    if "amqp" in app.__dict__:
+        app.amqp._producer_pool = None

@@ -211,39 +211,19 @@ def test_scrape_shows_task_counters_and_histogram(client, quiet_sources, scraper
     assert names.BALANCER_DECISIONS in parsed
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_balancer_decisions_are_counted_per_program_direction_and_outcome(
-        client, quiet_sources, scraper_credentials, settings):
-    """Against a table shaped like the balancer's ``BalanceDecision``."""
-    from django.apps import apps as django_apps
-    from django.db import connection, models
+        client, quiet_sources, scraper_credentials):
+    from apps.balancer.models import BalanceDecision
 
-    class Decision(models.Model):
-        program = models.CharField(max_length=50)
-        processes_before = models.PositiveIntegerField()
-        processes_after = models.PositiveIntegerField()
-        outcome = models.CharField(max_length=16, default="applied")
-
-        class Meta:
-            app_label = "metrics"
-            db_table = "test_metrics_balance_decision"
-
-    with connection.schema_editor() as editor:
-        editor.create_model(Decision)
-    settings.METRICS_BALANCER_DECISION_MODEL = "metrics.Decision"
-    try:
-        for before, after, outcome in ((1, 3, "applied"), (3, 4, "applied"), (4, 2, "applied"),
-                                       (2, 3, "refused")):
-            Decision.objects.create(program="heavy_worker", processes_before=before,
-                                    processes_after=after, outcome=outcome)
-        parsed = families(client.get("/metrics", **basic(*scraper_credentials)).content.decode())
-        counted = {(s.labels["program"], s.labels["direction"], s.labels["outcome"]): s.value
-                   for s in parsed[names.BALANCER_DECISIONS].samples}
-        assert counted == {("heavy_worker", "grow", "applied"): 2,
-                           ("heavy_worker", "shrink", "applied"): 1,
-                           ("heavy_worker", "grow", "refused"): 1}
-    finally:
-        with connection.schema_editor() as editor:
-            editor.delete_model(Decision)
-        del django_apps.all_models["metrics"]["decision"]
-        django_apps.clear_cache()
+    for before, after, outcome in ((1, 3, "applied"), (3, 4, "applied"), (4, 2, "applied"),
+                                   (2, 3, "refused")):
+        BalanceDecision.objects.create(host="web-1", program="heavy_worker", queues="heavy",
+                                       processes_before=before, processes_after=after,
+                                       outcome=outcome, reason="test")
+    parsed = families(client.get("/metrics", **basic(*scraper_credentials)).content.decode())
+    counted = {(s.labels["program"], s.labels["direction"], s.labels["outcome"]): s.value
+               for s in parsed[names.BALANCER_DECISIONS].samples}
+    assert counted == {("heavy_worker", "grow", "applied"): 2,
+                       ("heavy_worker", "shrink", "applied"): 1,
+                       ("heavy_worker", "grow", "refused"): 1}

@@ -79,3 +79,27 @@ def test_the_step_the_cluster_consumer_replaces_is_celerys_default():
     from apps.core.cluster import CELERY_STEP
 
     assert CELERY_STEP in Consumer.Blueprint.default_steps
+
+
+def test_the_app_caches_its_connection_pool_and_producer_pool_where_replaced(monkeypatch):
+    """The benchmarks and test support point an app at another vhost by
+    replacing what Celery caches: ``app.pool`` is ``app._pool`` and
+    ``app.amqp.producer_pool`` is built once on it (``_producer_pool``)."""
+    from celery import Celery
+
+    # Celery reads CELERY_BROKER_URL before its configuration.
+    monkeypatch.setenv("CELERY_BROKER_URL", "pyamqp://one@127.0.0.1:1/first")
+    app = Celery(set_as_current=False)
+    pool = app.pool
+    assert compat.broker_pool(app) is pool and app.pool is pool
+    producers = app.amqp.producer_pool
+    assert app.amqp._producer_pool is producers and app.amqp.producer_pool is producers
+
+    compat.replace_broker_pool(app, None)
+    assert compat.broker_pool(app) is None
+    assert app.amqp._producer_pool is None
+    # kombu keeps pools per URL: a new URL gives new pools.
+    monkeypatch.setenv("CELERY_BROKER_URL", "pyamqp://two@127.0.0.1:1/second")
+    compat.replace_broker_pool(app, None)
+    assert app.pool is not pool
+    assert app.amqp.producer_pool is not producers

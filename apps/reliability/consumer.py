@@ -26,7 +26,7 @@ import logging
 
 from celery import bootsteps
 from celery.worker.consumer.consumer import Consumer
-from kombu.serialization import loads, prepare_accept_content
+from kombu.serialization import prepare_accept_content
 
 from apps.dispatch.worker import EventsWithoutConfirms
 
@@ -80,9 +80,12 @@ class ReliableConsumer(EventsWithoutConfirms, Consumer):
             headers = message.headers
             if (isinstance(headers, dict) and "task" in headers
                     and not getattr(strategies.get(headers["task"]), "checks_bodies", False)):
+                if message.accept is None:
+                    message.accept = accept
                 try:
-                    loads(message.body, message.content_type, message.content_encoding,
-                          accept=accept)
+                    # Decoded once: kombu caches the payload, which Celery's
+                    # default strategy reads next (``message.payload``).
+                    message.decode()
                 except Exception as exc:  # noqa: BLE001 - any decode failure is poison
                     return _reject_poison(message, exc)
             return handler(message)

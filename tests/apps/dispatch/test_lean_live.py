@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from functools import partial
 import os
+import pickle
 import subprocess
 import time
 import uuid
@@ -332,7 +333,8 @@ def test_the_lean_path_survives_a_connection_the_broker_closed(lone_worker):
     assert _run_on_both_strategies(lone_worker, "after reconnecting") == ({"lean"}, {"celery"})
 
 
-def publish_raw(broker_url: str, task: str, body: bytes, **options) -> str:
+def publish_raw(broker_url: str, task: str, body: bytes, *,
+                content_type: str = "application/json", **options) -> str:
     """A task message for the bulk queue with this body, as is."""
     from projectname.celery import app
 
@@ -342,7 +344,7 @@ def publish_raw(broker_url: str, task: str, body: bytes, **options) -> str:
         maybe_declare(app.amqp.queues["bulk"], connection.default_channel)
         connection.Producer().publish(
             body, exchange="", routing_key="bulk", headers=message.headers,
-            content_type="application/json", content_encoding="utf-8", delivery_mode=2)
+            content_type=content_type, content_encoding="utf-8", delivery_mode=2)
     return task_id
 
 
@@ -352,19 +354,24 @@ def test_poison_bodies_are_dead_lettered_whichever_path_would_take_them(lone_wor
     """A body that does not decode is rejected without requeue (RabbitMQ
     dead-letters it): a plain message (the lean path decodes it), one the lean
     strategy hands to Celery (a retry), and one of a task with Celery's
-    default strategy (the consumer checks it)."""
+    default strategy (the consumer checks it).  A pickled body decodes, but
+    only JSON is accepted: the worker must refuse it unopened."""
+
     from projectname.topology import DEAD_LETTER_QUEUE
 
     lone_worker.start()
     before = rabbit.queue_info(lone_worker.vhost, DEAD_LETTER_QUEUE).get("messages", 0)
     ids = [publish_raw(lone_worker.broker_url, NOOP, b"{not json"),
            publish_raw(lone_worker.broker_url, NOOP, b"{not json", retries=1),
-           publish_raw(lone_worker.broker_url, STOCK_NOOP, b"{not json")]
+           publish_raw(lone_worker.broker_url, STOCK_NOOP, b"{not json"),
+           publish_raw(lone_worker.broker_url, STOCK_NOOP, pickle.dumps(((), {}, {})),
+                       content_type="application/x-python-serialize")]
     wait_for(lambda: rabbit.queue_info(lone_worker.vhost, DEAD_LETTER_QUEUE).get(
-        "messages", 0) - before == 3, 30, interval=0.3,
-        message="three poison messages dead-lettered")
+        "messages", 0) - before == 4, 30, interval=0.3,
+        message="four poison messages dead-lettered")
     log = lone_worker.log.read_text(errors="replace")
-    assert log.count("Poison message rejected to the dead-letter queue") >= 3
+    assert log.count("Poison message rejected to the dead-letter queue") >= 4
+    assert "ContentDisallowed" in log
     assert all(task_id in log for task_id in ids)
     wait_for(lambda: _settled(lone_worker.vhost, "bulk"), 10, interval=0.2,
              message="the bulk queue holds nothing")

@@ -37,6 +37,16 @@ def bounded(n: int) -> int:
     return n
 
 
+def pieces_option(parser, text: str, known) -> list[str]:
+    """The comma-separated ``--pieces`` value, each a name of ``known``."""
+    pieces = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(pieces) - set(known))
+    if unknown:
+        parser.error(f"--pieces: unknown piece(s) {', '.join(unknown)}; "
+                     f"choose from {', '.join(known)}")
+    return pieces
+
+
 @contextlib.contextmanager
 def throwaway_vhost(prefix: str = "bench"):
     vhost = rabbit.create_vhost(prefix)

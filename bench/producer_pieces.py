@@ -179,11 +179,7 @@ def main(argv=None) -> int:
     common.bounded(args.tasks)
     if not 1 <= args.rounds <= 20:
         parser.error("--rounds must be between 1 and 20")
-    pieces = [name.strip() for name in args.pieces.split(",") if name.strip()]
-    unknown = sorted(set(pieces) - set(PIECES))
-    if unknown:
-        parser.error(f"--pieces: unknown piece(s) {', '.join(unknown)}; "
-                     f"choose from {', '.join(PIECES)}")
+    pieces = common.pieces_option(parser, args.pieces, PIECES)
     os.environ.pop("CELERY_RESULT_BACKEND", None)
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     loads = [common.loadavg()]

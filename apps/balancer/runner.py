@@ -22,10 +22,11 @@ from apps.core.topology import Balance, Topology
 
 logger = logging.getLogger(__name__)
 
-# A grown pool forks its processes when Celery next maintains the pool (a
-# timer of a few seconds), and ``inspect stats`` lists the live ones: until a
-# grown pool shows its new size, the balancer counts it at that size (a
-# stale, lower count would grow it twice).  After this long the count is
+# A grown pool forks its processes as the grow command is handled
+# (apps/balancer/control.py), and ``inspect stats`` lists the live ones: until
+# a grown pool shows its new size (a worker still busy with the command, or
+# one that could not fork), the balancer counts it at that size (a stale,
+# lower count would grow it twice).  After this long the count is
 # believed (the worker restarted, say).  Shrinks are waited for where they
 # are made (apps/balancer/pools.py).
 SETTLE_SECONDS = 30.0

@@ -41,6 +41,8 @@ class Balancer:
     last_move_at: float | None = None
     # Program -> (size it was moved to, when): pools still settling.
     settling: dict = field(default_factory=dict)
+    # Program -> ready messages at the previous reading.
+    previous_backlogs: dict = field(default_factory=dict)
     _connection: object = None
 
     def __post_init__(self):
@@ -100,7 +102,9 @@ class Balancer:
                 name=name, processes=sizes[self.node(name)],
                 backlog=sum(backlogs.get(queue, 0) for queue in self.queues_of(name)),
                 mean_runtime=self.window.mean(self.node(name)),
-                minimum=minimum, maximum=maximum))
+                minimum=minimum, maximum=maximum,
+                previous_backlog=self.previous_backlogs.get(name, 0)))
+        self.previous_backlogs = {load.name: load.backlog for load in loads}
         return loads, ""
 
     # -- one decision --------------------------------------------------------

@@ -26,6 +26,10 @@ from apps.balancer.control import COMMAND as GROW_COMMAND
 CONTROL_TIMEOUT = 3.0
 # Seconds a pool may take to show a shrunk process gone.
 REAP_TIMEOUT = 15.0
+# How often a shrunk pool is read until it shows the processes gone: a
+# decision's additions wait for its removals, so this is part of how fast a
+# burst gets its processes (an idle process exits within a few tens of ms).
+REAP_POLL_SECONDS = 0.05
 
 
 class PoolError(Exception):
@@ -89,7 +93,7 @@ def pool_change(app, node: str, *, by: int, timeout: float = CONTROL_TIMEOUT) ->
         size = pool_sizes(app, [node], timeout=timeout).get(node)
         if size is not None and size <= before - count:
             break
-        time.sleep(0.2)
+        time.sleep(REAP_POLL_SECONDS)
     else:
         raise PoolError(f"{node} still shows more than {before - count} processes "
                         f"{REAP_TIMEOUT:.0f} s after a shrink", moved=count)

@@ -98,7 +98,7 @@ def test_never_below_a_minimum_or_above_a_maximum():
     decision = run(loads, budget=8)
     after = {load.name: load.processes for load in loads} | {
         name: new for name, (_, new) in moves_of(decision).items()}
-    # a is capped at 3; the rest is spread evenly (b from its minimum 2, c from 1).
+    # a is capped at 3; c keeps its 2; the other process no pool holds goes to b.
     assert after == {"a": 3, "b": 3, "c": 2}
     assert targets(loads, budget=8) == {"a": 3, "b": 3, "c": 2}
 
@@ -136,7 +136,7 @@ def test_longer_tasks_weigh_more_than_more_tasks():
 
 
 def test_no_more_processes_for_a_backlog_than_tasks_waiting():
-    # Two waiting on a: a's share stops at 2; the rest is spread evenly.
+    # Two waiting on a: its share stops at 2; processes no pool holds are spread evenly.
     assert targets([load("a", 2, 2), load("b", 1, 0), load("c", 1, 0)], budget=9) == \
         {"a": 3, "b": 3, "c": 3}
     assert targets([load("a", 1, 4), load("b", 1, 0)], budget=12) == {"a": 6, "b": 6}

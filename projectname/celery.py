@@ -5,6 +5,7 @@ import os
 from celery import Celery
 from celery.signals import celeryd_init, setup_logging
 
+from apps.balancer import control as balancer_control  # noqa: F401  (balancer_pool_grow)
 from apps.core import remote_conf  # noqa: F401  (`inspect conf` without secrets)
 from apps.core.cpu_policy import on_worker_init
 

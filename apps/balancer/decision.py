@@ -5,12 +5,18 @@ applies the moves), so every rule is a unit test away:
 
 * each program's **expected wait** is ``backlog x mean runtime / processes``:
   the seconds a task published now waits before a process is free for it;
-* the processes above the programs' minimums go to the programs in proportion
+* the processes above the programs' floors go to the programs in proportion
   to their waiting work (``backlog x mean runtime``), which makes the expected
   waits equal, but never more to a program than it has tasks waiting;
-* what no backlog claims is spread evenly over the programs, so an idle host
-  is split evenly, as a static allocation would be, and any queue's next
-  burst starts from a fair share instead of its minimum;
+* a program's floor is its minimum, or, while it has tasks waiting (now or
+  at the previous reading), the processes it has: work already waiting is
+  never made to wait longer for another program's, and a backlog that
+  flickers empty for one reading does not lose its processes;
+* what no backlog claims stays where it is: a move costs the receiving
+  worker a fork per process (its main process, which also hands out its
+  tasks, is busy meanwhile), so processes move only toward waiting work,
+  never speculatively; processes free of any program (a refused grow) go
+  to the programs with the fewest;
 * never below a program's minimum, never above its maximum, never more than
   the budget in all;
 * at most ``max_shift`` processes added and at most ``max_shift`` removed per
@@ -41,6 +47,13 @@ class ProgramLoad:
     mean_runtime: float | None
     minimum: int
     maximum: int
+    # Messages ready in the program's queues at the previous reading.
+    previous_backlog: int = 0
+
+    @property
+    def has_waited(self) -> bool:
+        """Tasks waiting now or at the previous reading."""
+        return self.backlog > 0 or self.previous_backlog > 0
 
 
 @dataclass(frozen=True)
@@ -73,20 +86,35 @@ def expected_wait(*, backlog: int, runtime: float, processes: int) -> float:
     return backlog * runtime / max(processes, 1)
 
 
+def floors(loads: list[ProgramLoad], *, budget: int) -> dict[str, int]:
+    """The processes each program keeps whatever the others wait for.
+
+    Its minimum; a program with tasks waiting keeps what it has (within its
+    maximum), unless the pools already hold more than the budget (a worker
+    restarted at its declared size): then the minimums only.
+    """
+    kept = {load.name: max(load.minimum, min(load.processes, load.maximum)) if load.has_waited
+            else load.minimum for load in loads}
+    if sum(kept.values()) > budget:
+        return {load.name: load.minimum for load in loads}
+    return kept
+
+
 def targets(loads: list[ProgramLoad], *, budget: int) -> dict[str, int]:
     """Processes per program that make the expected waits equal, within the bounds.
 
-    Water-filling: the spare processes (budget minus the minimums) are shared
+    Water-filling: the spare processes (budget minus the floors) are shared
     in proportion to the waiting work; a program capped (at its maximum, or at
     its backlog) passes the rest on; the remaining integer processes go to the
-    largest remainders; what is still spare goes one by one to the program
-    with the fewest.
+    largest remainders.  What no backlog claims stays with the programs that
+    have it (taken first from those that have the most); what is still spare
+    goes one by one to the program with the fewest.
     """
     runtimes = _runtimes(loads)
     work = {load.name: load.backlog * runtimes[load.name][0] for load in loads}
-    target = {load.name: load.minimum for load in loads}
+    target = floors(loads, budget=budget)
     spare = budget - sum(target.values())
-    cap = {load.name: min(load.maximum, max(load.minimum, load.backlog)) for load in loads}
+    cap = {load.name: min(load.maximum, max(target[load.name], load.backlog)) for load in loads}
     open_ = {load.name: load for load in loads if work[load.name] > 0}
     while spare > 0 and open_:
         total = sum(work[name] for name in open_)
@@ -108,6 +136,16 @@ def targets(loads: list[ProgramLoad], *, budget: int) -> dict[str, int]:
             target[name] += 1
         spare -= len(by_remainder[:spare])
         break
+    # Unclaimed processes stay put: one by one back to the program that
+    # keeps the fewest of its own, so what a claim takes comes from the
+    # programs that have the most.
+    while spare > 0:
+        keeping = [load for load in loads
+                   if target[load.name] < min(load.processes, load.maximum)]
+        if not keeping:
+            break
+        target[min(keeping, key=lambda load: target[load.name]).name] += 1
+        spare -= 1
     while spare > 0:
         room = [load for load in loads if target[load.name] < load.maximum]
         if not room:
@@ -120,9 +158,11 @@ def targets(loads: list[ProgramLoad], *, budget: int) -> dict[str, int]:
 def _describe(load: ProgramLoad, runtime: tuple[float, bool]) -> str:
     seconds, measured = runtime
     wait = expected_wait(backlog=load.backlog, runtime=seconds, processes=load.processes)
+    held = (f" (keeps its processes: {load.previous_backlog} waiting at the previous reading)"
+            if load.previous_backlog and not load.backlog else "")
     return (f"{load.name}: {load.backlog} waiting x {seconds:.2f} s "
             f"{'mean runtime' if measured else 'runtime (none measured, assumed)'} / "
-            f"{load.processes} processes = {wait:.1f} s expected wait")
+            f"{load.processes} processes = {wait:.1f} s expected wait{held}")
 
 
 def decide(loads: list[ProgramLoad], *, budget: int, max_shift: int, cooldown_seconds: float,

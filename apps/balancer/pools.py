@@ -1,6 +1,8 @@
 """The balanced workers' pools, through Celery's public remote control.
 
-``inspect stats`` reports a prefork pool's processes; ``pool_grow`` and
+``inspect stats`` reports a prefork pool's processes; ``balancer_pool_grow``
+(apps/balancer/control.py: Celery's ``pool_grow``, with the new processes
+forked at once instead of at the pool's next 5-second maintenance) and
 ``pool_shrink`` change it (Celery refuses both next to an autoscaler, and
 billiard's shrink only ends idle processes: "All processes busy" otherwise).
 Both also move the worker's prefetch count with the pool.
@@ -19,9 +21,15 @@ from __future__ import annotations
 
 import time
 
+from apps.balancer.control import COMMAND as GROW_COMMAND
+
 CONTROL_TIMEOUT = 3.0
 # Seconds a pool may take to show a shrunk process gone.
 REAP_TIMEOUT = 15.0
+# How often a shrunk pool is read until it shows the processes gone: a
+# decision's additions wait for its removals, so this is part of how fast a
+# burst gets its processes (an idle process exits within a few tens of ms).
+REAP_POLL_SECONDS = 0.05
 
 
 class PoolError(Exception):
@@ -72,7 +80,7 @@ def pool_change(app, node: str, *, by: int, timeout: float = CONTROL_TIMEOUT) ->
     refuses, does not answer, or every process is busy.
     """
     if by > 0:
-        _command(app, "pool_grow", node, by, timeout=timeout)
+        _command(app, GROW_COMMAND, node, by, timeout=timeout)
         return by
     before = _size(app, node, timeout=timeout)
     idle = before - _running(app, node, timeout=timeout)
@@ -85,7 +93,7 @@ def pool_change(app, node: str, *, by: int, timeout: float = CONTROL_TIMEOUT) ->
         size = pool_sizes(app, [node], timeout=timeout).get(node)
         if size is not None and size <= before - count:
             break
-        time.sleep(0.2)
+        time.sleep(REAP_POLL_SECONDS)
     else:
         raise PoolError(f"{node} still shows more than {before - count} processes "
                         f"{REAP_TIMEOUT:.0f} s after a shrink", moved=count)

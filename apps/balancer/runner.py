@@ -22,10 +22,11 @@ from apps.core.topology import Balance, Topology
 
 logger = logging.getLogger(__name__)
 
-# A grown pool forks its processes when Celery next maintains the pool (a
-# timer of a few seconds), and ``inspect stats`` lists the live ones: until a
-# grown pool shows its new size, the balancer counts it at that size (a
-# stale, lower count would grow it twice).  After this long the count is
+# A grown pool forks its processes as the grow command is handled
+# (apps/balancer/control.py), and ``inspect stats`` lists the live ones: until
+# a grown pool shows its new size (a worker still busy with the command, or
+# one that could not fork), the balancer counts it at that size (a stale,
+# lower count would grow it twice).  After this long the count is
 # believed (the worker restarted, say).  Shrinks are waited for where they
 # are made (apps/balancer/pools.py).
 SETTLE_SECONDS = 30.0
@@ -40,6 +41,8 @@ class Balancer:
     last_move_at: float | None = None
     # Program -> (size it was moved to, when): pools still settling.
     settling: dict = field(default_factory=dict)
+    # Program -> ready messages at the previous reading.
+    previous_backlogs: dict = field(default_factory=dict)
     _connection: object = None
 
     def __post_init__(self):
@@ -99,7 +102,9 @@ class Balancer:
                 name=name, processes=sizes[self.node(name)],
                 backlog=sum(backlogs.get(queue, 0) for queue in self.queues_of(name)),
                 mean_runtime=self.window.mean(self.node(name)),
-                minimum=minimum, maximum=maximum))
+                minimum=minimum, maximum=maximum,
+                previous_backlog=self.previous_backlogs.get(name, 0)))
+        self.previous_backlogs = {load.name: load.backlog for load in loads}
         return loads, ""
 
     # -- one decision --------------------------------------------------------

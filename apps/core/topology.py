@@ -203,7 +203,7 @@ class Balance:
     host moves prefork pool processes between the named ``workers`` with
     Celery's ``pool_grow``/``pool_shrink`` (apps/balancer): toward the program
     whose queue would make a task wait longest (backlog x mean runtime /
-    processes), never below a program's minimum or above its maximum, never
+    processes), only toward waiting work and never away from it, never below a program's minimum or above its maximum, never
     more than ``budget`` processes in all, at most ``max_shift`` added (and at
     most as many removed) per decision and no decision within
     ``cooldown_seconds`` of the last move.  Each worker's own ``concurrency``

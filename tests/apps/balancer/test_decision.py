@@ -7,9 +7,9 @@ import pytest
 from apps.balancer.decision import UNKNOWN_RUNTIME, ProgramLoad, decide, targets
 
 
-def load(name, processes, backlog, runtime=0.5, minimum=1, maximum=6):
+def load(name, processes, backlog, runtime=0.5, minimum=1, maximum=6, previous=0):
     return ProgramLoad(name=name, processes=processes, backlog=backlog, mean_runtime=runtime,
-                       minimum=minimum, maximum=maximum)
+                       minimum=minimum, maximum=maximum, previous_backlog=previous)
 
 
 def moves_of(decision) -> dict[str, tuple[int, int]]:
@@ -30,9 +30,40 @@ def test_processes_go_toward_the_growing_backlog_and_the_reason_has_the_numbers(
     assert "target 4 of budget 6" in grow.reason
 
 
-def test_back_to_an_even_split_when_everything_drained():
+def test_processes_stay_where_they_are_when_nothing_waits():
+    # A drained burst keeps its processes until another program's backlog
+    # claims them: no fork without waiting work to serve.
     decision = run([load("a", 4, 0), load("b", 1, 0), load("c", 1, 0)], max_shift=6)
-    assert moves_of(decision) == {"a": (4, 2), "b": (1, 2), "c": (1, 2)}
+    assert decision.moves == ()
+    assert decision.summary.startswith("balanced")
+
+
+def test_a_claim_takes_from_the_program_that_has_the_most():
+    decision = run([load("a", 4, 0), load("b", 2, 0), load("c", 1, 2)], budget=7, max_shift=6)
+    assert moves_of(decision) == {"a": (4, 3), "c": (1, 2)}
+
+
+def test_a_program_with_tasks_waiting_gives_none_of_its_processes():
+    # b's backlog is far smaller than a's, but b's tasks are waiting too:
+    # taking b's processes would only move the wait onto them.
+    decision = run([load("a", 2, 100), load("b", 3, 2), load("c", 1, 0)], budget=6)
+    assert moves_of(decision) == {}
+    assert targets([load("a", 2, 100), load("b", 3, 2), load("c", 2, 0)], budget=7) == \
+        {"a": 3, "b": 3, "c": 1}
+
+
+def test_a_backlog_empty_for_one_reading_keeps_its_processes():
+    loads = [load("a", 1, 100), load("b", 4, 0, previous=30), load("c", 1, 0)]
+    assert run(loads).moves == ()
+    # Empty at two readings in a row: no longer held.
+    loads[1] = load("b", 4, 0, previous=0)
+    assert moves_of(run(loads)) == {"a": (1, 4), "b": (4, 1)}
+
+
+def test_pools_beyond_the_budget_fall_back_to_the_minimums():
+    # Restarted workers at their declared size hold more than the budget.
+    wanted = targets([load("a", 4, 10), load("b", 4, 10)], budget=6)
+    assert sum(wanted.values()) == 6
 
 
 def test_all_queues_empty_at_an_even_split_moves_nothing():
@@ -56,9 +87,9 @@ def test_never_above_the_budget_even_with_every_queue_full():
     assert sum(after for _, after in moves_of(decision).values()) == 6
 
 
-def test_budget_full_with_busy_queues_proportional_shares():
+def test_spare_processes_shared_in_proportion_to_the_waiting_work():
     # 60 x 0.5 = 30 s of work against 10 x 0.5 = 5 s: 6 spare processes shared 6:1.
-    assert targets([load("a", 3, 60), load("b", 3, 10)], budget=8) == {"a": 6, "b": 2}
+    assert targets([load("a", 1, 60), load("b", 1, 10)], budget=8) == {"a": 6, "b": 2}
 
 
 def test_never_below_a_minimum_or_above_a_maximum():
@@ -67,7 +98,7 @@ def test_never_below_a_minimum_or_above_a_maximum():
     decision = run(loads, budget=8)
     after = {load.name: load.processes for load in loads} | {
         name: new for name, (_, new) in moves_of(decision).items()}
-    # a is capped at 3; the rest is spread evenly (b from its minimum 2, c from 1).
+    # a is capped at 3; c keeps its 2; the other process no pool holds goes to b.
     assert after == {"a": 3, "b": 3, "c": 2}
     assert targets(loads, budget=8) == {"a": 3, "b": 3, "c": 2}
 
@@ -105,7 +136,7 @@ def test_longer_tasks_weigh_more_than_more_tasks():
 
 
 def test_no_more_processes_for_a_backlog_than_tasks_waiting():
-    # Two waiting on a: a's share stops at 2; the rest is spread evenly.
+    # Two waiting on a: its share stops at 2; processes no pool holds are spread evenly.
     assert targets([load("a", 2, 2), load("b", 1, 0), load("c", 1, 0)], budget=9) == \
         {"a": 3, "b": 3, "c": 3}
     assert targets([load("a", 1, 4), load("b", 1, 0)], budget=12) == {"a": 6, "b": 6}

@@ -3,9 +3,10 @@
 A supervisord of its own runs two balanced worker programs (2 + 2 processes,
 budget 4, each 1-3, one process per decision, 3 s cooldown) and the
 ``balancer`` program rendered from tests/apps/balancer/topology.py.  A
-backlog on lane A takes processes from lane B; when it drains both go back to
-an even split (2 + 2).  A sampler watches every pool the whole time: never beyond the
-limits.
+backlog on lane A takes processes from lane B; once it drains the processes
+stay where they are (no move without waiting work), until a backlog on lane B
+takes them back.  A sampler watches every pool the whole time: never beyond
+the limits.
 """
 
 from __future__ import annotations
@@ -91,9 +92,23 @@ def test_processes_follow_the_backlog_and_come_back_within_the_limits(balanced_s
                  message=f"balance_a grown to {declared.MAXIMUM}")
         wait_for(lambda: log.exists() and len(log.read_text().splitlines()) == 100, 120,
                  message="all 100 tasks run")
-        even = declared.BUDGET // 2
-        wait_for(lambda: sampler.latest() == {"balance_a": even, "balance_b": even}, 90,
-                 interval=0.5, message="both back to an even split after the drain")
+        drained = sampler.latest()
+        assert drained == {"balance_a": declared.MAXIMUM, "balance_b": declared.MINIMUM}, drained
+        held_from = len(sampler.samples)
+        time.sleep(2 * declared.COOLDOWN + 2)
+        assert all(sample == drained for sample in sampler.samples[held_from:]), (
+            "pools moved with nothing waiting", sampler.samples[held_from:])
+
+        lane_b = next(q for q in declared.BALANCED_TOPOLOGY.queues if q.name == declared.QUEUE_B)
+        lane_b = lane_b.to_kombu()
+        # 60 x 0.4 s on lane B: 24 s of work for one process.
+        for _ in range(60):
+            timed_sleep.apply_async(kwargs={"ms": 400, "sent_at": time.time(), "log": str(log)},
+                                    queue=lane_b)
+        wait_for(lambda: sampler.latest().get("balance_b") == declared.MAXIMUM, 90, interval=0.5,
+                 message=f"balance_b grown back to {declared.MAXIMUM}")
+        wait_for(lambda: len(log.read_text().splitlines()) == 160, 120,
+                 message="all 160 tasks run")
     finally:
         sampler.stopping.set()
         sampler.join()
@@ -102,8 +117,10 @@ def test_processes_follow_the_backlog_and_come_back_within_the_limits(balanced_s
         assert all(declared.MINIMUM <= count <= declared.MAXIMUM for count in sample.values()), sample
         assert sum(sample.values()) <= declared.BUDGET, sample
     assert max(sample["balance_a"] for sample in sampler.samples) == declared.MAXIMUM
-    # Lane B gave its processes to lane A down to its minimum, not below.
+    # Lane B gave its processes to lane A down to its minimum, not below, and
+    # lane A gave them back for lane B's backlog.
     assert min(sample["balance_b"] for sample in sampler.samples) == declared.MINIMUM
+    assert sampler.latest()["balance_a"] < declared.MAXIMUM
 
     decisions = list(BalanceDecision.objects.order_by("created_at", "id"))
     assert decisions, "no decision recorded"

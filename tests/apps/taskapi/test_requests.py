@@ -292,3 +292,19 @@ def test_allowed_lists_schemas(client_for, reader):
     assert report["queues"] == ["heavy"]
     assert report["params"][0] == {"name": "report_id", "type": "int", "required": True,
                                    "minimum": 1, "maximum": 2**63 - 1}
+
+
+@pytest.mark.parametrize("task_id", [
+    "0b5c6a2e-1f7e-4d8e-9a43-2b0c2f1d9e77", "a b", "ümlaut", "50%", "why?", "x#y",
+    "a:b@c~d", "(){}[]", "..", ".", "+&=",
+])
+def test_status_urls_in_a_list_are_what_reverse_gives(client_for, operator, task_id):
+    """The list resolves the route once per page; each row's URL must not differ."""
+    from django.test import RequestFactory
+    from django.urls import reverse
+
+    TaskResult.objects.create(task_id=task_id, task_name="x", status="SUCCESS")
+    row = client_for(operator).get("/api/v1/tasks/").json()["results"][0]
+    expected = RequestFactory().get("/").build_absolute_uri(
+        reverse("taskapi:task-detail", args=[task_id]))
+    assert row["task_id"] == task_id and row["status_url"] == expected

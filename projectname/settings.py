@@ -314,7 +314,8 @@ TASKAPI_WORKERS_SNAPSHOT_SECONDS = env.float("TASKAPI_WORKERS_SNAPSHOT_SECONDS",
 # failures per username and address, for AXES_COOLOFF_MINUTES.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend, reading a user's permissions in one statement (apps/core/auth_backend.py).
+    "apps.core.auth_backend.OneQueryModelBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_MINUTES", default=15) / 60  # hours

@@ -5,7 +5,7 @@ renames it over the entry.  On ext4 (``auto_da_alloc``, the default) a rename
 over an existing file, like a truncation to zero followed by a write, makes
 the kernel flush the data before the rename completes: about 2 ms of disk
 wait per write, more when the disk is busy.  The throttles write one entry per
-API request, so that wait was part of every request.
+API request, so that wait would be part of every request.
 
 Here an entry is one file rewritten from offset 0 and then truncated to its
 new (non-zero) length, which ext4 does not flush; readers take a shared

@@ -76,7 +76,7 @@ def _stored() -> WorkersSnapshot | None:
     if not isinstance(data, dict) or not ("body" in data or "workers" in data):
         return None
     body = data.get("body")
-    if "body" not in data and data["workers"] is not None:  # stored before bodies were
+    if "body" not in data and data["workers"] is not None:  # the format without a body
         body = JSONRenderer().render(data["workers"])
     return WorkersSnapshot(body=body, error=data.get("error", ""),
                            taken_at=data.get("taken_at", 0.0))

@@ -282,7 +282,8 @@ profiles.enforce(
 # "throttles": request counters, written on every API request, kept in files
 # on the host's disk (one web host; set THROTTLE_CACHE_DIR to shared storage or
 # point it elsewhere for several) so counting never takes the database's write
-# lock, which SQLite holds for the whole database.
+# lock, which SQLite holds for the whole database; each file is rewritten in
+# place under a lock (apps/core/file_cache.py), which costs no disk flush.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
@@ -290,7 +291,7 @@ CACHES = {
         "OPTIONS": {"MAX_ENTRIES": 10_000},
     },
     "throttles": {
-        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "BACKEND": "apps.core.file_cache.InPlaceFileCache",
         "LOCATION": env("THROTTLE_CACHE_DIR", default=str(
             Path(env("RUN_DIR", default=str(BASE_DIR / "run"))) / "cache" / "throttles")),
         "OPTIONS": {"MAX_ENTRIES": 100_000},
@@ -310,7 +311,8 @@ TASKAPI_WORKERS_SNAPSHOT_SECONDS = env.float("TASKAPI_WORKERS_SNAPSHOT_SECONDS",
 # failures per username and address, for AXES_COOLOFF_MINUTES.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend, reading a user's permissions in one statement (apps/core/auth_backend.py).
+    "apps.core.auth_backend.OneQueryModelBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_MINUTES", default=15) / 60  # hours

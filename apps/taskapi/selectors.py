@@ -158,19 +158,19 @@ def task_list(
     published to, or for other tasks the queue their route names.  With a
     ``user``: only the tasks that user may read (see ``apps.taskapi.access``)."""
     records = TaskRecord.objects.filter(task_id=OuterRef("task_id"))
-    queryset = TaskResult.objects.annotate(
-        record_queue=Subquery(records.values("queue")[:1]),
-        record_requester=Subquery(records.values("requested_by")[:1]),
-    ).order_by("-date_created", "-id")
+    queryset = TaskResult.objects.order_by("-date_created", "-id")
+    # The record's columns are joined only for the filters that need them:
+    # every row of a page would pay for the subqueries otherwise.
     visible = visible_results(user)
     if visible is not None:
-        queryset = queryset.filter(visible)
+        queryset = queryset.annotate(
+            record_requester=Subquery(records.values("requested_by")[:1])).filter(visible)
     if state:
         queryset = queryset.filter(status=state)
     if task:
         queryset = queryset.filter(task_name=task)
     if queue:
-        queryset = queryset.filter(
+        queryset = queryset.annotate(record_queue=Subquery(records.values("queue")[:1])).filter(
             Q(record_queue=queue) | (Q(record_queue__isnull=True) & _tasks_routed_to(queue))
         )
     if since:

@@ -8,19 +8,25 @@ refreshes it in a background thread; everyone, that request included, gets
 the current snapshot at once with its age.  Only when no snapshot exists at
 all (a fresh installation, a culled cache) does a request wait for the
 first one, at most ``COLD_WAIT_SECONDS``.
+
+The snapshot is stored as the API's JSON body, rendered once per refresh:
+``GET /api/v1/workers/`` sends those bytes as they are, and only the
+dashboard and the metrics decode them.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections
+from rest_framework.renderers import JSONRenderer
 
 from apps.taskapi.errors import BrokerUnavailable
 
@@ -36,20 +42,43 @@ _in_flight = threading.Lock()  # one refresh thread per process at most
 
 @dataclass(frozen=True)
 class WorkersSnapshot:
-    workers: list[dict[str, Any]] | None  # None: the broker could not be asked
+    body: bytes | None  # the workers as the API's JSON; None: the broker could not be asked
     error: str
     taken_at: float
+    _decoded: list = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def workers(self) -> list[dict[str, Any]] | None:
+        if self.body is None:
+            return None
+        if not self._decoded:  # decoded once, for the readers that need the structure
+            self._decoded.append(json.loads(self.body))
+        return self._decoded[0]
 
     @property
     def age(self) -> float:
         return max(0.0, time.time() - self.taken_at)
 
 
+def store_snapshot(workers: list[dict[str, Any]] | None, *, error: str = "",
+                   taken_at: float | None = None) -> WorkersSnapshot:
+    """Render ``workers`` (None: the broker could not be asked, ``error`` says why) and
+    share them with every web process."""
+    body = None if workers is None else JSONRenderer().render(workers)
+    snapshot = WorkersSnapshot(body=body, error=error,
+                               taken_at=time.time() if taken_at is None else taken_at)
+    cache.set(KEY, {"body": body, "error": error, "taken_at": snapshot.taken_at}, timeout=None)
+    return snapshot
+
+
 def _stored() -> WorkersSnapshot | None:
     data = cache.get(KEY)
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not ("body" in data or "workers" in data):
         return None
-    return WorkersSnapshot(workers=data.get("workers"), error=data.get("error", ""),
+    body = data.get("body")
+    if "body" not in data and data["workers"] is not None:  # the format without a body
+        body = JSONRenderer().render(data["workers"])
+    return WorkersSnapshot(body=body, error=data.get("error", ""),
                            taken_at=data.get("taken_at", 0.0))
 
 
@@ -61,10 +90,7 @@ def workers_snapshot_refresh() -> WorkersSnapshot:
         workers, error = worker_list(), ""
     except BrokerUnavailable as exc:
         workers, error = None, exc.detail
-    snapshot = WorkersSnapshot(workers=workers, error=error, taken_at=time.time())
-    cache.set(KEY, {"workers": workers, "error": error, "taken_at": snapshot.taken_at},
-              timeout=None)
-    return snapshot
+    return store_snapshot(workers, error=error)
 
 
 def _refresh_in_background() -> None:

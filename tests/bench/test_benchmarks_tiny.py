@@ -171,3 +171,15 @@ def test_balance_runs_static_and_balanced_on_the_same_workload(tmp_path):
     # The tiny bad size is refused with the option's name, not a traceback.
     refused = run("balance.py", "--tasks", "0", timeout=60)
     assert refused.returncode == 2 and "--tasks must be" in refused.stderr
+
+
+def test_web_load_reports_every_server_class_endpoint_and_429s():
+    result = run("web_load.py", "--parallel", "4", "--rounds", "1", "--contrast", timeout=300)
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    rows = [line.split() for line in result.stdout.splitlines()
+            if line.startswith(("gthread ", "sync "))]
+    assert [(row[0], row[1]) for row in rows] == [
+        (server, path) for server in ("gthread", "sync")
+        for path in ("/health/", "/api/v1/tasks/", "/api/v1/workers/")]
+    workers_rows = [row for row in rows if row[1] == "/api/v1/workers/"]
+    assert all(row[2] == "4" and row[6] == "0" for row in workers_rows), workers_rows

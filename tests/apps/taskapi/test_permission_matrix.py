@@ -11,19 +11,17 @@ paths are covered by the live tests.
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
-from django.core.cache import cache
 from django.test import Client
 from django_celery_results.models import TaskResult
 from rest_framework.authtoken.models import Token
 
 from apps.ops.models import AuditEntry
 from apps.taskapi.models import TaskRecord
-from apps.taskapi.worker_snapshot import KEY as SNAPSHOT_KEY
+from apps.taskapi.worker_snapshot import store_snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -111,7 +109,7 @@ def world(monkeypatch):
         if starter is not None:
             TaskRecord.objects.create(task_id=task_id, task_name=TASK, queue="main_worker",
                                       requested_by=starter)
-    cache.set(SNAPSHOT_KEY, {"workers": [], "error": "", "taken_at": time.time()}, timeout=None)
+    store_snapshot([])
     monkeypatch.setattr(services, "_broadcast_revoke", lambda *a, **k: None)
     monkeypatch.setattr(selectors, "queue_list", lambda: [])
     monkeypatch.setattr(ops_views, "program_control",

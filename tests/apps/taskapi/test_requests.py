@@ -292,3 +292,37 @@ def test_allowed_lists_schemas(client_for, reader):
     assert report["queues"] == ["heavy"]
     assert report["params"][0] == {"name": "report_id", "type": "int", "required": True,
                                    "minimum": 1, "maximum": 2**63 - 1}
+
+
+@pytest.mark.parametrize("task_id", [
+    "0b5c6a2e-1f7e-4d8e-9a43-2b0c2f1d9e77", "a b", "ümlaut", "50%", "why?", "x#y",
+    "a:b@c~d", "(){}[]", "..", ".", "+&=",
+])
+def test_status_urls_in_a_list_are_what_reverse_gives(client_for, operator, task_id):
+    """The list resolves the route once per page; each row's URL must not differ."""
+    from django.test import RequestFactory
+    from django.urls import reverse
+
+    TaskResult.objects.create(task_id=task_id, task_name="x", status="SUCCESS")
+    row = client_for(operator).get("/api/v1/tasks/").json()["results"][0]
+    expected = RequestFactory().get("/").build_absolute_uri(
+        reverse("taskapi:task-detail", args=[task_id]))
+    assert row["task_id"] == task_id and row["status_url"] == expected
+
+
+def test_queue_filter_and_own_tasks_filter_together(client_for, reader, operator):
+    """A user without view_all_tasks filtering by queue: both record columns are joined."""
+    mine_here = _started_by(reader, "SUCCESS")  # published to "celery"
+    TaskRecord.objects.filter(task_id=mine_here.task_id).update(queue="heavy")
+    _started_by(reader, "FAILURE", name="apps.core.tasks.probe")  # "celery", route: main_worker
+    _stored("SUCCESS", name="apps.reports.tasks.build_daily_report")  # nobody's, route: heavy
+
+    def listed(client, query):
+        return {row["task_id"] for row in client.get(f"/api/v1/tasks/?{query}").json()["results"]}
+
+    assert listed(client_for(reader), "queue=heavy") == {mine_here.task_id}
+    assert listed(client_for(reader), "queue=celery") == {
+        "stored-FAILURE-apps.core.tasks.probe"}
+    assert listed(client_for(operator), "queue=heavy") == {
+        mine_here.task_id, "stored-SUCCESS-apps.reports.tasks.build_daily_report"}
+    assert len(listed(client_for(reader), "")) == 2

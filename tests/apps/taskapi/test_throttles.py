@@ -43,8 +43,7 @@ def test_scopes_and_users_count_separately(client_for, operator, reader, rates):
 
 
 def _snapshot(age: float, workers=()):
-    cache.set(KEY, {"workers": list(workers), "error": "", "taken_at": time.time() - age},
-              timeout=None)
+    worker_snapshot.store_snapshot(list(workers), taken_at=time.time() - age)
 
 
 def test_a_fresh_snapshot_is_served_without_asking_the_broker(monkeypatch, settings):
@@ -84,10 +83,37 @@ def test_a_stale_snapshot_is_served_at_once_and_refreshed_once(monkeypatch, sett
 
 
 def test_workers_endpoint_answers_503_with_the_stored_broker_error(client_for, operator):
-    cache.set(KEY, {"workers": None, "error": "connection refused", "taken_at": time.time()},
-              timeout=None)
+    worker_snapshot.store_snapshot(None, error="connection refused")
     response = client_for(operator).get("/api/v1/workers/")
     assert response.status_code == 503 and "connection refused" in response.json()["detail"]
     _snapshot(2, [])
     response = client_for(operator).get("/api/v1/workers/")
     assert response.status_code == 200 and int(response["Age"]) in (1, 2, 3)
+
+
+def test_workers_endpoint_sends_the_body_rendered_once_per_refresh(client_for, operator,
+                                                                    reader, monkeypatch):
+    workers = [{"program": "main_worker", "status": "online", "active": [{"id": "t-1"}]}]
+    stored = worker_snapshot.store_snapshot(workers)
+    # Authentication and the permission check still run on every request.
+    assert client_for(reader).get("/api/v1/workers/").status_code == 403
+    assert client_for(None).get("/api/v1/workers/").status_code == 401
+    monkeypatch.setattr(worker_snapshot.JSONRenderer, "render",
+                        lambda *a, **k: pytest.fail("rendered the snapshot again"))
+    for _ in range(3):
+        response = client_for(operator).get("/api/v1/workers/")
+        assert response.status_code == 200 and response.content == stored.body
+        assert response["Content-Type"] == "application/json" and response.json() == workers
+
+
+def test_a_snapshot_stored_without_a_body_is_still_served(client_for, operator):
+    cache.set(KEY, {"workers": [{"program": "old"}], "error": "", "taken_at": time.time()},
+              timeout=None)
+    assert client_for(operator).get("/api/v1/workers/").json() == [{"program": "old"}]
+    assert worker_snapshot.workers_snapshot().workers == [{"program": "old"}]
+
+
+def test_workers_reads_are_throttled_like_every_read(client_for, operator, rates):
+    worker_snapshot.store_snapshot([])
+    client = client_for(operator)
+    assert [client.get("/api/v1/workers/").status_code for _ in range(4)] == [200] * 3 + [429]

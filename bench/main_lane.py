@@ -35,7 +35,6 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,6 +43,7 @@ from bench import common  # noqa: E402
 from bench.throughput_measure import measure_round, rss_over_tasks, wait_ready  # noqa: E402
 from bench.throughput_systems import CeleryTutorial, ProjectMain, use_broker  # noqa: E402
 from bench.common import PROJECT_ROOT, QueueWatcher  # noqa: E402
+from bench.main_lane_overtaking import measure_overtaking  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,9 @@ class Variant:
     env: dict[str, str] = field(default_factory=dict)
     headers: dict[str, object] = field(default_factory=dict)
     postgres: bool = False
+    # Differs from the deployed lane only in what the worker holds: its
+    # priority overtaking is measured too.
+    overtaking: bool = False
 
 
 def _recorded_header() -> str:
@@ -63,18 +66,32 @@ def _recorded_header() -> str:
     return RECORDED_HEADER
 
 
+def _deployed_headroom() -> int:
+    from projectname.topology import TOPOLOGY
+
+    return TOPOLOGY.worker_named("main_worker").prefetch_headroom
+
+
+def _headroom(n: int) -> Variant:
+    return Variant(f"headroom-{n}", f"... prefetch 1 + {n} headroom",
+                   env={"WORKER_PREFETCH_HEADROOM": str(n)}, overtaking=True)
+
+
 VARIANTS = (
-    Variant("deployed", "main_worker as deployed (prefork -c 2, prefetch 1 + 1 headroom, "
-                        "priorities, acks late, task events only while Flower listens: none "
-                        "here, INFO logs)"),
+    Variant("deployed", f"main_worker as deployed (prefork -c 2, prefetch 1 + "
+                        f"{_deployed_headroom()} headroom, priorities, acks late, task events "
+                        "only while Flower listens: none here, INFO logs)", overtaking=True),
     Variant("events-on", "... task events on (as while Flower listens)",
             env={"CELERY_WORKER_SEND_TASK_EVENTS": "1", "WORKER_TASK_EVENTS_LEASE": "0"}),
-    Variant("no-headroom", "... prefetch 1, no headroom", env={"WORKER_PREFETCH_HEADROOM": "0"}),
+    Variant("no-headroom", "... prefetch 1, no headroom", env={"WORKER_PREFETCH_HEADROOM": "0"},
+            overtaking=True),
+    *(_headroom(n) for n in (2, 4, 6)),
     Variant("plain-prefetch1", "... no headroom and task events always on",
             env={"WORKER_PREFETCH_HEADROOM": "0", "CELERY_WORKER_SEND_TASK_EVENTS": "1",
                  "WORKER_TASK_EVENTS_LEASE": "0"}),
     Variant("prefetch4", "... prefetch x4 (no headroom)",
-            {"--prefetch-multiplier": "4"}, env={"WORKER_PREFETCH_HEADROOM": "0"}),
+            {"--prefetch-multiplier": "4"}, env={"WORKER_PREFETCH_HEADROOM": "0"},
+            overtaking=True),
     Variant("threads", "... pool threads -c 2 (no hard time limit)", {"--pool": "threads"}),
     # Prefetch 2 (the prefetch count of prefork -c 2): with 1, the solo pool
     # idled about a second between acks-late tasks.
@@ -189,45 +206,6 @@ class MainVariant(ProjectMain):
         use_broker(self.app, "pyamqp://unused//")
 
 
-# -- priority overtaking ---------------------------------------------------------
-def measure_overtaking(system: MainVariant, watcher: QueueWatcher, *, backlog: int,
-                       seconds: float, log) -> dict:
-    from apps.core.models import ProbeRun
-    from apps.core.tasks import heavy_probe
-    from tests.support.live import wait_for
-
-    system.activate()
-    system.stop_workers()
-    tokens = [f"bk-{uuid.uuid4().hex[:10]}" for _ in range(backlog)]
-    for token in tokens:
-        # Through the project's app by name: a shared task binds to the current
-        # app, which may be the Celery-tutorial system's of an earlier row.
-        system.app.send_task(heavy_probe.name, args=[token, seconds], queue=system.queue,
-                             priority=1)
-    system.start_workers()
-    wait_for(lambda: ProbeRun.objects.filter(token__in=tokens).exists(), 120, interval=0.02,
-             message="backlog started")
-    urgent = f"ur-{uuid.uuid4().hex[:10]}"
-    sent = time.time()
-    system.app.send_task(heavy_probe.name, args=[urgent, seconds], queue=system.queue, priority=9)
-    wait_for(lambda: ProbeRun.objects.filter(token__in=tokens + [urgent],
-                                             finished_at__isnull=False).count() == backlog + 1,
-             backlog * seconds * 4 + 120, interval=0.3, message="backlog and urgent done")
-    started = ProbeRun.objects.get(token=urgent).started_at
-    before = ProbeRun.objects.filter(token__in=tokens, started_at__lt=started).count()
-    # Of those, the ones that had not started when it was sent: what overtook it.
-    overtook = ProbeRun.objects.filter(token__in=tokens, started_at__lt=started,
-                                       started_at__gt=datetime.fromtimestamp(sent, timezone.utc)
-                                       ).count()
-    row = {"variant": system.name, "backlog": backlog, "before": before, "overtook": overtook,
-           "wait_s": started.timestamp() - sent}
-    log(f"  overtaking {system.name}: priority 9 started after {before}/{backlog} "
-        f"(overtaken after it was sent: {overtook}) "
-        f"({row['wait_s']:.2f} s)")
-    system.stop_workers()
-    return row
-
-
 # -- memory ------------------------------------------------------------------------
 def measure_memory(n: int, log) -> dict:
     """RSS of main_worker as deployed (parent and pool processes) after a
@@ -287,8 +265,7 @@ def run(names: list[str], *, tasks: int, rounds: int, backlog: int, probe_second
             # with: the first project variant's.
             first = next((e for e in entries if isinstance(e[0], MainVariant)), None)
             candidates = [e for e in entries if isinstance(e[0], MainVariant)
-                          and e[0].name in ("deployed", "no-headroom", "prefetch4")
-                          and not e[0].variant.postgres]
+                          and e[0].variant.overtaking]
             if first is not None and first in candidates:
                 for system, watcher, _ in candidates:
                     system.system_env["DATABASE_URL"] = first[0].system_env["DATABASE_URL"]

@@ -13,10 +13,12 @@ waiting backlog, then publish while consuming).  The task is the noop
 (``apps.testing.tasks.noop``, sent to ``main_worker`` by the project's bulk
 enqueue); the variants marked "results" ask for its result (per-message
 ``ignore_result=False``: the STARTED and SUCCESS writes a result-keeping task
-pays), "cancel lookup" marks every message as the Task API does for the tasks
+pays), through django-celery-results' stock backend or through
+apps/core/results_backend.py ("upsert": one statement per state), "cancel lookup" marks every message as the Task API does for the tasks
 it starts (one database read per delivery).
 
-Then priority overtaking (``--backlog``): main_worker's workers stopped, a
+Then priority overtaking (``--backlog``), for the variants that differ only
+in how many messages the worker holds: main_worker's workers stopped, a
 backlog of priority-1 probes each taking ``--probe-seconds``, the workers
 started, a priority-9 probe sent once the backlog runs; the row says how many
 backlog tasks started before it (the target: fewer than 10 % of them).
@@ -66,6 +68,10 @@ def _recorded_header() -> str:
     return RECORDED_HEADER
 
 
+# apps.core.results_backend.UPSERT_BACKEND (not imported: Django is set up later).
+UPSERT_BACKEND = "apps.core.results_backend:UpsertDatabaseBackend"
+
+
 def _deployed_headroom() -> int:
     from projectname.topology import TOPOLOGY
 
@@ -102,9 +108,16 @@ VARIANTS = (
             env={"BENCH_MAIN_ACKS_EARLY": "1",
                  "DJANGO_SETTINGS_MODULE": "bench.main_lane_settings"}),
     Variant("warning-logs", "... WARNING logs", {"--loglevel": "WARNING"}),
-    Variant("results-sqlite", "... results kept, SQLite", headers={"ignore_result": False}),
-    Variant("results-postgres", "... results kept, PostgreSQL",
-            headers={"ignore_result": False}, postgres=True),
+    Variant("results-sqlite", "... results kept, SQLite (stock django-db backend)",
+            headers={"ignore_result": False}, env={"CELERY_RESULT_BACKEND": "django-db"}),
+    Variant("results-sqlite-upsert", "... results kept, SQLite, one upsert per state",
+            headers={"ignore_result": False}, env={"CELERY_RESULT_BACKEND": UPSERT_BACKEND}),
+    Variant("results-postgres", "... results kept, PostgreSQL (stock django-db backend)",
+            headers={"ignore_result": False}, env={"CELERY_RESULT_BACKEND": "django-db"},
+            postgres=True),
+    Variant("results-postgres-upsert", "... results kept, PostgreSQL, one upsert per state",
+            headers={"ignore_result": False}, env={"CELERY_RESULT_BACKEND": UPSERT_BACKEND},
+            postgres=True),
     Variant("cancel-lookup", "... every message looked up for a cancel (Task API's header)",
             headers={"RECORDED": True}),
 )

@@ -105,3 +105,14 @@ def test_statements_per_stored_state(backend_class, statements):
         counts.append(sum(1 for q in queries.captured_queries
                           if q["sql"].split()[0].upper() in ("SELECT", "INSERT", "UPDATE")))
     assert counts == [statements, statements]
+
+
+def test_a_database_without_the_upsert_goes_the_stock_way(monkeypatch):
+    from apps.core import results_backend
+
+    monkeypatch.setattr(results_backend, "UPSERT_VENDORS", ("oracle",))
+    backend, task_id = UpsertDatabaseBackend(app=app), f"stock-way-{uuid.uuid4()}"
+    with CaptureQueriesContext(connection) as queries:
+        backend.store_result(task_id, "ok", states.SUCCESS, request=_request(task_id))
+    assert queries.captured_queries[0]["sql"].startswith("SELECT")
+    assert TaskResult.objects.get(task_id=task_id).status == states.SUCCESS

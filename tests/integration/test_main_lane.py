@@ -72,7 +72,7 @@ def test_main_worker_prefetches_its_headroom(live_system):
     node = live_system.node("main_worker")
     stats = app.control.inspect(destination=[node], timeout=3.0).stats()[node]
     assert stats["prefetch_count"] == (worker.concurrency * worker.prefetch_multiplier
-                                       + worker.prefetch_headroom) == 3
+                                       + worker.prefetch_headroom) == 4
 
 
 class _EventLog:

@@ -88,7 +88,7 @@ def probe_seconds(session, base: str) -> float:
 
 
 def measure(system, *, probes: int, hogs: int, windows: int, rate: float, seconds: float,
-            clients: int, log) -> tuple[list[dict], list[dict]]:
+            clients: int, log, policies=POLICY_ORDER) -> tuple[list[dict], list[dict]]:
     """Per policy, lowered step by step (normal, batch, idle): the probes
     through the API, then the start-latency windows."""
     import requests
@@ -101,7 +101,7 @@ def measure(system, *, probes: int, hogs: int, windows: int, rate: float, second
     for _ in range(3):  # warm-up: gunicorn imports, pools connect
         probe_seconds(session, base)
     rows, start_rows = [], []
-    for name in POLICY_ORDER:
+    for name in policies:
         set_tree_policy(worker, name)
         quiet = [probe_seconds(session, base) for _ in range(probes)]
         processes = start_hogs(hogs)
@@ -234,7 +234,14 @@ def main(argv=None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="probes per second")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per window")
     parser.add_argument("--clients", type=int, default=8, help="web client threads")
+    parser.add_argument("--policies", default=",".join(POLICY_ORDER),
+                        help="comma-separated subset of normal,batch,idle (measured in that "
+                             "order)")
     args = parser.parse_args(argv)
+    chosen = {name.strip() for name in args.policies.split(",") if name.strip()}
+    if not chosen or chosen - set(POLICY_ORDER):
+        parser.error(f"--policies: choose from {','.join(POLICY_ORDER)} "
+                     f"(got {args.policies!r})")
     if not 0 <= args.windows <= 10 or not 0.5 <= args.rate <= 200 \
             or not 1 <= args.seconds <= 120 or not 1 <= args.clients <= 64:
         parser.error("--windows 0-10, --rate 0.5-200, --seconds 1-120, --clients 1-64")
@@ -254,7 +261,8 @@ def main(argv=None) -> int:
         try:
             rows, start_rows = measure(system, probes=args.probes, hogs=args.hogs,
                                        windows=args.windows, rate=args.rate,
-                                       seconds=args.seconds, clients=args.clients, log=log)
+                                       seconds=args.seconds, clients=args.clients, log=log,
+                                       policies=[p for p in POLICY_ORDER if p in chosen])
         finally:
             system.stop()
     print(render(rows, probes=args.probes, hogs=args.hogs))

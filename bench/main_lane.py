@@ -13,10 +13,12 @@ waiting backlog, then publish while consuming).  The task is the noop
 (``apps.testing.tasks.noop``, sent to ``main_worker`` by the project's bulk
 enqueue); the variants marked "results" ask for its result (per-message
 ``ignore_result=False``: the STARTED and SUCCESS writes a result-keeping task
-pays), "cancel lookup" marks every message as the Task API does for the tasks
+pays), through django-celery-results' stock backend or through
+apps/core/results_backend.py ("upsert": one statement per state), "cancel lookup" marks every message as the Task API does for the tasks
 it starts (one database read per delivery).
 
-Then priority overtaking (``--backlog``): main_worker's workers stopped, a
+Then priority overtaking (``--backlog``), for the variants that differ only
+in how many messages the worker holds: main_worker's workers stopped, a
 backlog of priority-1 probes each taking ``--probe-seconds``, the workers
 started, a priority-9 probe sent once the backlog runs; the row says how many
 backlog tasks started before it (the target: fewer than 10 % of them).
@@ -35,7 +37,6 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,6 +45,7 @@ from bench import common  # noqa: E402
 from bench.throughput_measure import measure_round, rss_over_tasks, wait_ready  # noqa: E402
 from bench.throughput_systems import CeleryTutorial, ProjectMain, use_broker  # noqa: E402
 from bench.common import PROJECT_ROOT, QueueWatcher  # noqa: E402
+from bench.main_lane_overtaking import measure_overtaking  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class Variant:
     env: dict[str, str] = field(default_factory=dict)
     headers: dict[str, object] = field(default_factory=dict)
     postgres: bool = False
+    # Differs from the deployed lane only in what the worker holds: its
+    # priority overtaking is measured too.
+    overtaking: bool = False
 
 
 def _recorded_header() -> str:
@@ -63,18 +68,36 @@ def _recorded_header() -> str:
     return RECORDED_HEADER
 
 
+# apps.core.results_backend.UPSERT_BACKEND (not imported: Django is set up later).
+UPSERT_BACKEND = "apps.core.results_backend:UpsertDatabaseBackend"
+
+
+def _deployed_headroom() -> int:
+    from projectname.topology import TOPOLOGY
+
+    return TOPOLOGY.worker_named("main_worker").prefetch_headroom
+
+
+def _headroom(n: int) -> Variant:
+    return Variant(f"headroom-{n}", f"... prefetch 1 + {n} headroom",
+                   env={"WORKER_PREFETCH_HEADROOM": str(n)}, overtaking=True)
+
+
 VARIANTS = (
-    Variant("deployed", "main_worker as deployed (prefork -c 2, prefetch 1 + 1 headroom, "
-                        "priorities, acks late, task events only while Flower listens: none "
-                        "here, INFO logs)"),
+    Variant("deployed", f"main_worker as deployed (prefork -c 2, prefetch 1 + "
+                        f"{_deployed_headroom()} headroom, priorities, acks late, task events "
+                        "only while Flower listens: none here, INFO logs)", overtaking=True),
     Variant("events-on", "... task events on (as while Flower listens)",
             env={"CELERY_WORKER_SEND_TASK_EVENTS": "1", "WORKER_TASK_EVENTS_LEASE": "0"}),
-    Variant("no-headroom", "... prefetch 1, no headroom", env={"WORKER_PREFETCH_HEADROOM": "0"}),
+    Variant("no-headroom", "... prefetch 1, no headroom", env={"WORKER_PREFETCH_HEADROOM": "0"},
+            overtaking=True),
+    *(_headroom(n) for n in (2, 4, 6)),
     Variant("plain-prefetch1", "... no headroom and task events always on",
             env={"WORKER_PREFETCH_HEADROOM": "0", "CELERY_WORKER_SEND_TASK_EVENTS": "1",
                  "WORKER_TASK_EVENTS_LEASE": "0"}),
     Variant("prefetch4", "... prefetch x4 (no headroom)",
-            {"--prefetch-multiplier": "4"}, env={"WORKER_PREFETCH_HEADROOM": "0"}),
+            {"--prefetch-multiplier": "4"}, env={"WORKER_PREFETCH_HEADROOM": "0"},
+            overtaking=True),
     Variant("threads", "... pool threads -c 2 (no hard time limit)", {"--pool": "threads"}),
     # Prefetch 2 (the prefetch count of prefork -c 2): with 1, the solo pool
     # idled about a second between acks-late tasks.
@@ -85,9 +108,16 @@ VARIANTS = (
             env={"BENCH_MAIN_ACKS_EARLY": "1",
                  "DJANGO_SETTINGS_MODULE": "bench.main_lane_settings"}),
     Variant("warning-logs", "... WARNING logs", {"--loglevel": "WARNING"}),
-    Variant("results-sqlite", "... results kept, SQLite", headers={"ignore_result": False}),
-    Variant("results-postgres", "... results kept, PostgreSQL",
-            headers={"ignore_result": False}, postgres=True),
+    Variant("results-sqlite", "... results kept, SQLite (stock django-db backend)",
+            headers={"ignore_result": False}, env={"CELERY_RESULT_BACKEND": "django-db"}),
+    Variant("results-sqlite-upsert", "... results kept, SQLite, one upsert per state",
+            headers={"ignore_result": False}, env={"CELERY_RESULT_BACKEND": UPSERT_BACKEND}),
+    Variant("results-postgres", "... results kept, PostgreSQL (stock django-db backend)",
+            headers={"ignore_result": False}, env={"CELERY_RESULT_BACKEND": "django-db"},
+            postgres=True),
+    Variant("results-postgres-upsert", "... results kept, PostgreSQL, one upsert per state",
+            headers={"ignore_result": False}, env={"CELERY_RESULT_BACKEND": UPSERT_BACKEND},
+            postgres=True),
     Variant("cancel-lookup", "... every message looked up for a cancel (Task API's header)",
             headers={"RECORDED": True}),
 )
@@ -189,45 +219,6 @@ class MainVariant(ProjectMain):
         use_broker(self.app, "pyamqp://unused//")
 
 
-# -- priority overtaking ---------------------------------------------------------
-def measure_overtaking(system: MainVariant, watcher: QueueWatcher, *, backlog: int,
-                       seconds: float, log) -> dict:
-    from apps.core.models import ProbeRun
-    from apps.core.tasks import heavy_probe
-    from tests.support.live import wait_for
-
-    system.activate()
-    system.stop_workers()
-    tokens = [f"bk-{uuid.uuid4().hex[:10]}" for _ in range(backlog)]
-    for token in tokens:
-        # Through the project's app by name: a shared task binds to the current
-        # app, which may be the Celery-tutorial system's of an earlier row.
-        system.app.send_task(heavy_probe.name, args=[token, seconds], queue=system.queue,
-                             priority=1)
-    system.start_workers()
-    wait_for(lambda: ProbeRun.objects.filter(token__in=tokens).exists(), 120, interval=0.02,
-             message="backlog started")
-    urgent = f"ur-{uuid.uuid4().hex[:10]}"
-    sent = time.time()
-    system.app.send_task(heavy_probe.name, args=[urgent, seconds], queue=system.queue, priority=9)
-    wait_for(lambda: ProbeRun.objects.filter(token__in=tokens + [urgent],
-                                             finished_at__isnull=False).count() == backlog + 1,
-             backlog * seconds * 4 + 120, interval=0.3, message="backlog and urgent done")
-    started = ProbeRun.objects.get(token=urgent).started_at
-    before = ProbeRun.objects.filter(token__in=tokens, started_at__lt=started).count()
-    # Of those, the ones that had not started when it was sent: what overtook it.
-    overtook = ProbeRun.objects.filter(token__in=tokens, started_at__lt=started,
-                                       started_at__gt=datetime.fromtimestamp(sent, timezone.utc)
-                                       ).count()
-    row = {"variant": system.name, "backlog": backlog, "before": before, "overtook": overtook,
-           "wait_s": started.timestamp() - sent}
-    log(f"  overtaking {system.name}: priority 9 started after {before}/{backlog} "
-        f"(overtaken after it was sent: {overtook}) "
-        f"({row['wait_s']:.2f} s)")
-    system.stop_workers()
-    return row
-
-
 # -- memory ------------------------------------------------------------------------
 def measure_memory(n: int, log) -> dict:
     """RSS of main_worker as deployed (parent and pool processes) after a
@@ -247,7 +238,14 @@ def measure_memory(n: int, log) -> dict:
         system.produce(min(2000, n))
         watcher.wait_empty(system.queue, 600)
         time.sleep(1)
-        return rss_over_tasks(system, watcher, n, step=max(1, n // 10), timeout=900, log=log)
+        main_pid = system.process.pid
+        main_before = common.rss_bytes(main_pid)
+        memory = rss_over_tasks(system, watcher, n, step=max(1, n // 10), timeout=900, log=log)
+        # The main process apart: pool processes are recycled at
+        # max_memory_per_child, the main process never is.
+        memory["main_before_mb"] = main_before / 2**20
+        memory["main_after_mb"] = common.rss_bytes(main_pid) / 2**20
+        return memory
 
 
 # -- run and report ------------------------------------------------------------------
@@ -287,8 +285,7 @@ def run(names: list[str], *, tasks: int, rounds: int, backlog: int, probe_second
             # with: the first project variant's.
             first = next((e for e in entries if isinstance(e[0], MainVariant)), None)
             candidates = [e for e in entries if isinstance(e[0], MainVariant)
-                          and e[0].name in ("deployed", "no-headroom", "prefetch4")
-                          and not e[0].variant.postgres]
+                          and e[0].variant.overtaking]
             if first is not None and first in candidates:
                 for system, watcher, _ in candidates:
                     system.system_env["DATABASE_URL"] = first[0].system_env["DATABASE_URL"]
@@ -339,7 +336,9 @@ def render(results: list[dict], overtaking: list[dict], args, memory: dict | Non
         lines += ["", f"main_worker as deployed, RSS of all its processes after a warm-up "
                       f"{memory['before_mb']:.1f} MiB, after {memory['tasks']:,} more tasks "
                       f"{memory['after_mb']:.1f} MiB ({memory['change_pct']:+.1f}%), "
-                      f"max sampled {memory['max_mb']:.1f} MiB (target: within 10 %)"]
+                      f"max sampled {memory['max_mb']:.1f} MiB (target: within 10 %); "
+                      f"of them the main process {memory['main_before_mb']:.1f} -> "
+                      f"{memory['main_after_mb']:.1f} MiB"]
     return "\n".join(lines)
 
 

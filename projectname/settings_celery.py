@@ -16,7 +16,10 @@ if not CELERY_BROKER_URL:
     from projectname.settings_hosts import inventory_broker_url
 
     CELERY_BROKER_URL = inventory_broker_url(env)
-CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default="django-db")
+# The project's database, one upsert per stored state (apps/core/results_backend.py;
+# "django-db", django-celery-results' own backend, writes the same rows).
+CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND",
+                            default="apps.core.results_backend:UpsertDatabaseBackend")
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_TRACK_STARTED = True
 # Fire-and-forget tasks (ignore_result, per task or per route in the topology)

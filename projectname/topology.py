@@ -67,9 +67,13 @@ PRODUCTION_TOPOLOGY = Topology(
             # Prefetch 1 (the default) matters twice here: a priority-9 message
             # can only overtake what is still in the broker.
             prefetch_multiplier=1,
-            # ...plus one message ready for the first process that frees up:
-            # without it each process idles a broker round trip per task.
-            prefetch_headroom=1,
+            # ...plus two messages for the whole worker, ready for the first
+            # process that frees up: without them each process idles a broker
+            # round trip per task.  Two, not more: a priority-9 message can be
+            # overtaken by at most concurrency + headroom messages, and the
+            # target allows 9 of a 100-message backlog; 4 and 6 drained no
+            # faster (docs/performance-main-lane.md).
+            prefetch_headroom=2,
             # Task events only while Flower runs: three publishes per task.
             task_events=False,
             task_events_lease=30,

@@ -41,14 +41,17 @@ READERS_OF_DJANGO_DB_RESULTS = ("apps.taskapi", "apps.ops")
 
 
 def results_backend_warnings(*, result_backend: str, installed: list[str]) -> list[Warning]:
+    from apps.core.results_backend import DATABASE_BACKENDS
+
     readers = [app for app in READERS_OF_DJANGO_DB_RESULTS if app in installed]
-    if result_backend == "django-db" or not readers:
+    if result_backend in DATABASE_BACKENDS or not readers:
         return []
     return [Warning(
         f"CELERY_RESULT_BACKEND is {result_backend.split('://')[0]}://, but {', '.join(readers)} "
         "read task states and results from django-db: their tasks would stay PENDING.",
-        hint="Keep CELERY_RESULT_BACKEND=django-db (the default) with the task API and the ops "
-             "dashboard; a Redis broker works with it.",
+        hint="Keep the default CELERY_RESULT_BACKEND (the project's database: "
+             "apps.core.results_backend:UpsertDatabaseBackend, or django-db) with the task API "
+             "and the ops dashboard; a Redis broker works with it.",
         id="doctor.W002",
     )]
 

@@ -130,15 +130,17 @@ def test_migrate_queues_bench_loses_nothing_and_reports_a_table():
 def test_main_lane_runs_its_variants_overtaking_and_memory(tmp_path):
     out = tmp_path / "main_lane.json"
     result = run("main_lane.py", "--tasks", "100", "--rounds", "1",
-                 "--only", "celery,deployed,no-headroom", "--backlog", "10",
+                 "--only", "celery,deployed,headroom-2,results-sqlite-upsert", "--backlog", "10",
                  "--probe-seconds", "0.01", "--memory-tasks", "200", "--json", str(out),
                  timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
-    assert [r["system"] for r in data["results"]] == ["celery", "deployed", "no-headroom"]
+    assert [r["system"] for r in data["results"]] == ["celery", "deployed", "headroom-2",
+                                                      "results-sqlite-upsert"]
     for row in data["results"]:
         assert row["drain"][0] > 0 and row["live"][0] > 0 and row["cpu_worker_us"][0] > 0
-    assert [r["variant"] for r in data["overtaking"]] == ["deployed", "no-headroom"]
+    # Only the variants that differ in what the worker holds.
+    assert [r["variant"] for r in data["overtaking"]] == ["deployed", "headroom-2"]
     assert all(0 <= r["before"] <= 10 for r in data["overtaking"])
     assert data["memory"]["tasks"] == 200 and data["memory"]["after_mb"] > 0
     assert "| priority overtaking |" in result.stdout

@@ -36,6 +36,29 @@ def test_a_task_that_keeps_its_result_stores_one(live_system):
              60, message="probe's result row")
 
 
+def test_the_worker_writes_results_through_the_upsert_backend(live_system):
+    from apps.core.results_backend import UPSERT_BACKEND
+    from apps.core.tasks import probe
+
+    node = live_system.node("main_worker")
+    conf = wait_for(lambda: (app.control.inspect(destination=[node], timeout=3.0).conf()
+                             or {}).get(node), 60, interval=1, message=f"conf from {node}")
+    # Named as the settings spell it (CELERY_RESULT_BACKEND) or as Celery does.
+    backends = {key: value for key, value in conf.items()
+                if key.lower() in ("result_backend", "celery_result_backend")}
+    assert list(backends.values()) == [UPSERT_BACKEND], sorted(conf)
+    token = uuid.uuid4().hex
+    result = probe.apply_async(kwargs={"token": token})
+    wait_for(lambda: TaskResult.objects.filter(task_id=result.id, status="SUCCESS").exists(),
+             60, message="probe's result row")
+    row = TaskResult.objects.get(task_id=result.id)
+    # STARTED then SUCCESS in one row: the start kept, the extended columns written.
+    assert row.date_started is not None and row.date_created <= row.date_started <= row.date_done
+    assert row.task_name == probe.name and row.worker == node
+    assert token in row.task_kwargs and row.content_type == "application/json"
+    assert result.get(timeout=10)["token"] == token
+
+
 def test_a_fire_and_forget_failure_is_still_stored(live_system):
     # fault_effect ignores its result; called without its arguments it fails
     # in the worker (send_task does not check a signature).
@@ -49,7 +72,7 @@ def test_main_worker_prefetches_its_headroom(live_system):
     node = live_system.node("main_worker")
     stats = app.control.inspect(destination=[node], timeout=3.0).stats()[node]
     assert stats["prefetch_count"] == (worker.concurrency * worker.prefetch_multiplier
-                                       + worker.prefetch_headroom) == 3
+                                       + worker.prefetch_headroom) == 4
 
 
 class _EventLog:

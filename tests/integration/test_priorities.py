@@ -89,7 +89,7 @@ def test_main_worker_queue_accepts_priorities_and_the_worker_takes_one_at_a_time
     # A loaded worker may not answer within one inspect timeout: ask again.
     stats = wait_for(lambda: (app.control.inspect(destination=[node], timeout=3.0).stats()
                               or {}).get(node), 60, interval=1, message=f"stats from {node}")
-    # One message of headroom (apps/core/prefetch.py) for the whole worker.
+    # Its declared headroom (apps/core/prefetch.py) for the whole worker.
     assert stats["prefetch_count"] == (worker.concurrency * worker.prefetch_multiplier
                                        + worker.prefetch_headroom)
 

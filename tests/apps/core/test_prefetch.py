@@ -1,4 +1,4 @@
-"""Prefetch headroom: one message ready for the next free pool process."""
+"""Prefetch headroom: messages ready for the next free pool process."""
 
 import pytest
 
@@ -7,10 +7,13 @@ from apps.core.supervisor import worker_environment
 from projectname.topology import TOPOLOGY, Worker
 
 
-def test_main_worker_declares_one_message_of_headroom_and_it_is_rendered():
+def test_main_worker_declares_two_messages_of_headroom_and_it_is_rendered():
     worker = TOPOLOGY.worker_named("main_worker")
-    assert worker.prefetch_multiplier == 1 and worker.prefetch_headroom == 1
-    assert dict(worker_environment(worker))[prefetch.ENVIRONMENT_VARIABLE] == "1"
+    assert worker.prefetch_multiplier == 1 and worker.prefetch_headroom == 2
+    assert dict(worker_environment(worker))[prefetch.ENVIRONMENT_VARIABLE] == "2"
+    # A priority-9 message is overtaken by at most what the worker holds:
+    # fewer than 10 % of a 100-message backlog.
+    assert worker.concurrency * worker.prefetch_multiplier + worker.prefetch_headroom < 10
     # No headroom: no variable.
     plain = Worker(name="w", queues=("q",))
     assert prefetch.ENVIRONMENT_VARIABLE not in dict(worker_environment(plain))

@@ -66,4 +66,6 @@ def test_a_non_database_result_backend_warns_when_the_api_reads_results():
                                          installed=["apps.taskapi", "apps.ops"])
     assert warning.id == "doctor.W002" and "apps.taskapi" in warning.msg
     assert results_backend_warnings(result_backend="django-db", installed=["apps.taskapi"]) == []
+    assert results_backend_warnings(result_backend="apps.core.results_backend:UpsertDatabaseBackend",
+                                    installed=["apps.taskapi"]) == []
     assert results_backend_warnings(result_backend="redis://x", installed=["apps.core"]) == []

@@ -41,7 +41,9 @@ Outside the bulk lane:
 Hooks the project overrides, pinned by contract tests only (nothing to
 import): ``Consumer.connection_for_write`` being what
 Celery's Events step opens the event dispatcher's connection with
-(apps/dispatch/worker.py); ``celery.concurrency.base.apply_target``.
+(apps/dispatch/worker.py); ``celery.concurrency.base.apply_target``;
+``BaseBackend._store_result``, the hook every result backend implements and
+``store_result`` calls (apps/core/results_backend.py).
 
 How Celery builds and calls strategies is pinned by a contract test too:
 the task consumer's start runs ``update_strategies()`` (so strategies are

@@ -171,3 +171,23 @@ def test_strategies_are_built_at_each_task_consumer_start_and_called_as_the_lean
     assert re.search(r"strategy\(\s*message, payload,\s*ack_log_error_promise,"
                      r"\s*reject_log_error_promise,\s*callbacks,\s*\)", handler_call)
     assert re.search(r"except DecodeError as exc:\s*return self\.on_decode_error", handler_call)
+
+
+def test_a_backends_store_result_hands_each_state_to_its_store_result_hook():
+    """apps/core/results_backend.py overrides the hook every result backend
+    implements: ``store_result`` passes ``(task_id, result, state, traceback)``
+    by position and ``request`` by name to ``self._store_result``."""
+    from celery import Celery
+    from celery.backends.base import BaseBackend
+
+    calls = []
+
+    class Recording(BaseBackend):
+        def _store_result(self, *args, **kwargs):
+            calls.append((args, kwargs))
+
+    backend = Recording(app=Celery(set_as_current=False))
+    backend.store_result("an-id", 42, "SUCCESS", traceback="tb", request="req")
+    ((args, kwargs),) = calls
+    assert args[:4] == ("an-id", backend.encode_result(42, "SUCCESS"), "SUCCESS", "tb")
+    assert kwargs.get("request") == "req"

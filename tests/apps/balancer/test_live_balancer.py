@@ -82,12 +82,16 @@ def test_processes_follow_the_backlog_and_come_back_within_the_limits(balanced_s
     try:
         wait_for(lambda: sampler.latest(), 60, message="first pool sample")
         log = tmp_path / "runs.log"
-        lane_a = next(q for q in declared.BALANCED_TOPOLOGY.queues if q.name == declared.QUEUE_A)
-        lane_a = lane_a.to_kombu()
+
+        def burst(queue_name: str, tasks: int) -> None:
+            queue = next(q for q in declared.BALANCED_TOPOLOGY.queues if q.name == queue_name)
+            for _ in range(tasks):
+                timed_sleep.apply_async(
+                    kwargs={"ms": 400, "sent_at": time.time(), "log": str(log)},
+                    queue=queue.to_kombu())
+
         # 100 x 0.4 s on lane A: 40 s of work for one process, 13 s for three.
-        for _ in range(100):
-            timed_sleep.apply_async(kwargs={"ms": 400, "sent_at": time.time(), "log": str(log)},
-                                    queue=lane_a)
+        burst(declared.QUEUE_A, 100)
         wait_for(lambda: sampler.latest().get("balance_a") == declared.MAXIMUM, 90, interval=0.5,
                  message=f"balance_a grown to {declared.MAXIMUM}")
         wait_for(lambda: log.exists() and len(log.read_text().splitlines()) == 100, 120,
@@ -99,12 +103,8 @@ def test_processes_follow_the_backlog_and_come_back_within_the_limits(balanced_s
         assert all(sample == drained for sample in sampler.samples[held_from:]), (
             "pools moved with nothing waiting", sampler.samples[held_from:])
 
-        lane_b = next(q for q in declared.BALANCED_TOPOLOGY.queues if q.name == declared.QUEUE_B)
-        lane_b = lane_b.to_kombu()
         # 60 x 0.4 s on lane B: 24 s of work for one process.
-        for _ in range(60):
-            timed_sleep.apply_async(kwargs={"ms": 400, "sent_at": time.time(), "log": str(log)},
-                                    queue=lane_b)
+        burst(declared.QUEUE_B, 60)
         wait_for(lambda: sampler.latest().get("balance_b") == declared.MAXIMUM, 90, interval=0.5,
                  message=f"balance_b grown back to {declared.MAXIMUM}")
         wait_for(lambda: len(log.read_text().splitlines()) == 160, 120,

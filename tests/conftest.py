@@ -24,6 +24,18 @@ def fresh_throttle_counters():
     caches["throttles"].clear()
 
 
+@pytest.fixture(autouse=True)
+def fresh_broker_connections(request):
+    """Each live test's ``app.control`` and publishes start on new broker
+    connections.  This process sends no AMQP heartbeats between calls, so
+    RabbitMQ closes a pooled connection left idle for two heartbeat
+    intervals (a loaded machine can take that long between two live tests),
+    and Celery's remote control does not reconnect: the next broadcast
+    would fail with a reset connection."""
+    if request.node.get_closest_marker("live") is not None:
+        rabbit.drop_broker_pools()
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(tmp_path_factory):
     """A file-based SQLite test database, so worker processes can share it."""

@@ -139,6 +139,20 @@ def app_publishing_to(app, url: str):
         replace_broker_pool(app, previous[2])
 
 
+def drop_broker_pools() -> None:
+    """This process's Celery app and kombu open new broker connections from
+    their next use (the current pool's connections are closed; kombu's pool
+    registry, which would hand the closed pool back, is emptied)."""
+    from kombu import pools
+
+    from projectname.celery import app
+
+    if broker_pool(app) is not None:
+        broker_pool(app).force_close_all()
+    pools.reset()
+    replace_broker_pool(app, None)
+
+
 def point_app_at(app, vhost: str) -> None:
     """Make this process's Celery app publish to ``vhost`` from its next connection."""
     os.environ["CELERY_BROKER_URL"] = broker_url(vhost)

@@ -20,7 +20,8 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -45,15 +46,11 @@ class WorkersSnapshot:
     body: bytes | None  # the workers as the API's JSON; None: the broker could not be asked
     error: str
     taken_at: float
-    _decoded: list = field(default_factory=list, repr=False, compare=False)
 
-    @property
+    @cached_property
     def workers(self) -> list[dict[str, Any]] | None:
-        if self.body is None:
-            return None
-        if not self._decoded:  # decoded once, for the readers that need the structure
-            self._decoded.append(json.loads(self.body))
-        return self._decoded[0]
+        """Decoded once, for the readers that need the structure."""
+        return None if self.body is None else json.loads(self.body)
 
     @property
     def age(self) -> float:

@@ -17,7 +17,9 @@ Task API (``POST /api/v1/tasks/``, then ``GET`` its status until SUCCESS):
 Under SCHED_IDLE the worker only gets what the normal processes leave, so the
 second condition shows starvation; normal and batch keep a fair share.
 
-Then (``--windows``) main_worker's enqueue-to-start latency per policy:
+Then (``--windows``) main_worker's enqueue-to-start latency per policy
+(and first, with ``--web-policies``, per policy of the web server's
+processes, main_worker under ``normal``):
 probes sent at ``--rate`` per second for ``--seconds``, in alternating windows
 with the web server idle and saturated (``--clients`` threads requesting
 ``GET /api/v1/tasks/`` back to back); p50/p99 of each condition's pooled
@@ -88,8 +90,12 @@ def probe_seconds(session, base: str) -> float:
 
 
 def measure(system, *, probes: int, hogs: int, windows: int, rate: float, seconds: float,
-            clients: int, log, policies=POLICY_ORDER) -> tuple[list[dict], list[dict]]:
-    """Per policy, lowered step by step (normal, batch, idle): the probes
+            clients: int, log, policies=POLICY_ORDER,
+            web_policies=("normal",)) -> tuple[list[dict], list[dict]]:
+    """First, with main_worker under ``normal``, the start-latency windows for
+    each web server policy in ``web_policies`` beyond ``normal`` alone (the
+    web program's whole tree switched, then back to ``normal``); then per
+    main_worker policy, lowered step by step (normal, batch, idle): the probes
     through the API, then the start-latency windows."""
     import requests
 
@@ -101,6 +107,15 @@ def measure(system, *, probes: int, hogs: int, windows: int, rate: float, second
     for _ in range(3):  # warm-up: gunicorn imports, pools connect
         probe_seconds(session, base)
     rows, start_rows = [], []
+    web = {p["name"]: p["pid"] for p in system.rpc().getAllProcessInfo()}["web"]
+    if windows and tuple(web_policies) != ("normal",):
+        for web_policy in web_policies:
+            set_tree_policy(web, web_policy)
+            row = measure_start(base, token, "normal", windows=windows, rate=rate,
+                                seconds=seconds, clients=clients, log=log)
+            row["web_policy"] = web_policy
+            start_rows.append(row)
+        set_tree_policy(web, "normal")
     for name in policies:
         set_tree_policy(worker, name)
         quiet = [probe_seconds(session, base) for _ in range(probes)]
@@ -115,13 +130,16 @@ def measure(system, *, probes: int, hogs: int, windows: int, rate: float, second
         log(f"  {name}: quiet {statistics.median(quiet):.3f} s, "
             f"with {hogs} busy processes {statistics.median(busy):.3f} s (max {max(busy):.3f})")
         if windows:
-            start_rows.append(measure_start(base, token, name, windows=windows, rate=rate,
-                                            seconds=seconds, clients=clients, log=log))
+            start_rows.append({**measure_start(base, token, name, windows=windows, rate=rate,
+                                               seconds=seconds, clients=clients, log=log),
+                               "web_policy": "normal"})
     return rows, start_rows
 
 
-def saturate_web(base: str, token: str, clients: int, stop: threading.Event) -> list:
-    """``clients`` threads requesting a database-backed API page back to back."""
+def saturate_web(base: str, token: str, clients: int, stop: threading.Event,
+                 latencies: list | None = None) -> list:
+    """``clients`` threads requesting a database-backed API page back to back;
+    each request's milliseconds appended to ``latencies`` (when given)."""
     import requests
 
     counts = [0] * clients
@@ -130,7 +148,10 @@ def saturate_web(base: str, token: str, clients: int, stop: threading.Event) -> 
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
         while not stop.is_set():
+            started = time.perf_counter()
             session.get(f"{base}/api/v1/tasks/", timeout=30)
+            if latencies is not None:
+                latencies.append((time.perf_counter() - started) * 1000)
             counts[index] += 1
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
@@ -145,7 +166,7 @@ def measure_start(base: str, token: str, name: str, *, windows: int, rate: float
     from bench.latency_start import probe_window
 
     timeout = 60 + seconds * 4
-    idle, busy, requests_per_s, starved = [], [], [], None
+    idle, busy, requests_per_s, starved, web_ms = [], [], [], None, []
     for _ in range(windows):
         try:
             idle += probe_window(rate=rate, seconds=seconds, timeout=timeout)
@@ -154,22 +175,24 @@ def measure_start(base: str, token: str, name: str, *, windows: int, rate: float
             requests_per_s.append(0.0)
             break
         stop = threading.Event()
-        *threads, counts = saturate_web(base, token, clients, stop)
+        warm_up: list = []
+        *threads, counts = saturate_web(base, token, clients, stop, warm_up)
         time.sleep(1.0)  # the web workers busy before the first probe
-        started, before = time.perf_counter(), sum(counts)
+        started, before, skipped = time.perf_counter(), sum(counts), len(warm_up)
         try:
             busy += probe_window(rate=rate, seconds=seconds, timeout=timeout)
         except TimeoutError as error:
             # Starved: the probes did not all start while the web was busy.
             starved = f"web saturated: {error}"
         requests_per_s.append((sum(counts) - before) / (time.perf_counter() - started))
+        web_ms += warm_up[skipped:]
         stop.set()
         for thread in threads:
             thread.join(35)
         if starved:
             break
     row = {"policy": name, "idle": idle, "busy": busy, "starved": starved,
-           "requests_per_s": statistics.median(requests_per_s)}
+           "requests_per_s": statistics.median(requests_per_s), "web_ms": web_ms}
     if starved:
         log(f"  {name}: {starved}")
         return row
@@ -188,22 +211,25 @@ def render_start(rows: list[dict], *, windows: int, rate: float, seconds: float,
         f"at {rate:g} probes/s, web idle then saturated by {clients} clients "
         "(GET /api/v1/tasks/)",
         "",
-        "| main_worker policy | start p50 / p99 ms, web idle | start p50 / p99 ms, web "
-        "saturated | p99 saturated / idle | web requests/s while saturated |",
-        "| --- | --- | --- | --- | --- |",
+        "| main_worker policy | web server policy | start p50 / p99 ms, web idle | start p50 / "
+        "p99 ms, web saturated | p99 saturated / idle | web requests/s while saturated | web "
+        "request p50 / p99 ms while saturated |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         if row.get("starved"):
             idle = (f"{percentile(row['idle'], 50):.1f} / {percentile(row['idle'], 99):.1f}"
                     if row["idle"] else "-")
-            lines.append(f"| {row['policy']} | {idle} | starved ({row['starved']}) | - | "
-                         f"{row['requests_per_s']:.0f} |")
+            lines.append(f"| {row['policy']} | {row['web_policy']} | {idle} | starved "
+                         f"({row['starved']}) | - | {row['requests_per_s']:.0f} | - |")
             continue
         idle99, busy99 = percentile(row["idle"], 99), percentile(row["busy"], 99)
+        web = (f"{percentile(row['web_ms'], 50):.1f} / {percentile(row['web_ms'], 99):.1f}"
+               if row["web_ms"] else "-")
         lines.append(
-            f"| {row['policy']} | {percentile(row['idle'], 50):.1f} / {idle99:.1f} | "
-            f"{percentile(row['busy'], 50):.1f} / {busy99:.1f} | {busy99 / idle99:.2f}x | "
-            f"{row['requests_per_s']:.0f} |")
+            f"| {row['policy']} | {row['web_policy']} | {percentile(row['idle'], 50):.1f} / "
+            f"{idle99:.1f} | {percentile(row['busy'], 50):.1f} / {busy99:.1f} | "
+            f"{busy99 / idle99:.2f}x | {row['requests_per_s']:.0f} | {web} |")
     return "\n".join(lines)
 
 
@@ -237,7 +263,14 @@ def main(argv=None) -> int:
     parser.add_argument("--policies", default=",".join(POLICY_ORDER),
                         help="comma-separated subset of normal,batch,idle (measured in that "
                              "order)")
+    parser.add_argument("--web-policies", default="normal",
+                        help="comma-separated web server policies to measure the start "
+                             "windows under first, main_worker under normal (e.g. normal,batch)")
     args = parser.parse_args(argv)
+    web_policies = [name.strip() for name in args.web_policies.split(",") if name.strip()]
+    if not web_policies or set(web_policies) - set(POLICY_ORDER):
+        parser.error(f"--web-policies: choose from {','.join(POLICY_ORDER)} "
+                     f"(got {args.web_policies!r})")
     chosen = {name.strip() for name in args.policies.split(",") if name.strip()}
     if not chosen or chosen - set(POLICY_ORDER):
         parser.error(f"--policies: choose from {','.join(POLICY_ORDER)} "
@@ -262,7 +295,8 @@ def main(argv=None) -> int:
             rows, start_rows = measure(system, probes=args.probes, hogs=args.hogs,
                                        windows=args.windows, rate=args.rate,
                                        seconds=args.seconds, clients=args.clients, log=log,
-                                       policies=[p for p in POLICY_ORDER if p in chosen])
+                                       policies=[p for p in POLICY_ORDER if p in chosen],
+                                       web_policies=web_policies)
         finally:
             system.stop()
     print(render(rows, probes=args.probes, hogs=args.hogs))

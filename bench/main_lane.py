@@ -118,6 +118,8 @@ VARIANTS = (
     Variant("results-postgres-upsert", "... results kept, PostgreSQL, one upsert per state",
             headers={"ignore_result": False}, env={"CELERY_RESULT_BACKEND": UPSERT_BACKEND},
             postgres=True),
+    Variant("no-timer-compaction", "... cancelled time-limit timers kept until due "
+            "(stock Celery)", env={"WORKER_TIMER_COMPACTION": "off"}),
     Variant("cancel-lookup", "... every message looked up for a cancel (Task API's header)",
             headers={"RECORDED": True}),
 )
@@ -220,14 +222,15 @@ class MainVariant(ProjectMain):
 
 
 # -- memory ------------------------------------------------------------------------
-def measure_memory(n: int, log) -> dict:
-    """RSS of main_worker as deployed (parent and pool processes) after a
-    warm-up, sampled every ``n // 10`` tasks, and after ``n`` tasks."""
+def measure_memory(n: int, log, name: str = "deployed") -> dict:
+    """RSS of main_worker as deployed, or of one variant, (parent and pool
+    processes) after a warm-up, sampled every ``n // 10`` tasks, and after
+    ``n`` tasks."""
     with contextlib.ExitStack() as stack:
         vhost = stack.enter_context(common.throwaway_vhost("bench-main-memory"))
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(
             prefix="bench-main-memory-")))
-        system = MainVariant(vhost, workdir, BY_NAME["deployed"], stack)
+        system = MainVariant(vhost, workdir, BY_NAME[name], stack)
         stack.callback(system.teardown)
         system.setup()
         watcher = QueueWatcher(vhost)
@@ -245,6 +248,7 @@ def measure_memory(n: int, log) -> dict:
         # max_memory_per_child, the main process never is.
         memory["main_before_mb"] = main_before / 2**20
         memory["main_after_mb"] = common.rss_bytes(main_pid) / 2**20
+        memory["variant"] = BY_NAME[name].description
         return memory
 
 
@@ -294,7 +298,7 @@ def run(names: list[str], *, tasks: int, rounds: int, backlog: int, probe_second
         return [result for _, _, result in entries], overtaking
 
 
-def render(results: list[dict], overtaking: list[dict], args, memory: dict | None = None) -> str:
+def render(results: list[dict], overtaking: list[dict], args, memories: list[dict]) -> str:
     import statistics
 
     by = {r["system"]: r for r in results}
@@ -332,13 +336,16 @@ def render(results: list[dict], overtaking: list[dict], args, memory: dict | Non
             lines.append(f"| {row['variant']} | {row['backlog']} | {row['before']} | "
                          f"{row['overtook']} | {row['wait_s']:.2f} | "
                          f"{'met' if met else 'NOT met'} |")
-    if memory:
-        lines += ["", f"main_worker as deployed, RSS of all its processes after a warm-up "
-                      f"{memory['before_mb']:.1f} MiB, after {memory['tasks']:,} more tasks "
-                      f"{memory['after_mb']:.1f} MiB ({memory['change_pct']:+.1f}%), "
-                      f"max sampled {memory['max_mb']:.1f} MiB (target: within 10 %); "
-                      f"of them the main process {memory['main_before_mb']:.1f} -> "
-                      f"{memory['main_after_mb']:.1f} MiB"]
+    if memories:
+        lines += ["", f"| RSS over {memories[0]['tasks']:,} tasks after a warm-up | all processes "
+                      "before MiB | after MiB | change (target: within 10 %) | max sampled MiB | "
+                      "main process before -> after MiB |",
+                  "|---|---|---|---|---|---|"]
+        for memory in memories:
+            lines.append(f"| {memory['variant']} | {memory['before_mb']:.1f} | "
+                         f"{memory['after_mb']:.1f} | {memory['change_pct']:+.1f}% | "
+                         f"{memory['max_mb']:.1f} | {memory['main_before_mb']:.1f} -> "
+                         f"{memory['main_after_mb']:.1f} |")
     return "\n".join(lines)
 
 
@@ -356,6 +363,9 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-tasks", type=int, default=0,
                         help="also run this many tasks through main_worker as deployed and "
                              "compare its RSS")
+    parser.add_argument("--memory-variants", default="deployed",
+                        help="comma-separated variants whose RSS --memory-tasks measures, "
+                             "one after the other (e.g. deployed,no-timer-compaction)")
     parser.add_argument("--json", help="also write the raw results to this file")
     args = parser.parse_args(argv)
     common.bounded(args.tasks)
@@ -370,6 +380,11 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"--only: unknown variant(s) {', '.join(unknown)}; "
                      f"choose from {', '.join(names)}")
+    memory_variants = [name.strip() for name in args.memory_variants.split(",") if name.strip()]
+    unknown = sorted(set(memory_variants) - set(BY_NAME))
+    if unknown or not memory_variants:
+        parser.error(f"--memory-variants: unknown or no variant(s) {', '.join(unknown)}; "
+                     f"choose from {', '.join(BY_NAME)}")
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     # Stopped with SIGTERM: the vhosts, databases and workers are still cleaned up.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
@@ -377,11 +392,12 @@ def main(argv=None) -> int:
     results, overtaking = run([name for name in names if name in chosen], tasks=args.tasks,
                               rounds=args.rounds, backlog=args.backlog,
                               probe_seconds=args.probe_seconds, log=log)
-    memory = measure_memory(args.memory_tasks, log) if args.memory_tasks else None
-    print(render(results, overtaking, args, memory))
+    memories = [measure_memory(args.memory_tasks, log, name) for name in memory_variants
+                ] if args.memory_tasks else []
+    print(render(results, overtaking, args, memories))
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"results": results, "overtaking": overtaking, "memory": memory, "versions": common.versions(),
+            {"results": results, "overtaking": overtaking, "memory": memories, "versions": common.versions(),
              "machine": common.machine(), "tasks": args.tasks, "rounds": args.rounds},
             indent=2))
     return 0

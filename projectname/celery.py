@@ -7,6 +7,7 @@ from celery.signals import celeryd_init, setup_logging
 
 from apps.balancer import control as balancer_control  # noqa: F401  (balancer_pool_grow)
 from apps.core import remote_conf  # noqa: F401  (`inspect conf` without secrets)
+from apps.core import timer_compaction  # noqa: F401  (`inspect timer_entries`)
 from apps.core.cpu_policy import on_worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "projectname.settings")
@@ -22,6 +23,9 @@ app.steps["consumer"].add("apps.core.prefetch:PrefetchHeadroom")
 # Worker.task_events_lease: task events only while Flower asks for them
 # (apps/core/events.py).
 app.steps["consumer"].add("apps.core.events:TaskEventsLease")
+# Cancelled time-limit timers leave the main process's event loop timer
+# instead of piling up until due (apps/core/timer_compaction.py).
+app.steps["worker"].add("apps.core.timer_compaction:TimerCompaction")
 # Each worker program runs under the CPU scheduling policy its topology entry
 # declares (apps/core/cpu_policy.py: background work yields to requests).
 celeryd_init.connect(on_worker_init, weak=False)

@@ -131,7 +131,8 @@ def test_main_lane_runs_its_variants_overtaking_and_memory(tmp_path):
     out = tmp_path / "main_lane.json"
     result = run("main_lane.py", "--tasks", "100", "--rounds", "1",
                  "--only", "celery,deployed,headroom-2,results-sqlite-upsert", "--backlog", "10",
-                 "--probe-seconds", "0.01", "--memory-tasks", "200", "--json", str(out),
+                 "--probe-seconds", "0.01", "--memory-tasks", "200",
+                 "--memory-variants", "deployed,no-timer-compaction", "--json", str(out),
                  timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
@@ -139,19 +140,28 @@ def test_main_lane_runs_its_variants_overtaking_and_memory(tmp_path):
                                                       "results-sqlite-upsert"]
     for row in data["results"]:
         assert row["drain"][0] > 0 and row["live"][0] > 0 and row["cpu_worker_us"][0] > 0
+        assert row["executed"] == row["sent"] and row["failed"] == [0], row
     # Only the variants that differ in what the worker holds.
     assert [r["variant"] for r in data["overtaking"]] == ["deployed", "headroom-2"]
     assert all(0 <= r["before"] <= 10 for r in data["overtaking"])
-    assert data["memory"]["tasks"] == 200 and data["memory"]["after_mb"] > 0
+    assert [m["variant"].split(" (")[0] for m in data["memory"]] == [
+        "main_worker as deployed", "... cancelled time-limit timers kept until due"]
+    assert all(m["tasks"] == 200 and m["after_mb"] > 0 for m in data["memory"])
     assert "| priority overtaking |" in result.stdout
 
 
 def test_cpu_policy_runs_every_policy(tmp_path):
     result = run("cpu_policy.py", "--probes", "1", "--windows", "1", "--seconds", "1",
-                 "--rate", "5", "--clients", "2", timeout=600)
+                 "--rate", "5", "--clients", "2", "--web-policies", "normal,batch", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     for policy in ("normal", "batch", "idle"):
         assert f"| {policy} |" in result.stdout
+    # The start windows: per web server policy first (main_worker normal),
+    # then per main_worker policy (web normal).
+    starts = [line.split(" | ")[:2] for line in result.stdout.splitlines()
+              if line.startswith("| ") and line.count(" | ") == 6]
+    assert starts[2:] == [["| normal", "normal"], ["| normal", "batch"], ["| normal", "normal"],
+                      ["| batch", "normal"], ["| idle", "normal"]], starts
     assert "p99 saturated / idle" in result.stdout
 
 

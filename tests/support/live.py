@@ -76,13 +76,25 @@ class LiveSystem:
         self.wait_running(self.program_names(), timeout=START_TIMEOUT)
         self.wait_workers_ready([worker.name for worker in TOPOLOGY.workers], timeout=START_TIMEOUT)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 120) -> None:
+        """supervisord stops its programs; one that will not stop in time
+        (a worker starved of CPU on a loaded host, a long warm shutdown) is
+        killed with supervisord and every process under it: supervisor puts
+        each program in a process group of its own, so killing supervisord
+        alone would leave them running, connected to nothing."""
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=120)
+                self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                from bench.common import tree
+
+                for pid in reversed(tree(self.process.pid)):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                self.process.wait()
 
     @staticmethod
     def bin(name: str) -> str:

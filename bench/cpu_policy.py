@@ -133,6 +133,12 @@ def measure(system, *, probes: int, hogs: int, windows: int, rate: float, second
             start_rows.append({**measure_start(base, token, name, windows=windows, rate=rate,
                                                seconds=seconds, clients=clients, log=log),
                                "web_policy": "normal"})
+    try:
+        # Back to normal before the system stops: a starved SCHED_IDLE worker
+        # on a loaded host could outlast the stop's timeout.
+        set_tree_policy(worker, "normal")
+    except PermissionError:  # unprivileged: idle is a one-way step
+        pass
     return rows, start_rows
 
 

@@ -1,7 +1,7 @@
 """Gunicorn reads this file from the working directory (the project root).
 
 The settings load in the master before any worker forks, so the production
-profile's refusal (projectname/profiles.py) stops the web program with its
+profile's refusal (queueworks/core/profiles.py) stops the web program with its
 message and a non-zero exit, instead of workers failing one after another.
 """
 

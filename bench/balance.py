@@ -10,7 +10,7 @@ throw-away vhost with a fresh supervisord:
 
 * ``static``   every program keeps ``budget / lanes`` processes;
 * ``balanced`` the same programs start the same, and the ``balancer`` program
-               (apps/balancer) moves processes between them: each 1 to
+               (queueworks/balancer) moves processes between them: each 1 to
                ``budget - (lanes - 1)``, ``--max-shift`` per decision, a
                ``--cooldown`` between decisions.
 
@@ -108,7 +108,7 @@ def setup_django(work: Path, *, lanes: int, budget: int, max_shift: int, cooldow
 
 
 def program_files(*, balanced: bool) -> dict[str, str]:
-    from apps.core.supervisor import balancer_program, render_program, render_program_files
+    from queueworks.core.supervisor import balancer_program, render_program, render_program_files
     from bench.balance_topology import PROGRAMS, TOPOLOGY
 
     files = {name: text for name, text in render_program_files(TOPOLOGY).items()
@@ -121,7 +121,7 @@ def program_files(*, balanced: bool) -> dict[str, str]:
 
 
 def run_mode(mode: str, sends: list[Send], *, work: Path, database_url: str) -> dict:
-    from apps.balancer.models import BalanceDecision
+    from queueworks.balancer.models import BalanceDecision
     from bench.balance_topology import PROGRAMS, QUEUES, TOPOLOGY
     from projectname.celery import app
     from tests.support import rabbit

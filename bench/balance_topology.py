@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from apps.core.topology import Balance, Queue, Worker
+from queueworks.core.topology import Balance, Queue, Worker
 from projectname.topology import TOPOLOGY as PROJECT_TOPOLOGY
 
 LANES = int(os.environ.get("BENCH_BALANCE_QUEUES", "3"))

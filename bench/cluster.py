@@ -3,7 +3,7 @@
 
 A 3-node RabbitMQ cluster with quorum queues, worker hosts in network
 namespaces (each with its own supervisord), a producer in the root namespace
-publishing ``apps.core.tasks.probe`` through the failover URL list.  Every
+publishing ``queueworks.core.tasks.probe`` through the failover URL list.  Every
 probe records its token once (unique) and counts its deliveries, so:
 
 * executed          distinct tokens whose probe finished
@@ -179,8 +179,8 @@ def delayed_messages(bed: Testbed) -> int:
 
 def scenario_countdown(bed: Testbed, tasks: int, countdown: float = 8.0, **_) -> Result:
     """ETA/countdown on quorum queues: the broker holds the message, not a worker."""
-    from apps.core.models import ProbeRun
-    from apps.core.tasks import probe
+    from queueworks.core.models import ProbeRun
+    from queueworks.core.tasks import probe
 
     count = min(tasks, 50)
     prefix = f"sd-{uuid.uuid4().hex[:8]}-"

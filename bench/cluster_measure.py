@@ -88,7 +88,7 @@ PUBLISHED: list[str] = []
 
 
 def publish(tokens: list[str], *, on_progress=None) -> tuple[int, int]:
-    from apps.core.tasks import probe
+    from queueworks.core.tasks import probe
 
     sent = errors = 0
     for index, token in enumerate(tokens):
@@ -105,7 +105,7 @@ def publish(tokens: list[str], *, on_progress=None) -> tuple[int, int]:
 
 
 def finished_count(prefix: str) -> int:
-    from apps.core.models import ProbeRun
+    from queueworks.core.models import ProbeRun
 
     return ProbeRun.objects.filter(token__startswith=prefix, finished_at__isnull=False).count()
 
@@ -129,7 +129,7 @@ def measure(name: str, prefix: str, sent: int, errors: int, started: float,
             notes: list[str]) -> Result:
     from django.db.models import Count, Max, Q
 
-    from apps.core.models import ProbeRun
+    from queueworks.core.models import ProbeRun
 
     runs = ProbeRun.objects.filter(token__startswith=prefix)
     finished = runs.filter(finished_at__isnull=False)
@@ -163,7 +163,7 @@ def measure(name: str, prefix: str, sent: int, errors: int, started: float,
             # task_args is the repr/JSON of the args: match the quoted token exactly.
             result_row = TaskResult.objects.filter(
                 Q(task_args__contains=f'"{token}"') | Q(task_args__contains=f"'{token}'"),
-                task_name="apps.core.tasks.probe").first()
+                task_name="queueworks.core.tasks.probe").first()
             stored_by = (result_row.worker if result_row else None) or "?"
             twice.append(f"{token.rsplit('-', 1)[1]}: {host_short(first)} then {host_short(stored_by)}")
         if twice:
@@ -189,13 +189,13 @@ def evidence(prefix: str) -> dict[str, object]:
 
     from django_celery_results.models import TaskResult
 
-    from apps.core.models import ProbeRun
+    from queueworks.core.models import ProbeRun
 
     runs = ProbeRun.objects.filter(token__startswith=prefix)
     pattern = re.compile(re.escape(prefix) + r"\d+")
     results: dict[str, list[str]] = {}
     for status, args in TaskResult.objects.filter(
-            task_name="apps.core.tasks.probe", task_args__contains=prefix).values_list(
+            task_name="queueworks.core.tasks.probe", task_args__contains=prefix).values_list(
             "status", "task_args"):
         results.setdefault(status, []).extend(pattern.findall(args or ""))
     return {

@@ -52,7 +52,7 @@ PROBE_TIMEOUT = 120.0
 
 def set_tree_policy(root: int, name: str) -> None:
     """Every thread of every process under ``root`` gets the policy ``name``."""
-    from apps.core.cpu_policy import POLICIES
+    from queueworks.core.cpu_policy import POLICIES
 
     for pid in common.tree(root):
         try:
@@ -75,7 +75,7 @@ def probe_seconds(session, base: str) -> float:
     """Seconds from the Task API request to the probe's SUCCESS seen through the API."""
     started = time.perf_counter()
     response = session.post(f"{base}/api/v1/tasks/", json={
-        "task": "apps.core.tasks.probe", "kwargs": {"token": f"cp-{uuid.uuid4().hex[:10]}"}},
+        "task": "queueworks.core.tasks.probe", "kwargs": {"token": f"cp-{uuid.uuid4().hex[:10]}"}},
         timeout=PROBE_TIMEOUT)
     response.raise_for_status()
     status_url = response.json()["status_url"]

@@ -12,7 +12,7 @@ file unless ``--database-url`` is given.
 
 Every task records its execution (``FaultExecution``) and applies one effect
 idempotently (+1 on a balance, keyed by its token, see
-``apps.reliability.effects.effect_apply``).  The table:
+``queueworks.reliability.effects.effect_apply``).  The table:
 
     scenario | sent | executed | effects applied | lost | duplicated effects | time
 
@@ -170,8 +170,8 @@ def main(argv=None) -> int:
 
 def _reset_producer(app) -> None:
     """The app's next connection goes to its current broker_url."""
-    from apps.dispatch import process_publisher
-    from apps.dispatch.compat.celery import replace_broker_pool
+    from queueworks.dispatch import process_publisher
+    from queueworks.dispatch.compat.celery import replace_broker_pool
 
     replace_broker_pool(app, None)
 

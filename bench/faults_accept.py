@@ -33,7 +33,7 @@ from pathlib import Path
 
 ACCEPT_SCENARIOS = ("api-kill-web", "api-broker-restart", "bulk-cut-connection",
                     "kill-bulk-worker")
-PROBE = "apps.core.tasks.probe"
+PROBE = "queueworks.core.tasks.probe"
 CLIENTS = 8
 SWEEP_BOUND_SECONDS = 3.0
 BULK_BATCH = 50
@@ -131,8 +131,8 @@ class AcceptHarness:
 
     # -- settling and counting -----------------------------------------------------------
     def _sweep_until_confirmed(self, task_ids: list[str], timeout: float = 180) -> int:
-        from apps.dispatch.records.outbox import outbox_sweep
-        from apps.taskapi.models import TaskRecord
+        from queueworks.dispatch.records.outbox import outbox_sweep
+        from queueworks.taskapi.models import TaskRecord
 
         republished, deadline = 0, time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -149,7 +149,7 @@ class AcceptHarness:
         return republished
 
     def _wait_probes(self, tokens: list[str]) -> None:
-        from apps.core.models import ProbeRun
+        from queueworks.core.models import ProbeRun
 
         last, last_change = -1, time.monotonic()
         while True:
@@ -178,7 +178,7 @@ class AcceptHarness:
         from django.db.models import Sum
         from django_celery_results.models import TaskResult
 
-        from apps.core.models import ProbeRun
+        from queueworks.core.models import ProbeRun
         from bench.faults_harness import ScenarioResult
 
         accepted = answers["accepted"]
@@ -243,7 +243,7 @@ class AcceptHarness:
                               time.monotonic() - started, notes, run_id)
 
     def run_bulk_cut_connection(self, tasks: int):
-        from apps.dispatch.services import BulkEnqueueError, tasks_enqueue_bulk
+        from queueworks.dispatch.services import BulkEnqueueError, tasks_enqueue_bulk
         from apps.testing.services import fault_account_open
         from apps.testing.tasks import fault_effect
         from projectname.celery import app
@@ -286,7 +286,7 @@ class AcceptHarness:
         return self._effect_result("bulk-cut-connection", run_id, tokens, started, notes)
 
     def run_kill_bulk_worker(self, tasks: int):
-        from apps.dispatch.services import tasks_enqueue_bulk
+        from queueworks.dispatch.services import tasks_enqueue_bulk
         from apps.testing.services import fault_account_open
         from apps.testing.tasks import fault_effect
 

@@ -29,7 +29,7 @@ def workers_only_system(*, run_dir: Path, broker_url: str, database_url: str, vh
                         extra_programs: tuple[str, ...] = (), env: dict | None = None):
     """A LiveSystem (tests/support/live.py) whose supervisord runs only the workers
     (and ``extra_programs``, e.g. ``("web",)``)."""
-    from apps.core.supervisor import render_supervisord_conf
+    from queueworks.core.supervisor import render_supervisord_conf
     from tests.support.live import LiveSystem, build_env, free_port, wait_for
 
     class WorkersOnlySystem(LiveSystem):
@@ -50,7 +50,7 @@ def workers_only_system(*, run_dir: Path, broker_url: str, database_url: str, vh
         def wait_workers_ready(self, worker_names, timeout: float = 60) -> None:
             # The broker's own consumer counts (manage.py liveness), on this
             # system's broker: every queue of these workers has its consumer.
-            from apps.reliability.services import queues_liveness
+            from queueworks.reliability.services import queues_liveness
 
             names = set(worker_names)
 
@@ -168,7 +168,7 @@ class Harness:
     @staticmethod
     def counts(run_id: str) -> tuple[int, int, int]:
         """(executions, balance, distinct effect keys)."""
-        from apps.reliability.models import Effect
+        from queueworks.reliability.models import Effect
         from apps.testing.models import FaultAccount, FaultExecution
 
         executed = FaultExecution.objects.filter(run_id=run_id).count()
@@ -192,14 +192,14 @@ class Harness:
             time.sleep(0.25)
 
     def missing_tokens(self, run_id: str, tokens: list[str]) -> list[str]:
-        from apps.reliability.models import Effect
+        from queueworks.reliability.models import Effect
 
         done = {key.rsplit(":", 1)[1] for key in Effect.objects.filter(
             key__startswith=f"fault:{run_id}:").values_list("key", flat=True)}
         return [token for token in tokens if token not in done]
 
     def dead_letter_ids(self) -> set[str]:
-        from apps.reliability.services import dead_letters_list
+        from queueworks.reliability.services import dead_letters_list
 
         return {letter.id for letter in dead_letters_list(limit=10_000,
                                                           broker_url=self.system.broker_url)}
@@ -328,7 +328,7 @@ class Harness:
             notes.append(f"dead-lettered: {sorted(set(wanted) - set(missing))}"
                          + (f", MISSING: {missing}" if missing else ""))
             if scenario == "crash-every-delivery":
-                from apps.reliability.models import TaskDelivery
+                from queueworks.reliability.models import TaskDelivery
 
                 delivery = TaskDelivery.objects.filter(task_id=wanted["crash"]).first()
                 notes.append(f"crash task deliveries: {delivery.deliveries if delivery else 0}")

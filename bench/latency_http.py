@@ -85,7 +85,7 @@ def server_timing(header: str) -> dict[str, float]:
 def measure_http(system, *, requests_total: int, concurrency: int, log) -> list[dict]:
     base = f"http://127.0.0.1:{system.web_port}"
     headers = {"Authorization": f"Token {operator_token()}"}
-    probe = "apps.core.tasks.probe"
+    probe = "queueworks.core.tasks.probe"
     run_id = uuid.uuid4().hex[:6]
     bulk_size = 100
     cases = [
@@ -151,8 +151,8 @@ def measure_enqueue(*, count: int, log) -> list[dict]:
     ``task_enqueue`` calls under the same load: its tail is what waiting for a
     core adds to any code in this process, whatever it does.
     """
-    from apps.core.tasks import probe
-    from apps.dispatch.services import task_enqueue
+    from queueworks.core.tasks import probe
+    from queueworks.dispatch.services import task_enqueue
 
     def clock(work, row: dict) -> None:
         """Run ``work()``; its wall and thread CPU time (ms) go to ``row``."""

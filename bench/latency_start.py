@@ -29,7 +29,7 @@ def send_paced(*, task, rate: float, seconds: float, queue: str | None, extra: d
 
 
 def start_latencies(sent: dict[str, float], timeout: float) -> list[float]:
-    from apps.core.models import ProbeRun
+    from queueworks.core.models import ProbeRun
 
     deadline = time.monotonic() + timeout
     while True:
@@ -45,7 +45,7 @@ def start_latencies(sent: dict[str, float], timeout: float) -> list[float]:
 def probe_window(*, rate: float, seconds: float, timeout: float, task=None,
                  queue: str | None = None, extra: dict | None = None) -> list[float]:
     """Send ``task`` (default: probe) at ``rate`` for ``seconds``; start latencies in ms."""
-    from apps.core.tasks import probe
+    from queueworks.core.tasks import probe
 
     return start_latencies(send_paced(task=task or probe, rate=rate, seconds=seconds,
                                       queue=queue, extra=extra or {}), timeout)
@@ -53,7 +53,7 @@ def probe_window(*, rate: float, seconds: float, timeout: float, task=None,
 
 def measure_start_latency(system, *, rate: float, seconds: float, backlog: int,
                           backlog_seconds: float, pairs: int, log) -> list[dict]:
-    from apps.core.tasks import heavy_probe, probe
+    from queueworks.core.tasks import heavy_probe, probe
 
     rows = []
     timeout = 60 + seconds * 4
@@ -81,7 +81,7 @@ def measure_isolation(watcher, *, rate: float, seconds: float, backlog: int,
     backlog of long tasks, in ``pairs`` alternating windows (idle, backlog,
     idle, backlog, ...): a noisy minute on this shared machine then hits both
     conditions, and each pools ``pairs`` times the samples of one window."""
-    from apps.core.tasks import heavy_probe
+    from queueworks.core.tasks import heavy_probe
 
     def window(row: dict) -> list[float]:
         latencies = probe_window(rate=rate, seconds=seconds, timeout=timeout)
@@ -113,7 +113,7 @@ def measure_isolation(watcher, *, rate: float, seconds: float, backlog: int,
 
 def wait_finished(tokens: list[str], count: int, timeout: float) -> None:
     """Until ``count`` of the probe runs named by ``tokens`` have finished."""
-    from apps.core.models import ProbeRun
+    from queueworks.core.models import ProbeRun
 
     deadline = time.monotonic() + timeout
     while ProbeRun.objects.filter(token__in=tokens, finished_at__isnull=False).count() < count:

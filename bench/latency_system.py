@@ -25,7 +25,7 @@ def start_system(workdir: Path, vhost: str):
     env = build_env(run_dir=run_dir, broker_url=broker_url, database_url=database_url,
                     web_port=web_port, flower_port=flower_port)
     # A load generator is one user sending far more than the per-user
-    # throttles allow (apps/taskapi/throttles.py): measure latency, not 429s.
+    # throttles allow (queueworks/taskapi/throttles.py): measure latency, not 429s.
     env.update({f"TASKAPI_THROTTLE_{scope}": "1000000/min"
                 for scope in ("START", "BULK", "READS", "ANON")})
     # This process enqueues and reads the database like the web process does.

@@ -5,7 +5,7 @@
     .venv/bin/python bench/main_lane.py --only celery,deployed,threads
 
 Each variant is ``main_worker``'s command exactly as rendered from the
-topology (``apps.core.supervisor.worker_command``: prefork -c 2, prefetch 1,
+topology (``queueworks.core.supervisor.worker_command``: prefork -c 2, prefetch 1,
 priorities, acks late, task events, INFO logs) with ONE thing changed, each in
 its own throw-away vhost and database, measured round-robin next to Celery
 with its tutorial defaults (bench/throughput.py's systems and rounds: drain a
@@ -14,7 +14,7 @@ waiting backlog, then publish while consuming).  The task is the noop
 enqueue); the variants marked "results" ask for its result (per-message
 ``ignore_result=False``: the STARTED and SUCCESS writes a result-keeping task
 pays), through django-celery-results' stock backend or through
-apps/core/results_backend.py ("upsert": one statement per state), "cancel lookup" marks every message as the Task API does for the tasks
+queueworks/core/results_backend.py ("upsert": one statement per state), "cancel lookup" marks every message as the Task API does for the tasks
 it starts (one database read per delivery).
 
 Then priority overtaking (``--backlog``), for the variants that differ only
@@ -63,13 +63,13 @@ class Variant:
 
 
 def _recorded_header() -> str:
-    from apps.taskapi.models import RECORDED_HEADER
+    from queueworks.taskapi.models import RECORDED_HEADER
 
     return RECORDED_HEADER
 
 
-# apps.core.results_backend.UPSERT_BACKEND (not imported: Django is set up later).
-UPSERT_BACKEND = "apps.core.results_backend:UpsertDatabaseBackend"
+# queueworks.core.results_backend.UPSERT_BACKEND (not imported: Django is set up later).
+UPSERT_BACKEND = "queueworks.core.results_backend:UpsertDatabaseBackend"
 
 
 def _deployed_headroom() -> int:
@@ -169,7 +169,7 @@ class MainVariant(ProjectMain):
         return 1
 
     def command(self) -> list[str]:
-        from apps.core.supervisor import worker_command
+        from queueworks.core.supervisor import worker_command
         from projectname.topology import TOPOLOGY
 
         rendered = worker_command(TOPOLOGY.worker_named("main_worker")).replace("%%", "%")
@@ -180,7 +180,7 @@ class MainVariant(ProjectMain):
         return [common.venv_bin(parts[0]), *parts[1:]]
 
     def worker_env(self) -> dict[str, str]:
-        from apps.core.supervisor import worker_environment
+        from queueworks.core.supervisor import worker_environment
         from projectname.topology import TOPOLOGY
 
         env = dict(self.system_env)

@@ -13,8 +13,8 @@ from bench.common import QueueWatcher
 
 def measure_overtaking(system, watcher: QueueWatcher, *, backlog: int,
                        seconds: float, log) -> dict:
-    from apps.core.models import ProbeRun
-    from apps.core.tasks import heavy_probe
+    from queueworks.core.models import ProbeRun
+    from queueworks.core.tasks import heavy_probe
     from tests.support.live import wait_for
 
     system.activate()

@@ -9,7 +9,7 @@ correlation ids, persistent).  A consumer process holds ``--unacked`` of them
 unacknowledged (a worker in the middle of its prefetch); a producer thread
 keeps publishing to the queue's exchange throughout (beat or the web).
 
-The migration (apps/core/queue_migration.py) pauses the consumer (here:
+The migration (queueworks/core/queue_migration.py) pauses the consumer (here:
 terminates the holding process, as supervisor stops a worker), waits for its
 unacked messages to return, moves everything aside, redeclares, moves back.
 Then every message is read back and compared (body and properties) with what
@@ -139,8 +139,8 @@ def main(argv=None) -> int:
         import django
 
         django.setup()
-        from apps.core.broker_state import queue_states
-        from apps.core.queue_migration import queue_migrate, queues_to_migrate, results_table
+        from queueworks.core.broker_state import queue_states
+        from queueworks.core.queue_migration import queue_migrate, queues_to_migrate, results_table
         from projectname.celery import app
 
         sent = fill(vhost, total)

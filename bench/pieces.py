@@ -6,7 +6,7 @@ One bulk worker with the deployed command line (``deploy/conf.d/bulk_worker_1.co
 solo pool, prefetch 128, time and memory limits) drains a backlog of noop
 tasks sent by the project's bulk enqueue, once with every piece on and once
 for each piece switched off alone (``DISPATCH_FAST_PATHS_OFF``,
-apps/dispatch/switches.py).  Variants take turns within every round, so a
+queueworks/dispatch/switches.py).  Variants take turns within every round, so a
 noisy minute on a shared machine hits all of them alike.  Every variant runs
 under the same normal CPU policy: the deployed ``idle`` policy measures the
 machine's other load rather than the worker.  A piece's gain is how much
@@ -30,7 +30,7 @@ from bench import common  # noqa: E402
 from bench.common import PROJECT_ROOT, QueueWatcher  # noqa: E402
 
 ENV = "DISPATCH_FAST_PATHS_OFF"
-# apps/dispatch/switches.py PIECES (not imported: that needs Django set up first).
+# queueworks/dispatch/switches.py PIECES (not imported: that needs Django set up first).
 PIECES = ("lean_path", "coalesced_acks")
 QUEUE = "bulk"
 
@@ -46,7 +46,7 @@ def worker_command() -> list[str]:
 def drain(vhost: str, off: str, n: int, enqueue, watcher: QueueWatcher) -> tuple[float, float]:
     """Tasks/s and worker CPU us/task for one backlog of ``n``."""
     enqueue(n)
-    env = {**os.environ, ENV: off, "CELERY_CUSTOM_WORKER_POOL": "apps.dispatch.pool:SoloPool",
+    env = {**os.environ, ENV: off, "CELERY_CUSTOM_WORKER_POOL": "queueworks.dispatch.pool:SoloPool",
            "CELERY_WORKER_SEND_TASK_EVENTS": "0", "PYTHONPATH": str(PROJECT_ROOT),
            "CPU_SCHEDULING_POLICY": "normal"}
     command = [arg.replace("bulk_worker_1@%h", f"pieces-{uuid.uuid4().hex[:6]}@%h")
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
         import django
 
         django.setup()
-        from apps.dispatch.services import tasks_enqueue_bulk
+        from queueworks.dispatch.services import tasks_enqueue_bulk
         from apps.testing.tasks import noop
 
         def enqueue(n):

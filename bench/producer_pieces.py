@@ -5,7 +5,7 @@
 The project's ``tasks_enqueue_bulk`` publishes one batch of N noop tasks to
 the ``bulk`` queue (persistent, streamed publisher confirms) once with every
 piece on and once for each producer piece switched off alone
-(``DISPATCH_FAST_PATHS_OFF``, apps/dispatch/switches.py, read by the
+(``DISPATCH_FAST_PATHS_OFF``, queueworks/dispatch/switches.py, read by the
 producer at enqueue time, so this process sets it before each batch).  The
 limit is raw py-amqp publishing the same Celery messages (built beforehand
 by the all-on builder, as bench/throughput.py's producer table does) to the
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import common  # noqa: E402
 
 ENV = "DISPATCH_FAST_PATHS_OFF"
-# apps/dispatch/switches.py PRODUCER_PIECES (not imported: that needs Django set up first).
+# queueworks/dispatch/switches.py PRODUCER_PIECES (not imported: that needs Django set up first).
 PIECES = ("message_slimming", "batched_frames")
 QUEUE = "bulk"
 RAW = "raw py-amqp, same messages prebuilt, confirms streamed"
@@ -57,7 +57,7 @@ def setup_django(vhost: str):
 def project_enqueue(off: str, kwargs_list: list[dict]) -> tuple[float, float]:
     """Wall and CPU seconds of one ``tasks_enqueue_bulk`` of ``kwargs_list`` with
     ``off`` switched off."""
-    from apps.dispatch.services import tasks_enqueue_bulk
+    from queueworks.dispatch.services import tasks_enqueue_bulk
     from apps.testing.tasks import noop
 
     os.environ[ENV] = off
@@ -71,7 +71,7 @@ def project_enqueue(off: str, kwargs_list: list[dict]) -> tuple[float, float]:
 
 def raw_messages(n: int) -> list:
     """The all-on bulk enqueue's messages for n noop calls, built beforehand."""
-    from apps.dispatch.services import _MessageBuilder
+    from queueworks.dispatch.services import _MessageBuilder
     from apps.testing.tasks import noop
     from projectname.celery import app
 
@@ -124,7 +124,7 @@ def measure(vhost: str, off: str | None, kwargs_list: list[dict], log,
     connection) is logged and measured again, from an empty queue."""
     from amqp.exceptions import AMQPError
 
-    from apps.dispatch.confirms import BulkEnqueueError
+    from queueworks.dispatch.confirms import BulkEnqueueError
 
     for attempt in range(1, attempts + 1):
         try:

@@ -5,7 +5,7 @@ shared broker on 5672 (bench/faults.py, tests/integration/test_faults*_broker.py
 
 Like the shared broker, a node has no ``guest``: it is deleted at start, and
 the node gets the project's least-privilege user (the permissions of
-projectname/broker_access.py on its vhost ``/``) for the system under test
+queueworks/core/broker_access.py on its vhost ``/``) for the system under test
 and an administrator for harnesses, both with passwords generated per node.
 """
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from projectname.broker_access import APP_USER, TEST_ADMIN_USER, project_permissions
+from queueworks.core.broker_access import APP_USER, TEST_ADMIN_USER, project_permissions
 
 
 def free_low_port() -> int:

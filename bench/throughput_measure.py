@@ -229,7 +229,7 @@ def measure_producers(n: int, rounds: int, systems: list[str], log=print) -> lis
 
         def project_bulk(vhost, count):
             app = project_app(vhost)
-            from apps.dispatch.services import tasks_enqueue_bulk
+            from queueworks.dispatch.services import tasks_enqueue_bulk
             from apps.testing.tasks import noop
 
             tasks_enqueue_bulk(task=noop, kwargs_list=[{"n": 0}])
@@ -244,7 +244,7 @@ def measure_producers(n: int, rounds: int, systems: list[str], log=print) -> lis
             import uuid as _uuid
 
             app = project_app(vhost)
-            from apps.dispatch.services import _MessageBuilder
+            from queueworks.dispatch.services import _MessageBuilder
             from apps.testing.tasks import noop
 
             build = _MessageBuilder(app, noop, app.conf.task_default_priority)

@@ -270,7 +270,7 @@ class Project(System):
         import django
 
         django.setup()
-        from apps.dispatch.services import tasks_enqueue_bulk
+        from queueworks.dispatch.services import tasks_enqueue_bulk
         from apps.testing.tasks import noop
         from projectname.celery import app
 
@@ -291,7 +291,7 @@ class Project(System):
 
     def start_workers(self):
         if self.supervisord is None:
-            from apps.core.supervisor import render_supervisord_conf
+            from queueworks.core.supervisor import render_supervisord_conf
 
             conf = self.run_dir / "supervisord.conf"
             conf.write_text(render_supervisord_conf(
@@ -356,7 +356,7 @@ def use_broker(app, url: str) -> None:
     through whichever app is current, and the benchmark holds several."""
     from kombu import pools
 
-    from apps.dispatch.compat.celery import broker_pool, replace_broker_pool
+    from queueworks.dispatch.compat.celery import broker_pool, replace_broker_pool
 
     if broker_pool(app) is not None:
         broker_pool(app).force_close_all()

@@ -2,7 +2,7 @@
 
 ``INVENTORY = None`` (the default) means one host runs every program, as
 ``make run`` does.  Declare hosts to deploy to several machines; the classes
-and what is derived from them live in ``apps/core/inventory.py``, the deploy
+and what is derived from them live in ``queueworks/core/inventory.py``, the deploy
 steps in docs/deployment.md and docs/walkthrough-three-hosts.md.
 
 After a change: ``python manage.py render_supervisor --host <host>`` and
@@ -12,7 +12,7 @@ render-hosts`` renders them all), then ``apply_topology --host <host>`` on it.
 
 from __future__ import annotations
 
-from apps.core.inventory import (  # noqa: F401  (re-exported: import them from here)
+from queueworks.core.inventory import (  # noqa: F401  (re-exported: import them from here)
     Host,
     Inventory,
     Paths,

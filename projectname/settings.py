@@ -1,6 +1,6 @@
 """Django settings, read from the environment (see .env.example).
 
-Two profiles (projectname/profiles.py, docs/production.md): DJANGO_PROFILE=
+Two profiles (queueworks/core/profiles.py, docs/production.md): DJANGO_PROFILE=
 development has development defaults; production (also an unset
 DJANGO_PROFILE) has no default for anything secret and refuses to start
 while a development default survives.
@@ -10,12 +10,13 @@ import os
 import sys
 from pathlib import Path
 
-from projectname import profiles
+from queueworks.core import profiles
 # First: reads .env, which the topology (DJANGO_TEST_SUPPORT) and the rest depend on.
 from projectname.settings_env import (  # noqa: F401
     BASE_DIR, DEVELOPMENT, PROFILE, TEST_SUPPORT, TIME_ZONE, env,
 )
 from projectname.topology import TEST_SUPPORT_APP  # noqa: E402
+from queueworks import INSTALLED_APPS as QUEUEWORKS_APPS  # noqa: E402
 # Defaults exist only in development; production reads each value or refuses.
 DEBUG = env.bool("DJANGO_DEBUG", default=DEVELOPMENT)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-only-insecure-secret-key" if DEVELOPMENT else "")
@@ -32,16 +33,9 @@ INSTALLED_APPS = [
     "django_celery_results",
     "django_celery_beat",
     "rest_framework", "rest_framework.authtoken", "drf_spectacular", "drf_spectacular_sidecar",
-    "apps.core",
+    *QUEUEWORKS_APPS,
     "apps.notifications",
     "apps.reports",
-    "apps.reliability",
-    "apps.taskapi",
-    "apps.dispatch",
-    "apps.doctor",
-    "apps.metrics",
-    "apps.ops",
-    "apps.balancer",
     *([TEST_SUPPORT_APP] if TEST_SUPPORT else []),
     "axes",
 ]
@@ -49,7 +43,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Serves static files (admin, API docs) from the app directories in production too.
-    "apps.core.middleware.StaticFilesMiddleware",
+    "queueworks.core.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -125,6 +119,18 @@ EMAIL_BACKEND = env(
 EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=str(BASE_DIR / "run" / "mail"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="tasks@localhost")
 OPERATOR_EMAILS = env.list("OPERATOR_EMAILS", default=["ops@localhost"])
+# Alerts and dead-letter notices go to the same people (queueworks/ops/alerts.py).
+QUEUEWORKS_OPERATOR_EMAILS = OPERATOR_EMAILS
+
+# --- The package (queueworks/conf.py): the project's pieces, by dotted path -----
+QUEUEWORKS_TOPOLOGY = "projectname.topology:TOPOLOGY"
+QUEUEWORKS_INVENTORY = "projectname.inventory:INVENTORY"
+QUEUEWORKS_CELERY_APP = "projectname.celery:app"
+QUEUEWORKS_PROJECT_NAME = "projectname"
+QUEUEWORKS_TASKAPI_ALLOWLIST = "projectname.allowlist:ALLOWLIST"
+QUEUEWORKS_TEST_SUPPORT_APP = TEST_SUPPORT_APP
+# Django's task API (@task functions) on the topology's queues, through the outbox.
+TASKS = {"default": {"BACKEND": "queueworks.tasks_backend.QueueworksBackend"}}
 
 # --- Celery (projectname/settings_celery.py) ----------------------------------------
 from projectname.settings_celery import *  # noqa: E402,F401,F403
@@ -147,7 +153,7 @@ LOGGING = {
     },
 }
 
-# --- Task API: /api/v1/, results storage (apps/taskapi) -----------------
+# --- Task API: /api/v1/, results storage (queueworks/taskapi) -----------------
 # Results (django-db) are deleted after this many seconds by Celery's daily
 # "celery.backend_cleanup" beat entry (declared in the topology, on main_worker).
 CELERY_RESULT_EXPIRES = env.int("CELERY_RESULT_EXPIRES", default=7 * 24 * 3600)
@@ -162,8 +168,8 @@ REST_FRAMEWORK = {
     # browsable documentation is /api/docs/).
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # Per user and per scope (apps/taskapi/throttles.py); rates: TASKAPI_THROTTLE_RATES.
-    "DEFAULT_THROTTLE_CLASSES": ["apps.taskapi.throttles.ScopedUserThrottle"],
+    # Per user and per scope (queueworks/taskapi/throttles.py); rates: TASKAPI_THROTTLE_RATES.
+    "DEFAULT_THROTTLE_CLASSES": ["queueworks.taskapi.throttles.ScopedUserThrottle"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Task API",
@@ -181,58 +187,58 @@ SPECTACULAR_SETTINGS = {
     # Rules a per-field schema cannot say (countdown or eta; a task's own queues).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "apps.taskapi.schema.describe_cross_field_rules",
+        "queueworks.taskapi.schema.describe_cross_field_rules",
     ],
 }
 # Serve static files straight from the apps (no collectstatic step needed).
 WHITENOISE_USE_FINDERS = True
 # Broker access from a request: connect timeout (s) and quick retries, so an
 # unreachable broker is a 503 within a few seconds, never a hanging request.
-TASKAPI_BROKER_TIMEOUT = env.float("TASKAPI_BROKER_TIMEOUT", default=2.0)
-TASKAPI_BROKER_RETRIES = env.int("TASKAPI_BROKER_RETRIES", default=1)
+QUEUEWORKS_TASKAPI_BROKER_TIMEOUT = env.float("TASKAPI_BROKER_TIMEOUT", default=2.0)
+QUEUEWORKS_TASKAPI_BROKER_RETRIES = env.int("TASKAPI_BROKER_RETRIES", default=1)
 # Seconds /api/v1/workers/ waits for workers to answer.
-TASKAPI_INSPECT_TIMEOUT = env.float("TASKAPI_INSPECT_TIMEOUT", default=1.0)
+QUEUEWORKS_TASKAPI_INSPECT_TIMEOUT = env.float("TASKAPI_INSPECT_TIMEOUT", default=1.0)
 # Longest countdown/eta accepted: RabbitMQ closes a channel holding an
 # unacknowledged (waiting ETA) message past its consumer_timeout (30 min).
-TASKAPI_MAX_DELAY_SECONDS = env.int("TASKAPI_MAX_DELAY_SECONDS", default=25 * 60)
-TASKAPI_MAX_BODY_BYTES = env.int("TASKAPI_MAX_BODY_BYTES", default=64 * 1024)
+QUEUEWORKS_TASKAPI_MAX_DELAY_SECONDS = env.int("TASKAPI_MAX_DELAY_SECONDS", default=25 * 60)
+QUEUEWORKS_TASKAPI_MAX_BODY_BYTES = env.int("TASKAPI_MAX_BODY_BYTES", default=64 * 1024)
 # Deepest nesting of arrays/objects in a request body (a start is 3 deep).
-TASKAPI_MAX_JSON_DEPTH = env.int("TASKAPI_MAX_JSON_DEPTH", default=8)
-TASKAPI_PAGE_SIZE = env.int("TASKAPI_PAGE_SIZE", default=50)
+QUEUEWORKS_TASKAPI_MAX_JSON_DEPTH = env.int("TASKAPI_MAX_JSON_DEPTH", default=8)
+QUEUEWORKS_TASKAPI_PAGE_SIZE = env.int("TASKAPI_PAGE_SIZE", default=50)
 # An accepted task whose message the broker has not confirmed this many seconds
 # later is published again by the outbox sweeper (beat, every
 # OUTBOX_SWEEP_SECONDS in projectname/topology.py); a confirm normally
 # arrives within milliseconds.
-TASKAPI_OUTBOX_REPUBLISH_AFTER_SECONDS = env.float("TASKAPI_OUTBOX_REPUBLISH_AFTER_SECONDS",
+QUEUEWORKS_TASKAPI_OUTBOX_REPUBLISH_AFTER_SECONDS = env.float("TASKAPI_OUTBOX_REPUBLISH_AFTER_SECONDS",
                                                    default=60.0)
 
-# --- Operations: /ops/ dashboard, alerts, database schedules (apps/ops) ---
+# --- Operations: /ops/ dashboard, alerts, database schedules (queueworks/ops) ---
 # RabbitMQ's management API: queue lengths, consumers, oldest message's age.
 # Credentials default to the broker URL's; the vhost is always the broker's.
-RABBITMQ_MANAGEMENT_URL = env("RABBITMQ_MANAGEMENT_URL", default="http://127.0.0.1:15672")
-RABBITMQ_MANAGEMENT_USER = env("RABBITMQ_MANAGEMENT_USER", default="")
-RABBITMQ_MANAGEMENT_PASSWORD = env("RABBITMQ_MANAGEMENT_PASSWORD", default="")
+QUEUEWORKS_RABBITMQ_MANAGEMENT_URL = env("RABBITMQ_MANAGEMENT_URL", default="http://127.0.0.1:15672")
+QUEUEWORKS_RABBITMQ_MANAGEMENT_USER = env("RABBITMQ_MANAGEMENT_USER", default="")
+QUEUEWORKS_RABBITMQ_MANAGEMENT_PASSWORD = env("RABBITMQ_MANAGEMENT_PASSWORD", default="")
 # Where wait-time alerts go (dotted paths of classes with send(incident, message)).
-OPS_ALERT_CHANNELS = env.list("OPS_ALERT_CHANNELS", default=[
-    "apps.ops.alerts.LogChannel", "apps.ops.alerts.EmailChannel",
+QUEUEWORKS_OPS_ALERT_CHANNELS = env.list("OPS_ALERT_CHANNELS", default=[
+    "queueworks.ops.alerts.LogChannel", "queueworks.ops.alerts.EmailChannel",
 ])
 # "Work waiting with no consumer" must last this long before it alerts
 # (a worker restart is not an incident).
-OPS_NO_CONSUMER_GRACE_SECONDS = env.int("OPS_NO_CONSUMER_GRACE_SECONDS", default=30)
-OPS_REFRESH_SECONDS = env.int("OPS_REFRESH_SECONDS", default=10)
+QUEUEWORKS_OPS_NO_CONSUMER_GRACE_SECONDS = env.int("OPS_NO_CONSUMER_GRACE_SECONDS", default=30)
+QUEUEWORKS_OPS_REFRESH_SECONDS = env.int("OPS_REFRESH_SECONDS", default=10)
 
-# --- Metrics (apps/metrics, docs/metrics.md) ------------------------------
+# --- Metrics (queueworks/metrics, docs/metrics.md) ------------------------------
 # HTTP basic credentials a Prometheus scraper sends to /metrics.  Unset: only
 # signed-in users with metrics.view_metrics may scrape.
-METRICS_USERNAME = env("METRICS_USERNAME", default="")
-METRICS_PASSWORD = env("METRICS_PASSWORD", default="")
+QUEUEWORKS_METRICS_USERNAME = env("METRICS_USERNAME", default="")
+QUEUEWORKS_METRICS_PASSWORD = env("METRICS_PASSWORD", default="")
 
 LOGIN_URL = "login"
 
 # --- Performance ----------------------------------------------------------
 # Database connections stay open (checked before reuse) instead of one new
 # connection per request or per received task: the worker's main process
-# looks up every received task (apps/taskapi/signals.py), and connecting to
+# looks up every received task (queueworks/taskapi/signals.py), and connecting to
 # the database each time cost more than running a short task.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -242,7 +248,7 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # tasks; CONN_HEALTH_CHECKS still drops a connection the database broke.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=200)
 # Most tasks one POST /api/v1/tasks/bulk/ may start (one broker batch).
-DISPATCH_BULK_MAX_ITEMS = env.int("DISPATCH_BULK_MAX_ITEMS", default=1000)
+QUEUEWORKS_DISPATCH_BULK_MAX_ITEMS = env.int("DISPATCH_BULK_MAX_ITEMS", default=1000)
 
 # --- Production profile: HTTPS behind a reverse proxy, masked settings -------------
 # The proxy terminates TLS and sets X-Forwarded-Proto; Django trusts that
@@ -261,7 +267,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 # Django's error page and error e-mails mask settings whose names match this
 # filter's pattern, which also covers URLs (a broker URL holds a password).
-DEFAULT_EXCEPTION_REPORTER_FILTER = "apps.core.reporting.SafeExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "queueworks.core.reporting.SafeExceptionReporterFilter"
 
 if not CELERY_BROKER_URL:
     sys.exit("Refusing to start: CELERY_BROKER_URL is not set.  `make install` "
@@ -283,7 +289,7 @@ profiles.enforce(
 # on the host's disk (one web host; set THROTTLE_CACHE_DIR to shared storage or
 # point it elsewhere for several) so counting never takes the database's write
 # lock, which SQLite holds for the whole database; each file is rewritten in
-# place under a lock (apps/core/file_cache.py), which costs no disk flush.
+# place under a lock (queueworks/core/file_cache.py), which costs no disk flush.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
@@ -291,14 +297,14 @@ CACHES = {
         "OPTIONS": {"MAX_ENTRIES": 10_000},
     },
     "throttles": {
-        "BACKEND": "apps.core.file_cache.InPlaceFileCache",
+        "BACKEND": "queueworks.core.file_cache.InPlaceFileCache",
         "LOCATION": env("THROTTLE_CACHE_DIR", default=str(
             Path(env("RUN_DIR", default=str(BASE_DIR / "run"))) / "cache" / "throttles")),
         "OPTIONS": {"MAX_ENTRIES": 100_000},
     },
 }
 # Requests per user (per address when anonymous) and scope, DRF's "N/period".
-TASKAPI_THROTTLE_RATES = {
+QUEUEWORKS_TASKAPI_THROTTLE_RATES = {
     "start": env("TASKAPI_THROTTLE_START", default="120/min"),
     "bulk": env("TASKAPI_THROTTLE_BULK", default="20/min"),
     "reads": env("TASKAPI_THROTTLE_READS", default="600/min"),
@@ -306,20 +312,20 @@ TASKAPI_THROTTLE_RATES = {
 }
 # The workers' inspect snapshot (GET /api/v1/workers/, /ops/) is refreshed at
 # most once per this many seconds across all web processes, in the background.
-TASKAPI_WORKERS_SNAPSHOT_SECONDS = env.float("TASKAPI_WORKERS_SNAPSHOT_SECONDS", default=5.0)
+QUEUEWORKS_TASKAPI_WORKERS_SNAPSHOT_SECONDS = env.float("TASKAPI_WORKERS_SNAPSHOT_SECONDS", default=5.0)
 # Login attempts (admin and /accounts/login/): locked out after this many
 # failures per username and address, for AXES_COOLOFF_MINUTES.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    # ModelBackend, reading a user's permissions in one statement (apps/core/auth_backend.py).
-    "apps.core.auth_backend.OneQueryModelBackend",
+    # ModelBackend, reading a user's permissions in one statement (queueworks/core/auth_backend.py).
+    "queueworks.core.auth_backend.OneQueryModelBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_MINUTES", default=15) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-# Audit log (apps/ops/audit.py): kept this many days (0: forever).
-OPS_AUDIT_RETENTION_DAYS = env.int("OPS_AUDIT_RETENTION_DAYS", default=180)
+# Audit log (queueworks/ops/audit.py): kept this many days (0: forever).
+QUEUEWORKS_OPS_AUDIT_RETENTION_DAYS = env.int("OPS_AUDIT_RETENTION_DAYS", default=180)
 # Behind a reverse proxy that sets X-Forwarded-For: record the address it saw.
-AUDIT_FORWARDED_FOR = env.bool("AUDIT_FORWARDED_FOR", default=False)
+QUEUEWORKS_AUDIT_FORWARDED_FOR = env.bool("AUDIT_FORWARDED_FOR", default=False)
 AXES_VERBOSE = False

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import environ
 
-from projectname import profiles
+from queueworks.core import profiles
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,7 @@ that consumes queues, where every task is routed and every beat schedule.
 
 This is the file to edit.  What the classes mean and what is derived from them
 (Celery's settings, the supervisor and systemd files, the system checks) lives
-in ``apps/core/topology.py``.  After a change, ``python manage.py apply_topology``
+in ``queueworks/core/topology.py``.  After a change, ``python manage.py apply_topology``
 renders the deploy files and restarts exactly the programs that changed (see
 the README, "Adding a task on its own queue").
 """
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from datetime import timedelta
 
 from celery.schedules import crontab
 
-from apps.core.topology import (  # noqa: F401  (re-exported: import them from here)
+from queueworks.core.builtin import builtin_routes, builtin_schedules
+from queueworks.core.topology import (  # noqa: F401  (re-exported: import them from here)
     CPU_POLICIES,
     Balance,
     DEAD_LETTER_EXCHANGE,
@@ -31,20 +31,12 @@ from apps.core.topology import (  # noqa: F401  (re-exported: import them from h
     Worker,
 )
 
-# The bulk lane's pool (apps/dispatch/pool.py); a dotted path is rendered as
+# The bulk lane's pool (queueworks/dispatch/pool.py); a dotted path is rendered as
 # Celery's `--pool=custom` with CELERY_CUSTOM_WORKER_POOL.
-BULK_POOL = "apps.dispatch.pool:SoloPool"
+BULK_POOL = "queueworks.dispatch.pool:SoloPool"
 
 NOTIFICATIONS = "apps.notifications.tasks"
 REPORTS = "apps.reports.tasks"
-CORE = "apps.core.tasks"
-DOCTOR = "apps.doctor.tasks"
-# The Task API's outbox sweeper runs this often (apps/dispatch/records/outbox.py).
-OUTBOX_SWEEP_SECONDS = 30
-# beat sends a heartbeat this often; `manage.py doctor` calls beat dead after 4 missed.
-BEAT_HEARTBEAT_SECONDS = 15
-RELIABILITY = "apps.reliability.tasks"
-OPS = "apps.ops.tasks"
 
 PRODUCTION_TOPOLOGY = Topology(
     queues=(
@@ -82,9 +74,9 @@ PRODUCTION_TOPOLOGY = Topology(
         ),
         # The bulk lane: one process per core (two programs on this 2-core
         # box; add more on bigger hosts), each running tasks in the process
-        # that receives them (apps/dispatch/pool.py: the solo pool, keeping
+        # that receives them (queueworks/dispatch/pool.py: the solo pool, keeping
         # time and memory limits) and through the lean path
-        # (apps/dispatch/lean.py: coalesced acks, still acks late).  No task
+        # (queueworks/dispatch/lean.py: coalesced acks, still acks late).  No task
         # events and WARNING logs: at thousands of tasks per second those
         # cost more than the tasks.  See docs/performance.md.
         *(
@@ -129,66 +121,25 @@ PRODUCTION_TOPOLOGY = Topology(
         ),
     ),
     routes=(
+        # The package's own tasks (outbox sweep, heartbeat, long delays, result
+        # cleanup, the probe); alerts ride the bulk lane, consumed by two
+        # programs of their own, so a dead main_worker is still alerted on.
+        *builtin_routes(queue="main_worker", alerts_queue="bulk"),
         Route(f"{NOTIFICATIONS}.send_notification", "main_worker", acks_late=True),
         Route(f"{NOTIFICATIONS}.send_office_hours_reminders", "main_worker", acks_late=True,
               ignore_result=True),
         Route(f"{REPORTS}.build_period_report", "heavy", acks_late=True),
         Route(f"{REPORTS}.build_daily_report", "heavy", acks_late=True),
         Route(f"{REPORTS}.build_weekly_report", "heavy", acks_late=True),
-        Route(f"{CORE}.probe", "main_worker"),
-        Route(f"{CORE}.heavy_probe", "heavy", acks_late=True),
-        # Task API (apps/taskapi): diagnostic task operators can start; cleanup.
-        Route("apps.taskapi.tasks.diagnose", "main_worker"),
-        Route("apps.taskapi.tasks.sweep_outbox", "main_worker"),
-        # Celery's own result cleanup (beat installs it when result_expires is set).
-        Route("celery.backend_cleanup", "main_worker", ignore_result=True),
-        Route(f"{DOCTOR}.beat_heartbeat", "main_worker"),
-        # Reliability: delayed dispatch of long countdowns.
-        Route(f"{RELIABILITY}.dispatch_delayed_tasks", "main_worker", ignore_result=True),
-        # Alerts: on the bulk lane, consumed by two programs of their own, so
-        # a dead or crash-looping main_worker is still alerted on.
-        Route(f"{OPS}.alerts_evaluate_every_minute", "bulk"),
+        Route("queueworks.core.tasks.heavy_probe", "heavy", acks_late=True),
     ),
     schedules=(
-        Schedule(
-            name="beat-heartbeat",
-            task=f"{DOCTOR}.beat_heartbeat",
-            # Proves beat ticks and its messages are consumed (manage.py doctor).
-            # It stores no result, so it shares a queue with entries that do.
-            schedule=timedelta(seconds=BEAT_HEARTBEAT_SECONDS),
-            queue="main_worker",
-        ),
+        *builtin_schedules(queue="main_worker", alerts_queue="bulk"),
         Schedule(
             name="office-hours-reminders",
             task=f"{NOTIFICATIONS}.send_office_hours_reminders",
             # On the hour, 08:00-17:00, Monday to Friday, in CELERY_TIMEZONE.
             schedule=crontab(minute=0, hour="8-17", day_of_week="mon-fri"),
-            queue="main_worker",
-        ),
-        Schedule(
-            name="reliability-dispatch-delayed",
-            # Publishes tasks whose long countdown/ETA is now close (see
-            # apps/reliability: RabbitMQ's consumer_timeout).
-            task=f"{RELIABILITY}.dispatch_delayed_tasks",
-            schedule=crontab(minute="*"),
-            queue="main_worker",
-        ),
-        Schedule(
-            # No-consumer, wait-time and crash-loop alerts, evaluated with
-            # nobody on /ops/ (apps/ops/services.py: once per incident, and
-            # a recovery message when it clears).
-            name="ops-alerts",
-            task=f"{OPS}.alerts_evaluate_every_minute",
-            schedule=crontab(minute="*"),
-            queue="bulk",
-        ),
-        Schedule(
-            name="taskapi-outbox-sweep",
-            # Publishes again accepted tasks whose message the broker has not
-            # confirmed TASKAPI_OUTBOX_REPUBLISH_AFTER_SECONDS after acceptance
-            # (apps/dispatch/records/outbox.py).
-            task="apps.taskapi.tasks.sweep_outbox",
-            schedule=timedelta(seconds=OUTBOX_SWEEP_SECONDS),
             queue="main_worker",
         ),
         Schedule(
@@ -203,16 +154,6 @@ PRODUCTION_TOPOLOGY = Topology(
             schedule=crontab(minute=0, hour=7, day_of_week="mon"),
             queue="heavy",
         ),
-        Schedule(
-            # Exactly the entry beat adds by itself when result_expires is set
-            # (both schedulers), declared so it is visible and on a consumed
-            # queue: deletes results older than result_expires, and the Task
-            # API's records with them (apps/taskapi/signals.py).
-            name="celery.backend_cleanup",
-            task="celery.backend_cleanup",
-            schedule=crontab(minute=0, hour=4),
-            queue="main_worker",
-        ),
     ),
     # No process balancing: each program keeps its declared concurrency.  To
     # let pool processes follow the backlog across some programs of a host,
@@ -226,8 +167,9 @@ PRODUCTION_TOPOLOGY = Topology(
 # (bench/throughput.py) and the fault-injection harness's tasks
 # (bench/faults.py).  Routed only where that app is installed: the test suite,
 # the live test system and the benchmarks set DJANGO_TEST_SUPPORT=1, which
-# the production profile refuses (projectname/profiles.py).
+# the production profile refuses (queueworks/core/profiles.py).
 TESTING = "apps.testing.tasks"
+DJANGO_TESTING = "apps.testing.django_tasks"
 TEST_SUPPORT_APP = "apps.testing"
 TEST_SUPPORT_ROUTES = (
     Route(f"{TESTING}.noop", "bulk", acks_late=True),
@@ -236,6 +178,12 @@ TEST_SUPPORT_ROUTES = (
     Route(f"{TESTING}.fault_flaky", "main_worker"),
     Route(f"{TESTING}.fault_sleep", "main_worker", soft_time_limit=2, time_limit=5),
     Route(f"{TESTING}.fault_crash", "main_worker", max_deliveries=3),
+    # Django @task functions (queueworks/tasks_backend).
+    Route(f"{DJANGO_TESTING}.echo", "main_worker"),
+    Route(f"{DJANGO_TESTING}.fails", "main_worker"),
+    Route(f"{DJANGO_TESTING}.attempt_of", "main_worker", acks_late=True),
+    Route(f"{DJANGO_TESTING}.ordered", "main_worker"),
+    Route(f"{DJANGO_TESTING}.noop", "bulk", acks_late=True),
 )
 
 

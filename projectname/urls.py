@@ -2,11 +2,11 @@ from django.contrib import admin
 from django.contrib.auth.views import LoginView
 from django.urls import include, path
 
-from apps.core.views import health
-from apps.dispatch.views import BulkTaskStartView
-from apps.metrics.views import metrics
-from apps.taskapi.views import DocsView as TaskApiDocsView
-from apps.taskapi.views import SchemaView as TaskApiSchemaView
+from queueworks.core.views import health
+from queueworks.dispatch.views import BulkTaskStartView
+from queueworks.metrics.views import metrics
+from queueworks.taskapi.views import DocsView as TaskApiDocsView
+from queueworks.taskapi.views import SchemaView as TaskApiSchemaView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -14,13 +14,13 @@ urlpatterns = [
     # limited by django-axes.
     path("accounts/login/", LoginView.as_view(template_name="ops/login.html"), name="login"),
     path("health/", health, name="health"),
-    # Task API (apps/taskapi): JSON endpoints, OpenAPI 3 schema, Swagger UI.
-    # Bulk start (apps/dispatch), before the Task API so tasks/<id>/ does not catch it.
+    # Task API (queueworks/taskapi): JSON endpoints, OpenAPI 3 schema, Swagger UI.
+    # Bulk start (queueworks/dispatch), before the Task API so tasks/<id>/ does not catch it.
     path("api/v1/tasks/bulk/", BulkTaskStartView.as_view(), name="tasks-bulk"),
-    path("api/v1/", include("apps.taskapi.urls")),
+    path("api/v1/", include("queueworks.taskapi.urls")),
     path("api/schema/", TaskApiSchemaView.as_view(), name="api-schema"),
     path("api/docs/", TaskApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
-    path("ops/", include("apps.ops.urls")),
-    # Prometheus scrape endpoint (apps/metrics, docs/metrics.md).
+    path("ops/", include("queueworks.ops.urls")),
+    # Prometheus scrape endpoint (queueworks/metrics, docs/metrics.md).
     path("metrics", metrics, name="metrics"),
 ]

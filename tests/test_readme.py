@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.core.supervisord_client import Supervisord
+from queueworks.core.supervisord_client import Supervisord
 from tests.support import rabbit
 from tests.support.live import free_port, wait_for
 
@@ -145,7 +145,7 @@ def test_make_run_then_the_adding_a_task_recipe_as_written(clone, tmp_path):
     finally:
         try:
             if supervisord.running():
-                from apps.core.supervisord_client import rpc
+                from queueworks.core.supervisord_client import rpc
 
                 rpc(supervisord.path).shutdown()
             make.wait(timeout=180)

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from apps.core.callbacks import log_task_success, notify_operators_on_failure
+from queueworks.core.callbacks import log_task_success, notify_operators_on_failure
 from apps.reports.services import period_report_build, scheduled_report_get_or_create
 
 PROGRESS = "PROGRESS"

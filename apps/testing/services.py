@@ -13,7 +13,7 @@ import os
 
 from django.db.models import F
 
-from apps.reliability.effects import effect_apply
+from queueworks.reliability.effects import effect_apply
 from apps.testing.models import FaultAccount, FaultExecution
 
 

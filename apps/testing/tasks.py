@@ -10,7 +10,7 @@ import time
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from apps.reliability.retry import PermanentError, TransientError, transient_retry
+from queueworks.reliability.retry import PermanentError, TransientError, transient_retry
 from apps.testing.services import (
     fault_effect_apply,
     fault_execution_record,
@@ -31,7 +31,7 @@ def noop(n: int = 0) -> None:
 @shared_task(ignore_result=True, Strategy="celery.worker.strategy:default")
 def noop_stock_strategy(n: int = 0) -> None:
     """``noop`` with Celery's default ``Task.Strategy`` instead of the project's
-    (tests/apps/dispatch/test_lean_live.py: only the lean strategy runs inline)."""
+    (tests/queueworks/dispatch/test_lean_live.py: only the lean strategy runs inline)."""
     return None
 
 

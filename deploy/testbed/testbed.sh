@@ -16,7 +16,7 @@
 # own cookie (HOME=<state>/home).
 #
 # No `guest`: the cluster deletes it and gets the project's least-privilege
-# user (permissions of projectname/broker_access.py on vhost /), which the
+# user (permissions of queueworks/core/broker_access.py on vhost /), which the
 # workers and the producer use, and an administrator; both passwords are
 # generated once per state dir (<state>/credentials, mode 600).
 #
@@ -97,8 +97,8 @@ new_password() { head -c 18 /dev/urandom | base64 | tr '+/' '-_'; }
 write_credentials() {
   local file="$STATE/credentials" names
   [ -f "$file" ] && return 0
-  names="$(cd "$PROJECT_ROOT" && "$PY" -c 'from projectname.broker_access import APP_USER, TEST_ADMIN_USER
-print(f"APP_USER={APP_USER}\nADMIN_USER={TEST_ADMIN_USER}")')" || die "cannot read projectname/broker_access.py"
+  names="$(cd "$PROJECT_ROOT" && "$PY" -c 'from queueworks.core.broker_access import APP_USER, TEST_ADMIN_USER
+print(f"APP_USER={APP_USER}\nADMIN_USER={TEST_ADMIN_USER}")')" || die "cannot read queueworks/core/broker_access.py"
   ( umask 077
     { echo "$names"; echo "APP_PASSWORD=$(new_password)"; echo "ADMIN_PASSWORD=$(new_password)"; } > "$file" )
 }
@@ -116,10 +116,10 @@ node_users() { ctl "$1" list_users --silent | awk '{print $1}'; }
 cluster_users() {
   local permissions
   load_credentials
-  mapfile -t permissions < <(cd "$PROJECT_ROOT" && "$PY" -c 'from projectname.broker_access import project_permissions
+  mapfile -t permissions < <(cd "$PROJECT_ROOT" && "$PY" -c 'from queueworks.core.broker_access import project_permissions
 p = project_permissions()
 print(p.configure); print(p.write); print(p.read)')
-  [ "${#permissions[@]}" -eq 3 ] || die "cannot read the project's permissions (projectname/broker_access.py)"
+  [ "${#permissions[@]}" -eq 3 ] || die "cannot read the project's permissions (queueworks/core/broker_access.py)"
   local user password
   for user in "$ADMIN_USER" "$APP_USER"; do
     password="$APP_PASSWORD"; [ "$user" = "$ADMIN_USER" ] && password="$ADMIN_PASSWORD"

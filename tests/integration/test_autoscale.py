@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
-from apps.core.models import ProbeRun
-from apps.core.tasks import heavy_probe
+from queueworks.core.models import ProbeRun
+from queueworks.core.tasks import heavy_probe
 from projectname.topology import TOPOLOGY
 from tests.support.live import wait_for
 
@@ -31,7 +31,7 @@ def _pool_size(live_system) -> int | None:
 
 
 def test_the_program_is_rendered_with_autoscale():
-    from apps.core.supervisor import render_program_files
+    from queueworks.core.supervisor import render_program_files
 
     maximum, minimum = WORKER.autoscale
     command = render_program_files(TOPOLOGY)[f"{WORKER.name}.conf"]

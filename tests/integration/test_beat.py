@@ -8,8 +8,8 @@ from celery.beat import ScheduleEntry, Scheduler
 from celery.schedules import crontab
 from django.utils import timezone
 
-from apps.core.checks import project_task_names
-from apps.core.models import ProbeRun
+from queueworks.core.checks import project_task_names
+from queueworks.core.models import ProbeRun
 from projectname.celery import app
 from projectname.topology import TOPOLOGY
 from tests.support.live import wait_for
@@ -48,7 +48,7 @@ def _due_entry(name, task, queue, kwargs):
 def test_a_due_entry_is_published_to_its_queue_and_run_by_that_queues_worker(live_system):
     token = uuid.uuid4().hex
     # probe is routed to main_worker; the beat entry explicitly names heavy.
-    entry = _due_entry("probe-on-heavy", "apps.core.tasks.probe", "heavy", {"token": token})
+    entry = _due_entry("probe-on-heavy", "queueworks.core.tasks.probe", "heavy", {"token": token})
     scheduler = InMemoryScheduler(app=app, lazy=True)
     scheduler.schedule[entry.name] = entry
 

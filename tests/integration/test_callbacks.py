@@ -32,7 +32,7 @@ def test_a_failed_report_mails_the_operators(live_system):
 
     [mail] = wait_for(lambda: _mails_mentioning(live_system.run_dir, result.id), 30,
                       message="failure mail")
-    assert mail["To"] == ", ".join(settings.OPERATOR_EMAILS)
+    assert mail["To"] == ", ".join(settings.QUEUEWORKS_OPERATOR_EMAILS)
     assert mail["Subject"].startswith("[tasks] apps.reports.tasks.build_period_report failed: DoesNotExist")
     body = mail.get_content()
     assert f"Args:     [{missing_id}]" in body

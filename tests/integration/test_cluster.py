@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from projectname.broker_access import APP_USER, TEST_ADMIN_USER
+from queueworks.core.broker_access import APP_USER, TEST_ADMIN_USER
 from tests.support.requirements import require
 from tests.support.testbed import free_base_port, free_link_local_net
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from apps.core.tasks import heavy_probe, probe
+from queueworks.core.tasks import heavy_probe, probe
 from bench.faults_harness import Harness
 from tests.support.fault_counts import assert_counts_agree
 

@@ -40,8 +40,8 @@ def _queue_depths(live_system) -> dict[str, int]:
 def test_sigkilled_web_workers_lose_no_accepted_start(harness, live_system):
     from django_celery_results.models import TaskResult
 
-    from apps.core.models import ProbeRun
-    from apps.taskapi.models import TaskRecord
+    from queueworks.core.models import ProbeRun
+    from queueworks.taskapi.models import TaskRecord
 
     result = harness.run("api-kill-web", TASKS)
     _print(result)
@@ -49,7 +49,7 @@ def test_sigkilled_web_workers_lose_no_accepted_start(harness, live_system):
     assert "SIGKILLed web workers" in result.notes[0] and result.notes[0].strip()[-1].isdigit()
     # Independently: every accepted record is confirmed, its probe row exists
     # once (unique token) and its result is SUCCESS; the queues are empty.
-    records = TaskRecord.objects.filter(task_name="apps.core.tasks.probe",
+    records = TaskRecord.objects.filter(task_name="queueworks.core.tasks.probe",
                                         kwargs__token__startswith="kw-")
     accepted = result.sent
     assert accepted >= TASKS // 2, result.notes
@@ -63,7 +63,7 @@ def test_sigkilled_web_workers_lose_no_accepted_start(harness, live_system):
 
 def test_a_bulk_enqueue_cut_mid_batch_loses_nothing_and_applies_nothing_twice(harness,
                                                                                 live_system):
-    from apps.reliability.models import Effect
+    from queueworks.reliability.models import Effect
     from apps.testing.models import FaultAccount
 
     # Batches of 150 (over 64 KiB): the cut lands while a batch is written.
@@ -79,7 +79,7 @@ def test_a_bulk_enqueue_cut_mid_batch_loses_nothing_and_applies_nothing_twice(ha
 
 
 def test_a_sigkilled_bulk_worker_holding_coalesced_acks_loses_nothing(harness, live_system):
-    from apps.reliability.models import Effect
+    from queueworks.reliability.models import Effect
     from apps.testing.models import FaultAccount
 
     result = harness.run("kill-bulk-worker", TASKS * 5)

@@ -25,8 +25,8 @@ def web_node_system(django_db_setup, django_db_blocker, tmp_path_factory):
 def test_a_broker_restart_under_api_and_bulk_starts_loses_no_accepted_task(web_node_system):
     from django_celery_results.models import TaskResult
 
-    from apps.core.models import ProbeRun
-    from apps.taskapi.models import TaskRecord
+    from queueworks.core.models import ProbeRun
+    from queueworks.taskapi.models import TaskRecord
 
     harness = Harness(web_node_system, rabbit_node=web_node_system.rabbit_node,
                       stall_seconds=90, log=print)

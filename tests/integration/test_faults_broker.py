@@ -23,9 +23,9 @@ import pytest
 from django.test import override_settings
 from kombu import Connection
 
-from apps.reliability.models import DelayedTask, Effect
-from apps.reliability.services import queues_liveness
-from apps.reliability.tasks import dispatch_delayed_tasks
+from queueworks.reliability.models import DelayedTask, Effect
+from queueworks.reliability.services import queues_liveness
+from queueworks.reliability.tasks import dispatch_delayed_tasks
 from apps.testing.services import fault_account_open
 from apps.testing.tasks import fault_effect
 from bench.faults_harness import Harness
@@ -60,7 +60,7 @@ def producer_for(system):
 def test_the_node_has_no_guest_and_its_workers_use_the_least_privileged_user(node_system):
     import amqp
 
-    from projectname.broker_access import APP_USER
+    from queueworks.core.broker_access import APP_USER
 
     node = node_system.rabbit_node
     hostport = f"127.0.0.1:{node.port}"
@@ -136,7 +136,7 @@ def test_long_countdown_waits_in_the_database_and_never_trips_consumer_timeout(
     node_system.wait_workers_ready(["main_worker"], timeout=60)
     before = log.read_text(errors="replace").count(TIMED_OUT)
     connection, producer = producer_for(node_system)
-    with connection, override_settings(RELIABILITY_LONG_DELAY_SECONDS=LONG_DELAY_SECONDS):
+    with connection, override_settings(QUEUEWORKS_RELIABILITY_LONG_DELAY_SECONDS=LONG_DELAY_SECONDS):
         sent_at = time.time()
         result = fault_effect.apply_async((run, "stored"), countdown=14, producer=producer)
         row = DelayedTask.objects.get(task_id=result.id)

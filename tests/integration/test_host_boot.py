@@ -61,7 +61,7 @@ def _ops_controls_the_host_over_http(render_env: dict, port: int) -> None:
     is shown as UNREACHABLE, not hidden."""
     from unittest import mock
 
-    from apps.ops.programs import ProgramError, program_control, program_states
+    from queueworks.ops.programs import ProgramError, program_control, program_states
     from projectname import inventory as declared
 
     with mock.patch.dict(os.environ, {k: v for k, v in render_env.items()

@@ -20,7 +20,7 @@ def _finished_in_log(live_system, task_id: str, outcome: str) -> bool:
 
 
 def test_a_fire_and_forget_route_stores_no_result(live_system):
-    route = TOPOLOGY.route_for("apps.reliability.tasks.dispatch_delayed_tasks")
+    route = TOPOLOGY.route_for("queueworks.reliability.tasks.dispatch_delayed_tasks")
     assert route.ignore_result is True
     result = app.send_task(route.task, queue=route.queue)
     wait_for(lambda: _finished_in_log(live_system, result.id, "succeeded"), 60,
@@ -29,7 +29,7 @@ def test_a_fire_and_forget_route_stores_no_result(live_system):
 
 
 def test_a_task_that_keeps_its_result_stores_one(live_system):
-    from apps.core.tasks import probe
+    from queueworks.core.tasks import probe
 
     result = probe.apply_async(kwargs={"token": uuid.uuid4().hex})
     wait_for(lambda: TaskResult.objects.filter(task_id=result.id, status="SUCCESS").exists(),
@@ -37,8 +37,8 @@ def test_a_task_that_keeps_its_result_stores_one(live_system):
 
 
 def test_the_worker_writes_results_through_the_upsert_backend(live_system):
-    from apps.core.results_backend import UPSERT_BACKEND
-    from apps.core.tasks import probe
+    from queueworks.core.results_backend import UPSERT_BACKEND
+    from queueworks.core.tasks import probe
 
     node = live_system.node("main_worker")
     conf = wait_for(lambda: (app.control.inspect(destination=[node], timeout=3.0).conf()
@@ -113,7 +113,7 @@ class _EventLog:
 
 def _probe_events(log: _EventLog) -> set:
     """Run one probe on main_worker to the end; the task events seen for it."""
-    from apps.core.tasks import probe
+    from queueworks.core.tasks import probe
 
     result = probe.apply_async(kwargs={"token": uuid.uuid4().hex})
     wait_for(lambda: TaskResult.objects.filter(task_id=result.id, status="SUCCESS").exists(),

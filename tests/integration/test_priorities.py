@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import pytest
 from django.utils import timezone
 
-from apps.core.models import ProbeRun
-from apps.core.tasks import heavy_probe
+from queueworks.core.models import ProbeRun
+from queueworks.core.tasks import heavy_probe
 from projectname.topology import TOPOLOGY
 from tests.support import rabbit
 from tests.support.live import wait_for
@@ -29,7 +29,7 @@ SECONDS = 0.25
 
 MAIN = TOPOLOGY.worker_named("main_worker")
 # Messages main_worker holds unacknowledged (one per process, prefetch x1,
-# plus its declared prefetch headroom: apps/core/prefetch.py): only these,
+# plus its declared prefetch headroom: queueworks/core/prefetch.py): only these,
 # already out of the broker, can start before a later message whatever its
 # priority.
 IN_FLIGHT = MAIN.concurrency * MAIN.prefetch_multiplier + MAIN.prefetch_headroom
@@ -89,7 +89,7 @@ def test_main_worker_queue_accepts_priorities_and_the_worker_takes_one_at_a_time
     # A loaded worker may not answer within one inspect timeout: ask again.
     stats = wait_for(lambda: (app.control.inspect(destination=[node], timeout=3.0).stats()
                               or {}).get(node), 60, interval=1, message=f"stats from {node}")
-    # Its declared headroom (apps/core/prefetch.py) for the whole worker.
+    # Its declared headroom (queueworks/core/prefetch.py) for the whole worker.
     assert stats["prefetch_count"] == (worker.concurrency * worker.prefetch_multiplier
                                        + worker.prefetch_headroom)
 
@@ -143,7 +143,7 @@ def test_the_task_api_priority_overtakes_a_backlog(live_system):
 
     from django.utils import timezone
 
-    from tests.apps.taskapi.conftest import Http, _make_user
+    from tests.queueworks.taskapi.conftest import Http, _make_user
 
     api = Http(f"http://127.0.0.1:{live_system.web_port}",
                _make_user("priority-operator", operator=True))
@@ -154,7 +154,7 @@ def test_the_task_api_priority_overtakes_a_backlog(live_system):
         heavy_probe.apply_async(args=[token, SECONDS], queue="main_worker", priority=1)
     wait_for(lambda: ProbeRun.objects.filter(token__in=tokens).exists(), 30, message="backlog started")
 
-    response = api.post("/api/v1/tasks/", {"task": "apps.taskapi.tasks.diagnose",
+    response = api.post("/api/v1/tasks/", {"task": "queueworks.taskapi.tasks.diagnose",
                                            "kwargs": {"message": "urgent"}, "priority": 9})
     published = timezone.now()
     assert response.status_code == 202, response.text

@@ -104,7 +104,7 @@ def test_routing_on_redis(redis_system):
 
 def test_results_can_live_in_redis(redis_system):
     """CELERY_RESULT_BACKEND=redis://: a worker stores results there, .get() reads them."""
-    from apps.core.tasks import probe
+    from queueworks.core.tasks import probe
 
     number, client = _claim_database()
     url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{number}"
@@ -160,8 +160,8 @@ def test_doctor_on_redis(redis_system):
 
 
 def test_task_api_on_redis(redis_system):
-    from tests.apps.taskapi import test_live as api_tests
-    from tests.apps.taskapi.conftest import Http, _make_user
+    from tests.queueworks.taskapi import test_live as api_tests
+    from tests.queueworks.taskapi.conftest import Http, _make_user
 
     def http(api_user=None):
         return Http(f"http://127.0.0.1:{redis_system.web_port}", api_user)
@@ -173,7 +173,7 @@ def test_task_api_on_redis(redis_system):
 
 
 def test_flower_on_redis(redis_system):
-    from tests.apps.ops import test_flower as flower_tests
+    from tests.queueworks.ops import test_flower as flower_tests
 
     flower_tests.test_unauthenticated_requests_are_refused(redis_system)
     flower_tests.test_the_seed_apply_flow_runs_the_task_on_its_queues_worker(redis_system)

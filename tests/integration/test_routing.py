@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
-from apps.core.models import ProbeRun
-from apps.core.tasks import heavy_probe, probe
+from queueworks.core.models import ProbeRun
+from queueworks.core.tasks import heavy_probe, probe
 from projectname.topology import TOPOLOGY
 from tests.support.live import wait_for
 

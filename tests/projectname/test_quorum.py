@@ -63,13 +63,13 @@ def test_task_queue_type_quorum_switches_every_queue_and_celery_settings():
     # kombu failover: the first URL plus its alternates.
     assert conf["alternates"] == 3
     # Delayed delivery is set up once through the connected node, not per URL.
-    assert "apps.core.cluster:ClusterDelayedDelivery" in conf["steps"]
+    assert "queueworks.core.cluster:ClusterDelayedDelivery" in conf["steps"]
     assert "celery.worker.consumer.delayed_delivery:DelayedDelivery" not in conf["steps"]
 
 
 def test_classic_is_the_default():
     conf = _celery_conf()
-    assert "apps.core.cluster:ClusterDelayedDelivery" not in conf["steps"]
+    assert "queueworks.core.cluster:ClusterDelayedDelivery" not in conf["steps"]
     for name in TOPOLOGY.queue_names():
         assert conf["queues"][name][0] == "direct"
         assert "x-queue-type" not in (conf["queues"][name][1] or {})

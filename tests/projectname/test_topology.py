@@ -12,7 +12,7 @@ from celery.schedules import crontab
 from django.conf import settings
 from kombu import Connection
 
-from apps.dispatch.compat import celery as compat_celery
+from queueworks.dispatch.compat import celery as compat_celery
 from projectname.celery import app
 from projectname.topology import TOPOLOGY
 
@@ -69,7 +69,7 @@ def test_broker_url_uses_py_amqp_explicitly():
     # and so what the project's app connects with: py-amqp's transport.
     from kombu.transport.pyamqp import Transport
 
-    from projectname.broker_setup import read_env_file
+    from queueworks.core.broker_setup import read_env_file
 
     written = read_env_file(ROOT / ".env").get("CELERY_BROKER_URL", "")
     assert _schemes(written) == {"pyamqp"}, "run `make install`: .env has no pyamqp:// broker URL"
@@ -137,6 +137,6 @@ def test_fire_and_forget_routes_become_ignore_result_annotations():
             assert "ignore_result" not in annotations[route.task]
         else:
             assert annotations[route.task]["ignore_result"] is route.ignore_result
-    assert annotations["apps.reliability.tasks.dispatch_delayed_tasks"]["ignore_result"] is True
+    assert annotations["queueworks.reliability.tasks.dispatch_delayed_tasks"]["ignore_result"] is True
     # Their failures are still stored.
     assert settings.CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED is True

@@ -19,7 +19,7 @@ class Counted:
 
 
 def count_run(run_id: str) -> Counted:
-    from apps.reliability.models import Effect
+    from queueworks.reliability.models import Effect
     from apps.testing.models import FaultAccount, FaultExecution
 
     prefix = f"fault:{run_id}:"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from apps.core.inventory import Host, Inventory, Paths
+from queueworks.core.inventory import Host, Inventory, Paths
 
 PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from apps.core.runtime import supervisor_environment
+from queueworks.core.runtime import supervisor_environment
 from tests.support import rabbit
-from apps.core.supervisor import render_supervisord_conf
+from queueworks.core.supervisor import render_supervisord_conf
 from projectname.topology import TOPOLOGY
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from apps.core.supervisor import render_supervisord_conf
+from queueworks.core.supervisor import render_supervisord_conf
 from tests.support.live import LiveSystem, PROJECT_ROOT, build_env, free_port, wait_for
 
 START_TIMEOUT = 300

@@ -8,7 +8,7 @@ that deploy/bin/ensure-rabbitmq-user.sh makes (RABBITMQ_ADMIN_USER/PASSWORD,
 from the environment or .env); the system under test connects as the
 project's least-privilege user (the user of CELERY_BROKER_URL in .env), with
 the same permissions on the test vhost as on the project's own
-(projectname/broker_access.py), and the monitoring user reads the
+(queueworks/core/broker_access.py), and the monitoring user reads the
 management API.
 """
 
@@ -20,9 +20,9 @@ from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
-from apps.dispatch.compat.celery import broker_pool, replace_broker_pool
-from projectname.broker_access import APP_USER, MONITOR_PERMISSIONS, project_permissions
-from projectname.broker_setup import read_env_file
+from queueworks.dispatch.compat.celery import broker_pool, replace_broker_pool
+from queueworks.core.broker_access import APP_USER, MONITOR_PERMISSIONS, project_permissions
+from queueworks.core.broker_setup import read_env_file
 
 _DOTENV = read_env_file(Path(__file__).resolve().parents[2] / ".env")
 

@@ -19,7 +19,7 @@ def main(argv: list[str]) -> None:
     django.setup()
     command, *args = argv
     if command == "publish":
-        from apps.core.tasks import heavy_probe, probe
+        from queueworks.core.tasks import heavy_probe, probe
 
         prefix, count, queue = args[0], int(args[1]), args[2]
         for number in range(count):
@@ -33,7 +33,7 @@ def main(argv: list[str]) -> None:
     elif command == "count":
         from django.db.models import Count
 
-        from apps.core.models import ProbeRun
+        from queueworks.core.models import ProbeRun
 
         runs = ProbeRun.objects.filter(token__startswith=f"{args[0]}-")
         finished = runs.filter(finished_at__isnull=False)
@@ -43,7 +43,7 @@ def main(argv: list[str]) -> None:
             "per_worker": dict(finished.values_list("hostname").annotate(n=Count("id"))),
         }))
     elif command == "programs":
-        from apps.ops.programs import program_states
+        from queueworks.ops.programs import program_states
 
         print(json.dumps({name: state.state for name, state in program_states().items()}))
     else:

@@ -1,0 +1,42 @@
+"""Test-only functions written with Django's task API (@task), run by the
+workers through queueworks.tasks_backend: the backend's live tests and
+bench/django_tasks.py use them."""
+
+from __future__ import annotations
+
+import time
+
+try:
+    from django.tasks import task
+except ImportError:  # Django 5.2: the django-tasks backport.
+    from django_tasks import task
+
+
+@task()
+def echo(value):
+    """Returns its argument (JSON in, JSON out)."""
+    return value
+
+
+@task()
+def fails(message: str):
+    raise ValueError(message)
+
+
+@task(takes_context=True)
+def attempt_of(context, token: str) -> dict:
+    return {"token": token, "attempt": context.attempt, "id": context.task_result.id}
+
+
+@task()
+def ordered(token: str, log: str, ms: int = 0) -> None:
+    """Sleeps ``ms``, then appends ``token`` to ``log``: start order of a backlog."""
+    time.sleep(ms / 1000)
+    with open(log, "a", encoding="ascii") as handle:
+        handle.write(f"{token}\n")
+
+
+@task()
+def noop(n: int = 0) -> None:
+    """The bulk lane's unit of work, as a Django task (bench/django_tasks.py)."""
+    return None

@@ -1,0 +1,110 @@
+"""django-celery-results' database backend, each state written in one statement.
+
+The stock backend stores a state through ``TaskResult.objects.store_result``:
+a ``get_or_create`` (a SELECT, then an INSERT in a transaction when the row is
+new) and, for an existing row, an UPDATE of every column.  A result-keeping
+task pays that twice (STARTED, then SUCCESS or FAILURE).
+
+``UpsertDatabaseBackend`` writes the same columns with one
+``INSERT ... ON CONFLICT (task_id) DO UPDATE`` per state, on PostgreSQL and
+SQLite (any other database goes the stock backend's way), in autocommit like
+the stock UPDATE, so the row ends as the stock backend leaves it:
+
+* ``date_created`` is set when the row is inserted and never updated;
+* ``date_done`` is set on every write (the model's ``auto_now``);
+* ``date_started`` is written only with STARTED; other states keep it.  It
+  comes from this process's clock, as ``date_created`` and ``date_done`` do
+  (the stock backend asks the database's clock for this one column);
+* every other column (status, result, traceback, meta with children, and the
+  extended ones: task name, args, kwargs, worker, periodic task name) is the
+  stock backend's value, computed by the stock backend's own helpers.
+
+Plain SQL rather than ``bulk_create(update_conflicts=True)``: the same
+statement, without a model instance and a transaction around it, costs about
+half the CPU (bench/main_lane.py, docs/performance-main-lane.md).
+
+Selected by ``CELERY_RESULT_BACKEND`` (``UPSERT_BACKEND`` below); everything
+else (reading results, groups, chords, cleanup) is the stock backend's.
+``tests/queueworks/core/test_results_backend.py`` compares its rows with the stock
+backend's for every state: a django-celery-results release that changes what
+the stock backend stores fails there.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from celery import states
+from django.db import connections, router
+from django.utils import timezone
+from django_celery_results.backends.database import DatabaseBackend
+
+UPSERT_BACKEND = "queueworks.core.results_backend:UpsertDatabaseBackend"
+# The names under which CELERY_RESULT_BACKEND keeps results in the project's
+# database, where the Task API and /ops/ read them.
+DATABASE_BACKENDS = ("django-db", UPSERT_BACKEND)
+# Databases whose INSERT ... ON CONFLICT (column) DO UPDATE this module writes.
+UPSERT_VENDORS = ("postgresql", "sqlite")
+
+# Written by every state, in this order (then date_created, date_started).
+STATE_COLUMNS = ("task_id", "status", "result", "traceback", "meta", "content_encoding",
+                 "content_type", "periodic_task_name", "task_name", "task_args",
+                 "task_kwargs", "worker", "date_done")
+
+
+@lru_cache(maxsize=None)
+def upsert_statement(model, alias: str, started: bool) -> tuple[str, tuple]:
+    """(SQL, the model's fields in parameter order) for one state's upsert."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in
+              (*STATE_COLUMNS, "date_created", *(("date_started",) if started else ()))]
+    # Never on a later write: the insert's time (and the start outside STARTED).
+    updated = [field for field in fields if field.name not in ("task_id", "date_created")]
+    columns = ", ".join(quote(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    assignments = ", ".join(f"{quote(field.column)} = EXCLUDED.{quote(field.column)}"
+                            for field in updated)
+    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({placeholders}) "
+           f"ON CONFLICT ({quote(model._meta.get_field('task_id').column)}) "
+           f"DO UPDATE SET {assignments}")
+    return sql, tuple(fields)
+
+
+class UpsertDatabaseBackend(DatabaseBackend):
+    """The stock backend, with one upsert per stored state."""
+
+    def _store_result(self, task_id, result, status, traceback=None, request=None,
+                      using=None):
+        model = self.TaskModel
+        alias = using or router.db_for_write(model)
+        connection = connections[alias]
+        if connection.vendor not in UPSERT_VENDORS:
+            return super()._store_result(task_id, result, status, traceback=traceback,
+                                         request=request, using=using)
+        content_type, content_encoding, encoded_result = self.encode_content(result)
+        meta = {**self._get_meta_from_request(request),
+                "children": self.current_task_children(request)}
+        _, _, encoded_meta = self.encode_content(meta)
+        now = timezone.now()
+        values = {
+            "task_id": task_id,
+            "status": status,
+            "result": encoded_result,
+            "traceback": traceback,
+            "meta": encoded_meta,
+            "content_encoding": content_encoding,
+            "content_type": content_type,
+            # The extended columns (and traceback again, as the stock backend
+            # stores it: None unless result_extended is on).
+            **self._get_extended_properties(request, traceback),
+            "date_done": now,
+            "date_created": now,
+            "date_started": now,
+        }
+        sql, fields = upsert_statement(model, alias, status == states.STARTED)
+        parameters = [field.get_db_prep_save(values[field.name], connection)
+                      for field in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, parameters)
+        return encoded_result

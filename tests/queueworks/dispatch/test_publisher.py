@@ -1,0 +1,225 @@
+"""The pooled publisher (queueworks/dispatch/publisher.py) on a real broker: messages
+are confirmed in the background, re-sent after a lost connection or a nack,
+and never dropped silently."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import amqp
+import pytest
+
+from queueworks.dispatch.publisher import ConfirmingPublisher, PublishRefused
+from tests.support import rabbit
+from tests.support.live import wait_for
+
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture
+def vhost():
+    name = rabbit.create_vhost("publisher")
+    yield name
+    rabbit.delete_vhost(name)
+
+
+def _publisher(vhost: str) -> ConfirmingPublisher:
+    from kombu import Connection
+
+    def connect():
+        connection = Connection(rabbit.broker_url(vhost), connect_timeout=2)
+        connection.ensure_connection(max_retries=1)
+        return connection
+
+    return ConfirmingPublisher(connect)
+
+
+def _message(task_id: str) -> amqp.Message:
+    return amqp.Message(b"{}", delivery_mode=2, content_type="application/json",
+                        application_headers={"id": task_id, "task": "t"})
+
+
+def _declare(vhost: str, queue: str, **arguments) -> amqp.Connection:
+    conn = amqp.Connection(host=rabbit.AMQP_HOSTPORT, userid=rabbit.AUTH[0],
+                           password=rabbit.AUTH[1], virtual_host=vhost)
+    conn.connect()
+    conn.channel().queue_declare(queue, durable=True, auto_delete=False,
+                                 arguments=arguments or None)
+    return conn
+
+
+def _depth(conn: amqp.Connection, queue: str) -> int:
+    return conn.channel().queue_declare(queue, passive=True).message_count
+
+
+def _drain_ids(conn: amqp.Connection, queue: str) -> list[str]:
+    channel, ids = conn.channel(), []
+    while (message := channel.basic_get(queue, no_ack=True)) is not None:
+        ids.append(message.properties["application_headers"]["id"])
+    return ids
+
+
+def test_publish_returns_before_the_confirm_which_arrives_in_the_background(vhost):
+    conn = _declare(vhost, "q")
+    publisher = _publisher(vhost)
+    try:
+        for _ in range(200):
+            publisher.publish(_message(str(uuid.uuid4())), routing_key="q")
+        assert publisher.wait_for(timeout=10)
+        assert publisher.unconfirmed == 0
+        assert _depth(conn, "q") == 200
+        # wait_confirm: the caller waits for this one message's confirm.
+        publisher.publish(_message("sync"), routing_key="q", wait_confirm=5)
+        assert _depth(conn, "q") == 201
+    finally:
+        publisher.close()
+        conn.close()
+
+
+def test_unconfirmed_messages_are_sent_again_after_a_lost_connection(vhost):
+    conn = _declare(vhost, "q")
+    publisher = _publisher(vhost)
+    try:
+        publisher.publish(_message("warm-up"), routing_key="q", wait_confirm=5)
+        # Hold back every confirm, publish 5, then break the connection: the 5
+        # are unconfirmed as far as the publisher knows.
+        real_ack = publisher._on_ack
+        publisher._channel.events["basic_ack"].discard(real_ack)
+        for index in range(5):
+            publisher.publish(_message(f"m{index}"), routing_key="q")
+        assert publisher.unconfirmed == 5
+        publisher._connection.connection.sock.shutdown(2)
+        # The reader notices, reconnects and re-sends them; now they confirm.
+        assert wait_for(lambda: publisher.unconfirmed == 0, 20, message="re-sent and confirmed")
+        # At least once: every message is on the queue (the originals written
+        # before the break may be there too).
+        assert {"warm-up", "m0", "m1", "m2", "m3", "m4"} <= set(_drain_ids(conn, "q"))
+        # A publish on a broken connection is retried on a fresh one.
+        publisher._connection.connection.sock.shutdown(2)
+        publisher.publish(_message("after"), routing_key="q", wait_confirm=5)
+    finally:
+        publisher.close()
+        conn.close()
+
+
+def test_a_refused_message_is_retried_then_reported_by_task_id(vhost, caplog):
+    # A full queue that refuses new messages: RabbitMQ nacks them.
+    conn = _declare(vhost, "full", **{"x-max-length": 1, "x-overflow": "reject-publish"})
+    publisher = _publisher(vhost)
+    try:
+        publisher.publish(_message("fits"), routing_key="full", wait_confirm=5)
+        with caplog.at_level(logging.WARNING, logger="queueworks.dispatch.publisher"):
+            publisher.publish(_message("refused-id"), routing_key="full")
+            assert wait_for(lambda: publisher.unconfirmed == 0, 20, message="settled")
+        assert any(r.levelno == logging.CRITICAL and "refused-id" in r.getMessage()
+                   for r in caplog.records)
+        assert sum("sending it again" in r.getMessage() for r in caplog.records) == 4
+        assert _depth(conn, "full") == 1
+    finally:
+        publisher.close()
+        conn.close()
+
+
+def test_a_publish_that_reconnects_resends_the_unconfirmed_messages_of_the_old_connection(vhost):
+    """Delivery tags belong to a channel: after a reconnect the old unconfirmed
+    messages are sent again on the new channel, and the new channel's acks
+    settle only what was sent on it."""
+    conn = _declare(vhost, "q")
+    publisher = _publisher(vhost)
+    try:
+        publisher.publish(_message("warm-up"), routing_key="q", wait_confirm=5)
+        # Ignore the old channel's confirms: m0..m4 stay unconfirmed.
+        publisher._channel.events["basic_ack"].discard(publisher._on_ack)
+        for index in range(5):
+            publisher.publish(_message(f"m{index}"), routing_key="q")
+        # Break the connection and publish before the reader thread can notice
+        # (it needs the lock to act): publish() itself reconnects.
+        with publisher._lock:
+            publisher._connection.connection.sock.shutdown(2)
+            for index in range(5):
+                publisher.publish(_message(f"n{index}"), routing_key="q")
+        assert wait_for(lambda: publisher.unconfirmed == 0, 20, message="all confirmed")
+        ids = _drain_ids(conn, "q")
+        for index in range(5):
+            # The original (written before the break) and the re-sent copy.
+            assert ids.count(f"m{index}") == 2, (index, sorted(ids))
+            assert ids.count(f"n{index}") == 1, (index, sorted(ids))
+    finally:
+        publisher.close()
+        conn.close()
+
+
+def test_a_failure_while_resending_keeps_every_waiting_message_and_the_reader(vhost):
+    """The connection breaks again while the unconfirmed messages are re-sent:
+    none of them is dropped and the reader thread keeps going."""
+    conn = _declare(vhost, "q")
+    channels = []
+
+    class BreakSecondConnection:
+        """Declared on every new connection: the first reconnect breaks right
+        after its channel is ready, before anything is re-sent on it."""
+
+        def __init__(self, channel):
+            self.channel = channel
+
+        def declare(self):
+            channels.append(self.channel)
+            if len(channels) == 2:
+                self.channel.connection.sock.shutdown(2)
+
+    publisher = _publisher(vhost)
+    publisher.queues = (BreakSecondConnection,)
+    try:
+        publisher.publish(_message("warm-up"), routing_key="q", wait_confirm=5)
+        publisher._channel.events["basic_ack"].discard(publisher._on_ack)
+        for index in range(5):
+            publisher.publish(_message(f"m{index}"), routing_key="q")
+        # The warm-up and the five first copies are in the queue before the cut.
+        probe = conn.channel()
+        wait_for(lambda: probe.queue_declare("q", passive=True).message_count == 6, 10,
+                 message="the first copies queued")
+        probe.close()
+        publisher._connection.connection.sock.shutdown(2)
+        assert wait_for(lambda: publisher.unconfirmed == 0, 30, message="re-sent and confirmed")
+        assert publisher._reader.is_alive()
+        ids = _drain_ids(conn, "q")
+        # The first copies were in the queue before the cut, so each message
+        # there twice or more proves the re-send after the broken reconnect.
+        assert {f"m{index}" for index in range(5)} <= {i for i in ids if ids.count(i) >= 2}, ids
+    finally:
+        publisher.close()
+        conn.close()
+
+
+def test_a_channel_error_fails_that_message_and_leaves_the_others_right(vhost, caplog):
+    """The broker closes the channel over one message (here an invalid
+    expiration; a message over max_message_size is refused the same way):
+    that message fails with a clear error, it is not sent again on every
+    reconnect, and the other messages arrive once each."""
+    conn = _declare(vhost, "q")
+    failed = []
+    publisher = _publisher(vhost)
+    publisher.on_failed = lambda message, error: failed.append(
+        (message.properties["application_headers"]["id"], str(error)))
+    try:
+        publisher.publish(_message("before"), routing_key="q", wait_confirm=5)
+        bad = amqp.Message(b"{}", delivery_mode=2, expiration="not-a-number",
+                           application_headers={"id": "bad", "task": "t"})
+        with caplog.at_level(logging.WARNING, logger="queueworks.dispatch.publisher"):
+            bad_tag = publisher.publish(bad, routing_key="q")
+            for index in range(5):
+                publisher.publish(_message(f"ok{index}"), routing_key="q")
+            assert wait_for(lambda: publisher.unconfirmed == 0, 20, message="settled")
+        with pytest.raises(PublishRefused, match="expiration"):
+            publisher.wait_for(bad_tag, timeout=1)
+        assert [task_id for task_id, _ in failed] == ["bad"]
+        assert any(r.levelno == logging.CRITICAL and "bad" in r.getMessage()
+                   for r in caplog.records)
+        # Still working, and nothing re-sent in a loop.
+        publisher.publish(_message("after"), routing_key="q", wait_confirm=5)
+        ids = _drain_ids(conn, "q")
+        assert sorted(ids) == sorted(["before", "after", *(f"ok{i}" for i in range(5))])
+    finally:
+        publisher.close()
+        conn.close()

@@ -1,0 +1,70 @@
+"""`manage.py dead_letters`: list what died and why, re-queue it to its queue."""
+
+import json
+import time
+import uuid
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from queueworks.reliability.models import Effect, TaskDelivery
+from apps.testing.models import FaultExecution
+from queueworks.reliability.services import dead_letter_requeue, dead_letters_list
+from apps.testing.services import fault_account_open
+from apps.testing.tasks import fault_flaky
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+
+def _wait(predicate, timeout=60, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {message}")
+
+
+def test_list_then_requeue_runs_the_task_again_on_its_queue(live_system):
+    run = uuid.uuid4().hex[:12]
+    fault_account_open(run_id=run)
+    # Fails 4 times: the first run and 3 retries, then it is dead-lettered.
+    # Once re-queued (the "outage" is over) the 5th run succeeds.
+    result = fault_flaky.delay(run, "requeue-me", failures=4)
+    _wait(lambda: result.id in {d.id for d in dead_letters_list(limit=1000)}, 60, "dead letter")
+    TaskDelivery.objects.create(task_id=result.id, task_name=fault_flaky.name, deliveries=2)
+
+    out = StringIO()
+    call_command("dead_letters", "list", "--json", stdout=out)
+    listed = {item["id"]: item for item in json.loads(out.getvalue())}
+    assert listed[result.id]["task_name"] == "apps.testing.tasks.fault_flaky"
+    assert listed[result.id]["queue"] == "main_worker"
+    assert listed[result.id]["reason"] == "rejected"
+    text = StringIO()
+    call_command("dead_letters", "list", stdout=text)
+    assert result.id in text.getvalue() and "dead letter(s)." in text.getvalue()
+    assert FaultExecution.objects.filter(run_id=run).count() == 4
+    assert not Effect.objects.filter(key=f"fault:{run}:requeue-me").exists()
+
+    out = StringIO()
+    call_command("dead_letters", "requeue", result.id, stdout=out)
+    assert f"re-queued {result.id}" in out.getvalue()
+
+    _wait(lambda: Effect.objects.filter(key=f"fault:{run}:requeue-me").exists(), 60, "effect")
+    assert result.id not in {d.id for d in dead_letters_list(limit=1000)}
+    assert FaultExecution.objects.filter(run_id=run).count() == 5
+    # Re-queueing starts the delivery count again.
+    assert not TaskDelivery.objects.filter(task_id=result.id).exists()
+    _wait(lambda: result.state == "SUCCESS", 30, "SUCCESS")
+
+
+def test_requeue_needs_an_id_or_all_and_names_an_unknown_id(live_system):
+    with pytest.raises(CommandError, match="ID or --all"):
+        call_command("dead_letters", "requeue")
+    with pytest.raises(CommandError, match="no dead letter with ID 'nope'"):
+        call_command("dead_letters", "requeue", "nope")
+    with pytest.raises(CommandError, match="--limit"):
+        call_command("dead_letters", "list", "--limit", "0")
+    with pytest.raises(ValueError):
+        dead_letter_requeue()

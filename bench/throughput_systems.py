@@ -382,6 +382,21 @@ class ProjectMain(Project):
                    "task events)")
 
 
+class ProjectDjangoTask(Project):
+    """The bulk lane running the same noop written with Django's @task
+    (queueworks/tasks_backend): the cost of the Django task API's wrapper."""
+
+    name = "django-task"
+    description = "this project: the bulk lane as deployed, the noop written as a Django @task"
+
+    def setup(self):
+        super().setup()
+        from apps.testing.django_tasks import noop
+        from queueworks.tasks_backend.worker import celery_task_for
+
+        self.noop = celery_task_for(self.app, noop)
+
+
 CLASSES = {"raw": Raw, "celery": CeleryTutorial, "dramatiq": Dramatiq, "project": Project,
-           "main": ProjectMain}
+           "main": ProjectMain, "django-task": ProjectDjangoTask}
 

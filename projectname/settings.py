@@ -16,7 +16,7 @@ from projectname.settings_env import (  # noqa: F401
     BASE_DIR, DEVELOPMENT, PROFILE, TEST_SUPPORT, TIME_ZONE, env,
 )
 from projectname.topology import TEST_SUPPORT_APP  # noqa: E402
-from queueworks import INSTALLED_APPS as QUEUEWORKS_APPS  # noqa: E402
+import queueworks  # noqa: E402
 # Defaults exist only in development; production reads each value or refuses.
 DEBUG = env.bool("DJANGO_DEBUG", default=DEVELOPMENT)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-only-insecure-secret-key" if DEVELOPMENT else "")
@@ -33,7 +33,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "django_celery_beat",
     "rest_framework", "rest_framework.authtoken", "drf_spectacular", "drf_spectacular_sidecar",
-    *QUEUEWORKS_APPS,
+    *queueworks.INSTALLED_APPS,
     "apps.notifications",
     "apps.reports",
     *([TEST_SUPPORT_APP] if TEST_SUPPORT else []),
@@ -127,6 +127,7 @@ QUEUEWORKS_TOPOLOGY = "projectname.topology:TOPOLOGY"
 QUEUEWORKS_INVENTORY = "projectname.inventory:INVENTORY"
 QUEUEWORKS_CELERY_APP = "projectname.celery:app"
 QUEUEWORKS_PROJECT_NAME = "projectname"
+QUEUEWORKS_PROFILE = PROFILE
 QUEUEWORKS_TASKAPI_ALLOWLIST = "projectname.allowlist:ALLOWLIST"
 QUEUEWORKS_TEST_SUPPORT_APP = TEST_SUPPORT_APP
 # Django's task API (@task functions) on the topology's queues, through the outbox.

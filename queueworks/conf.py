@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 from typing import Any
 
 # name (without the prefix) -> the package's default.  A default of
@@ -37,6 +38,10 @@ DEFAULTS: dict[str, Any] = {
     # The name programs, units, the RabbitMQ vhost and metrics carry; None:
     # the settings module's top package.
     "PROJECT_NAME": None,
+    # The project's root directory (deploy/, run/ and .env live there); None: BASE_DIR.
+    "PROJECT_ROOT": None,
+    # "development" marks the admin as such; "production" is the safe default.
+    "PROFILE": "production",
     # Task API (queueworks/taskapi): broker access from a request, limits, pages.
     "TASKAPI_BROKER_TIMEOUT": 2.0,
     "TASKAPI_BROKER_RETRIES": 1,
@@ -92,6 +97,18 @@ def project_name() -> str:
     module = getattr(django_settings, "SETTINGS_MODULE", None) or os.environ.get(
         "DJANGO_SETTINGS_MODULE", "")
     return module.split(".")[0] or "queueworks"
+
+
+def project_root() -> Path:
+    """QUEUEWORKS_PROJECT_ROOT, else Django's conventional BASE_DIR."""
+    from django.conf import settings as django_settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    root = settings.PROJECT_ROOT or getattr(django_settings, "BASE_DIR", None)
+    if root is None:
+        raise ImproperlyConfigured("Set QUEUEWORKS_PROJECT_ROOT (or BASE_DIR): the directory "
+                                   "that holds deploy/ and run/.")
+    return Path(root)
 
 
 def settings_module() -> str:

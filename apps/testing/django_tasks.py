@@ -1,6 +1,6 @@
 """Test-only functions written with Django's task API (@task), run by the
 workers through queueworks.tasks_backend: the backend's live tests and
-bench/django_tasks.py use them."""
+bench/task_backend.py use them."""
 
 from __future__ import annotations
 
@@ -38,5 +38,5 @@ def ordered(token: str, log: str, ms: int = 0) -> None:
 
 @task()
 def noop(n: int = 0) -> None:
-    """The bulk lane's unit of work, as a Django task (bench/django_tasks.py)."""
+    """The bulk lane's unit of work, as a Django task (bench/task_backend.py)."""
     return None

@@ -8,9 +8,8 @@ class CoreConfig(AppConfig):
 
     def ready(self):
         # Registers the topology and inventory system checks with Django's check framework.
-        from django.conf import settings
-
-        from queueworks.core import checks, checks_inventory  # noqa: F401
+        from queueworks.conf import settings
+        from queueworks.core import checks, checks_conf, checks_inventory  # noqa: F401
         from queueworks.core.profiles import DEVELOPMENT
 
         if settings.PROFILE == DEVELOPMENT:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
+from queueworks.conf import project_root
 
 
 class SupervisordUnreachable(Exception):
@@ -26,7 +27,7 @@ def run_dir(base_dir: Path | str | None = None) -> Path:
     if base_dir is None:
         from django.conf import settings
 
-        base_dir = settings.BASE_DIR
+        base_dir = project_root()
     return Path(base_dir) / "run"
 
 

@@ -67,8 +67,12 @@ def execute(celery_task, django_task, args, kwargs):
     from queueworks.tasks_backend.backend import QueueworksBackend
 
     request = celery_task.request
-    deliveries = (TaskDelivery.objects.filter(task_id=request.id)
-                  .values_list("deliveries", flat=True).first() or 1)
+    deliveries = 1
+    if (request.delivery_info or {}).get("redelivered"):
+        # Only a redelivered message has a count (queueworks/reliability):
+        # a first delivery costs no query.
+        deliveries = (TaskDelivery.objects.filter(task_id=request.id)
+                      .values_list("deliveries", flat=True).first() or 1)
     now = timezone.now()
     worker = request.hostname or ""
     result = api.TaskResult(

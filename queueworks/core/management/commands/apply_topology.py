@@ -26,6 +26,7 @@ from queueworks.core.broker_state import current_broker_url
 from queueworks.core.topology_changes import programs_to_restart, read_applied, record_applied
 from queueworks.conf import TOPOLOGY
 from queueworks.conf import settings as queueworks_settings
+from queueworks.conf import project_root
 
 
 class Command(BaseCommand):
@@ -58,7 +59,7 @@ class Command(BaseCommand):
         elif host is not None:
             run = Path(inventory.paths_of(host).run_dir)
         else:
-            run = supervisord_client.run_dir(settings.BASE_DIR)
+            run = supervisord_client.run_dir(project_root())
 
         self.stdout.write("deploy files:")
         for command in ("render_supervisor", "render_systemd"):
@@ -116,7 +117,7 @@ class Command(BaseCommand):
         from queueworks.core.broker_access import project_permissions
         from queueworks.core.broker_setup import Management, SetupError, read_env_file
 
-        dotenv = read_env_file(settings.BASE_DIR / ".env")
+        dotenv = read_env_file(project_root() / ".env")
         admin = [os.environ.get(name) or dotenv.get(name, "")
                  for name in ("RABBITMQ_ADMIN_USER", "RABBITMQ_ADMIN_PASSWORD")]
         broker = urlsplit(current_broker_url().split(";")[0])

@@ -28,6 +28,7 @@ from queueworks.core.queue_migration import (
     queues_to_migrate,
     results_table,
 )
+from queueworks.conf import project_root
 
 PRODUCERS = ("beat", "web")
 
@@ -82,7 +83,7 @@ class Command(BaseCommand):
         parser.add_argument("--queue", action="append", default=[],
                             help="Only this topology queue (repeatable).")
         parser.add_argument(
-            "--run-dir", default=os.environ.get("RUN_DIR", str(Path(settings.BASE_DIR) / "run")),
+            "--run-dir", default=os.environ.get("RUN_DIR", str(project_root() / "run")),
             help="Directory holding supervisor.sock (default: $RUN_DIR or run/).")
         parser.add_argument("--no-resume", action="store_true",
                             help="Leave the paused programs stopped afterwards.")

@@ -11,6 +11,7 @@ from queueworks.core.supervisor import (
 )
 from queueworks.core.inventory import declared
 from queueworks.conf import TOPOLOGY
+from queueworks.conf import project_root
 
 
 class Command(BaseCommand):
@@ -44,7 +45,7 @@ class Command(BaseCommand):
         if host is None:
             if programs is not None:
                 raise CommandError("--programs needs --host (the default render has every program).")
-            deploy = Path(deploy_dir or Path(settings.BASE_DIR) / "deploy")
+            deploy = Path(deploy_dir or project_root() / "deploy")
             wanted = {Path("supervisord.conf"): render_supervisord_conf()}
             wanted.update({Path("conf.d") / name: text
                            for name, text in render_program_files(TOPOLOGY).items()})
@@ -52,7 +53,7 @@ class Command(BaseCommand):
             if host not in inventory.host_names():
                 raise CommandError(f"--host {host!r} is not in the inventory; hosts: "
                                    f"{', '.join(inventory.host_names())}.")
-            deploy = Path(deploy_dir or Path(settings.BASE_DIR) / "deploy" / "hosts" / host)
+            deploy = Path(deploy_dir or project_root() / "deploy" / "hosts" / host)
             wanted = {Path(path): text for path, text in
                       render_host_supervisor_files(TOPOLOGY, inventory, host).items()}
         else:
@@ -69,7 +70,7 @@ class Command(BaseCommand):
                     f"--programs: unknown program(s) {', '.join(unknown) or '(none given)'}; "
                     f"choose from {', '.join(known)}."
                 )
-            deploy = Path(deploy_dir or Path(settings.BASE_DIR) / "deploy" / "hosts" / host)
+            deploy = Path(deploy_dir or project_root() / "deploy" / "hosts" / host)
             wanted = {Path("supervisord.conf"): render_supervisord_conf(
                 run_dir="%(ENV_RUN_DIR)s", include="conf.d/*.conf")}
             wanted.update({Path("conf.d") / name: text for name, text in

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from queueworks.core import cpu_policy
 from queueworks.conf import settings as queueworks_settings
+from queueworks.conf import project_root
 
 # Flower writes its in-memory state (task events) to its --db file this often
 # (ms), not only at shutdown, so a crash loses at most a minute of it.
@@ -45,7 +46,7 @@ class Command(BaseCommand):
                 "FLOWER_BASIC_AUTH is not set (expected user:password); "
                 "Flower will not run without authentication outside DEBUG."
             )
-        run_dir = os.environ.get("RUN_DIR", str(settings.BASE_DIR / "run"))
+        run_dir = os.environ.get("RUN_DIR", str(project_root() / "run"))
         argv = ["--address=127.0.0.1", f"--port={port}", "--persistent=True",
                 f"--db={run_dir}/flower.db", f"--state_save_interval={STATE_SAVE_INTERVAL_MS}"]
         # Flower asks every worker for task events every few seconds: a

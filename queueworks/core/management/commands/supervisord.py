@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from queueworks.core.runtime import supervisor_environment
 from queueworks.core.topology_changes import record_applied
 from queueworks.conf import TOPOLOGY
+from queueworks.conf import project_root
 
 
 class Command(BaseCommand):
@@ -23,7 +24,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, host: str | None = None, **options):
-        base = Path(settings.BASE_DIR)
+        base = project_root()
         run_dir = base / "run"
         conf = base / "deploy" / "supervisord.conf"
         if host is not None:

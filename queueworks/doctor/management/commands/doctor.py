@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from queueworks.doctor.diagnosis import FAIL, WARN, diagnose
+from queueworks.conf import project_root
 
 
 class Command(BaseCommand):
@@ -18,7 +19,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="Print findings as JSON.")
         parser.add_argument(
-            "--run-dir", default=os.environ.get("RUN_DIR", str(Path(settings.BASE_DIR) / "run")),
+            "--run-dir", default=os.environ.get("RUN_DIR", str(project_root() / "run")),
             help="Directory holding supervisor.sock (default: $RUN_DIR or run/).",
         )
         parser.add_argument(

@@ -23,6 +23,7 @@ from kombu.exceptions import OperationalError
 from queueworks.core import supervisord_client
 from queueworks.core.inventory import current_host_name, declared
 from queueworks.reliability.liveness import queues_liveness
+from queueworks.conf import project_root
 
 
 class Command(BaseCommand):
@@ -87,7 +88,7 @@ class Command(BaseCommand):
                                           f"{', '.join(h.name for h in inventory.hosts_running(program))}"
                                           f", not {host}; not restarting here")
                 programs = [program for program in programs if program in here]
-            run = Path(run_dir) if run_dir else supervisord_client.run_dir(settings.BASE_DIR)
+            run = Path(run_dir) if run_dir else supervisord_client.run_dir(project_root())
             self._restart(programs, grace, supervisord_client.Supervisord(run / "supervisor.sock"))
         if failing:
             sys.exit(1)

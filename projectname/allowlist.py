@@ -4,7 +4,14 @@ Each entry declares its parameters and the queues it may be sent to
 (queueworks/taskapi/allowlist.py); document it in docs/task-api.md.
 """
 
+from projectname.topology import test_support_enabled
 from queueworks.taskapi.allowed_task import AllowedTask, Param
+
+# Test-only entries, allowed only where the test-only app is installed.
+TEST_SUPPORT_ALLOWLIST = (
+    AllowedTask("apps.testing.django_tasks.echo", "Returns its argument (a Django @task).",
+                params=(Param("value", "str", max_length=200),)),
+)
 
 ALLOWLIST = (
     AllowedTask(
@@ -20,3 +27,5 @@ ALLOWLIST = (
         params=(Param("notification_id", "int", minimum=1, maximum=2**63 - 1),),
     ),
 )
+if test_support_enabled():
+    ALLOWLIST += TEST_SUPPORT_ALLOWLIST

@@ -12,3 +12,11 @@ class TestingConfig(AppConfig):
     name = "apps.testing"
     label = "testing"
     verbose_name = "Test support (never in production)"
+
+    def ready(self):
+        from queueworks.tasks_backend import api
+
+        from apps.testing import signals
+
+        api.task_started.connect(signals.on_task_started, dispatch_uid="testing-task-started")
+        api.task_finished.connect(signals.on_task_finished, dispatch_uid="testing-task-finished")

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from apps.testing import django_tasks
+from apps.testing.signals import LOG_NAME as SIGNALS_LOG
 from queueworks.tasks_backend import api
 from tests.support.live import wait_for
 
@@ -37,6 +38,12 @@ def test_a_task_function_runs_on_the_worker_of_its_queue(live_system):
     assert done.worker_ids == [live_system.node("main_worker")] and done.attempts == 1
     assert done.enqueued_at <= done.started_at <= done.finished_at
     assert done.args == [{"hello": ["world", 1]}]
+    # Django's task_started and task_finished fired in the worker, in order.
+    signals = live_system.run_dir / SIGNALS_LOG
+    lines = wait_for(lambda: [line for line in signals.read_text().splitlines()
+                              if result.id in line] if signals.exists() else None, 30,
+                     message="task_started/task_finished in the worker")
+    assert lines == [f"started {result.id} RUNNING", f"finished {result.id} SUCCESSFUL"]
 
 
 def test_a_failure_comes_back_with_its_exception_and_traceback(live_system):
@@ -82,3 +89,19 @@ def test_a_high_priority_call_overtakes_a_backlog_on_main_worker(live_system, tm
     # At most what main_worker holds (2 processes + 2 headroom) runs before it.
     assert position <= 4, order
     assert backlog[-1].id != high.id
+
+
+def test_the_task_api_starts_an_allowlisted_task_function(live_system, live_http):
+    from tests.queueworks.taskapi.conftest import _make_user
+
+    api_client = live_http(_make_user("django-task-operator", operator=True))
+    response = api_client.post("/api/v1/tasks/", {"task": "apps.testing.django_tasks.echo",
+                                                   "args": ["over http"]})
+    assert response.status_code == 202, response.text
+    ticket = response.json()
+    assert ticket["queue"] == "main_worker"
+    done = api_client.wait_state(ticket["task_id"], {"SUCCESS", "FAILURE"}, timeout=60)
+    assert done["state"] == "SUCCESS" and done["result"] == "over http", done
+    assert done["worker"] == live_system.node("main_worker")
+    # The same task through Django's API: one record, one result.
+    assert django_tasks.echo.get_result(ticket["task_id"]).return_value == "over http"

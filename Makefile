@@ -1,12 +1,20 @@
 # Two commands on a fresh Debian machine:
 #   make run    install what running needs, migrate, run every program under supervisord
-#   make test   that install plus the test-only parts, then the whole test suite
+#   make test   that install plus the test-only parts, then the whole test suite,
+#               then the Django 6 pass (test-django6)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# The Django 6 pass: the same code on Django 6.0 (requirements-django6.txt) in a
+# virtualenv of its own on Python >= 3.12, which Django 6 needs.  It runs the
+# tests that need no broker, and the Django task backend's tests whole (marked
+# tasks_backend): their live system runs this virtualenv's workers.
+VENV_DJANGO6 ?= .venv-django6
+PY_DJANGO6 := $(VENV_DJANGO6)/bin/python
+PYTEST_DJANGO6_ARGS ?= -m 'not live or tasks_backend'
 
-.PHONY: install install-test system system-test python rabbitmq-user run test render check
+.PHONY: install install-test system system-test python rabbitmq-user run test test-django6 render check
 install: system python .env rabbitmq-user
 
 # What only the tests need: Chromium, Redis, iproute2, requirements-test.txt.
@@ -35,6 +43,20 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 	$(PY) -m pip install -q -r requirements-bench.txt
 	touch $@
 
+# deploy/bin/ensure-python.sh finds (or installs) the interpreter.  With none
+# here and none installable it fails under CI=true; elsewhere it warns and
+# exits 3, no stamp is written, and the pass is skipped with a warning.
+$(VENV_DJANGO6)/.installed: requirements-django6.txt
+	@set -e; \
+	python=$$(bash deploy/bin/ensure-python.sh) || { status=$$?; [ $$status = 3 ] && exit 0; exit $$status; }; \
+	if ! $(PY_DJANGO6) -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
+	  echo "$$python -m venv --clear $(VENV_DJANGO6)"; "$$python" -m venv --clear $(VENV_DJANGO6); \
+	fi; \
+	echo "$(PY_DJANGO6) -m pip install -q -r requirements-django6.txt"; \
+	$(PY_DJANGO6) -m pip install -q --upgrade pip; \
+	$(PY_DJANGO6) -m pip install -q -r requirements-django6.txt; \
+	touch $@
+
 # A local .env with development defaults, only when none exists.
 .env:
 	cp -n .env.example .env
@@ -50,8 +72,25 @@ run: install
 	$(PY) manage.py render_supervisor --check
 	$(PY) manage.py supervisord
 
-test: install-test $(VENV)/.bench-installed
-	$(PY) -m pytest $(PYTEST_ARGS)
+# Both passes run whatever the first one's outcome, so one failure still shows
+# the other pass's results; either failing fails make test.
+test: install-test $(VENV)/.bench-installed $(VENV_DJANGO6)/.installed
+	@echo "$(PY) -m pytest $(PYTEST_ARGS)"; \
+	$(PY) -m pytest $(PYTEST_ARGS); suite=$$?; \
+	$(DJANGO6_PASS); django6=$$?; \
+	echo "make test: the suite exited $$suite, the Django 6 pass $$django6"; \
+	[ $$suite -ne 0 ] && exit $$suite; exit $$django6
+
+test-django6: install system-test $(VENV_DJANGO6)/.installed
+	@$(DJANGO6_PASS)
+
+# The Django 6 pass, or a warning if its virtualenv could not be made.
+DJANGO6_PASS = if [ -f $(VENV_DJANGO6)/.installed ]; then \
+	  echo "$(PY_DJANGO6) -m pytest $(PYTEST_DJANGO6_ARGS)   \# the Django 6 pass"; \
+	  $(PY_DJANGO6) -m pytest $(PYTEST_DJANGO6_ARGS); \
+	else \
+	  echo "WARNING: the Django 6 pass did not run: no Python >= 3.12 (deploy/bin/ensure-python.sh)" >&2; \
+	fi
 
 render: python
 	$(PY) manage.py render_supervisor

@@ -4,8 +4,11 @@ Each entry declares its parameters and the queues it may be sent to
 (queueworks/taskapi/allowlist.py); document it in docs/task-api.md.
 """
 
+from dataclasses import replace
+
 from projectname.topology import test_support_enabled
 from queueworks.taskapi.allowed_task import AllowedTask, Param
+from queueworks.taskapi.diagnostics import DIAGNOSE, HEAVY_PROBE, PROBE
 
 # Test-only entries, allowed only where the test-only app is installed.
 TEST_SUPPORT_ALLOWLIST = (
@@ -14,6 +17,10 @@ TEST_SUPPORT_ALLOWLIST = (
 )
 
 ALLOWLIST = (
+    # The package's diagnostics, also on this project's other lanes.
+    replace(DIAGNOSE, extra_queues=("celery", "heavy")),
+    replace(PROBE, extra_queues=("celery",)),
+    HEAVY_PROBE,
     AllowedTask(
         "apps.reports.tasks.build_period_report",
         "(Re)builds a stored period report, reporting PROGRESS per day.",

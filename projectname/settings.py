@@ -30,10 +30,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_celery_results",
-    "django_celery_beat",
-    "rest_framework", "rest_framework.authtoken", "drf_spectacular", "drf_spectacular_sidecar",
+    # The package's apps and the ones they need (django-celery-results and
+    # -beat, REST framework, drf-spectacular: queueworks/__init__.py).
     *queueworks.INSTALLED_APPS,
+    # Task API tokens; Swagger UI's files served from here, not a CDN.
+    "rest_framework.authtoken", "drf_spectacular_sidecar",
     "apps.notifications",
     "apps.reports",
     *([TEST_SUPPORT_APP] if TEST_SUPPORT else []),

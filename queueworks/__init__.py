@@ -10,8 +10,16 @@ import django
 
 __version__ = "1.0.0"
 
-# The package's Django apps; their labels (core, dispatch, ...) are stable.
+# The package's Django apps, after the ones they need (results and schedules
+# in the database, the Task API on Django REST framework and its OpenAPI
+# schema); their labels (core, dispatch, ...) are stable.  A project that
+# already lists one of the needed apps drops its own entry: Django refuses a
+# label installed twice.
 INSTALLED_APPS = [
+    "django_celery_results",
+    "django_celery_beat",
+    "rest_framework",
+    "drf_spectacular",
     "queueworks.core",
     "queueworks.reliability",
     "queueworks.taskapi",

@@ -61,18 +61,25 @@ def _register_django_tasks(sender=None, **kwargs):
     register_routed_django_tasks(sender)
 
 
-def use_django_logging(loglevel=None, **kwargs):
+def use_django_logging(loglevel=None, logfile=None, format=None, colorize=None, **kwargs):
     """Workers log through Django's LOGGING instead of Celery's own setup.
 
     A worker's ``--loglevel`` (rendered per program from the topology) still
     applies to Celery's loggers: a high-volume worker logs at WARNING instead
-    of two INFO lines per task.
+    of two INFO lines per task.  A project without LOGGING (Django's default
+    is empty) gets Celery's own console lines, as it would without the package.
     """
     import logging
     from logging.config import dictConfig
 
+    from celery import current_app
     from django.conf import settings
 
-    dictConfig(settings.LOGGING)
+    if settings.LOGGING:
+        dictConfig(settings.LOGGING)
+    else:
+        root = logging.getLogger()
+        current_app.log.setup_handlers(root, logfile, format, colorize)
+        root.setLevel(loglevel or logging.WARNING)
     if loglevel:
         logging.getLogger("celery").setLevel(loglevel)

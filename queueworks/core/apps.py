@@ -7,9 +7,10 @@ class CoreConfig(AppConfig):
     verbose_name = "Task system core"
 
     def ready(self):
-        # Registers the topology and inventory system checks with Django's check framework.
+        # Registers the system checks (topology, inventory, settings, installed
+        # versions) with Django's check framework.
         from queueworks.conf import settings
-        from queueworks.core import checks, checks_conf, checks_inventory  # noqa: F401
+        from queueworks.core import checks, checks_conf, checks_inventory, checks_versions  # noqa: F401
         from queueworks.core.profiles import DEVELOPMENT
 
         if settings.PROFILE == DEVELOPMENT:

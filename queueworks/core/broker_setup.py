@@ -40,9 +40,10 @@ from queueworks.core.broker_access import (
 # The project being set up: the directory the command runs in.
 PROJECT_ROOT = Path.cwd()
 AMQP_HOSTPORT = "127.0.0.1:5672"
-# One machine, one broker: every checkout's .env gets the same development credentials.
+# One machine, one broker: every checkout of the project gets the same
+# development credentials in its .env (one file per project name).
 MACHINE_CREDENTIALS = Path(os.environ.get(
-    "PROJECTNAME_RABBITMQ_CREDENTIALS", "~/.config/projectname/rabbitmq-development.env",
+    "PROJECTNAME_RABBITMQ_CREDENTIALS", f"~/.config/{APP_USER}/rabbitmq-development.env",
 )).expanduser()
 CREDENTIAL_KEYS = ("CELERY_BROKER_URL", "RABBITMQ_MANAGEMENT_USER", "RABBITMQ_MANAGEMENT_PASSWORD",
                    "RABBITMQ_ADMIN_USER", "RABBITMQ_ADMIN_PASSWORD")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from queueworks.core.broker_state import MIGRATE_FIX
 from queueworks.doctor.findings import (
@@ -59,10 +58,12 @@ def check_management(ctx: Context) -> list[Finding]:
 
     if is_redis(ctx.broker_url):
         return [Finding("management", OK, "not used: the broker is Redis")]
-    parts = urlsplit(ctx.broker_url)
-    base = os.environ.get("RABBITMQ_MANAGEMENT_URL",
-                          f"http://{parts.hostname or '127.0.0.1'}:15672").rstrip("/")
-    user, password = unquote(parts.username or "guest"), unquote(parts.password or "guest")
+    from queueworks.core.broker_state import management_api
+
+    # The monitoring user (QUEUEWORKS_RABBITMQ_MANAGEMENT_USER), as /ops/ and
+    # the queue-arguments check read it; the broker URL's user without one.
+    api = management_api(ctx.broker_url)
+    base, user, password = api.url, api.user or "guest", api.password or "guest"
     try:
         response = requests.get(f"{base}/api/overview", auth=(user, password), timeout=ctx.timeout)
     except requests.RequestException as error:

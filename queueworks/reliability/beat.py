@@ -80,6 +80,11 @@ class BeatLock:
                 pass
         self.connection, self.channel = None, None
 
+    def abandon(self) -> None:
+        """Forget the connection without a word to the broker: its socket
+        closes with the process, and RabbitMQ drops the exclusive queue."""
+        self.connection, self.channel = None, None
+
 
 class SingleBeatMixin:
     """Scheduler mixin: tick only while holding the beat lock.
@@ -92,6 +97,12 @@ class SingleBeatMixin:
     lock_queue = LOCK_QUEUE
     lock_retry_seconds = LOCK_RETRY_SECONDS
     lock: BeatLock | None = None
+    # True during a tick.  Beat's SIGTERM handler calls close() wherever the
+    # main loop happens to be (celery/apps/beat.py), e.g. while a publish waits
+    # for its confirm on the producer's connection: closing that connection
+    # then reads the rest of a half-read frame as a new one, and beat hangs
+    # until supervisor kills it.
+    _ticking = False
 
     def _wait_for_lock(self) -> None:
         self.lock = BeatLock(self.app, self.lock_queue)
@@ -106,14 +117,25 @@ class SingleBeatMixin:
         logger.info("Beat lock acquired (queue %r): this beat schedules.", self.lock_queue)
 
     def tick(self, *args, **kwargs):
-        if self.lock is None:
-            self._wait_for_lock()
-        elif not self.lock.held() and not self.lock.acquire():
-            logger.error("Beat lost its lock to another beat: exiting without scheduling.")
-            raise SystemExit(1)
-        return super().tick(*args, **kwargs)
+        self._ticking = True
+        try:
+            if self.lock is None:
+                self._wait_for_lock()
+            elif not self.lock.held() and not self.lock.acquire():
+                logger.error("Beat lost its lock to another beat: exiting without scheduling.")
+                raise SystemExit(1)
+            return super().tick(*args, **kwargs)
+        finally:
+            self._ticking = False
 
     def close(self):
+        if self._ticking:
+            # Interrupted mid-tick: the schedule is still saved (below), but
+            # neither broker connection is touched; the process exits next.
+            self.__dict__.pop("producer", None)
+            self.__dict__.pop("connection", None)
+            if self.lock is not None:
+                self.lock.abandon()
         try:
             super().close()
         finally:

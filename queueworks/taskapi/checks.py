@@ -1,6 +1,7 @@
-"""`manage.py check` refuses an allowlist entry that could not run."""
+"""`manage.py check` refuses an allowlist entry that could not run, and warns
+when the Task API's OpenAPI schema could not be built."""
 
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, Tags, Warning, register
 
 from queueworks.taskapi.allowlist import ALLOWLIST, TYPES
 from queueworks.conf import TOPOLOGY
@@ -46,3 +47,29 @@ def allowlist_check(app_configs=None, **kwargs):
     from queueworks.core.checks import project_task_names
 
     return check_allowlist(ALLOWLIST, project_task_names())
+
+
+SPECTACULAR_SCHEMA = "drf_spectacular.openapi.AutoSchema"
+
+
+def check_schema_class(default_schema_class) -> list[Warning]:
+    """The Task API's views describe themselves with drf-spectacular, which
+    extends REST framework's DEFAULT_SCHEMA_CLASS: DRF's own makes
+    /api/schema/ fail."""
+    from drf_spectacular.openapi import AutoSchema
+
+    if isinstance(default_schema_class, type) and issubclass(default_schema_class, AutoSchema):
+        return []
+    return [Warning(
+        "REST framework's DEFAULT_SCHEMA_CLASS is not drf-spectacular's: the Task API's "
+        "schema (/api/schema/) and its Swagger UI fail.",
+        hint=f'REST_FRAMEWORK = {{"DEFAULT_SCHEMA_CLASS": "{SPECTACULAR_SCHEMA}"}}',
+        id="taskapi.W001",
+    )]
+
+
+@register(Tags.compatibility, "taskapi")
+def schema_class_check(app_configs=None, **kwargs):
+    from rest_framework.settings import api_settings
+
+    return check_schema_class(api_settings.DEFAULT_SCHEMA_CLASS)

@@ -306,6 +306,10 @@ class DocsView(SpectacularSwaggerView):
 class SchemaView(SpectacularAPIView):
     """The OpenAPI 3 schema (YAML, or JSON with ?format=json); errors as JSON."""
 
+    # Signed-in users only, whatever drf-spectacular's SERVE_PERMISSIONS say:
+    # the schema lists every task the API may start, with its arguments.
+    permission_classes = [IsAuthenticated]
+
     def get_exception_handler(self):
         return api_exception_handler
 

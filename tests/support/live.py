@@ -84,17 +84,7 @@ class LiveSystem:
         alone would leave them running, connected to nothing."""
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                from bench.common import tree
-
-                for pid in reversed(tree(self.process.pid)):
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                self.process.wait()
+            stop_process_tree(self.process, timeout)
 
     @staticmethod
     def bin(name: str) -> str:
@@ -166,6 +156,22 @@ class LiveSystem:
         except TimeoutError as error:
             raise TimeoutError(f"{error}: no answer with queues from {sorted(expected - seen)} "
                                f"(answered: {sorted(seen)})") from None
+
+
+def stop_process_tree(process: subprocess.Popen, timeout: float) -> None:
+    """Wait for ``process`` (already asked to stop) to exit; after ``timeout``
+    seconds kill it and every process under it, children first."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        from bench.common import tree
+
+        for pid in reversed(tree(process.pid)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        process.wait()
 
 
 def build_env(*, run_dir: Path, broker_url: str, database_url: str, web_port: int,

@@ -91,6 +91,10 @@ def delete_vhost(vhost: str) -> None:
     requests.delete(f"{MANAGEMENT_URL}/api/vhosts/{vhost}", auth=AUTH, timeout=10)
 
 
+def delete_user(user: str) -> None:
+    requests.delete(f"{MANAGEMENT_URL}/api/users/{quote(user, safe='')}", auth=AUTH, timeout=10)
+
+
 def broker_url(vhost: str) -> str:
     """The system under test's URL: the project's least-privilege user."""
     return f"pyamqp://{quote(APP_AUTH[0], safe='')}:{quote(APP_AUTH[1], safe='')}@{AMQP_HOSTPORT}/{vhost}"

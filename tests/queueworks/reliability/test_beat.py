@@ -180,6 +180,43 @@ def test_the_lock_is_exclusive_and_freed_when_its_holder_goes(broker_vhost):
     _wait_lock_free(queue)
 
 
+class _Connection:
+    def __init__(self):
+        self.released = False
+
+    def release(self):
+        self.released = True
+
+
+def test_sigterm_during_a_tick_leaves_the_broker_connections_alone(tmp_path):
+    """Beat's SIGTERM handler closes the scheduler from inside a tick (here:
+    mid-publish); the interrupted connections are not used again, so beat
+    exits instead of waiting forever for the rest of a half-read frame."""
+    stopped = {}
+
+    class Interrupted(LockedScheduler):
+        def apply_async(self, entry, producer=None, advance=True, **kwargs):
+            self.close()  # what celery/apps/beat.py's SIGTERM handler does
+            raise SystemExit()
+
+    scheduler = Interrupted(app=app, schedule_filename=str(tmp_path / "schedule"))
+    producer_connection, lock_connection = _Connection(), _Connection()
+    scheduler.__dict__.update(connection=producer_connection, producer=object())
+    scheduler.lock = BeatLock(app, "test.beat.lock.unused")
+    scheduler.lock.connection, scheduler.lock.channel = lock_connection, None
+    scheduler.lock.held = lambda: True
+    scheduler.schedule["due"] = scheduler.Entry(
+        name="due", task="queueworks.core.tasks.probe", schedule=crontab(), app=app,
+        last_run_at=datetime(2020, 1, 1, tzinfo=ZoneInfo("UTC")))
+    with pytest.raises(SystemExit):
+        scheduler.tick()
+    stopped.update(producer=producer_connection.released, lock=lock_connection.released)
+    scheduler.close()  # beat's own close after the handler: nothing left to release
+
+    assert stopped == {"producer": False, "lock": False}
+    assert scheduler.lock.connection is None and "connection" not in scheduler.__dict__
+
+
 def start_beat(live_system, directory, *extra):
     log = directory / "beat.log"
     process = subprocess.Popen(

@@ -145,3 +145,18 @@ def test_cleanup_is_the_beat_backend_cleanup_entry_on_a_consumed_queue():
     # Also when beat installs its own default entry (no queue): the route holds.
     assert TOPOLOGY.queue_for("celery.backend_cleanup") == entry.queue
 
+
+
+def test_a_schema_class_other_than_drf_spectaculars_is_named_with_the_setting():
+    from drf_spectacular.openapi import AutoSchema
+    from rest_framework.schemas.openapi import AutoSchema as RestFrameworkSchema
+
+    from queueworks.taskapi.checks import check_schema_class
+
+    class ProjectSchema(AutoSchema):
+        pass
+
+    assert check_schema_class(AutoSchema) == [] and check_schema_class(ProjectSchema) == []
+    (warning,) = check_schema_class(RestFrameworkSchema)
+    assert warning.id == "taskapi.W001"
+    assert '"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"' in warning.hint

@@ -10,7 +10,9 @@ with a 1 s busy timeout.  Scenarios (what the parent does while it forks):
 
 * ``flusher``: the metrics recorder's flush thread writes the main process's
   tally (revokes, lost processes, hard time limits are counted there) over and
-  over, so a fork can land inside its write transaction;
+  over, so a fork can land inside its write transaction; the counting pauses
+  from the fork until the child has written, so the child never competes with
+  a live writer;
 * ``main-thread``: the main thread reads the database before every fork (the
   ``task_received`` cancellation check) and the child writes through the
   connection it inherited;
@@ -53,6 +55,7 @@ def _child_write(result_queue) -> None:
 
     from queueworks.conf import celery_app
 
+    time.sleep(0.2)  # the parent's writes have stopped (``paused``)
     started = time.monotonic()
     try:
         celery_app().backend._store_result(str(uuid.uuid4()), 1, states.SUCCESS)
@@ -70,6 +73,7 @@ def main(scenario: str, database_url: str, forks: int) -> dict:
     from queueworks.metrics import recorder
 
     stop = threading.Event()
+    paused = threading.Event()
     helpers: list[threading.Thread] = []
     if scenario == "flusher":
         recorder.RECORDER.enabled = True
@@ -77,6 +81,9 @@ def main(scenario: str, database_url: str, forks: int) -> dict:
 
         def count_forever():
             while not stop.is_set():
+                if paused.is_set():
+                    time.sleep(0.005)
+                    continue
                 for number in range(50):
                     recorder.RECORDER.add(f"probe.task_{number}", "revoked")
                 time.sleep(0.001)
@@ -106,12 +113,14 @@ def main(scenario: str, database_url: str, forks: int) -> dict:
             list(connection.cursor().execute("SELECT 1"))
         child = billiard.Process(target=_child_write, args=(results,))
         child.start()
+        paused.set()
         child.join(30)
         outcome, seconds = results.get()
         slowest = max(slowest, seconds)
         if outcome != "ok":
             failures.append(outcome)
-        time.sleep(0.01)
+        paused.clear()
+        time.sleep(0.05)
     stop.set()
     return {"scenario": scenario, "forks": forks, "failed": len(failures),
             "slowest_write_seconds": round(slowest, 3), "errors": sorted(set(failures))}

@@ -44,6 +44,7 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 from queueworks.conf import settings as queueworks_settings
+from queueworks.core.fork_guard import background_writes
 
 logger = logging.getLogger(__name__)
 
@@ -182,14 +183,17 @@ class ConfirmMarker:
                 except queue_module.Empty:
                     break
             try:
-                close_old_connections()
-                confirmed = [task_id for item in items if item[0] == "confirmed"
-                             for task_id in item[1]]
-                if confirmed:
-                    outbox_mark_confirmed(task_ids=confirmed)
-                for item in items:
-                    if item[0] == "refused":
-                        outbox_mark_refused(task_id=item[1], reason=item[2])
+                # No fork of this process in the middle of these writes
+                # (queueworks/core/fork_guard.py).
+                with background_writes():
+                    close_old_connections()
+                    confirmed = [task_id for item in items if item[0] == "confirmed"
+                                 for task_id in item[1]]
+                    if confirmed:
+                        outbox_mark_confirmed(task_ids=confirmed)
+                    for item in items:
+                        if item[0] == "refused":
+                            outbox_mark_refused(task_id=item[1], reason=item[2])
             except Exception:  # noqa: BLE001 - the sweeper covers what is not marked
                 logger.exception("Could not mark %d outbox records; the sweeper will "
                                  "publish them again.", len(items))

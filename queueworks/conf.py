@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     # Tasks Flower keeps in memory and in its persisted state (its --max_tasks):
     # sized so Flower stays within 150 MiB (bench/flower_memory.py,
     # docs/operations.md).  Every task's history stays in the database (/ops/).
-    "FLOWER_MAX_TASKS": 10_000,
+    "FLOWER_MAX_TASKS": 2_000,
     # The host project's pieces (dotted paths; see the module docstring).
     "TOPOLOGY": None,
     "INVENTORY": None,

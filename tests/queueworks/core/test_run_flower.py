@@ -33,8 +33,8 @@ def _served_argv(settings, monkeypatch, *args):
 def test_flower_keeps_the_settings_number_of_tasks(settings, monkeypatch):
     from queueworks.conf import DEFAULTS
 
-    assert "--max_tasks=10000" in _served_argv(settings, monkeypatch)
-    assert DEFAULTS["FLOWER_MAX_TASKS"] == 10_000
+    assert "--max_tasks=2000" in _served_argv(settings, monkeypatch)
+    assert DEFAULTS["FLOWER_MAX_TASKS"] == 2_000
     settings.QUEUEWORKS_FLOWER_MAX_TASKS = 2500
     assert "--max_tasks=2500" in _served_argv(settings, monkeypatch)
     assert "--max_tasks=7" in _served_argv(settings, monkeypatch, "--max-tasks=7")

@@ -325,8 +325,11 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_MINUTES", default=15) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# The client's address, for the lockout and the audit log: X-Forwarded-For is
+# believed only from these peers (addresses or networks).  The shipped nginx
+# runs on the web host and reaches gunicorn over loopback.
+QUEUEWORKS_TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=["127.0.0.1", "::1"])
+AXES_CLIENT_IP_CALLABLE = "queueworks.core.client_address.client_address"
 # Audit log (queueworks/ops/audit.py): kept this many days (0: forever).
 QUEUEWORKS_OPS_AUDIT_RETENTION_DAYS = env.int("OPS_AUDIT_RETENTION_DAYS", default=180)
-# Behind a reverse proxy that sets X-Forwarded-For: record the address it saw.
-QUEUEWORKS_AUDIT_FORWARDED_FOR = env.bool("AUDIT_FORWARDED_FOR", default=False)
 AXES_VERBOSE = False

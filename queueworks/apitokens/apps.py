@@ -7,4 +7,5 @@ class ApiTokensConfig(AppConfig):
     verbose_name = "API tokens"
 
     def ready(self):
-        from queueworks.apitokens import checks  # noqa: F401
+        # The token model check; the OpenAPI scheme registers itself on import.
+        from queueworks.apitokens import checks, schema  # noqa: F401

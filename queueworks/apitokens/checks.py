@@ -12,5 +12,5 @@ def check_token_model(app_configs=None, **kwargs):
     if configured == MODEL:
         return []
     return [Error(f"KNOX_TOKEN_MODEL must be {MODEL!r}, not {configured!r}.",
-                  hint="Set it in the project's settings (docs/add-to-your-project.md).",
+                  hint="Set it in the project's settings (docs/task-api.md, \"Tokens\").",
                   id="queueworks.apitokens.E001")]

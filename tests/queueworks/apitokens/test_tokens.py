@@ -136,3 +136,11 @@ def test_an_unknown_key_is_refused(ann):
     for key in ("0" * 40, "0" * 64, "caf\xe9"):  # the last is not UTF-8 on the wire
         response = Client().get(PROBE, HTTP_AUTHORIZATION=f"Token {key}")
         assert response.status_code == 401 and "detail" in response.json(), key
+
+
+def test_the_token_model_must_be_this_apps(settings):
+    from queueworks.apitokens.checks import check_token_model
+
+    assert check_token_model() == []
+    settings.KNOX_TOKEN_MODEL = "knox.AuthToken"
+    assert [e.id for e in check_token_model()] == ["queueworks.apitokens.E001"]

@@ -48,6 +48,18 @@ def api_token_rotate(*, user, name: str, grace: timedelta = timedelta(0)) -> tup
     return api_token_create(user=user, name=name)
 
 
+def api_tokens_prune_expired() -> int:
+    """Delete every expired token (refused anyway); returns how many."""
+    deleted, _ = ApiToken.objects.filter(expiry__lt=timezone.now()).delete()
+    return deleted
+
+
+def prune_after_backend_cleanup(sender=None, **kwargs) -> None:
+    """Celery's daily ``celery.backend_cleanup`` also prunes expired tokens."""
+    if getattr(sender, "name", None) == "celery.backend_cleanup":
+        api_tokens_prune_expired()
+
+
 @transaction.atomic
 def legacy_token_convert(*, legacy) -> ApiToken:
     """Store a DRF authtoken key as a hashed token (same key, so its client

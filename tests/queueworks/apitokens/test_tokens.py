@@ -144,3 +144,18 @@ def test_the_token_model_must_be_this_apps(settings):
     assert check_token_model() == []
     settings.KNOX_TOKEN_MODEL = "knox.AuthToken"
     assert [e.id for e in check_token_model()] == ["queueworks.apitokens.E001"]
+
+
+def test_a_token_costs_one_query_and_expired_ones_are_pruned_daily(ann, django_assert_num_queries):
+    from queueworks.apitokens.authentication import ApiTokenAuthentication
+    from queueworks.apitokens.models import ApiToken
+    from queueworks.apitokens.services import api_token_create, prune_after_backend_cleanup
+
+    _, key = api_token_create(user=ann, name="ci")
+    stale, _ = api_token_create(user=ann, name="old")
+    ApiToken.objects.filter(pk=stale.pk).update(expiry=timezone.now() - timedelta(seconds=1))
+    with django_assert_num_queries(1):  # the token and its user, in one statement
+        user, _ = ApiTokenAuthentication().authenticate_credentials(key.encode())
+    assert user == ann
+    prune_after_backend_cleanup(sender=type("Task", (), {"name": "celery.backend_cleanup"}))
+    assert list(ApiToken.objects.values_list("name", flat=True)) == ["ci"]

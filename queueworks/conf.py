@@ -72,7 +72,9 @@ DEFAULTS: dict[str, Any] = {
     "OPS_REFRESH_SECONDS": 10,
     "OPS_AUDIT_RETENTION_DAYS": 180,
     "OPERATOR_EMAILS": [],
-    "AUDIT_FORWARDED_FOR": False,
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or networks):
+    # the login lockout and the audit log (queueworks/core/client_address.py).
+    "TRUSTED_PROXIES": [],
     # Metrics (queueworks/metrics): HTTP basic credentials of a scraper.
     "METRICS_USERNAME": "",
     "METRICS_PASSWORD": "",

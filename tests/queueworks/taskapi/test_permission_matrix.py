@@ -17,8 +17,8 @@ import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.test import Client
 from django_celery_results.models import TaskResult
-from rest_framework.authtoken.models import Token
 
+from queueworks.apitokens.services import api_token_create
 from queueworks.ops.models import AuditEntry
 from queueworks.taskapi.models import TaskRecord
 from queueworks.taskapi.worker_snapshot import store_snapshot
@@ -121,13 +121,20 @@ def world(monkeypatch):
     monkeypatch.setattr(reliability, "dead_letter_discard", lambda *, dead_letter_id: 1)
 
 
+def _key_of(user) -> str:
+    """One token per user object, created on its first API request."""
+    if not hasattr(user, "api_key"):
+        user.api_key = api_token_create(user=user, name="matrix")[1]
+    return user.api_key
+
+
 def _request(role: str, user, method: str, path: str, data):
     if path.startswith("/api/"):
         from rest_framework.test import APIClient
 
         client = APIClient()
         if user is not None:
-            client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+            client.credentials(HTTP_AUTHORIZATION=f"Token {_key_of(user)}")
         if method == "GET":
             return client.get(path)
         return client.post(path, data, format="json")

@@ -23,6 +23,10 @@ Plain SQL rather than ``bulk_create(update_conflicts=True)``: the same
 statement, without a model instance and a transaction around it, costs about
 half the CPU (bench/main_lane.py, docs/performance-main-lane.md).
 
+On another Celery version than the tested one (the hook it fills is Celery's
+private ``_store_result``: queueworks/dispatch/compat/celery.py) it stores as the
+stock backend does.
+
 Selected by ``CELERY_RESULT_BACKEND`` (``UPSERT_BACKEND`` below); everything
 else (reading results, groups, chords, cleanup) is the stock backend's.
 ``tests/queueworks/core/test_results_backend.py`` compares its rows with the stock
@@ -38,6 +42,8 @@ from celery import states
 from django.db import connections, router
 from django.utils import timezone
 from django_celery_results.backends.database import DatabaseBackend
+
+from queueworks.dispatch.compat.celery import store_result_hook
 
 UPSERT_BACKEND = "queueworks.core.results_backend:UpsertDatabaseBackend"
 # The names under which CELERY_RESULT_BACKEND keeps results in the project's
@@ -71,17 +77,18 @@ def upsert_statement(model, alias: str, started: bool) -> tuple[str, tuple]:
     return sql, tuple(fields)
 
 
+@store_result_hook
 class UpsertDatabaseBackend(DatabaseBackend):
     """The stock backend, with one upsert per stored state."""
 
-    def _store_result(self, task_id, result, status, traceback=None, request=None,
-                      using=None):
+    def store_state(self, task_id, result, status, traceback=None, request=None,
+                    using=None):
         model = self.TaskModel
         alias = using or router.db_for_write(model)
         connection = connections[alias]
         if connection.vendor not in UPSERT_VENDORS:
-            return super()._store_result(task_id, result, status, traceback=traceback,
-                                         request=request, using=using)
+            return self.stock_store_state(task_id, result, status, traceback=traceback,
+                                          request=request, using=using)
         content_type, content_encoding, encoded_result = self.encode_content(result)
         meta = {**self._get_meta_from_request(request),
                 "children": self.current_task_children(request)}

@@ -14,16 +14,20 @@ import functools
 import os
 import threading
 
+from queueworks.dispatch.compat import amqp as compat_amqp
 from queueworks.dispatch.publisher import ConfirmingPublisher
 from queueworks.conf import settings as queueworks_settings
 
 
 def publisher_supported() -> bool:
-    """RabbitMQ through py-amqp (publisher confirms); Redis has neither."""
+    """RabbitMQ through py-amqp (publisher confirms; Redis has neither), on the
+    py-amqp version the publisher was tested with (it rewrites a live
+    connection: queueworks/dispatch/compat/amqp.py)."""
     from queueworks.conf import celery_app
     app = celery_app()
 
-    return _speaks_amqp(app.conf.broker_write_url or app.conf.broker_url)
+    return compat_amqp.SUPPORTED and _speaks_amqp(app.conf.broker_write_url
+                                                  or app.conf.broker_url)
 
 
 @functools.lru_cache(maxsize=8)

@@ -53,8 +53,8 @@ from queueworks.dispatch.compat import celery as compat_celery
 from queueworks.dispatch.compat.amqp import watch_settlements
 from queueworks.dispatch.compat.billiard import ExceptionInfo
 from queueworks.dispatch.compat.celery import Request, create_request_cls, worker_state
+from queueworks.dispatch.headers import RECORDED_HEADER
 from queueworks.dispatch.switches import switched_off
-from queueworks.taskapi.models import RECORDED_HEADER
 
 logger = get_logger(__name__)
 

@@ -3,8 +3,9 @@
 One publisher per process, created on first use and created again after a
 fork (gunicorn workers fork from a master that may have published): a
 connection and its reader thread never cross a fork.  Its confirms and
-refusals mark the Task API's outbox records (queueworks/dispatch/records/outbox.py);
-at exit it waits for the last confirms.
+refusals go to the listener registered with ``listen_to_confirms`` (the Task
+API's outbox marks its records: queueworks/taskapi/outbox.py); at exit it waits
+for the last confirms.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import atexit
 import functools
 import os
 import threading
+from collections.abc import Callable
+from typing import Protocol
 
 from queueworks.dispatch.compat import amqp as compat_amqp
 from queueworks.dispatch.publisher import ConfirmingPublisher
@@ -41,6 +44,29 @@ _process_publisher: tuple[int, ConfirmingPublisher] | None = None
 _create_lock = threading.Lock()
 
 
+class ConfirmListener(Protocol):
+    """Told of the process publisher's confirms and refusals (in its reader
+    thread: must not block) and flushed at exit."""
+
+    def confirmed(self, messages: list) -> None: ...
+
+    def refused(self, message, error: Exception) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+_listener_factory: Callable[[], ConfirmListener] | None = None
+
+
+def listen_to_confirms(factory: Callable[[], ConfirmListener]) -> None:
+    """Each process publisher created from now on reports to ``factory()``'s
+    listener.  The Task API registers its outbox's marker when it is ready
+    (queueworks/taskapi/apps.py): the records are its own, this layer only
+    publishes."""
+    global _listener_factory
+    _listener_factory = factory
+
+
 def process_publisher() -> ConfirmingPublisher:
     """This process's publisher (a new one after a fork, e.g. in gunicorn workers)."""
     global _process_publisher
@@ -64,16 +90,16 @@ def process_publisher() -> ConfirmingPublisher:
                                              timeout=timeout)
                 return connection
 
-            from queueworks.dispatch.records.outbox import confirm_marker
-
-            marker = confirm_marker()
-            publisher = ConfirmingPublisher(connect, queues=list(app.amqp.queues.values()),
-                                            on_confirmed=marker.confirmed,
-                                            on_failed=marker.refused)
+            listener = _listener_factory() if _listener_factory is not None else None
+            publisher = ConfirmingPublisher(
+                connect, queues=list(app.amqp.queues.values()),
+                on_confirmed=listener.confirmed if listener is not None else None,
+                on_failed=listener.refused if listener is not None else None)
 
             def close():
                 publisher.close()
-                marker.flush()
+                if listener is not None:
+                    listener.flush()
 
             atexit.register(close)
             _process_publisher = (os.getpid(), publisher)

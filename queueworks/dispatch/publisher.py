@@ -28,7 +28,7 @@ drops the wait:
 
 A message that is never confirmed stays in memory only; what makes an
 accepted task durable is the caller's record of it (the Task API's outbox,
-queueworks/dispatch/records/outbox.py), re-published by a sweeper.  Callers that
+queueworks/taskapi/outbox.py), re-published by a sweeper.  Callers that
 need the broker's word before answering pass ``wait_confirm=`` (seconds).
 Each process's own publisher is built in queueworks/dispatch/process_publisher.py.
 """

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
+
+from queueworks.core.program_logs import TAIL_BYTES, last_error
 from queueworks.conf import project_root
 
 
@@ -93,6 +95,14 @@ class Supervisord:
 
     def process_info(self) -> dict[str, dict]:
         return {info["name"]: info for info in self._call("getAllProcessInfo")}
+
+    def last_error(self, name: str) -> str | None:
+        """The last error in program ``name``'s log (None: none, or unreadable)."""
+        try:
+            text, _, _ = self._call("tailProcessStdoutLog", name, 0, TAIL_BYTES)
+        except (SupervisordUnreachable, xmlrpc.client.Error):
+            return None
+        return last_error(text)
 
     def update(self) -> UpdateResult:
         """``supervisorctl reread`` + ``update``: reread the program files, start new

@@ -13,7 +13,7 @@ from queueworks.doctor.checks_broker import _conflict_causes
 
 
 def check_programs(ctx: Context) -> list[Finding]:
-    from queueworks.core.program_logs import program_last_error, shows_last_error
+    from queueworks.core.program_logs import shows_last_error
     from queueworks.core.supervisor import programs
     from queueworks.conf import TOPOLOGY
 
@@ -26,8 +26,9 @@ def check_programs(ctx: Context) -> list[Finding]:
                         "program states not checked",
                         "`make run` (or `python manage.py supervisord`); with systemd units: "
                         "`systemctl status 'projectname-*'`; or pass --run-dir")]
+    supervisord = Supervisord(socket_path, timeout=ctx.timeout)
     try:
-        states = Supervisord(socket_path, timeout=ctx.timeout).process_info()
+        states = supervisord.process_info()
     except Exception as error:  # noqa: BLE001 - any failure is the finding
         return [Finding("supervisor", FAIL, f"supervisord at {socket_path} does not answer: "
                         f"{_describe(error)}", "restart it: `make run`")]
@@ -41,7 +42,7 @@ def check_programs(ctx: Context) -> list[Finding]:
             continue
         info = ctx.supervisor_states.get(program.name)
         state = info["statename"] if info else "MISSING"
-        error = program_last_error(rpc, program.name) if info and shows_last_error(info) else None
+        error = supervisord.last_error(program.name) if info and shows_last_error(info) else None
         if state == "RUNNING" and not error:
             uptime = int(info["now"] - info["start"])
             findings.append(Finding(f"program {program.name}", OK,

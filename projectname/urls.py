@@ -3,7 +3,7 @@ from django.contrib.auth.views import LoginView
 from django.urls import include, path
 
 from queueworks.core.views import health
-from queueworks.dispatch.views import BulkTaskStartView
+from queueworks.taskapi.bulk_views import BulkTaskStartView
 from queueworks.metrics.views import metrics
 from queueworks.taskapi.views import DocsView as TaskApiDocsView
 from queueworks.taskapi.views import SchemaView as TaskApiSchemaView

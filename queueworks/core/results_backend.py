@@ -33,6 +33,10 @@ of recording FAILURE for a task that ran, and the result is written when the
 message runs again (acks late: a task may run more than once).  Counted in
 ``projectname_result_writes_total{task,outcome="retried"|"requeued"}``.
 
+On another Celery version than the tested one (the hook it fills is Celery's
+private ``_store_result``: queueworks/dispatch/compat/celery.py) it stores as the
+stock backend does.
+
 Selected by ``CELERY_RESULT_BACKEND`` (``UPSERT_BACKEND`` below); everything
 else (reading results, groups, chords, cleanup) is the stock backend's.
 ``tests/queueworks/core/test_results_backend.py`` compares its rows with the stock
@@ -50,6 +54,8 @@ from celery.exceptions import BackendStoreError, Reject, SoftTimeLimitExceeded
 from django.db import DatabaseError, InterfaceError, OperationalError, connections, router
 from django.utils import timezone
 from django_celery_results.backends.database import DatabaseBackend
+
+from queueworks.dispatch.compat.celery import store_result_hook
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +109,7 @@ def _count(task_name: str | None, outcome: str) -> None:
         RECORDER.add(task_name, names.result_key(outcome))
 
 
+@store_result_hook
 class UpsertDatabaseBackend(DatabaseBackend):
     """The stock backend, with one upsert per stored state."""
 
@@ -133,14 +140,14 @@ class UpsertDatabaseBackend(DatabaseBackend):
             _count(task_name, names.RESULT_REQUEUED)
             raise Reject(f"result not written: {exc}", requeue=True) from exc
 
-    def _store_result(self, task_id, result, status, traceback=None, request=None,
-                      using=None):
+    def store_state(self, task_id, result, status, traceback=None, request=None,
+                    using=None):
         model = self.TaskModel
         alias = using or router.db_for_write(model)
         connection = connections[alias]
         if connection.vendor not in UPSERT_VENDORS:
-            return super()._store_result(task_id, result, status, traceback=traceback,
-                                         request=request, using=using)
+            return self.stock_store_state(task_id, result, status, traceback=traceback,
+                                          request=request, using=using)
         content_type, content_encoding, encoded_result = self.encode_content(result)
         meta = {**self._get_meta_from_request(request),
                 "children": self.current_task_children(request)}

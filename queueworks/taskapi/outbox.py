@@ -203,7 +203,7 @@ class ConfirmMarker:
 
 
 def _recorded_task_id(message) -> str | None:
-    from queueworks.taskapi.models import RECORDED_HEADER
+    from queueworks.dispatch.headers import RECORDED_HEADER
 
     headers = getattr(message, "properties", {}).get("application_headers") or {}
     return headers.get("id") if headers.get(RECORDED_HEADER) else None
@@ -289,7 +289,7 @@ def _republish(group) -> tuple[int, int]:
     """(confirmed, refused) for one group."""
     from queueworks.dispatch.bulk import tasks_enqueue_bulk
     from queueworks.dispatch.confirms import BulkEnqueueError
-    from queueworks.taskapi.models import RECORDED_HEADER
+    from queueworks.dispatch.headers import RECORDED_HEADER
 
     first = group[0]
     if len(group) > 1 or (not first.args and first.eta is None):
@@ -320,7 +320,7 @@ def _republish(group) -> tuple[int, int]:
 
 def _republish_one(record) -> str:
     """'sent', 'refused' or 'failed' (the broker unreachable: next sweep)."""
-    from queueworks.taskapi.models import RECORDED_HEADER
+    from queueworks.dispatch.headers import RECORDED_HEADER
     from queueworks.conf import celery_app
     app = celery_app()
 

@@ -168,7 +168,8 @@ def task_rerun_failed(*, task_id: str, requested_by=None) -> TaskRerun:
     try:
         ticket = task_rerun(task_id=task_id, user=user)
     except TaskApiError as exc:
-        raise RerunError(exc.detail) from exc
+        reference = f" (reference {exc.reference})" if exc.reference else ""
+        raise RerunError(f"{exc.detail}{reference}") from exc
     return TaskRerun.objects.create(original_task_id=task_id, new_task_id=ticket.task_id,
                                     task_name=ticket.task, requested_by=user)
 

@@ -90,6 +90,7 @@ def _publish_recorded_batch(*, task_name: str, task_ids: list[str],
     except BulkEnqueueError as exc:
         if not exc.written:
             outbox_records_discard(task_ids=task_ids)
+            # The error's text is logged under the reference the answer carries.
             raise BrokerUnavailable(
                 f"The message broker is unreachable or refused the batch: {exc}. "
                 "Nothing was sent.") from exc

@@ -173,7 +173,8 @@ def _publish_start(
         if isinstance(exc, BrokerUnavailable):
             raise
         raise BrokerUnavailable(
-            f"The message broker refused or dropped the message: {exc}. Nothing was sent."
+            f"The message broker refused or dropped the message: {exc.__class__.__name__}: {exc}. "
+            "Nothing was sent."
         ) from exc
     logger.info("Task API accepted %s[%s] on queue %s", task_name, task_id, queue)
 

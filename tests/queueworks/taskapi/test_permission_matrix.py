@@ -97,7 +97,6 @@ def _user(role: str) -> User | None:
 @pytest.fixture
 def world(monkeypatch):
     """Tasks and dead letters to act on; stand-ins for broker and supervisord calls."""
-    from queueworks.ops import services as ops_services
     from queueworks.ops import views as ops_views
     from queueworks.reliability import services as reliability
     from queueworks.taskapi import selectors, services
@@ -115,9 +114,11 @@ def world(monkeypatch):
     monkeypatch.setattr(ops_views, "program_control",
                         lambda *, name, action: f"{name}: {action} requested")
     letters = {"LISTED": TASK, "UNLISTED": "queueworks.reliability.tasks.not_allowlisted"}
-    monkeypatch.setattr(ops_services, "_dead_letter_task", lambda letter_id: letters[letter_id])
-    monkeypatch.setattr(reliability, "dead_letter_requeue",
-                        lambda *, dead_letter_id: [dead_letter_id])
+
+    def requeue(*, dead_letter_id, may_requeue):
+        return [dead_letter_id] if may_requeue(letters[dead_letter_id]) else []
+
+    monkeypatch.setattr(reliability, "dead_letter_requeue", requeue)
     monkeypatch.setattr(reliability, "dead_letter_discard", lambda *, dead_letter_id: 1)
 
 

@@ -321,11 +321,11 @@ def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
 def operator_token(prefix: str = "bench") -> str:
     """A Task API token of a new user in the "task operators" group (Django set up)."""
     from django.contrib.auth.models import Group, Permission, User
-    from rest_framework.authtoken.models import Token
+    from queueworks.apitokens.services import api_token_create
 
     user = User.objects.create_user(f"{prefix}-{uuid.uuid4().hex[:8]}")
     group, _ = Group.objects.get_or_create(name="task operators")
     group.permissions.add(Permission.objects.get(content_type__app_label="taskapi",
                                                  codename="operate_tasks"))
     user.groups.add(group)
-    return Token.objects.create(user=user).key
+    return api_token_create(user=user, name="bench")[1]

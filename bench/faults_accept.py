@@ -131,7 +131,7 @@ class AcceptHarness:
 
     # -- settling and counting -----------------------------------------------------------
     def _sweep_until_confirmed(self, task_ids: list[str], timeout: float = 180) -> int:
-        from queueworks.dispatch.records.outbox import outbox_sweep
+        from queueworks.taskapi.outbox import outbox_sweep
         from queueworks.taskapi.models import TaskRecord
 
         republished, deadline = 0, time.monotonic() + timeout

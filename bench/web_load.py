@@ -63,12 +63,12 @@ def prepare(workdir: Path, vhost: str) -> tuple[dict[str, str], str, str]:
                    cwd=PROJECT_ROOT, check=True)
     script = (
         "from django.contrib.auth.models import Group, User\n"
-        "from rest_framework.authtoken.models import Token\n"
+        "from queueworks.apitokens.services import api_token_create\n"
         "from django_celery_results.models import TaskResult\n"
         "for name in ('loader', 'prober'):\n"
         "    u = User.objects.create_user(name)\n"
         "    u.groups.add(Group.objects.get(name='task viewers'))\n"
-        "    print(Token.objects.create(user=u).key)\n"
+        "    print(api_token_create(user=u, name='bench')[1])\n"
         "TaskResult.objects.bulk_create([TaskResult(task_id=f'bench-{i}', task_name='x',"
         " status='SUCCESS') for i in range(200)])\n"
     )

@@ -8,6 +8,7 @@ while a development default survives.
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from queueworks.core import profiles
@@ -161,8 +162,10 @@ LOGGING = {
 CELERY_RESULT_EXPIRES = env.int("CELERY_RESULT_EXPIRES", default=7 * 24 * 3600)
 REST_FRAMEWORK = {
     # Token first, so an anonymous request gets 401 with WWW-Authenticate: Token.
+    # Hashed tokens (queueworks/apitokens); a DRF authtoken key still stored in
+    # clear is converted on first use (docs/task-api.md, "Tokens").
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "queueworks.apitokens.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -172,6 +175,13 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Per user and per scope (queueworks/taskapi/throttles.py); rates: TASKAPI_THROTTLE_RATES.
     "DEFAULT_THROTTLE_CLASSES": ["queueworks.taskapi.throttles.ScopedUserThrottle"],
+}
+# API tokens (django-rest-knox): only a hash is stored; each has a name and
+# expires API_TOKEN_DAYS after it is created (manage.py apitoken_create).
+KNOX_TOKEN_MODEL = "apitokens.ApiToken"
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=env.int("API_TOKEN_DAYS", default=90)),
+    "AUTH_HEADER_PREFIX": "Token",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Task API",
@@ -326,8 +336,11 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_MINUTES", default=15) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# The client's address, for the lockout and the audit log: X-Forwarded-For is
+# believed only from these peers (addresses or networks).  The shipped nginx
+# runs on the web host and reaches gunicorn over loopback.
+QUEUEWORKS_TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=["127.0.0.1", "::1"])
+AXES_CLIENT_IP_CALLABLE = "queueworks.core.client_address.client_address"
 # Audit log (queueworks/ops/audit.py): kept this many days (0: forever).
 QUEUEWORKS_OPS_AUDIT_RETENTION_DAYS = env.int("OPS_AUDIT_RETENTION_DAYS", default=180)
-# Behind a reverse proxy that sets X-Forwarded-For: record the address it saw.
-QUEUEWORKS_AUDIT_FORWARDED_FOR = env.bool("AUDIT_FORWARDED_FOR", default=False)
 AXES_VERBOSE = False

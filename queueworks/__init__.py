@@ -28,6 +28,9 @@ INSTALLED_APPS = [
     "queueworks.metrics",
     "queueworks.ops",
     "queueworks.balancer",
+    # API tokens, hashed (django-rest-knox, its model swapped for apitokens.ApiToken).
+    "knox",
+    "queueworks.apitokens",
     # Django's task API: built in from Django 6.0, the django-tasks backport before.
     *(["django_tasks"] if django.VERSION < (6, 0) else []),
 ]

@@ -45,6 +45,14 @@ def celery_settings(topology: Topology, *, broker_url: str, time_zone: str = "UT
         # (queueworks/core/results_backend.py; "django-db" writes the same rows).
         "CELERY_RESULT_BACKEND": result_backend,
         "CELERY_RESULT_EXTENDED": True,
+        # A result the database refuses (locked, connection lost) is written
+        # again, a bounded number of times, before the message goes back to
+        # its queue (queueworks/core/results_backend.py): a task that ran is
+        # never recorded as failed for want of a result write.
+        "CELERY_RESULT_BACKEND_ALWAYS_RETRY": True,
+        "CELERY_RESULT_BACKEND_MAX_RETRIES": 3,
+        "CELERY_RESULT_BACKEND_BASE_SLEEP_BETWEEN_RETRIES_MS": 100,
+        "CELERY_RESULT_BACKEND_MAX_SLEEP_BETWEEN_RETRIES_MS": 2000,
         "CELERY_TASK_TRACK_STARTED": True,
         # Fire-and-forget tasks write no row when they succeed, but a failure
         # is still stored: /ops/ and `manage.py doctor` list failures.

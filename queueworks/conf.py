@@ -31,6 +31,10 @@ PREFIX = "QUEUEWORKS_"
 REQUIRED = object()
 
 DEFAULTS: dict[str, Any] = {
+    # Tasks Flower keeps in memory and in its persisted state (its --max_tasks):
+    # sized so Flower stays within 150 MiB (bench/flower_memory.py,
+    # docs/operations.md).  Every task's history stays in the database (/ops/).
+    "FLOWER_MAX_TASKS": 2_000,
     # The host project's pieces (dotted paths; see the module docstring).
     "TOPOLOGY": None,
     "INVENTORY": None,
@@ -68,7 +72,9 @@ DEFAULTS: dict[str, Any] = {
     "OPS_REFRESH_SECONDS": 10,
     "OPS_AUDIT_RETENTION_DAYS": 180,
     "OPERATOR_EMAILS": [],
-    "AUDIT_FORWARDED_FOR": False,
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or networks):
+    # the login lockout and the audit log (queueworks/core/client_address.py).
+    "TRUSTED_PROXIES": [],
     # Metrics (queueworks/metrics): HTTP basic credentials of a scraper.
     "METRICS_USERNAME": "",
     "METRICS_PASSWORD": "",

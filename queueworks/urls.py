@@ -11,7 +11,7 @@ app (``taskapi:``, ``ops:``).  Sign-in pages stay the project's (LOGIN_URL).
 from django.urls import include, path
 
 from queueworks.core.views import health
-from queueworks.dispatch.views import BulkTaskStartView
+from queueworks.taskapi.bulk_views import BulkTaskStartView
 from queueworks.metrics.views import metrics
 from queueworks.taskapi.views import DocsView as TaskApiDocsView
 from queueworks.taskapi.views import SchemaView as TaskApiSchemaView

@@ -22,11 +22,11 @@ import pytest
 
 from queueworks.core.supervisord_client import Supervisord
 from tests.support import rabbit
+from tests.support.doc_blocks import fenced_blocks
 from tests.support.live import free_port, wait_for
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 README = (PROJECT_ROOT / "README.md").read_text()
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.M | re.S)
 
 
 def section(title: str) -> str:
@@ -36,7 +36,7 @@ def section(title: str) -> str:
 
 
 def blocks(text: str) -> list[tuple[str, str]]:
-    return [(language, body) for language, body in FENCE.findall(text)]
+    return [(block.language, block.body) for block in fenced_blocks(text)]
 
 
 def commands(body: str) -> list[str]:

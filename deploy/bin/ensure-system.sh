@@ -5,7 +5,9 @@
 #                               its management plugin, Python's venv module
 #   ensure-system.sh --test     that plus what only the tests need (`make test`):
 #                               Chromium, Redis, iproute2, nginx (its binary:
-#                               the suite validates deploy/nginx/ with `nginx -t`)
+#                               the suite validates deploy/nginx/ with `nginx -t`),
+#                               PostgreSQL with a role that may create throw-away
+#                               databases (TEST_POSTGRES_URL in .env), socat
 #   --dry-run                   print the plan, change nothing
 #
 # Each step looks before it acts: a listening port means the service is up,
@@ -57,6 +59,10 @@ if [ "$with_test" = 1 ]; then
   # The suite validates the reverse-proxy example (deploy/nginx) with `nginx -t`;
   # the tests need the binary only, so the service Debian starts is stopped again.
   has nginx || { missing+=(nginx); nginx_installed_here=1; }
+  # The PostgreSQL tests and the three-host test bed (its database host), and
+  # socat, which the test bed relays ports with.
+  has pg_ctlcluster || missing+=(postgresql)
+  has socat || missing+=(socat)
   # Debian's Chromium drives the /ops/ browser test (Playwright never downloads one).
   { [ "$fresh" = 0 ] && [ -x /usr/bin/chromium ]; } || missing+=(chromium)
 fi
@@ -106,4 +112,38 @@ if [ "$with_test" = 1 ] && ! port_open 6379; then
   wait_port 6379 30 "Redis"
 fi
 if [ "$with_test" = 1 ] && [ "$dry_run" = 0 ]; then echo "ensure-system: Redis ready (6379)"; fi
+
+# -- PostgreSQL and the tests' role (tests only) ----------------------------
+# The role may create databases: each PostgreSQL test makes its own and drops
+# it (tests/support/postgres.py).  Its generated password lives in .env only.
+ENV_FILE="$(cd "$(dirname "$0")/../.." && pwd)/.env"
+PG_ROLE=queueworks_test
+as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
+if [ "$with_test" = 1 ]; then
+  if ! port_open 5432; then
+    plan "start PostgreSQL"
+    if [ "$dry_run" = 0 ]; then
+      for cluster in /etc/postgresql/*/main; do
+        [ -d "$cluster" ] && $SUDO pg_ctlcluster "$(basename "$(dirname "$cluster")")" main start || true
+      done
+    fi
+    wait_port 5432 60 "PostgreSQL"
+  fi
+  test_url="$( [ "$fresh" = 0 ] && [ -f "$ENV_FILE" ] && sed -n 's/^TEST_POSTGRES_URL=//p' "$ENV_FILE" | tail -1 || true)"
+  if [ -z "$test_url" ] || ! PGCONNECT_TIMEOUT=5 psql "$test_url" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+    plan "create the PostgreSQL role $PG_ROLE and its database; TEST_POSTGRES_URL in .env"
+    if [ "$dry_run" = 0 ]; then
+      password="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+      as_postgres psql -q -v ON_ERROR_STOP=1 -v role="$PG_ROLE" -v password="$password" <<'SQL'
+SELECT format('CREATE ROLE %I', :'role') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
+ALTER ROLE :"role" LOGIN CREATEDB PASSWORD :'password';
+SELECT format('CREATE DATABASE %I OWNER %I', :'role', :'role') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'role') \gexec
+SQL
+      touch "$ENV_FILE"
+      sed -i '/^TEST_POSTGRES_URL=/d' "$ENV_FILE"
+      echo "TEST_POSTGRES_URL=postgres://$PG_ROLE:$password@127.0.0.1:5432/$PG_ROLE" >> "$ENV_FILE"
+    fi
+  fi
+  [ "$dry_run" = 1 ] || echo "ensure-system: PostgreSQL ready (5432, role $PG_ROLE)"
+fi
 if [ "$dry_run" = 1 ]; then plan "dry run: nothing changed"; fi

@@ -20,7 +20,7 @@ from queueworks.core.topology import Route, Schedule
 
 # beat sends a heartbeat this often; `manage.py doctor` calls beat dead after 4 missed.
 BEAT_HEARTBEAT_SECONDS = 15
-# The Task API's outbox sweeper runs this often (queueworks/dispatch/records/outbox.py).
+# The Task API's outbox sweeper runs this often (queueworks/taskapi/outbox.py).
 OUTBOX_SWEEP_SECONDS = 30
 
 PROBE = "queueworks.core.tasks.probe"
@@ -81,7 +81,7 @@ def builtin_schedules(*, queue: str, alerts_queue: str | None = None) -> tuple[S
             name="taskapi-outbox-sweep",
             # Publishes again accepted tasks whose message the broker has not
             # confirmed QUEUEWORKS_TASKAPI_OUTBOX_REPUBLISH_AFTER_SECONDS after
-            # acceptance (queueworks/dispatch/records/outbox.py).
+            # acceptance (queueworks/taskapi/outbox.py).
             task=OUTBOX_SWEEP,
             schedule=timedelta(seconds=OUTBOX_SWEEP_SECONDS),
             queue=queue,

@@ -5,6 +5,7 @@ that cannot be imported is reported by name, before anything starts."""
 from __future__ import annotations
 
 import difflib
+import ipaddress
 
 from django.conf import settings as django_settings
 from django.core.checks import Error, Tags, register
@@ -41,7 +42,18 @@ def check_settings(configured: dict[str, object]) -> list[Error]:
         elif name in CHOICES and value not in CHOICES[name]:
             errors.append(_error(name, f"must be one of {', '.join(CHOICES[name])}, "
                                        f"not {value!r}."))
+        elif name == "TRUSTED_PROXIES":
+            errors.extend(_error(name, f"{entry!r} is not an address or network.")
+                          for entry in value if not _is_network(entry))
     return errors
+
+
+def _is_network(entry) -> bool:
+    try:
+        ipaddress.ip_network(str(entry), strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _same_kind(value, default) -> bool:

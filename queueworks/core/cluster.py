@@ -17,54 +17,29 @@ wrong for a failover list of one cluster's nodes:
 
 ``ClusterConsumer`` is the configured consumer (``QUEUEWORKS_CLUSTER_BASE_WORKER_CONSUMER``,
 e.g. queueworks.reliability's) with that one step replaced.  The step is a subclass
-of Celery's and uses its private names through queueworks/dispatch/compat/celery.py:
-on another Celery version than the tested one, the consumer keeps Celery's
-own step (set up per URL, slower to reconnect, never wrong).
+of Celery's from queueworks/dispatch/compat/celery.py, which holds the private
+names: on another Celery version than the tested one, the consumer keeps
+Celery's own step (set up per URL, slower to reconnect, never wrong).
 """
 
 from __future__ import annotations
 
-import logging
-
 from celery.utils.imports import symbol_by_name
-from django.conf import settings
-from kombu.utils.functional import retry_over_time
-from kombu.utils.url import maybe_sanitize_url
 
-from queueworks.dispatch.compat import celery as compat_celery
 from queueworks.conf import settings as queueworks_settings
-
-logger = logging.getLogger(__name__)
+from queueworks.dispatch.compat import celery as compat_celery
 
 CELERY_STEP = "celery.worker.consumer.delayed_delivery:DelayedDelivery"
 
 
-_stock = compat_celery.delayed_delivery
+class ClusterDelayedDelivery(compat_celery.DelayedDeliveryThroughOneUrl):
+    """Native delayed delivery, set up once through the connected node, after
+    the topology's queues are declared."""
 
-
-class ClusterDelayedDelivery(_stock.DelayedDelivery):
-    """Native delayed delivery, set up once through the connected node."""
-
-    def start(self, c) -> None:
-        app = c.app
-        self._validate_queue_type(app.conf.broker_native_delayed_delivery_queue_type)
-        url = c.connection.as_uri(include_password=True)
-        try:
-            retry_over_time(
-                self._setup_delayed_delivery, args=(c, url), catch=_stock.RETRIED_EXCEPTIONS,
-                errback=self._on_retry, interval_start=_stock.RETRY_INTERVAL,
-                max_retries=_stock.MAX_RETRIES,
-            )
-        except Exception as exc:  # noqa: BLE001 - logged; consuming must go on
-            logger.critical("Native delayed delivery not set up through %s: %s",
-                            maybe_sanitize_url(url), exc)
-
-    def _setup_delayed_delivery(self, c, broker_url: str) -> None:
-        with c.app.connection_for_write(url=broker_url) as connection:
-            channel = connection.default_channel
-            for queue in c.app.amqp.queues.values():
-                queue.bind(channel).declare()
-        super()._setup_delayed_delivery(c, broker_url)
+    def prepare(self, c, connection) -> None:
+        channel = connection.default_channel
+        for queue in c.app.amqp.queues.values():
+            queue.bind(channel).declare()
 
 
 _Base = symbol_by_name(queueworks_settings.CLUSTER_BASE_WORKER_CONSUMER)

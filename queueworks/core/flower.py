@@ -59,6 +59,8 @@ def start_request_errors(task_name: str, body: bytes, accepted_options: set[str]
         payload = json_decode(body) if body else {}
     except ValueError:
         return 400, {"body": ["must be a JSON object"]}
+    except RecursionError:  # the decoder recurses once per level of nesting
+        return 400, {"body": ["nested too deeply"]}
     if not isinstance(payload, dict):
         return 400, {"body": ["must be a JSON object"]}
     args, kwargs = payload.pop("args", []), payload.pop("kwargs", {})
@@ -114,12 +116,18 @@ class RefusedControl(BaseApiHandler):
                                "check your permissions."})
 
 
-def guarded_handlers() -> list[tuple]:
+def guarded_handlers(*, url_prefix: str = "") -> list[tuple]:
+    """The guard's rules, under Flower's ``--url_prefix`` (FLOWER_URL_PREFIX)
+    as Flower puts its own routes there: a rule without the prefix would
+    never match, and Flower's own handler would answer instead.  The prefix
+    goes in unescaped, exactly as Flower writes it into its own patterns, so
+    that every path one of Flower's rules matches, the guard's rule matches too."""
+    prefix = "/" + url_prefix.strip("/") if url_prefix.strip("/") else ""
     return [
-        (r"/api/task/apply/(.+)", AllowlistedApply),
-        (r"/api/task/async-apply/(.+)", AllowlistedAsyncApply),
-        (r"/api/task/send-task/(.+)", AllowlistedSendTask),
-        *[(pattern, RefusedControl) for pattern in REFUSED_CONTROL],
+        (prefix + r"/api/task/apply/(.+)", AllowlistedApply),
+        (prefix + r"/api/task/async-apply/(.+)", AllowlistedAsyncApply),
+        (prefix + r"/api/task/send-task/(.+)", AllowlistedSendTask),
+        *[(prefix + pattern, RefusedControl) for pattern in REFUSED_CONTROL],
     ]
 
 
@@ -138,7 +146,7 @@ def serve(celery_app, argv: list[str]) -> None:
     setup_logging()
     flower_app = Flower(capp=celery_app, options=options, **flower_settings)
     # Tornado tries these rules before the ones Flower was created with.
-    flower_app.add_handlers(r".*", guarded_handlers())
+    flower_app.add_handlers(r".*", guarded_handlers(url_prefix=options.url_prefix or ""))
     atexit.register(flower_app.stop)
     signal.signal(signal.SIGTERM, sigterm_handler)
     flower_app.start_http_server()

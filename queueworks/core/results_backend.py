@@ -23,6 +23,20 @@ Plain SQL rather than ``bulk_create(update_conflicts=True)``: the same
 statement, without a model instance and a transaction around it, costs about
 half the CPU (bench/main_lane.py, docs/performance-main-lane.md).
 
+A write the database refuses (``OperationalError``/``InterfaceError``:
+locked, connection lost) is made again with Celery's backend retry policy
+(``CELERY_RESULT_BACKEND_MAX_RETRIES`` and backoff, queueworks/celery_settings.py),
+each retry logged and counted.  When the retries are spent (or the soft time
+limit strikes during the write), the running task's own result write raises
+``Reject(requeue=True)``: the worker returns the message to its queue instead
+of recording FAILURE for a task that ran, and the result is written when the
+message runs again (acks late: a task may run more than once).  Counted in
+``projectname_result_writes_total{task,outcome="retried"|"requeued"}``.
+
+On another Celery version than the tested one (the hook it fills is Celery's
+private ``_store_result``: queueworks/dispatch/compat/celery.py) it stores as the
+stock backend does.
+
 Selected by ``CELERY_RESULT_BACKEND`` (``UPSERT_BACKEND`` below); everything
 else (reading results, groups, chords, cleanup) is the stock backend's.
 ``tests/queueworks/core/test_results_backend.py`` compares its rows with the stock
@@ -32,12 +46,18 @@ the stock backend stores fails there.
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 
-from celery import states
-from django.db import connections, router
+from celery import current_task, states
+from celery.exceptions import BackendStoreError, Reject, SoftTimeLimitExceeded
+from django.db import DatabaseError, InterfaceError, OperationalError, connections, router
 from django.utils import timezone
 from django_celery_results.backends.database import DatabaseBackend
+
+from queueworks.dispatch.compat.celery import store_result_hook
+
+logger = logging.getLogger(__name__)
 
 UPSERT_BACKEND = "queueworks.core.results_backend:UpsertDatabaseBackend"
 # The names under which CELERY_RESULT_BACKEND keeps results in the project's
@@ -71,17 +91,63 @@ def upsert_statement(model, alias: str, started: bool) -> tuple[str, tuple]:
     return sql, tuple(fields)
 
 
+def _running(task_id: str | None = None) -> str | None:
+    """The name of the task this process is running (``task_id``'s, when given)."""
+    request = getattr(current_task, "request", None)
+    if request is None or request.called_directly or request.is_eager:
+        return None
+    if task_id is not None and request.id != task_id:
+        return None
+    return current_task.name
+
+
+def _count(task_name: str | None, outcome: str) -> None:
+    from queueworks.metrics import names
+    from queueworks.metrics.recorder import RECORDER
+
+    if task_name and RECORDER.enabled:
+        RECORDER.add(task_name, names.result_key(outcome))
+
+
+@store_result_hook
 class UpsertDatabaseBackend(DatabaseBackend):
     """The stock backend, with one upsert per stored state."""
 
-    def _store_result(self, task_id, result, status, traceback=None, request=None,
-                      using=None):
+    def exception_safe_to_retry(self, exc):
+        return isinstance(exc, (OperationalError, InterfaceError))
+
+    def on_backend_retryable_error(self, exc):
+        from queueworks.metrics import names
+
+        task_name = _running()
+        logger.warning("Result write of task %s refused by the database (%s); writing it again.",
+                       task_name or "-", exc)
+        _count(task_name, names.RESULT_RETRIED)
+
+    def store_result(self, task_id, result, state, traceback=None, request=None, **kwargs):
+        try:
+            return super().store_result(task_id, result, state, traceback=traceback,
+                                        request=request, **kwargs)
+        except (BackendStoreError, DatabaseError, SoftTimeLimitExceeded) as exc:
+            from queueworks.metrics import names
+
+            task_name = _running(task_id)
+            if task_name is None:  # not this process's running task: nothing to requeue
+                raise
+            logger.error("Task %s[%s]: its %s result could not be written (%s); its message "
+                         "goes back to the queue and the result is written when it runs again.",
+                         task_name, task_id, state, exc)
+            _count(task_name, names.RESULT_REQUEUED)
+            raise Reject(f"result not written: {exc}", requeue=True) from exc
+
+    def store_state(self, task_id, result, status, traceback=None, request=None,
+                    using=None):
         model = self.TaskModel
         alias = using or router.db_for_write(model)
         connection = connections[alias]
         if connection.vendor not in UPSERT_VENDORS:
-            return super()._store_result(task_id, result, status, traceback=traceback,
-                                         request=request, using=using)
+            return self.stock_store_state(task_id, result, status, traceback=traceback,
+                                          request=request, using=using)
         content_type, content_encoding, encoded_result = self.encode_content(result)
         meta = {**self._get_meta_from_request(request),
                 "children": self.current_task_children(request)}

@@ -8,11 +8,14 @@ The socket is ``$RUN_DIR/supervisor.sock`` (``deploy/supervisord.conf`` and
 from __future__ import annotations
 
 import os
+import socket
 import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
+
+from queueworks.core.program_logs import TAIL_BYTES, last_error
 from queueworks.conf import project_root
 
 
@@ -64,14 +67,25 @@ class UpdateResult:
 
 
 class Supervisord:
-    def __init__(self, path: Path | None = None):
+    """supervisord on this host.  ``timeout`` (seconds) bounds each call; the
+    unix-socket transport has no timeout of its own, so the process's default
+    socket timeout is set for the call's duration."""
+
+    def __init__(self, path: Path | None = None, *, timeout: float | None = None):
         self.path = path or socket_path()
+        self.timeout = timeout
 
     def _call(self, method: str, *args):
+        previous = socket.getdefaulttimeout()
+        if self.timeout is not None:
+            socket.setdefaulttimeout(self.timeout)
         try:
             return getattr(rpc(self.path), method)(*args)
         except (OSError, xmlrpc.client.ProtocolError) as exc:
             raise SupervisordUnreachable(f"supervisord is not reachable at {self.path}: {exc}") from exc
+        finally:
+            if self.timeout is not None:
+                socket.setdefaulttimeout(previous)
 
     def running(self) -> bool:
         try:
@@ -81,6 +95,14 @@ class Supervisord:
 
     def process_info(self) -> dict[str, dict]:
         return {info["name"]: info for info in self._call("getAllProcessInfo")}
+
+    def last_error(self, name: str) -> str | None:
+        """The last error in program ``name``'s log (None: none, or unreadable)."""
+        try:
+            text, _, _ = self._call("tailProcessStdoutLog", name, 0, TAIL_BYTES)
+        except (SupervisordUnreachable, xmlrpc.client.Error):
+            return None
+        return last_error(text)
 
     def update(self) -> UpdateResult:
         """``supervisorctl reread`` + ``update``: reread the program files, start new
@@ -106,9 +128,22 @@ class Supervisord:
 
     def restart(self, name: str) -> None:
         """Warm stop (the running task finishes), then start and wait until RUNNING."""
+        self.stop(name)
+        self._call("startProcess", name, True)
+
+    def stop(self, name: str) -> None:
+        """Warm stop, waited for (the running task finishes); a program that is
+        not running is left as it is."""
         try:
             self._call("stopProcess", name, True)
         except xmlrpc.client.Fault as fault:
             if "NOT_RUNNING" not in fault.faultString:
                 raise
-        self._call("startProcess", name, True)
+
+    def start(self, name: str, *, wait: bool = True) -> None:
+        """Start (``wait``: until RUNNING); a program already running is left as it is."""
+        try:
+            self._call("startProcess", name, wait)
+        except xmlrpc.client.Fault as fault:
+            if "ALREADY_STARTED" not in fault.faultString:
+                raise

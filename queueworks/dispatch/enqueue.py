@@ -10,6 +10,8 @@ from typing import NamedTuple
 
 from amqp import Message
 from django.db import transaction
+
+from queueworks.dispatch.compat import amqp as compat_amqp
 from queueworks.dispatch.messages import (
     _celery_app,
     _message_properties,
@@ -21,6 +23,17 @@ from queueworks.dispatch.messages import (
 )
 
 _timing = threading.local()
+
+
+def _publish_and_wait(app, message: Message, queue_name: str) -> None:
+    """py-amqp's stock publish on a ``confirm_publish`` connection: returns once
+    the broker confirmed (the pooled publisher needs the tested py-amqp)."""
+    with app.connection_for_write(transport_options={"confirm_publish": True}) as connection:
+        channel = connection.default_channel
+        queue = app.amqp.queues.get(queue_name)
+        if queue is not None:
+            queue(channel).declare()
+        channel.basic_publish(message, exchange="", routing_key=queue_name)
 
 
 def task_enqueue(
@@ -57,7 +70,10 @@ def task_enqueue(
     message = Message(_task_body(tuple(args), kwargs, slim=slim),
                       application_headers=message_headers, correlation_id=task_id,
                       **_message_properties(app, priority))
-    process_publisher().publish(message, routing_key=queue_name, wait_confirm=wait_confirm)
+    if compat_amqp.SUPPORTED:
+        process_publisher().publish(message, routing_key=queue_name, wait_confirm=wait_confirm)
+    else:
+        _publish_and_wait(app, message, queue_name)
     finished = time.perf_counter()
     _timing.last = EnqueueTiming(finished, finished - started, time.thread_time() - started_cpu)
     return task_id

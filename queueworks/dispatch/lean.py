@@ -48,11 +48,13 @@ from celery.utils.log import get_logger
 from kombu.serialization import loads, prepare_accept_content
 from kombu.utils.imports import symbol_by_name
 
+from queueworks.dispatch.compat import amqp as compat_amqp
 from queueworks.dispatch.compat import celery as compat_celery
+from queueworks.dispatch.compat.amqp import watch_settlements
 from queueworks.dispatch.compat.billiard import ExceptionInfo
 from queueworks.dispatch.compat.celery import Request, create_request_cls, worker_state
+from queueworks.dispatch.headers import RECORDED_HEADER
 from queueworks.dispatch.switches import switched_off
-from queueworks.taskapi.models import RECORDED_HEADER
 
 logger = get_logger(__name__)
 
@@ -67,9 +69,9 @@ class AckCoalescer:
     ``basic.ack(tag, multiple=True)`` settles every unsettled delivery up to
     ``tag``, so it may only be sent while every earlier delivery is finished.
     Messages handed to Celery's own code are *foreign*: the channel's
-    ``basic_ack``/``basic_reject`` are wrapped to see when they settle, and
-    while any is unsettled (an ETA message waiting, say), finished messages
-    are acknowledged one by one, as Celery would.
+    settlements are watched (queueworks/dispatch/compat/amqp.py) to see when
+    they settle, and while any is unsettled (an ETA message waiting, say),
+    finished messages are acknowledged one by one, as Celery would.
     """
 
     def __init__(self, channel, batch: int):
@@ -78,18 +80,8 @@ class AckCoalescer:
         self.foreign: set[int] = set()
         self.last_tag = 0
         self.pending = 0
-        self._ack = channel.basic_ack
-        self._reject = channel.basic_reject
-        channel.basic_ack = self._foreign_ack
-        channel.basic_reject = self._foreign_reject
-
-    def _foreign_ack(self, delivery_tag, multiple=False, **kwargs):
-        self.foreign.discard(delivery_tag)
-        return self._ack(delivery_tag, multiple, **kwargs)
-
-    def _foreign_reject(self, delivery_tag, requeue, **kwargs):
-        self.foreign.discard(delivery_tag)
-        return self._reject(delivery_tag, requeue, **kwargs)
+        self._settlements = watch_settlements(channel, self.foreign.discard)
+        self._ack = self._settlements.ack
 
     def hand_over(self, delivery_tag: int) -> None:
         """``delivery_tag`` goes to Celery's own code, which settles it itself."""
@@ -118,8 +110,7 @@ class AckCoalescer:
         except Exception:  # noqa: BLE001 - a dead channel: RabbitMQ requeued them
             logger.warning("Could not flush %d coalesced acks; those messages will be "
                            "redelivered.", self.pending)
-        self.channel.basic_ack = self._ack
-        self.channel.basic_reject = self._reject
+        self._settlements.restore()
 
 
 class LeanRunner:
@@ -247,9 +238,10 @@ class LeanRunner:
 
 
 def lean_path_supported() -> bool:
-    """The lean path runs Celery's tracer and Request directly: only on the
-    Celery version it was tested with (queueworks/dispatch/compat/celery.py)."""
-    return compat_celery.SUPPORTED
+    """The lean path runs Celery's tracer and Request directly and watches the
+    channel's settlements: only on the Celery and py-amqp versions it was
+    tested with (queueworks/dispatch/compat/)."""
+    return compat_celery.SUPPORTED and compat_amqp.SUPPORTED
 
 
 def lean_path_wanted(consumer) -> bool:

@@ -28,7 +28,7 @@ drops the wait:
 
 A message that is never confirmed stays in memory only; what makes an
 accepted task durable is the caller's record of it (the Task API's outbox,
-queueworks/dispatch/records/outbox.py), re-published by a sweeper.  Callers that
+queueworks/taskapi/outbox.py), re-published by a sweeper.  Callers that
 need the broker's word before answering pass ``wait_confirm=`` (seconds).
 Each process's own publisher is built in queueworks/dispatch/process_publisher.py.
 """
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 from amqp.exceptions import ChannelError
 
-from queueworks.dispatch.compat.amqp import basic_publish_no_wait
+from queueworks.dispatch.compat.amqp import basic_publish_no_wait, publish_without_reading
 
 logger = logging.getLogger(__name__)
 
@@ -183,13 +183,8 @@ class ConfirmingPublisher:
     def _open_channel(self) -> None:
         if self._connection is None:
             connection = self._connect()
-            raw = connection.connection
-            # Only the reader thread may read the socket.  py-amqp's publish
-            # reads pending frames first when the broker can send
-            # connection.blocked; the reader thread handles those instead.
-            capabilities = dict(raw.client_properties.get("capabilities", {}),
-                                **{"connection.blocked": False})
-            raw.client_properties = dict(raw.client_properties, capabilities=capabilities)
+            # Only the reader thread may read the socket.
+            publish_without_reading(connection.connection)
             self._connection = connection
         channel = self._connection.connection.channel()
         channel.confirm_select()

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import socket
-import xmlrpc.client
 from datetime import timedelta
 
 from queueworks.core.broker_state import MIGRATE_FIX
+from queueworks.core.supervisord_client import Supervisord
 from queueworks.doctor.findings import (
     FAIL, OK, SUPERVISORCTL, SUPPORT_PROGRAMS, WARN, Context, Finding, _describe,
 )
 from queueworks.doctor.checks_broker import _conflict_causes
 
 
-def _supervisor(ctx: Context):
-    from supervisor.xmlrpc import SupervisorTransport
-
-    transport = SupervisorTransport(None, None, f"unix://{ctx.run_dir}/supervisor.sock")
-    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
-
-
 def check_programs(ctx: Context) -> list[Finding]:
-    from queueworks.core.program_logs import program_last_error, shows_last_error
+    from queueworks.core.program_logs import shows_last_error
     from queueworks.core.supervisor import programs
     from queueworks.conf import TOPOLOGY
 
@@ -34,17 +26,13 @@ def check_programs(ctx: Context) -> list[Finding]:
                         "program states not checked",
                         "`make run` (or `python manage.py supervisord`); with systemd units: "
                         "`systemctl status 'projectname-*'`; or pass --run-dir")]
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(ctx.timeout)
-    rpc = _supervisor(ctx)
+    supervisord = Supervisord(socket_path, timeout=ctx.timeout)
     try:
-        infos = rpc.getAllProcessInfo()
-    except Exception as error:  # noqa: BLE001
+        states = supervisord.process_info()
+    except Exception as error:  # noqa: BLE001 - any failure is the finding
         return [Finding("supervisor", FAIL, f"supervisord at {socket_path} does not answer: "
                         f"{_describe(error)}", "restart it: `make run`")]
-    finally:
-        socket.setdefaulttimeout(previous)
-    ctx.supervisor_states = {info["name"]: info for info in infos}
+    ctx.supervisor_states = states
     findings = []
     for program in programs(TOPOLOGY):
         if not ctx.runs_here(program.name):
@@ -54,7 +42,7 @@ def check_programs(ctx: Context) -> list[Finding]:
             continue
         info = ctx.supervisor_states.get(program.name)
         state = info["statename"] if info else "MISSING"
-        error = program_last_error(rpc, program.name) if info and shows_last_error(info) else None
+        error = supervisord.last_error(program.name) if info and shows_last_error(info) else None
         if state == "RUNNING" and not error:
             uptime = int(info["now"] - info["start"])
             findings.append(Finding(f"program {program.name}", OK,

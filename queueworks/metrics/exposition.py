@@ -85,13 +85,21 @@ class ProjectCollector(Collector):
             labels=["task", "outcome"])
         runtime = HistogramMetricFamily(names.TASK_RUNTIME,
                                         "Seconds a task ran in its worker process", labels=["task"])
+        result_writes = CounterMetricFamily(
+            names.RESULT_WRITES,
+            "Result writes the database refused: written again (retried) or the message "
+            "returned to its queue (requeued)", labels=["task", "outcome"])
         for task_name, entry in sorted(totals.items()):
             for outcome in names.OUTCOMES:
                 outcomes.add_metric([task_name, outcome], entry.outcomes.get(outcome, 0.0))
+            for outcome in names.RESULT_OUTCOMES:
+                count = entry.outcomes.get(names.result_key(outcome))
+                if count:
+                    result_writes.add_metric([task_name, outcome], count)
             if entry.runtime.count:
                 runtime.add_metric([task_name], entry.runtime.cumulative(),
                                    sum_value=entry.runtime.total)
-        return outcomes, runtime
+        return outcomes, runtime, result_writes
 
     # -- workers -----------------------------------------------------------
     def _workers(self):

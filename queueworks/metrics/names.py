@@ -22,10 +22,21 @@ WORKER_ONLINE = f"{PREFIX}_worker_online"
 PROGRAM_RUNNING = f"{PREFIX}_program_running"
 BALANCER_DECISIONS = f"{PREFIX}_balancer_decisions"  # exposed as ..._total
 SOURCE_UP = f"{PREFIX}_metrics_source_up"
+# Result writes the database refused: exposed as ..._total{task,outcome}.
+RESULT_WRITES = f"{PREFIX}_result_writes"
 
 # What a finished delivery of a task counts as (the ``outcome`` label).
 SUCCESS, FAILURE, RETRY, REVOKED = "success", "failure", "retry", "revoked"
 OUTCOMES = (SUCCESS, FAILURE, RETRY, REVOKED)
+
+# What became of a result write the database refused (its tally key is
+# "result_<outcome>"): written again, or the message returned to its queue.
+RESULT_RETRIED, RESULT_REQUEUED = "retried", "requeued"
+RESULT_OUTCOMES = (RESULT_RETRIED, RESULT_REQUEUED)
+
+
+def result_key(outcome: str) -> str:
+    return f"result_{outcome}"
 
 # Upper bounds (seconds) of the runtime histogram: from the bulk lane's
 # milliseconds to the heavy lane's 30-minute time limit.

@@ -5,6 +5,14 @@ process for revokes, hard time limits and lost processes) adds to an
 in-memory tally from Celery's signals and a
 daemon thread writes it to the database every ``FLUSH_SECONDS``
 (``services.task_tallies_add``), and once more when the process shuts down.
+
+Both writes run on a thread of their own, with that thread's own database
+connection, and hold off forks while they write
+(``queueworks/core/fork_guard.py``: a pool process forked in the middle of an
+SQLite write transaction could never write).  The exit's flush never uses the
+connection of the thread that is exiting: a soft time limit or SIGTERM can
+interrupt that thread's query and leave its connection busy (on PostgreSQL
+"connection in transaction status ACTIVE"), which would lose the tally.
 Why the database and not task events or prometheus_client's multiprocess
 mode: see docs/metrics.md ("Where the counts come from").
 
@@ -28,14 +36,17 @@ from collections import defaultdict
 from datetime import datetime, timezone
 
 from celery import signals
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connections
 
+from queueworks.core.fork_guard import background_writes
 from queueworks.metrics import names
 
 SUCCESS_STATE = "SUCCESS"  # celery.states.SUCCESS, the state task_postrun reports
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0
+# How long a process's exit waits for its last flush (a busy database).
+EXIT_FLUSH_SECONDS = 10.0
 
 
 class Recorder:
@@ -83,20 +94,39 @@ class Recorder:
         return {(task_name, datetime.fromtimestamp(minute * 60, tz=timezone.utc), key): amount
                 for (task_name, minute, key), amount in pending.items()}
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
+        """Write what was counted; False when the database refused (kept for the next)."""
         pending = self.take()
         if not pending:
-            return
+            return True
         from queueworks.metrics.services import task_tallies_add
 
         try:
-            task_tallies_add(deltas=pending)
+            with background_writes():
+                task_tallies_add(deltas=pending)
+            return True
         except DatabaseError:
             # Kept for the next flush: a busy or restarting database loses nothing.
             logger.exception("metrics: could not write %d task tallies; retrying", len(pending))
             with self._lock:
                 for (task_name, minute, key), amount in pending.items():
                     self._pending[(task_name, int(minute.timestamp() // 60), key)] += amount
+            return False
+
+    def flush_at_exit(self, timeout: float = EXIT_FLUSH_SECONDS) -> None:
+        """The last flush of an exiting process, on a thread (and connection) of its own."""
+        thread = threading.Thread(target=self._flush_until_written, args=(timeout,),
+                                  name="metrics-exit-flush", daemon=True)
+        thread.start()
+        thread.join(timeout + 1.0)
+
+    def _flush_until_written(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        try:
+            while not self.flush() and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            connections.close_all()  # this thread's connections only
 
     def _start_flusher(self) -> None:
         with self._lock:
@@ -115,7 +145,8 @@ class Recorder:
             finally:
                 # This thread's own connection: dropped when the database closed
                 # it or it is past CONN_MAX_AGE, as after a request.
-                close_old_connections()
+                with background_writes():
+                    close_old_connections()
 
     def forget_inherited(self) -> None:
         """In a freshly forked child: the parent's tally is the parent's to write."""
@@ -172,7 +203,7 @@ def on_revoked(sender=None, request=None, **kwargs):
 
 def on_shutdown(**kwargs):
     if RECORDER.enabled:
-        RECORDER.flush()
+        RECORDER.flush_at_exit()
 
 
 def connect() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from queueworks.core.client_address import client_address
 from queueworks.ops.models import AuditEntry
 from queueworks.conf import settings as queueworks_settings
 
@@ -22,20 +23,6 @@ ACTIONS = (
     "dead_letter.requeue", "dead_letter.discard",
     "schedule.create", "schedule.change", "schedule.delete", "schedule.sync",
 )
-
-
-def client_address(request) -> str | None:
-    """The peer address as the web server saw it (behind a proxy: the proxy's,
-    unless the proxy and ``AUDIT_FORWARDED_FOR`` say otherwise)."""
-    if request is None:
-        return None
-    if queueworks_settings.AUDIT_FORWARDED_FOR:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        # The proxy appends the address it saw: the last entry is the one it vouches for.
-        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-        if hops:
-            return hops[-1]
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def audit_record(*, action: str, target: str = "", outcome: str, request=None, user=None,

@@ -168,7 +168,8 @@ def task_rerun_failed(*, task_id: str, requested_by=None) -> TaskRerun:
     try:
         ticket = task_rerun(task_id=task_id, user=user)
     except TaskApiError as exc:
-        raise RerunError(exc.detail) from exc
+        reference = f" (reference {exc.reference})" if exc.reference else ""
+        raise RerunError(f"{exc.detail}{reference}") from exc
     return TaskRerun.objects.create(original_task_id=task_id, new_task_id=ticket.task_id,
                                     task_name=ticket.task, requested_by=user)
 
@@ -333,28 +334,34 @@ class DeadLetterForbidden(DeadLetterError):
     pass
 
 
-def _dead_letter_task(letter_id: str) -> str:
-    from queueworks.reliability.services import dead_letters_list
-
-    for letter in dead_letters_list(limit=10_000):
-        if letter.id == letter_id:
-            return letter.task_name
-    raise DeadLetterError(f"dead letter {letter_id} not found (already re-queued?)")
-
-
 def dead_letter_requeue_checked(*, letter_id: str, user) -> list[str]:
-    """Re-queue one dead letter if ``user`` may: its task must be on the Task
-    API's allowlist, or the user must hold ``ops.requeue_any_dead_letter``.
-    Returns the re-queued ids."""
+    """Re-queue the dead letters with this id that ``user`` may: each one's
+    task must be on the Task API's allowlist, or the user must hold
+    ``ops.requeue_any_dead_letter``.  Each message is checked as it is
+    re-queued, so one allowed message never carries another with the same
+    id along.  Returns the re-queued ids; raises DeadLetterForbidden when
+    every matching message was refused."""
     from queueworks.reliability.services import dead_letter_requeue
     from queueworks.taskapi.allowlist import allowed
 
-    task_name = _dead_letter_task(letter_id)
-    if allowed(task_name) is None and not user.has_perm(REQUEUE_ANY_DEAD_LETTER):
+    may_requeue_any = user.has_perm(REQUEUE_ANY_DEAD_LETTER)
+    refused: list[str] = []
+
+    def may_requeue(task_name: str) -> bool:
+        if may_requeue_any or allowed(task_name) is not None:
+            return True
+        refused.append(task_name)
+        return False
+
+    requeued = dead_letter_requeue(dead_letter_id=letter_id,
+                                   may_requeue=may_requeue)
+    if not requeued and refused:
         raise DeadLetterForbidden(
-            f"{task_name or 'a message without a task name'} is not on the Task API's allowlist: "
+            f"{refused[0] or 'a message without a task name'} is not on the Task API's allowlist: "
             f"re-queueing it needs the permission {REQUEUE_ANY_DEAD_LETTER}")
-    requeued = dead_letter_requeue(dead_letter_id=letter_id)
+    if refused:
+        logger.warning("Dead letter %s: re-queued %d, left %d off the allowlist (%s)",
+                       letter_id, len(requeued), len(refused), ", ".join(sorted(set(refused))))
     if not requeued:
         raise DeadLetterError(f"dead letter {letter_id} not found (already re-queued?)")
     return requeued

@@ -7,6 +7,7 @@ Stop, restart and discard need a confirmation; every action is audited.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from functools import wraps
 
@@ -21,6 +22,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from queueworks.core.error_reference import error_reference_logged
 from queueworks.ops import selectors
 from queueworks.ops.broker import BrokerStatsError, management_api, queue_stats
 from queueworks.metrics.selectors import task_throughput_series, task_windows
@@ -41,6 +43,8 @@ from queueworks.ops.services import (
 from queueworks.taskapi.access import OPERATE_TASKS, VIEW_ALL_TASKS
 from queueworks.conf import TOPOLOGY
 from queueworks.conf import settings as queueworks_settings
+
+logger = logging.getLogger(__name__)
 
 
 def _wants_json(request) -> bool:
@@ -118,7 +122,10 @@ def dashboard_data(*, user=None) -> dict:
         stats = queue_stats(TOPOLOGY.queue_names())
     except BrokerStatsError as exc:
         stats = {}
-        errors.append(str(exc))
+        reference = error_reference_logged(logger=logger, what="ops: queue statistics",
+                                           detail=str(exc), level=logging.WARNING)
+        errors.append(f"RabbitMQ's management API could not be read; the log has the detail "
+                      f"under reference {reference}")
     # Beat's ops-alerts entry evaluates the alerts; the page only shows its incidents.
     incidents = selectors.incidents_open()
     alerting = {(incident.queue, incident.kind) for incident in incidents}
@@ -230,6 +237,18 @@ def _done(request, ok: bool, message: str, status: int = 200):
     return redirect("ops:dashboard")
 
 
+def _failed(request, what: str, exc: Exception):
+    """An action failed inside (broker, database): the operator gets a
+    reference, the log the error's text under it."""
+    reference = error_reference_logged(logger=logger, what=f"ops: {what}",
+                                       detail=f"{exc.__class__.__name__}: {exc}", exc=exc)
+    message = f"{what} failed; the log has the detail under reference {reference}"
+    if _wants_json(request):
+        return JsonResponse({"error": message, "code": "failed", "reference": reference}, status=503)
+    messages.error(request, message)
+    return redirect("ops:dashboard")
+
+
 DESTRUCTIVE_PROGRAM_ACTIONS = ("stop", "restart")
 
 
@@ -280,8 +299,8 @@ def dead_letter_requeue(request, letter_id: str):
         if _wants_json(request):
             return JsonResponse({"error": str(exc)}, status=403)
         return _done(request, False, str(exc))
-    except Exception as exc:  # noqa: BLE001 - the operator sees why (and the log has it)
-        return _done(request, False, f"re-queue failed: {exc}")
+    except Exception as exc:  # noqa: BLE001 - answered with a reference to the logged error
+        return _failed(request, "re-queue", exc)
     return _done(request, True, f"re-queued {', '.join(requeued)}", status=202)
 
 
@@ -295,8 +314,8 @@ def dead_letter_discard(request, letter_id: str):
         with audited(action="dead_letter.discard", target=letter_id, request=request,
                      via="dashboard", refused=(DeadLetterError,)) as detail:
             detail["removed"] = dead_letter_discard_one(letter_id=letter_id)
-    except Exception as exc:  # noqa: BLE001 - the operator sees why
-        return _done(request, False, f"discard failed: {exc}")
+    except Exception as exc:  # noqa: BLE001 - answered with a reference to the logged error
+        return _failed(request, "discard", exc)
     return _done(request, True, f"discarded dead letter {letter_id}", status=202)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from datetime import timezone as dt_timezone
@@ -151,7 +152,8 @@ def dead_letters_list(*, limit: int = 100, broker_url: str | None = None) -> lis
 
 
 def dead_letter_requeue(*, dead_letter_id: str | None = None, requeue_all: bool = False,
-                        limit: int = 10_000, broker_url: str | None = None) -> list[str]:
+                        limit: int = 10_000, broker_url: str | None = None,
+                        may_requeue: Callable[[str], bool] | None = None) -> list[str]:
     """Publish dead letters back to the queue they died in; returns their ids.
 
     Pass ``dead_letter_id`` (as listed by ``dead_letters_list``) or
@@ -159,6 +161,8 @@ def dead_letter_requeue(*, dead_letter_id: str | None = None, requeue_all: bool 
     headers and properties, straight to its original queue (default exchange),
     confirmed by the broker, and only then removed from the dead-letter queue.
     The delivery counter of a re-queued task starts again from zero.
+    ``may_requeue(task_name)`` is asked for each message about to be
+    re-queued (several may share an id): a message it refuses stays where it is.
     Raises ValueError when neither or both selectors are given.
     """
     if bool(dead_letter_id) == bool(requeue_all):
@@ -179,6 +183,10 @@ def dead_letter_requeue(*, dead_letter_id: str | None = None, requeue_all: bool 
             if queue not in TOPOLOGY.queue_names():
                 logger.warning("Dead letter %s came from unknown queue %r; left in place",
                                letter_id, queue)
+                continue
+            # The message in hand is the one checked: a check on another
+            # message with the same id would say nothing about this one.
+            if may_requeue is not None and not may_requeue(str((message.headers or {}).get("task") or "")):
                 continue
             properties = dict(message.properties or {})
             properties["delivery_mode"] = 2

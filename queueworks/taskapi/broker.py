@@ -11,6 +11,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from amqp.exceptions import AMQPError
 from django.conf import settings
 from kombu import Connection
 from kombu.exceptions import OperationalError
@@ -21,7 +22,9 @@ from queueworks.conf import settings as queueworks_settings
 
 app = celery_app()
 
-BROKER_ERRORS = (OperationalError, OSError, socket.timeout, ConnectionError)
+# AMQPError: the broker answered and refused (a vhost it does not have, a
+# user it does not know, a permission), which kombu does not wrap.
+BROKER_ERRORS = (OperationalError, AMQPError, OSError, socket.timeout, ConnectionError)
 
 
 def retry_policy() -> dict[str, float]:

@@ -7,10 +7,19 @@ the service functions (e.g. the ops dashboard).
 
 from __future__ import annotations
 
+import logging
+import sys
+
+from queueworks.core.error_reference import error_reference_logged
+
+logger = logging.getLogger(__name__)
+
 
 class TaskApiError(Exception):
     status_code = 400
     code = "invalid"
+    # Set when the failure's own text went to the log instead of the answer.
+    reference: str | None = None
 
     def __init__(self, detail: str, *, fields: dict[str, list[str]] | None = None):
         super().__init__(detail)
@@ -48,6 +57,28 @@ class TaskConflict(TaskApiError):
     code = "conflict"
 
 
-class BrokerUnavailable(TaskApiError):
+class ServiceUnavailable(TaskApiError):
+    """A part the API depends on failed.  ``internal`` (its error text) is
+    logged under a new reference, never answered: the answer is ``message``
+    (or ``public``, a sentence written for the client) and the reference."""
+
     status_code = 503
+    code = "unavailable"
+    message = "A service the Task API depends on is unavailable; try again later."
+
+    def __init__(self, internal: str = "", *, public: str | None = None):
+        super().__init__(public or self.message)
+        if internal:
+            self.reference = error_reference_logged(
+                logger=logger, what=f"Task API answered {self.code}", detail=internal,
+                exc=sys.exc_info()[1], level=logging.WARNING)
+
+
+class BrokerUnavailable(ServiceUnavailable):
     code = "broker_unavailable"
+    message = "The message broker is unreachable or refused the request. Nothing was sent."
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code = "database_unavailable"
+    message = "The database is unreachable or refused the request; try again later."

@@ -10,8 +10,10 @@ import io
 import logging
 import re
 
+from amqp.exceptions import AMQPError
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError
 from django.http import Http404
 from kombu.exceptions import OperationalError
 from rest_framework import exceptions, status
@@ -21,7 +23,8 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from queueworks.taskapi.access import OPERATE_TASKS, OPERATORS_GROUP, VIEW_ALL_TASKS, VIEWERS_GROUP
-from queueworks.taskapi.errors import TaskApiError
+from queueworks.core.error_reference import error_reference_logged
+from queueworks.taskapi.errors import BrokerUnavailable, DatabaseUnavailable, TaskApiError
 from queueworks.conf import settings as queueworks_settings
 
 logger = logging.getLogger(__name__)
@@ -138,23 +141,28 @@ def _summary(errors: dict[str, list[str]], fallback: str) -> str:
     return "; ".join(f"{field}: {' '.join(problems)}" for field, problems in errors.items())
 
 
+def _task_api_error_response(exc: TaskApiError) -> Response:
+    body = {"detail": exc.detail, "code": exc.code, "errors": exc.fields}
+    if exc.reference:
+        body["reference"] = exc.reference
+    return Response(body, status=exc.status_code)
+
+
 def api_exception_handler(exc, context):
     if isinstance(exc, TaskApiError):
-        return Response(
-            {"detail": exc.detail, "code": exc.code, "errors": exc.fields},
-            status=exc.status_code,
-        )
-    if isinstance(exc, OperationalError):
-        return Response(
-            {"detail": f"The message broker is unreachable: {exc}", "code": "broker_unavailable",
-             "errors": {}},
-            status=status.HTTP_503_SERVICE_UNAVAILABLE,
-        )
+        return _task_api_error_response(exc)
+    # The error's own text goes to the log under a reference, never into the answer.
+    if isinstance(exc, (OperationalError, AMQPError)):
+        return _task_api_error_response(BrokerUnavailable(f"{exc.__class__.__name__}: {exc}"))
+    if isinstance(exc, DatabaseError):
+        return _task_api_error_response(DatabaseUnavailable(f"{exc.__class__.__name__}: {exc}"))
     response = drf_exception_handler(exc, context)
     if response is None:
-        logger.exception("Task API: unexpected error", exc_info=exc)
+        reference = error_reference_logged(logger=logger, what="Task API: unexpected error",
+                                           detail=f"{exc.__class__.__name__}: {exc}", exc=exc)
         return Response(
-            {"detail": "Internal error; it has been logged.", "code": "error", "errors": {}},
+            {"detail": "Internal error; it has been logged.", "code": "error", "errors": {},
+             "reference": reference},
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
     if isinstance(exc, exceptions.ValidationError):

@@ -2,7 +2,7 @@
 
 An accepted task is its ``TaskRecord`` row, written in the caller's
 transaction: the row is the outbox from which the message is published
-(queueworks/dispatch/records/outbox.py).
+(queueworks/taskapi/outbox.py).
 
 The execution state itself lives in django-celery-results' ``TaskResult``
 (one row per task id, written PENDING by the API before publishing, then
@@ -16,12 +16,9 @@ the workers' in-memory revoke list, is the source of truth).
 from django.conf import settings
 from django.db import models
 
-# A message header set on every task the Task API publishes (it has a
-# TaskRecord, so it can be cancelled before it runs).  Workers look a message
-# up in the database only when it carries this header, was redelivered or is a
-# retry (queueworks/taskapi/signals.py); any other first delivery cannot have been
-# cancelled, since the API only cancels ids it knows.
-RECORDED_HEADER = "taskapi_recorded"
+# The header on every task the Task API publishes (any other first delivery
+# cannot have been cancelled, since the API only cancels ids it knows).
+from queueworks.dispatch.headers import RECORDED_HEADER  # noqa: E402,F401
 
 
 class TaskRecord(models.Model):
@@ -49,7 +46,7 @@ class TaskRecord(models.Model):
     )
     cancel_terminate = models.BooleanField(default=False)
     cancel_signal = models.CharField(max_length=16, blank=True)
-    # The outbox (queueworks/dispatch/records/outbox.py): when the broker confirmed
+    # The outbox (queueworks/taskapi/outbox.py): when the broker confirmed
     # the task's message.  A record left unconfirmed past a bound is published
     # again by the sweeper; one the broker refused outright says why here.
     confirmed_at = models.DateTimeField(null=True, blank=True)

@@ -36,7 +36,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from queueworks.dispatch.process_publisher import publisher_supported
-from queueworks.dispatch.records.outbox import (
+from queueworks.taskapi.outbox import (
     outbox_mark_confirmed,
     outbox_records_discard,
     outbox_records_write,
@@ -145,7 +145,7 @@ def _publish_start(
 
     If nothing could be sent the rows are removed again and the caller hears
     ``BrokerUnavailable``; the confirm marks the record, else the outbox
-    sweeper publishes it again (queueworks/dispatch/records/outbox.py).
+    sweeper publishes it again (queueworks/taskapi/outbox.py).
     """
     options: dict[str, Any] = {"queue": queue, "headers": {RECORDED_HEADER: True}}
     if priority is not None:
@@ -173,7 +173,8 @@ def _publish_start(
         if isinstance(exc, BrokerUnavailable):
             raise
         raise BrokerUnavailable(
-            f"The message broker refused or dropped the message: {exc}. Nothing was sent."
+            f"The message broker refused or dropped the message: {exc.__class__.__name__}: {exc}. "
+            "Nothing was sent."
         ) from exc
     logger.info("Task API accepted %s[%s] on queue %s", task_name, task_id, queue)
 
@@ -199,7 +200,7 @@ def task_start(
     written or sent).
 
     The rows are written in the caller's transaction (they are the outbox:
-    queueworks/dispatch/records/outbox.py) and the message is published when it
+    queueworks/taskapi/outbox.py) and the message is published when it
     commits (immediately in autocommit mode); if the broker is unreachable
     then, ``BrokerUnavailable`` is raised within a bounded time and the rows
     are removed.  Returns the new task's id and queue.

@@ -3,13 +3,13 @@ outbox sweeper (beat)."""
 
 from celery import shared_task
 
-from queueworks.dispatch.records.outbox import outbox_sweep
+from queueworks.taskapi.outbox import outbox_sweep
 from queueworks.taskapi.services import PROGRESS, diagnostic_run
 
 
 @shared_task(ignore_result=True)
 def sweep_outbox() -> None:
-    """Publish again accepted tasks the broker has not confirmed (queueworks/dispatch/records/outbox.py)."""
+    """Publish again accepted tasks the broker has not confirmed (queueworks/taskapi/outbox.py)."""
     outbox_sweep()
 
 

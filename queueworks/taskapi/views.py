@@ -272,9 +272,10 @@ class WorkersView(TaskApiView):
     def get(self, request):
         snapshot = workers_snapshot()
         if snapshot is None:
-            raise BrokerUnavailable("The workers have not answered yet; try again in a moment.")
+            raise BrokerUnavailable(public="The workers have not answered yet; try again in a moment.")
         if snapshot.workers is None:
-            raise BrokerUnavailable(snapshot.error)
+            # The refresh logged the broker's error; the snapshot keeps its answer.
+            raise BrokerUnavailable(public=snapshot.error)
         # Rendered once per refresh; this request only authenticated, passed
         # the permission check and the throttle (DRF's ``initial``).
         response = HttpResponse(snapshot.body, content_type=JSONRenderer.media_type)

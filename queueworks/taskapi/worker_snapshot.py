@@ -87,7 +87,7 @@ def workers_snapshot_refresh() -> WorkersSnapshot:
     try:
         workers, error = worker_list(), ""
     except BrokerUnavailable as exc:
-        workers, error = None, exc.detail
+        workers, error = None, f"{exc.detail} (reference {exc.reference})" if exc.reference else exc.detail
     return store_snapshot(workers, error=error)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = PROJECT_ROOT / "deploy" / "bin" / "ensure-system.sh"
-TEST_ONLY_PACKAGES = ("chromium", "redis-server", "iproute2", "nginx")
+TEST_ONLY_PACKAGES = ("chromium", "redis-server", "iproute2", "nginx", "postgresql", "socat")
 
 
 def plan(*options: str, fresh: bool = True) -> str:
@@ -36,7 +36,7 @@ def test_make_run_on_a_fresh_machine_installs_no_test_only_package():
     for package in TEST_ONLY_PACKAGES:
         assert package not in text
     assert "start RabbitMQ" in text and "enable rabbitmq_management" in text
-    assert "Redis" not in text
+    assert "Redis" not in text and "PostgreSQL" not in text
 
 
 def test_make_test_adds_the_test_only_parts():
@@ -46,6 +46,8 @@ def test_make_test_adds_the_test_only_parts():
     for package in TEST_ONLY_PACKAGES:
         assert package in text
     assert "start Redis" in text
+    assert "start PostgreSQL" in text
+    assert "create the PostgreSQL role queueworks_test and its database" in text
     recipe = "\n".join(make_recipe("test"))
     assert "pip install -q -r requirements-test.txt" in recipe
     assert "pip install -q -r requirements-test.txt" not in "\n".join(make_recipe("run"))

@@ -64,8 +64,11 @@ def test_nginx_accepts_the_committed_reverse_proxy(tmp_path):
     assert "location /static/ {\n        alias /var/www/projectname/static/;" in site
     assert 'location /ops/ {' in site and 'add_header Cache-Control "no-store" always;' in site
     assert "server_name flower.tasks.example.com;" in site
-    assert "proxy_set_header X-Forwarded-Proto $scheme;" in (
-        NGINX_DIR / "projectname-proxy.conf").read_text()
+    proxy = (NGINX_DIR / "projectname-proxy.conf").read_text()
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in proxy
+    # The client's address as nginx saw it, never one the client sent
+    # (believed from TRUSTED_PROXIES only: the login lockout, the audit log).
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in proxy
 
 
 @pytest.mark.parametrize("break_it", [

@@ -25,11 +25,19 @@ Outside the bulk lane:
   (``BasePool.info``, built by the private hook ``BasePool._get_info``) also
   shows ``extra(pool)`` (queueworks/dispatch/pool.py: its limits).  Stock path:
   the class is left alone and reports Celery's own info;
-* ``delayed_delivery``: ``celery.worker.consumer.delayed_delivery``
-  (``DelayedDelivery``, ``MAX_RETRIES``, ``RETRIED_EXCEPTIONS``,
-  ``RETRY_INTERVAL``) and the step methods queueworks/core/cluster.py overrides
-  or calls (``_setup_delayed_delivery``, ``_validate_queue_type``,
-  ``_on_retry``).  Stock path: Celery's own delayed-delivery step;
+* ``DelayedDeliveryThroughOneUrl``: Celery's native delayed-delivery step
+  (``celery.worker.consumer.delayed_delivery``, exported as
+  ``delayed_delivery``) set up once, through the URL the consumer is
+  connected to, after a public ``prepare(c, connection)`` hook; it overrides
+  or calls the step's ``_setup_delayed_delivery``, ``_validate_queue_type``
+  and ``_on_retry`` and reuses ``MAX_RETRIES``, ``RETRIED_EXCEPTIONS``,
+  ``RETRY_INTERVAL`` (queueworks/core/cluster.py subclasses it).  Stock path:
+  the consumer keeps Celery's own step;
+* ``store_result_hook``: a result backend class decorator; its
+  ``store_state`` becomes the ``_store_result`` hook every backend implements
+  and Celery's ``store_result`` calls, with the parent's as
+  ``stock_store_state`` (queueworks/core/results_backend.py).  Stock path: the
+  class is left alone and stores as its parent does;
 * ``broker_pool(app)`` / ``replace_broker_pool(app, pool)``: the connection
   pool Celery caches on the app (``app._pool``) and the producer pool built
   on it (``app.amqp._producer_pool``), for the benchmarks and the test
@@ -41,9 +49,7 @@ Outside the bulk lane:
 Hooks the project overrides, pinned by contract tests only (nothing to
 import): ``Consumer.connection_for_write`` being what
 Celery's Events step opens the event dispatcher's connection with
-(queueworks/dispatch/worker.py); ``celery.concurrency.base.apply_target``;
-``BaseBackend._store_result``, the hook every result backend implements and
-``store_result`` calls (queueworks/core/results_backend.py).
+(queueworks/dispatch/worker.py); ``celery.concurrency.base.apply_target``.
 
 How Celery builds and calls strategies is pinned by a contract test too:
 the task consumer's start runs ``update_strategies()`` (so strategies are
@@ -59,11 +65,15 @@ poison-body check, queueworks/reliability/consumer.py),
 
 from __future__ import annotations
 
+import logging
+
 import celery as _celery
 from celery.schedules import crontab
 from celery.worker import state as worker_state
 from celery.worker.consumer import delayed_delivery
 from celery.worker.request import Request, create_request_cls
+from kombu.utils.functional import retry_over_time
+from kombu.utils.url import maybe_sanitize_url
 
 from queueworks.dispatch.compat import version_supported
 
@@ -78,7 +88,10 @@ SUPPORTED = version_supported(
 
 __all__ = ["SUPPORTED", "TESTED_VERSION", "Request", "create_request_cls", "worker_state",
            "tracer", "crontab_fields", "delayed_delivery", "CRONTAB_FIELDS", "pool_info",
-           "broker_pool", "replace_broker_pool"]
+           "broker_pool", "replace_broker_pool", "DelayedDeliveryThroughOneUrl",
+           "store_result_hook"]
+
+logger = logging.getLogger(__name__)
 
 # crontab's fields in the order of a crontab line (m h dom mon dow), with the
 # range a field covers when it is "*".
@@ -146,3 +159,53 @@ def replace_broker_pool(app, pool) -> None:
     app._pool = pool
     if "amqp" in app.__dict__:
         app.amqp._producer_pool = None
+
+
+class DelayedDeliveryThroughOneUrl(delayed_delivery.DelayedDelivery):
+    """Celery's native delayed-delivery step, set up once through the URL of
+    the connection the consumer holds (Celery's sets it up once per URL of the
+    failover list, retrying each).  ``prepare(c, connection)`` runs first, on
+    a connection to that URL.  Use it only when ``SUPPORTED``."""
+
+    def start(self, c) -> None:
+        app = c.app
+        self._validate_queue_type(app.conf.broker_native_delayed_delivery_queue_type)
+        url = c.connection.as_uri(include_password=True)
+        try:
+            retry_over_time(
+                self._setup_delayed_delivery, args=(c, url),
+                catch=delayed_delivery.RETRIED_EXCEPTIONS, errback=self._on_retry,
+                interval_start=delayed_delivery.RETRY_INTERVAL,
+                max_retries=delayed_delivery.MAX_RETRIES,
+            )
+        except Exception as exc:  # noqa: BLE001 - logged; consuming must go on
+            logger.critical("Native delayed delivery not set up through %s: %s",
+                            maybe_sanitize_url(url), exc)
+
+    def _setup_delayed_delivery(self, c, broker_url: str) -> None:
+        with c.app.connection_for_write(url=broker_url) as connection:
+            self.prepare(c, connection)
+        super()._setup_delayed_delivery(c, broker_url)
+
+    def prepare(self, c, connection) -> None:
+        """Runs before each setup attempt, on a connection to the same URL."""
+
+
+def store_result_hook(backend_cls):
+    """Class decorator for a result backend: ``backend_cls.store_state`` stores
+    every state (``(task_id, result, status, traceback=None, request=None,
+    **kwargs)``, Celery's ``_store_result`` hook), and ``stock_store_state``
+    is the parent's hook, for what it does not handle.
+
+    On another Celery version the class is returned untouched: it stores as
+    its parent does (``store_state`` is never called).
+    """
+    if not SUPPORTED:
+        return backend_cls
+
+    def stock_store_state(self, *args, **kwargs):
+        return super(backend_cls, self)._store_result(*args, **kwargs)
+
+    backend_cls.stock_store_state = stock_store_state
+    backend_cls._store_result = backend_cls.store_state
+    return backend_cls

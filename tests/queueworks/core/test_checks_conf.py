@@ -18,15 +18,17 @@ def test_each_wrong_setting_is_named():
         "TASKAPI_PAGE_SIZ": 10,                 # misspelt
         "TASKAPI_PAGE_SIZE": "50",              # a string for an int
         "TASKAPI_BROKER_TIMEOUT": 2,            # an int for a float is fine
-        "AUDIT_FORWARDED_FOR": 1,               # not a bool
+        "METRICS_USERNAME": 1,                  # not a str
         "TASK_QUEUE_TYPE": "stream",            # not a choice
+        "TRUSTED_PROXIES": ["10.0.0.0/8", "nginx"],  # not an address
     })
     messages = [e.msg for e in errors]
     assert messages == [
-        "QUEUEWORKS_AUDIT_FORWARDED_FOR: must be bool, not int (1).",
+        "QUEUEWORKS_METRICS_USERNAME: must be str, not int (1).",
         "QUEUEWORKS_TASKAPI_PAGE_SIZ: no such setting.",
         "QUEUEWORKS_TASKAPI_PAGE_SIZE: must be int, not str ('50').",
         "QUEUEWORKS_TASK_QUEUE_TYPE: must be one of classic, quorum, not 'stream'.",
+        "QUEUEWORKS_TRUSTED_PROXIES: 'nginx' is not an address or network.",
     ]
     assert errors[1].hint == "Did you mean QUEUEWORKS_TASKAPI_PAGE_SIZE?"
 

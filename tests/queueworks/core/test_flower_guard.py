@@ -30,3 +30,21 @@ def test_bad_input_is_a_400_naming_the_field():
     status, errors = start_request_errors("queueworks.core.tasks.probe", body(args=["t"], queue="bulk"),
                                           START_OPTIONS)
     assert status == 400 and "queue" in errors
+
+
+def test_a_deeply_nested_body_is_a_400_naming_the_body():
+    deep = b"[" * 100_000 + b"]" * 100_000
+    status, errors = start_request_errors("queueworks.core.tasks.probe", b'{"args": ' + deep + b"}",
+                                          START_OPTIONS)
+    assert status == 400 and "body" in errors
+
+
+def test_the_guarded_patterns_carry_flowers_url_prefix():
+    from queueworks.core.flower import guarded_handlers
+
+    for prefix in ("flower", "/flower/", "ops/flower"):
+        patterns = [pattern for pattern, _ in guarded_handlers(url_prefix=prefix)]
+        expected = "/" + prefix.strip("/")
+        assert patterns and all(pattern.startswith(expected + "/api/") for pattern in patterns), patterns
+    assert [pattern for pattern, _ in guarded_handlers(url_prefix="")] == \
+        [pattern for pattern, _ in guarded_handlers()]

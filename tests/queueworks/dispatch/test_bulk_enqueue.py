@@ -156,7 +156,7 @@ def test_bulk_on_commit_publishes_only_committed_batches(live_system):
 
 def _api_user(username: str, *, operator: bool):
     from django.contrib.auth.models import Group, Permission, User
-    from rest_framework.authtoken.models import Token
+    from queueworks.apitokens.services import api_token_create
 
     user = User.objects.create_user(username)
     if operator:
@@ -164,7 +164,7 @@ def _api_user(username: str, *, operator: bool):
         group.permissions.add(Permission.objects.get(
             content_type__app_label="taskapi", codename="operate_tasks"))
         user.groups.add(group)
-    return {"Authorization": f"Token {Token.objects.create(user=user).key}"}
+    return {"Authorization": f"Token {api_token_create(user=user, name='tests')[1]}"}
 
 
 @pytest.mark.live

@@ -85,7 +85,7 @@ def test_a_bulk_start_cut_mid_batch_answers_the_truth(quiet_vhost, monkeypatch, 
     on its queue."""
     from django_celery_results.models import TaskResult
 
-    from queueworks.dispatch.services import tasks_start_bulk
+    from queueworks.taskapi.bulk import tasks_start_bulk
     from queueworks.taskapi.models import TaskRecord
 
     _warm_up(quiet_vhost)
@@ -104,7 +104,7 @@ def test_a_bulk_start_cut_mid_batch_answers_the_truth(quiet_vhost, monkeypatch, 
     assert 0 < len(set(queued_before) & ids) < COUNT  # part of the batch was published
 
     monkeypatch.undo()
-    from queueworks.dispatch.records.outbox import outbox_sweep
+    from queueworks.taskapi.outbox import outbox_sweep
 
     outcome = outbox_sweep(older_than=0)
     assert outcome.republished == len(unconfirmed)
@@ -118,7 +118,7 @@ def test_a_bulk_start_cut_mid_batch_answers_the_truth(quiet_vhost, monkeypatch, 
 def test_a_channel_error_before_anything_is_sent_is_a_503_that_records_nothing(quiet_vhost):
     """The routed queue exists with other arguments: the declare is refused
     (a py-amqp channel error), nothing is published and no row is left."""
-    from queueworks.dispatch.services import tasks_start_bulk
+    from queueworks.taskapi.bulk import tasks_start_bulk
     from queueworks.taskapi.errors import BrokerUnavailable
     from queueworks.taskapi.models import TaskRecord
 

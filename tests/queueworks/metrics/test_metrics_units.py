@@ -227,3 +227,17 @@ def test_balancer_decisions_are_counted_per_program_direction_and_outcome(
     assert counted == {("heavy_worker", "grow", "applied"): 2,
                        ("heavy_worker", "shrink", "applied"): 1,
                        ("heavy_worker", "grow", "refused"): 1}
+
+
+def test_refused_result_writes_are_exposed_by_outcome(client, quiet_sources, scraper_credentials):
+    minute = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    task_tallies_add(deltas={("t.r", minute, names.result_key(names.RESULT_RETRIED)): 3,
+                             ("t.r", minute, names.result_key(names.RESULT_REQUEUED)): 1,
+                             ("t.r", minute, names.SUCCESS): 4})
+    parsed = families(client.get("/metrics", **basic(*scraper_credentials)).content.decode())
+    samples = {(s.labels["task"], s.labels["outcome"]): s.value
+               for s in parsed[names.RESULT_WRITES].samples if s.name.endswith("_total")}
+    assert samples == {("t.r", "retried"): 3.0, ("t.r", "requeued"): 1.0}
+    tasks = {s.labels["outcome"]: s.value for s in parsed[names.TASKS].samples
+             if s.labels.get("task") == "t.r" and s.name.endswith("_total")}
+    assert tasks["success"] == 4.0 and "retried" not in tasks

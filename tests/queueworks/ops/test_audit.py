@@ -128,12 +128,13 @@ def test_old_entries_are_pruned_after_the_retention(settings):
     assert audit_prune() == 0
 
 
-def test_forwarded_address_only_when_configured(rf, settings):
+def test_forwarded_address_only_from_a_trusted_proxy(rf, settings):
     from queueworks.ops.audit import client_address
 
     request = rf.get("/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="1.2.3.4, 5.6.7.8")
+    settings.QUEUEWORKS_TRUSTED_PROXIES = []
     assert client_address(request) == "10.0.0.1"
-    settings.QUEUEWORKS_AUDIT_FORWARDED_FOR = True
+    settings.QUEUEWORKS_TRUSTED_PROXIES = ["10.0.0.0/8"]
     assert client_address(request) == "5.6.7.8"
 
 

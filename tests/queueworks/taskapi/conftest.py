@@ -28,7 +28,7 @@ def _make_user(username: str, *, operator: bool = False, viewer: bool = False,
                staff: bool = False) -> ApiUser:
     """``operator``: the "task operators" group; ``viewer``: "task viewers"."""
     from django.contrib.auth.models import Group, Permission, User
-    from rest_framework.authtoken.models import Token
+    from queueworks.apitokens.services import api_token_create
 
     # No password (hashing is slow); tests use tokens or force_login.
     user = User.objects.create_user(username, is_staff=staff)
@@ -42,7 +42,7 @@ def _make_user(username: str, *, operator: bool = False, viewer: bool = False,
         group.permissions.add(*Permission.objects.filter(
             content_type__app_label="taskapi", codename__in=codenames))
         user.groups.add(group)
-    return ApiUser(user=user, token=Token.objects.create(user=user).key)
+    return ApiUser(user=user, token=api_token_create(user=user, name="tests")[1])
 
 
 @pytest.fixture

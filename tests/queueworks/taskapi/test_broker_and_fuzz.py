@@ -132,14 +132,14 @@ FUZZ_ROLES = {
 
 def _fuzz_token(role: str) -> str | None:
     from django.contrib.auth.models import Group, User
-    from rest_framework.authtoken.models import Token
+    from queueworks.apitokens.services import api_token_create
 
     spec = FUZZ_ROLES[role]
     if spec is None:
         return None
     user = User.objects.create_user(f"fuzz-{role}", is_staff=spec.get("staff", False))
     user.groups.add(*Group.objects.filter(name__in=spec["groups"]))
-    return Token.objects.create(user=user).key
+    return api_token_create(user=user, name="fuzz")[1]
 
 
 @pytest.mark.parametrize("role", FUZZ_ROLES)

@@ -17,8 +17,8 @@ import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.test import Client
 from django_celery_results.models import TaskResult
-from rest_framework.authtoken.models import Token
 
+from queueworks.apitokens.services import api_token_create
 from queueworks.ops.models import AuditEntry
 from queueworks.taskapi.models import TaskRecord
 from queueworks.taskapi.worker_snapshot import store_snapshot
@@ -97,7 +97,6 @@ def _user(role: str) -> User | None:
 @pytest.fixture
 def world(monkeypatch):
     """Tasks and dead letters to act on; stand-ins for broker and supervisord calls."""
-    from queueworks.ops import services as ops_services
     from queueworks.ops import views as ops_views
     from queueworks.reliability import services as reliability
     from queueworks.taskapi import selectors, services
@@ -115,10 +114,19 @@ def world(monkeypatch):
     monkeypatch.setattr(ops_views, "program_control",
                         lambda *, name, action: f"{name}: {action} requested")
     letters = {"LISTED": TASK, "UNLISTED": "queueworks.reliability.tasks.not_allowlisted"}
-    monkeypatch.setattr(ops_services, "_dead_letter_task", lambda letter_id: letters[letter_id])
-    monkeypatch.setattr(reliability, "dead_letter_requeue",
-                        lambda *, dead_letter_id: [dead_letter_id])
+
+    def requeue(*, dead_letter_id, may_requeue):
+        return [dead_letter_id] if may_requeue(letters[dead_letter_id]) else []
+
+    monkeypatch.setattr(reliability, "dead_letter_requeue", requeue)
     monkeypatch.setattr(reliability, "dead_letter_discard", lambda *, dead_letter_id: 1)
+
+
+def _key_of(user) -> str:
+    """One token per user object, created on its first API request."""
+    if not hasattr(user, "api_key"):
+        user.api_key = api_token_create(user=user, name="matrix")[1]
+    return user.api_key
 
 
 def _request(role: str, user, method: str, path: str, data):
@@ -127,7 +135,7 @@ def _request(role: str, user, method: str, path: str, data):
 
         client = APIClient()
         if user is not None:
-            client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+            client.credentials(HTTP_AUTHORIZATION=f"Token {_key_of(user)}")
         if method == "GET":
             return client.get(path)
         return client.post(path, data, format="json")

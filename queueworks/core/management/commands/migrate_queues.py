@@ -29,48 +29,45 @@ from queueworks.core.queue_migration import (
     results_table,
 )
 from queueworks.conf import project_root
+from queueworks.core.supervisord_client import Supervisord, SupervisordUnreachable
 
 PRODUCERS = ("beat", "web")
 
 
 class Supervisor:
-    """Stop (warm shutdown, waited for) and start programs through supervisord."""
+    """Stop (warm shutdown, waited for) and start programs through supervisord,
+    refusals as the command's errors."""
 
     def __init__(self, run_dir: Path):
-        from supervisor.xmlrpc import SupervisorTransport
-
         self.socket = run_dir / "supervisor.sock"
-        transport = SupervisorTransport(None, None, f"unix://{self.socket}")
-        self.rpc = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+        self.client = Supervisord(self.socket)
 
     def names(self) -> set[str]:
         try:
-            return {info["name"] for info in self.rpc.getAllProcessInfo()}
-        except (OSError, xmlrpc.client.Error) as exc:
+            return set(self.client.process_info())
+        except (SupervisordUnreachable, xmlrpc.client.Error) as exc:
             raise CommandError(f"supervisord is not reachable at {self.socket} ({exc}): the "
                                "consumers cannot be paused; pass --run-dir") from exc
 
     def stop(self, programs: list[str]) -> None:
         known = self.names()
         for name in programs:
-            if name not in known:
-                continue
-            try:
-                self.rpc.stopProcess(name, True)
-            except xmlrpc.client.Fault as fault:
-                if "NOT_RUNNING" not in fault.faultString:
-                    raise CommandError(f"cannot stop {name}: {fault.faultString}") from fault
+            if name in known:
+                self._do(self.client.stop, name, "stop")
 
     def start(self, programs: list[str]) -> None:
         known = self.names()
         for name in programs:
-            if name not in known:
-                continue
-            try:
-                self.rpc.startProcess(name, False)
-            except xmlrpc.client.Fault as fault:
-                if "ALREADY_STARTED" not in fault.faultString:
-                    raise CommandError(f"cannot start {name}: {fault.faultString}") from fault
+            if name in known:
+                self._do(lambda program: self.client.start(program, wait=False), name, "start")
+
+    @staticmethod
+    def _do(action, name: str, verb: str) -> None:
+        try:
+            action(name)
+        except (SupervisordUnreachable, xmlrpc.client.Fault) as exc:
+            detail = exc.faultString if isinstance(exc, xmlrpc.client.Fault) else exc
+            raise CommandError(f"cannot {verb} {name}: {detail}") from exc
 
 
 class Command(BaseCommand):

@@ -38,8 +38,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=5555)
+        parser.add_argument(
+            "--max-tasks", type=int, default=None,
+            help="tasks Flower keeps in memory and in its saved state (default: the "
+                 "QUEUEWORKS_FLOWER_MAX_TASKS setting)")
 
-    def handle(self, *args, port: int, **options):
+    def handle(self, *args, port: int, max_tasks: int | None = None, **options):
+        max_tasks = queueworks_settings.FLOWER_MAX_TASKS if max_tasks is None else max_tasks
+        if not isinstance(max_tasks, int) or max_tasks < 1:
+            raise CommandError(f"--max-tasks (QUEUEWORKS_FLOWER_MAX_TASKS) must be a positive "
+                               f"integer, not {max_tasks!r}.")
         credentials = os.environ.get("FLOWER_BASIC_AUTH", "")
         if ":" not in credentials and not settings.DEBUG:
             raise CommandError(
@@ -48,7 +56,10 @@ class Command(BaseCommand):
             )
         run_dir = os.environ.get("RUN_DIR", str(project_root() / "run"))
         argv = ["--address=127.0.0.1", f"--port={port}", "--persistent=True",
-                f"--db={run_dir}/flower.db", f"--state_save_interval={STATE_SAVE_INTERVAL_MS}"]
+                f"--db={run_dir}/flower.db", f"--state_save_interval={STATE_SAVE_INTERVAL_MS}",
+                # Bounds memory and the saved state: a restart loads the saved
+                # state back, trimmed to this many tasks.
+                f"--max_tasks={max_tasks}"]
         # Flower asks every worker for task events every few seconds: a
         # worker with a task-events lease sends them while Flower runs; one
         # whose program declares none (the bulk lane) declines

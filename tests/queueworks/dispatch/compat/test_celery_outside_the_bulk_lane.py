@@ -1,6 +1,7 @@
 """Contract tests: the Celery internals compat/celery.py exports for
-queueworks/core/cluster.py (native delayed delivery) and for the crontab fields
-(``manage.py topology``, the beat sync in queueworks/ops/services.py)."""
+queueworks/core/cluster.py (native delayed delivery), for the crontab fields
+(``manage.py topology``, the beat sync in queueworks/ops/services.py) and for
+the upsert result backend (queueworks/core/results_backend.py)."""
 
 from __future__ import annotations
 
@@ -61,9 +62,9 @@ def test_delayed_delivery_has_the_names_the_cluster_step_uses():
         "self", "exc", "interval_range", "intervals_count"]
 
 
-def test_celerys_step_sets_up_each_url_through_the_methods_the_cluster_step_reuses():
-    """queueworks/core/cluster.py replaces ``start`` only: it must do what Celery's
-    does, with one URL; these are the calls it mirrors."""
+def test_celerys_step_sets_up_each_url_through_the_methods_the_one_url_step_reuses():
+    """``DelayedDeliveryThroughOneUrl`` replaces ``start``: it must do what
+    Celery's does, with one URL; these are the calls it mirrors."""
     source = inspect.getsource(compat.delayed_delivery.DelayedDelivery.start)
     for call in ("self._setup_delayed_delivery", "errback=self._on_retry",
                  "catch=RETRIED_EXCEPTIONS", "interval_start=RETRY_INTERVAL",
@@ -103,3 +104,82 @@ def test_the_app_caches_its_connection_pool_and_producer_pool_where_replaced(mon
     compat.replace_broker_pool(app, None)
     assert app.pool is not pool
     assert app.amqp.producer_pool is not producers
+
+
+class _Connection:
+    def __init__(self, log):
+        self.log = log
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def as_uri(self, include_password=False):
+        return "amqp://u:p@node-2:5672//"
+
+
+def test_the_one_url_step_prepares_then_sets_up_once_through_the_connected_url(monkeypatch):
+    from types import SimpleNamespace
+
+    log = []
+    stock = compat.delayed_delivery.DelayedDelivery
+    monkeypatch.setattr(stock, "_setup_delayed_delivery",
+                        lambda self, c, url: log.append(("stock setup", url)))
+
+    class Step(compat.DelayedDeliveryThroughOneUrl):
+        def prepare(self, c, connection):
+            log.append(("prepare", connection.url))
+
+    def connection_for_write(url):
+        connection = _Connection(log)
+        connection.url = url
+        return connection
+
+    app = SimpleNamespace(conf=SimpleNamespace(
+        broker_native_delayed_delivery_queue_type="quorum"),
+        connection_for_write=connection_for_write)
+    consumer = SimpleNamespace(app=app, connection=_Connection(log))
+    Step.__new__(Step).start(consumer)
+    assert log == [("prepare", "amqp://u:p@node-2:5672//"),
+                   ("stock setup", "amqp://u:p@node-2:5672//")]
+
+
+def _backend_classes():
+    from celery.backends.base import BaseBackend
+
+    stored = []
+
+    class Parent(BaseBackend):
+        def _store_result(self, task_id, result, state, traceback=None, request=None,
+                          **kwargs):
+            stored.append(("parent", task_id))
+
+    class Hooked(Parent):
+        def store_state(self, task_id, result, state, traceback=None, request=None,
+                        **kwargs):
+            stored.append(("hook", task_id))
+            return self.stock_store_state(task_id, result, state, traceback=traceback,
+                                          request=request, **kwargs)
+
+    return Hooked, stored
+
+
+def test_store_result_hook_makes_store_state_the_hook_with_the_parents_as_stock():
+    from celery import Celery
+
+    hooked, stored = _backend_classes()
+    backend = compat.store_result_hook(hooked)(app=Celery(set_as_current=False))
+    backend.store_result("an-id", 1, "SUCCESS")
+    assert stored == [("hook", "an-id"), ("parent", "an-id")]
+
+
+def test_store_result_hook_leaves_the_class_alone_on_another_celery(monkeypatch):
+    from celery import Celery
+
+    monkeypatch.setattr(compat, "SUPPORTED", False)
+    hooked, stored = _backend_classes()
+    assert compat.store_result_hook(hooked) is hooked
+    hooked(app=Celery(set_as_current=False)).store_result("an-id", 1, "SUCCESS")
+    assert stored == [("parent", "an-id")]

@@ -41,6 +41,8 @@ compat_amqp.basic_publish_no_wait(Channel(), Message(b"x"), routing_key="q")
 from celery.schedules import crontab
 
 from queueworks.core import cluster
+from queueworks.core.results_backend import UpsertDatabaseBackend
+from queueworks.dispatch.process_publisher import publisher_supported
 from queueworks.dispatch.compat import celery as compat_celery
 from queueworks.dispatch.pool import SoloPool
 
@@ -53,6 +55,8 @@ print(json.dumps({{
                     in cluster.ClusterConsumer.Blueprint.default_steps,
     "crontab_minute": compat_celery.crontab_fields(crontab(minute="*/20"))["minute"],
     "pool_limits": [list(pool_info["timeouts"]), pool_info.get("max-memory-per-child")],
+    "confirming_publisher": publisher_supported(),
+    "upsert_results": UpsertDatabaseBackend._store_result is UpsertDatabaseBackend.store_state,
 }}))
 """
 
@@ -72,9 +76,11 @@ def _run(library: str) -> tuple[dict, list[str]]:
 
 STOCK = {
     "celery": {"lean_path": False, "publish": "plain", "cluster_step": False,
-               "crontab_minute": "0,20,40", "pool_limits": [[], None]},
-    "amqp": {"lean_path": True, "publish": "stock", "cluster_step": True,
-             "crontab_minute": "*/20", "pool_limits": [[20, 30], 1000]},
+               "crontab_minute": "0,20,40", "pool_limits": [[], None],
+               "confirming_publisher": True, "upsert_results": False},
+    "amqp": {"lean_path": False, "publish": "stock", "cluster_step": True,
+             "crontab_minute": "*/20", "pool_limits": [[20, 30], 1000],
+             "confirming_publisher": False, "upsert_results": True},
 }
 
 

@@ -44,6 +44,7 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 from queueworks.conf import settings as queueworks_settings
+from queueworks.core.fork_guard import background_writes
 
 logger = logging.getLogger(__name__)
 
@@ -182,14 +183,17 @@ class ConfirmMarker:
                 except queue_module.Empty:
                     break
             try:
-                close_old_connections()
-                confirmed = [task_id for item in items if item[0] == "confirmed"
-                             for task_id in item[1]]
-                if confirmed:
-                    outbox_mark_confirmed(task_ids=confirmed)
-                for item in items:
-                    if item[0] == "refused":
-                        outbox_mark_refused(task_id=item[1], reason=item[2])
+                # No fork of this process in the middle of these writes
+                # (queueworks/core/fork_guard.py).
+                with background_writes():
+                    close_old_connections()
+                    confirmed = [task_id for item in items if item[0] == "confirmed"
+                                 for task_id in item[1]]
+                    if confirmed:
+                        outbox_mark_confirmed(task_ids=confirmed)
+                    for item in items:
+                        if item[0] == "refused":
+                            outbox_mark_refused(task_id=item[1], reason=item[2])
             except Exception:  # noqa: BLE001 - the sweeper covers what is not marked
                 logger.exception("Could not mark %d outbox records; the sweeper will "
                                  "publish them again.", len(items))
@@ -199,7 +203,7 @@ class ConfirmMarker:
 
 
 def _recorded_task_id(message) -> str | None:
-    from queueworks.taskapi.models import RECORDED_HEADER
+    from queueworks.dispatch.headers import RECORDED_HEADER
 
     headers = getattr(message, "properties", {}).get("application_headers") or {}
     return headers.get("id") if headers.get(RECORDED_HEADER) else None
@@ -285,7 +289,7 @@ def _republish(group) -> tuple[int, int]:
     """(confirmed, refused) for one group."""
     from queueworks.dispatch.bulk import tasks_enqueue_bulk
     from queueworks.dispatch.confirms import BulkEnqueueError
-    from queueworks.taskapi.models import RECORDED_HEADER
+    from queueworks.dispatch.headers import RECORDED_HEADER
 
     first = group[0]
     if len(group) > 1 or (not first.args and first.eta is None):
@@ -316,7 +320,7 @@ def _republish(group) -> tuple[int, int]:
 
 def _republish_one(record) -> str:
     """'sent', 'refused' or 'failed' (the broker unreachable: next sweep)."""
-    from queueworks.taskapi.models import RECORDED_HEADER
+    from queueworks.dispatch.headers import RECORDED_HEADER
     from queueworks.conf import celery_app
     app = celery_app()
 

@@ -11,6 +11,7 @@ import pytest
 from django.db import transaction
 
 from tests.support import rabbit
+from tests.queueworks.dispatch.conftest import quiet_vhost  # noqa: F401  (a fixture)
 from tests.support.live import wait_for
 
 TASK = "queueworks.core.tasks.probe"
@@ -42,7 +43,7 @@ def _record(task_id):
 
 
 def test_a_start_is_recorded_in_the_callers_transaction_and_marked_on_confirm(quiet_vhost):
-    from queueworks.dispatch.records.outbox import confirm_marker
+    from queueworks.taskapi.outbox import confirm_marker
     from queueworks.taskapi.services import task_start
 
     class Rollback(Exception):
@@ -67,7 +68,7 @@ def test_the_sweeper_publishes_what_was_never_sent_once_past_its_bound(quiet_vho
     """The web process died after the commit and before publishing: only the
     rows exist.  Within the bound nothing is sent; past it, the sweeper sends
     it and marks it."""
-    from queueworks.dispatch.records.outbox import outbox_records_write, outbox_sweep
+    from queueworks.taskapi.outbox import outbox_records_write, outbox_sweep
 
     task_ids = [str(uuid.uuid4()) for _ in range(3)]
     outbox_records_write(task_name=TASK, queue=QUEUE, priority=None,
@@ -90,7 +91,7 @@ def test_the_sweeper_only_marks_tasks_a_worker_has_or_that_were_cancelled(quiet_
     from django.utils import timezone
     from django_celery_results.models import TaskResult
 
-    from queueworks.dispatch.records.outbox import outbox_records_write, outbox_sweep
+    from queueworks.taskapi.outbox import outbox_records_write, outbox_sweep
     from queueworks.taskapi.models import TaskRecord
 
     started, cancelled = str(uuid.uuid4()), str(uuid.uuid4())
@@ -106,7 +107,7 @@ def test_the_sweeper_only_marks_tasks_a_worker_has_or_that_were_cancelled(quiet_
 def test_a_refused_message_fails_its_task_with_the_reason(quiet_vhost):
     from django_celery_results.models import TaskResult
 
-    from queueworks.dispatch.records.outbox import ConfirmMarker, outbox_records_write, outbox_sweep
+    from queueworks.taskapi.outbox import ConfirmMarker, outbox_records_write, outbox_sweep
     from queueworks.taskapi.models import RECORDED_HEADER
 
     task_id = str(uuid.uuid4())

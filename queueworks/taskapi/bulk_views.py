@@ -1,8 +1,8 @@
 """POST /api/v1/tasks/bulk/: start many calls of one allowlisted task at once.
 
 Same authentication, permission (task operators), JSON handling and error
-format as the rest of the Task API (queueworks/taskapi).  One request, one batch on
-the broker, one confirm wait: see ``queueworks.dispatch.services.tasks_enqueue_bulk``.
+format as the rest of the Task API.  One request, one batch on the broker, one
+confirm wait: see ``queueworks.taskapi.bulk.tasks_start_bulk``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from queueworks.dispatch.services import tasks_start_bulk
+from queueworks.taskapi.bulk import tasks_start_bulk
 from queueworks.taskapi.serializers import ApiErrorSerializer, StrictIntegerField
 from queueworks.taskapi.views import TaskApiView
 from queueworks.conf import settings as queueworks_settings

@@ -1,0 +1,65 @@
+"""A throw-away PostgreSQL database for a test.
+
+``TEST_POSTGRES_URL`` (the environment or .env) names a role that may create
+databases; ``deploy/bin/ensure-system.sh --test`` installs PostgreSQL, creates
+that role and its database, and writes the URL to .env.  Each test gets a
+database of its own, dropped afterwards.  Missing PostgreSQL skips locally
+and fails under CI=true (tests/support/requirements.py).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from tests.support.requirements import require
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTING = "TEST_POSTGRES_URL"
+
+
+def admin_url() -> str | None:
+    if os.environ.get(SETTING):
+        return os.environ[SETTING]
+    env_file = ROOT / ".env"
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            if line.startswith(f"{SETTING}="):
+                return line.split("=", 1)[1].strip() or None
+    return None
+
+
+def _reachable(url: str) -> str | None:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=5):
+            return None
+    except psycopg.Error as exc:
+        return str(exc).strip()
+
+
+@contextmanager
+def throwaway_database() -> Iterator[str]:
+    """The URL of a new, empty database, dropped when the block ends."""
+    import psycopg
+
+    url = admin_url()
+    require(url is not None, f"{SETTING} is not set (deploy/bin/ensure-system.sh --test writes "
+                             "it to .env)")
+    error = _reachable(url)
+    require(error is None, f"PostgreSQL at {SETTING} is not reachable: {error} "
+                           "(deploy/bin/ensure-system.sh --test installs and starts it)")
+    name = f"qw_test_{secrets.token_hex(5)}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(url)
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -7,7 +7,10 @@ A block's info string is its language, then tags (```` ```python no-run ````):
 * ``no-run``: not meant to run there (production commands, placeholders to
   fill in, fragments of a file, commands that stop the system's programs);
 * ``fresh-clone``: the README's Quick start and "Adding a task" recipe,
-  run in a fresh clone of the repository by tests/test_readme.py.
+  run in a fresh clone of the repository by tests/test_readme.py;
+* ``file=``, ``run``, ``for=``, ``append`` (tests/support/docs_blocks.py): a
+  walk through a page in a new project of its own, carried out by that
+  page's test (docs/add-to-your-project.md: tests/integration/test_adopt_package.py).
 
 Blocks without a language (diagrams, sample output) and other languages
 (nginx, yaml) are not code to run.
@@ -23,6 +26,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.M | re.S)
 RUNNABLE_LANGUAGES = ("python", "sh")
 TAGS = ("no-run", "fresh-clone")
+# A page walk's tags, by name (``file=PATH``, ``run=shell``): tests/support/docs_blocks.py.
+WALK_TAGS = ("file", "run", "for", "append")
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,11 @@ class Block:
     @property
     def where(self) -> str:
         return f"{self.path.relative_to(PROJECT_ROOT)}:{self.line}"
+
+    @property
+    def unknown_tags(self) -> list[str]:
+        return [tag for tag in self.tags
+                if tag not in TAGS and tag.partition("=")[0] not in WALK_TAGS]
 
     @property
     def runs_on_the_live_system(self) -> bool:

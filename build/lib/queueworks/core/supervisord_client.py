@@ -1,0 +1,149 @@
+"""The one client of a running supervisord: its XML-RPC interface over the unix socket.
+
+The socket is ``$RUN_DIR/supervisor.sock`` (``deploy/supervisord.conf`` and
+``manage.py supervisord`` put it there; supervisord gives every program the
+``RUN_DIR`` it runs from, so the web server finds it too).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import xmlrpc.client
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from queueworks.core.program_logs import TAIL_BYTES, last_error
+from queueworks.conf import project_root
+
+
+class SupervisordUnreachable(Exception):
+    """No supervisord answers on the socket; the message names it."""
+
+
+def run_dir(base_dir: Path | str | None = None) -> Path:
+    """``$RUN_DIR`` when set (inside supervisord's programs), else ``<project>/run``."""
+    if os.environ.get("RUN_DIR"):
+        return Path(os.environ["RUN_DIR"])
+    if base_dir is None:
+        from django.conf import settings
+
+        base_dir = project_root()
+    return Path(base_dir) / "run"
+
+
+def socket_path(base_dir: Path | str | None = None) -> Path:
+    return run_dir(base_dir) / "supervisor.sock"
+
+
+def rpc(path: Path | None = None):
+    """supervisord's ``supervisor`` XML-RPC namespace (a new connection per call)."""
+    transport = SupervisorTransport(None, None, f"unix://{path or socket_path()}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+
+def http_rpc(url: str, credentials: tuple[str, str], timeout: float = 5.0):
+    """Another host's supervisord over its HTTP interface (``inet_http_server``
+    on the private network, basic auth), e.g. ``http://10.0.0.12:9001/RPC2``."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    username, password = credentials
+    transport = SupervisorTransport(username, password, url)
+    parts = urlsplit(url)
+    # SupervisorTransport's connection has no timeout: a dead host must not hang /ops/.
+    transport._get_connection = lambda: http.client.HTTPConnection(
+        parts.hostname, parts.port or 80, timeout=timeout)
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    added: tuple[str, ...]
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+class Supervisord:
+    """supervisord on this host.  ``timeout`` (seconds) bounds each call; the
+    unix-socket transport has no timeout of its own, so the process's default
+    socket timeout is set for the call's duration."""
+
+    def __init__(self, path: Path | None = None, *, timeout: float | None = None):
+        self.path = path or socket_path()
+        self.timeout = timeout
+
+    def _call(self, method: str, *args):
+        previous = socket.getdefaulttimeout()
+        if self.timeout is not None:
+            socket.setdefaulttimeout(self.timeout)
+        try:
+            return getattr(rpc(self.path), method)(*args)
+        except (OSError, xmlrpc.client.ProtocolError) as exc:
+            raise SupervisordUnreachable(f"supervisord is not reachable at {self.path}: {exc}") from exc
+        finally:
+            if self.timeout is not None:
+                socket.setdefaulttimeout(previous)
+
+    def running(self) -> bool:
+        try:
+            return self._call("getState")["statename"] == "RUNNING"
+        except SupervisordUnreachable:
+            return False
+
+    def process_info(self) -> dict[str, dict]:
+        return {info["name"]: info for info in self._call("getAllProcessInfo")}
+
+    def last_error(self, name: str) -> str | None:
+        """The last error in program ``name``'s log (None: none, or unreadable)."""
+        try:
+            text, _, _ = self._call("tailProcessStdoutLog", name, 0, TAIL_BYTES)
+        except (SupervisordUnreachable, xmlrpc.client.Error):
+            return None
+        return last_error(text)
+
+    def update(self) -> UpdateResult:
+        """``supervisorctl reread`` + ``update``: reread the program files, start new
+        programs, restart those whose file changed, stop and drop removed ones."""
+        added, changed, removed = self._call("reloadConfig")[0]
+        for name in removed:
+            self._stop_group(name)
+            self._call("removeProcessGroup", name)
+        for name in changed:
+            self._stop_group(name)
+            self._call("removeProcessGroup", name)
+            self._call("addProcessGroup", name)
+        for name in added:
+            self._call("addProcessGroup", name)
+        return UpdateResult(tuple(sorted(added)), tuple(sorted(changed)), tuple(sorted(removed)))
+
+    def _stop_group(self, name: str) -> None:
+        try:
+            # wait=True: a worker's warm shutdown lets its running task finish.
+            self._call("stopProcessGroup", name, True)
+        except xmlrpc.client.Fault:
+            pass  # not running
+
+    def restart(self, name: str) -> None:
+        """Warm stop (the running task finishes), then start and wait until RUNNING."""
+        self.stop(name)
+        self._call("startProcess", name, True)
+
+    def stop(self, name: str) -> None:
+        """Warm stop, waited for (the running task finishes); a program that is
+        not running is left as it is."""
+        try:
+            self._call("stopProcess", name, True)
+        except xmlrpc.client.Fault as fault:
+            if "NOT_RUNNING" not in fault.faultString:
+                raise
+
+    def start(self, name: str, *, wait: bool = True) -> None:
+        """Start (``wait``: until RUNNING); a program already running is left as it is."""
+        try:
+            self._call("startProcess", name, wait)
+        except xmlrpc.client.Fault as fault:
+            if "ALREADY_STARTED" not in fault.faultString:
+                raise

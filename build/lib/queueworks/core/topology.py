@@ -1,0 +1,390 @@
+"""The topology framework: what a queue, a worker program, a route and a beat
+schedule are, and everything derived from a declaration of them.
+
+The declaration itself (the one file a user edits) is ``projectname/topology.py``;
+it builds ``TOPOLOGY`` from the classes here.  Derived from it:
+
+* Celery's ``task_queues`` / ``task_routes`` / ``task_annotations`` /
+  ``beat_schedule`` (``projectname/settings.py``),
+* the supervisor and systemd files in ``deploy/`` (``queueworks/core/supervisor.py``,
+  ``queueworks/core/systemd.py``; ``manage.py apply_topology`` renders and applies them),
+* the system checks that refuse a topology that would strand tasks
+  (``queueworks/core/checks.py``),
+* the human-readable overview (``manage.py topology``),
+* the per-host process balancer's program and limits (``Balance``,
+  ``queueworks/balancer``), only when the declaration has one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+from celery.schedules import crontab
+from kombu import Exchange
+from kombu import Queue as KombuQueue
+
+from queueworks.conf import settings as queueworks_settings
+
+DEFAULT_QUEUE = "celery"
+# "classic" (one node) or "quorum" (replicated across a RabbitMQ cluster).
+QUEUE_TYPES = ("classic", "quorum")
+# Worker.cpu_policy values (queueworks/core/cpu_policy.py maps them to Linux's).
+CPU_POLICIES = ("normal", "batch", "idle")
+
+# Dead letters (see queueworks/reliability): every work queue dead-letters rejected
+# messages to this fanout exchange, which feeds one durable queue.  RabbitMQ
+# records why and from where in the message's x-death header.
+DEAD_LETTER_EXCHANGE = "dead_letter"
+DEAD_LETTER_QUEUE = "dead_letter"
+# How many times a message may START executing before it is dead-lettered
+# instead (a task that kills its worker every time must not loop forever).
+# Classic queues have no x-delivery-limit, so queueworks/reliability counts
+# deliveries per task id in the database.  A Route may set its own limit.
+DELIVERY_LIMIT = 5
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A durable RabbitMQ queue bound to a direct exchange of the same name."""
+
+    name: str
+    purpose: str
+    # RabbitMQ priorities (x-max-priority): 0..max_priority, higher runs first.
+    max_priority: int | None = None
+    # Seconds the oldest waiting message may wait before operators are alerted.
+    wait_alert_seconds: int | None = None
+    # "classic" or "quorum" (replicated across a RabbitMQ cluster).
+    queue_type: str = "classic"
+    # Rejected / undeliverable messages go to DEAD_LETTER_EXCHANGE.
+    dead_letter: bool = True
+
+    def arguments(self) -> dict[str, object]:
+        """The x-arguments the queue is declared with (all declarers must agree)."""
+        arguments: dict[str, object] = {}
+        if self.queue_type != "classic":
+            arguments["x-queue-type"] = self.queue_type
+        if self.max_priority is not None:
+            arguments["x-max-priority"] = self.max_priority
+        if self.dead_letter:
+            # No x-dead-letter-routing-key: the message keeps its routing key,
+            # and x-death names the queue it died in (used to re-queue it).
+            arguments["x-dead-letter-exchange"] = DEAD_LETTER_EXCHANGE
+        return arguments
+
+    def __post_init__(self):
+        if self.queue_type not in QUEUE_TYPES:
+            raise ValueError(f"Queue {self.name!r}: queue_type must be one of {QUEUE_TYPES}.")
+        if self.queue_type == "quorum" and self.max_priority is not None:
+            raise ValueError(
+                f"Queue {self.name!r}: RabbitMQ 3.10 quorum queues have no priorities "
+                "(x-max-priority); keep it classic or drop max_priority."
+            )
+
+    @property
+    def exchange_type(self) -> str:
+        # Quorum queues get ETA/countdown tasks through Celery's native delayed
+        # delivery, which only works through topic exchanges (with a direct one
+        # the worker would hold the message until its ETA).  Routing is the
+        # same: the routing key is the queue name.
+        return "topic" if self.queue_type == "quorum" else "direct"
+
+    def to_kombu(self) -> KombuQueue:
+        exchange = Exchange(self.name, type=self.exchange_type, durable=True)
+        return KombuQueue(
+            self.name, exchange, routing_key=self.name, durable=True,
+            queue_arguments=self.arguments() or None,
+        )
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A supervisor program running ``celery worker -Q <queues>``.
+
+    ``time_limit`` / ``soft_time_limit`` are the worker-wide defaults; a route
+    may tighten them per task.  ``stopwaitsecs`` for supervisor is derived from
+    the longest hard limit so that a warm shutdown can let the longest task
+    finish before supervisor escalates to SIGKILL.
+    """
+
+    name: str
+    queues: tuple[str, ...]
+    # Celery's prefork pool: one process per concurrent task, hard time limits.
+    pool: str = "prefork"
+    # Pool processes: tasks run at the same time by this program.
+    concurrency: int = 2
+    # Messages held per process: 1, as routes ack late (a held message waits behind a running task).
+    prefetch_multiplier: int = 1
+    # Messages prefetched on top of concurrency x prefetch_multiplier, for the
+    # whole worker (queueworks/core/prefetch.py): keeps pool processes busy under
+    # acks late while a priority backlog stays in the broker.
+    prefetch_headroom: int = 0
+    # Recycle by memory, not count: 0 = never after N tasks (each such recycle stalls a task 1-3 s).
+    max_tasks_per_child: int = 0
+    # KiB of resident memory after which a pool process is replaced (a leak costs a restart).
+    max_memory_per_child: int | None = 200_000
+    # (max, min) pool processes; when set it replaces a fixed concurrency.
+    autoscale: tuple[int, int] | None = None
+    # Seconds an autoscaled pool stays grown after its last scale-up or task
+    # (Celery's AUTOSCALE_KEEPALIVE, default 30; checked every that many
+    # seconds, so the pool shrinks 1-2x this long after the backlog is done).
+    autoscale_keepalive: int | None = None
+    # Seconds before SoftTimeLimitExceeded is raised in the task (it may clean up).
+    soft_time_limit: int = 60
+    # Seconds before the pool process running the task is killed (the task fails).
+    time_limit: int = 90
+    # Task events (task-received/-started/-succeeded) for Flower and /ops/:
+    # three extra publishes per task.  Workers without them still send
+    # heartbeats, so Flower and `inspect` see them.
+    task_events: bool = True
+    # With task_events=False: seconds task events stay on after a listener
+    # (Flower, every 5 s) last asked for them; 0: off for good
+    # (queueworks/core/events.py).
+    task_events_lease: int = 0
+    # Celery's loggers (INFO: two lines per task, received and succeeded).
+    log_level: str = "INFO"
+    # Linux CPU scheduling policy of the program's processes: "normal",
+    # "batch" (a fair share, but never preempts a running process when it
+    # wakes up) or "idle" (runs only when nothing else wants the core: two
+    # busy processes of normal priority took a probe from 0.2 s to seconds).
+    # "normal" by default: user-facing work keeps its share on a busy host.
+    # See queueworks/core/cpu_policy.py and docs/performance-main-lane.md.
+    cpu_policy: str = "normal"
+
+    def __post_init__(self):
+        if self.cpu_policy not in CPU_POLICIES:
+            raise ValueError(f"Worker {self.name!r}: cpu_policy must be one of {CPU_POLICIES}.")
+        if not 0 <= self.task_events_lease <= 3600:
+            raise ValueError(f"Worker {self.name!r}: task_events_lease must be 0-3600 s.")
+        if not 0 <= self.prefetch_headroom <= 100:
+            raise ValueError(f"Worker {self.name!r}: prefetch_headroom must be 0-100.")
+
+    @property
+    def node_name(self) -> str:
+        # %h is expanded by Celery to the host name, so inspection shows where
+        # each worker runs ("main_worker@web-1").
+        return f"{self.name}@%h"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one task (by dotted name) goes, and how it is acknowledged."""
+
+    task: str
+    queue: str
+    # Ack after the task ran, so a killed worker's task is redelivered (the
+    # default: every task's effects must be idempotent, see queueworks/reliability).
+    # acks_late=False acks on receipt: a crash loses the task, never repeats it.
+    acks_late: bool = True
+    soft_time_limit: int | None = None
+    time_limit: int | None = None
+    # Deliveries (execution starts) before dead-lettering; None: DELIVERY_LIMIT.
+    max_deliveries: int | None = None
+    # True: fire-and-forget, no result row is written (failures still are:
+    # CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED); None: the task's own setting.
+    # The Task API reads results, so its tasks keep them (a check refuses it).
+    ignore_result: bool | None = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A beat entry; ``queue`` is explicit so the job never lands elsewhere."""
+
+    name: str
+    task: str
+    schedule: crontab | timedelta
+    queue: str
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Balance:
+    """Pool processes that follow the backlog across some worker programs of a host.
+
+    Off unless declared (``Topology.balance``).  A ``balancer`` program on each
+    host moves prefork pool processes between the named ``workers`` with
+    Celery's ``pool_grow``/``pool_shrink`` (queueworks/balancer): toward the program
+    whose queue would make a task wait longest (backlog x mean runtime /
+    processes), only toward waiting work and never away from it, never below a program's minimum or above its maximum, never
+    more than ``budget`` processes in all, at most ``max_shift`` added (and at
+    most as many removed) per decision and no decision within
+    ``cooldown_seconds`` of the last move.  Each worker's own ``concurrency``
+    is where it starts.
+    """
+
+    workers: tuple[str, ...]
+    # Pool processes of all balanced programs together, on each host.
+    budget: int
+    # Per program, unless ``limits`` names it: (program, minimum, maximum).
+    min_processes: int = 1
+    max_processes: int | None = None
+    limits: tuple[tuple[str, int, int], ...] = ()
+    max_shift: int = 1
+    cooldown_seconds: float = 10.0
+    # How often the balancer reads the queues and decides.
+    interval_seconds: float = 2.0
+    # Mean runtime over this many recent tasks per program (task events).
+    runtime_window: int = 50
+
+    def __post_init__(self):
+        if not self.workers:
+            raise ValueError("Balance: name the worker programs to balance in workers.")
+        if len(set(self.workers)) != len(self.workers):
+            raise ValueError("Balance: a worker program is named twice in workers.")
+        if self.budget < 1 or self.max_shift < 1 or self.min_processes < 1:
+            raise ValueError("Balance: budget, max_shift and min_processes must be at least 1.")
+        if self.cooldown_seconds < 0 or self.interval_seconds <= 0 or self.runtime_window < 1:
+            raise ValueError("Balance: cooldown_seconds >= 0, interval_seconds > 0, "
+                             "runtime_window >= 1.")
+        for name, minimum, maximum in self.limits:
+            if name not in self.workers:
+                raise ValueError(f"Balance: limits name {name!r}, which is not in workers.")
+            if not 1 <= minimum <= maximum:
+                raise ValueError(f"Balance: limits for {name!r} need 1 <= minimum <= maximum.")
+        if sum(self.bounds(name)[0] for name in self.workers) > self.budget:
+            raise ValueError("Balance: the programs' minimums add up to more than the budget.")
+
+    def bounds(self, worker: str) -> tuple[int, int]:
+        """(minimum, maximum) pool processes of one balanced program."""
+        for name, minimum, maximum in self.limits:
+            if name == worker:
+                return minimum, min(maximum, self.budget)
+        maximum = self.budget if self.max_processes is None else self.max_processes
+        return self.min_processes, min(maximum, self.budget)
+
+    def problems(self, topology: Topology) -> list[str]:
+        """Why this declaration cannot balance ``topology``'s programs (empty: it can)."""
+        problems = []
+        for name in self.workers:
+            worker = next((w for w in topology.workers if w.name == name), None)
+            if worker is None:
+                problems.append(f"balanced worker '{name}' is not a declared worker program")
+                continue
+            minimum, maximum = self.bounds(name)
+            if worker.pool != "prefork":
+                problems.append(f"balanced worker '{name}' has pool '{worker.pool}': "
+                                "pool_grow/pool_shrink need the prefork pool")
+            if worker.autoscale:
+                problems.append(f"balanced worker '{name}' is autoscaled: Celery refuses "
+                                "pool_grow/pool_shrink next to its autoscaler")
+            if not minimum <= worker.concurrency <= maximum:
+                problems.append(f"balanced worker '{name}' starts with concurrency "
+                                f"{worker.concurrency}, outside its bounds {minimum}-{maximum}")
+            if not worker.task_events and not worker.task_events_lease:
+                problems.append(f"balanced worker '{name}' sends no task events and has no "
+                                "task_events_lease: the balancer could not learn its runtimes")
+        starting = sum(w.concurrency for w in topology.workers if w.name in self.workers)
+        if starting > self.budget:
+            problems.append(f"balanced workers start with {starting} processes, over the "
+                            f"budget of {self.budget}")
+        return problems
+
+
+@dataclass(frozen=True)
+class Topology:
+    queues: tuple[Queue, ...]
+    workers: tuple[Worker, ...]
+    routes: tuple[Route, ...]
+    schedules: tuple[Schedule, ...]
+    default_queue: str = DEFAULT_QUEUE
+    # Per-host process balancing across some worker programs (off: None).
+    balance: Balance | None = None
+
+    def with_added(self, *, queues=(), workers=(), routes=(), schedules=()) -> Topology:
+        """This topology plus more declarations (the README's recipe appends this way)."""
+        return replace(self, queues=self.queues + tuple(queues), workers=self.workers + tuple(workers),
+                       routes=self.routes + tuple(routes), schedules=self.schedules + tuple(schedules))
+
+    # -- lookups -----------------------------------------------------------
+    def queue_names(self) -> list[str]:
+        return [queue.name for queue in self.queues]
+
+    def route_for(self, task_name: str) -> Route | None:
+        return next((route for route in self.routes if route.task == task_name), None)
+
+    def queue_for(self, task_name: str) -> str:
+        route = self.route_for(task_name)
+        return route.queue if route else self.default_queue
+
+    def consumers_of(self, queue_name: str) -> list[Worker]:
+        return [worker for worker in self.workers if queue_name in worker.queues]
+
+    def worker_named(self, name: str) -> Worker:
+        return next(worker for worker in self.workers if worker.name == name)
+
+    def longest_time_limit(self, worker: Worker) -> int:
+        limits = [worker.time_limit]
+        for queue_name in worker.queues:
+            limits += [
+                route.time_limit
+                for route in self.routes
+                if route.queue == queue_name and route.time_limit
+            ]
+        return max(limits)
+
+    # -- Celery settings derived from the declaration ---------------------
+    def celery_queues(self) -> tuple[KombuQueue, ...]:
+        return tuple(queue.to_kombu() for queue in self.queues)
+
+    def with_queue_type(self, queue_type: str) -> Topology:
+        """The same topology with every queue declared as ``queue_type``.
+
+        ``quorum`` is for a RabbitMQ cluster (settings: TASK_QUEUE_TYPE=quorum):
+        each queue is replicated on the cluster's nodes and survives losing a
+        minority of them.  RabbitMQ 3.10 quorum queues have no priorities, so
+        ``max_priority`` is dropped there: messages run in arrival order.
+        """
+        return replace(self, queues=tuple(
+            replace(queue, queue_type=queue_type,
+                    max_priority=None if queue_type == "quorum" else queue.max_priority)
+            for queue in self.queues
+        ))
+
+    def dead_letter_queue(self, queue_type: str = "classic") -> KombuQueue:
+        """The one queue every work queue dead-letters into (fanout exchange).
+
+        ``queue_type`` follows queueworks_settings.TASK_QUEUE_TYPE: on a cluster the dead
+        letters must survive a node too.
+        """
+        exchange = Exchange(DEAD_LETTER_EXCHANGE, type="fanout", durable=True)
+        return KombuQueue(
+            DEAD_LETTER_QUEUE, exchange, routing_key="#", durable=True,
+            queue_arguments={"x-queue-type": queue_type} if queue_type != "classic" else None,
+        )
+
+    def celery_routes(self) -> dict[str, dict[str, str]]:
+        return {
+            route.task: {"queue": route.queue, "routing_key": route.queue}
+            for route in self.routes
+        }
+
+    def celery_annotations(self) -> dict[str, dict[str, object]]:
+        annotations: dict[str, dict[str, object]] = {}
+        for route in self.routes:
+            # Explicit either way: the global default (task_acks_late) is True.
+            options: dict[str, object] = {
+                "acks_late": route.acks_late,
+                "reject_on_worker_lost": route.acks_late,
+            }
+            if route.max_deliveries:
+                options["max_deliveries"] = route.max_deliveries
+            if route.ignore_result is not None:
+                options["ignore_result"] = route.ignore_result
+            if route.soft_time_limit:
+                options["soft_time_limit"] = route.soft_time_limit
+            if route.time_limit:
+                options["time_limit"] = route.time_limit
+            if options:
+                annotations[route.task] = options
+        return annotations
+
+    def celery_beat_schedule(self) -> dict[str, dict[str, object]]:
+        return {
+            entry.name: {
+                "task": entry.task,
+                "schedule": entry.schedule,
+                "kwargs": dict(entry.kwargs),
+                "options": {"queue": entry.queue, "routing_key": entry.queue},
+            }
+            for entry in self.schedules
+        }

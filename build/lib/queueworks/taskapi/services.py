@@ -1,0 +1,418 @@
+"""Start, cancel and re-run tasks.
+
+These are the write paths of the Task API and are meant to be called by other
+code too (the ops dashboard calls ``task_rerun``).  They raise the errors in
+``queueworks.taskapi.errors`` (each names the field at fault); nothing is published
+when they refuse.
+
+Bookkeeping, per task id:
+
+* ``TaskRecord`` (this app): the exact JSON args/kwargs, queue, priority, who
+  asked, and the cancellation that workers check before running the task.
+* ``django_celery_results.TaskResult``: the execution state.  ``task_start``
+  writes it as PENDING *before* publishing, so a queued task is visible with
+  its name and arguments and an id that was never issued is a 404; the worker
+  then overwrites it with STARTED / PROGRESS / SUCCESS / FAILURE / REVOKED.
+
+Old results and records are removed by queueworks/taskapi/retention.py.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from amqp.exceptions import AMQPError
+from celery import states
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from queueworks.dispatch.process_publisher import publisher_supported
+from queueworks.taskapi.outbox import (
+    outbox_mark_confirmed,
+    outbox_records_discard,
+    outbox_records_write,
+)
+from queueworks.dispatch.services import task_enqueue
+from queueworks.taskapi.allowlist import AllowedTask, allowed
+from queueworks.taskapi.broker import BROKER_ERRORS, broker_connection, retry_policy
+from queueworks.taskapi.access import may_cancel, may_see
+from queueworks.taskapi.errors import (
+    BrokerUnavailable,
+    TaskConflict,
+    TaskForbidden,
+    TaskNotFound,
+    TaskValidationError,
+)
+from queueworks.reliability.delayed import delayed_task_store, long_delay_seconds
+from queueworks.taskapi.models import RECORDED_HEADER, TaskRecord
+from queueworks.conf import celery_app
+from queueworks.conf import TOPOLOGY
+from queueworks.conf import settings as queueworks_settings
+
+app = celery_app()
+
+logger = logging.getLogger(__name__)
+
+PROGRESS = "PROGRESS"
+RUNNING_STATES = frozenset({states.STARTED, states.RETRY, PROGRESS})
+CANCEL_SIGNALS = ("SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "SIGUSR1")
+
+
+@dataclass(frozen=True)
+class TaskTicket:
+    """What a caller gets back for an accepted task."""
+
+    task_id: str
+    task: str
+    queue: str
+    state: str = states.PENDING
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    task_id: str
+    state: str
+    terminate: bool
+    detail: str
+
+
+# -- start ---------------------------------------------------------------------
+
+def _validate_start(
+    *, task: str, args: Any, kwargs: Any, queue: str | None, priority: Any,
+    countdown: Any, eta: datetime | None, now: datetime,
+) -> tuple[AllowedTask, str, datetime | None]:
+    errors: dict[str, list[str]] = {}
+    spec = allowed(task) if isinstance(task, str) else None
+    if spec is None:
+        raise TaskValidationError({"task": [f"'{task}' is not an allowlisted task"]})
+    if not isinstance(args, list):
+        errors["args"] = ["must be a JSON array"]
+    if not isinstance(kwargs, dict):
+        errors["kwargs"] = ["must be a JSON object"]
+    if not errors:
+        _, bind_errors = spec.bind(args, kwargs)
+        errors.update(bind_errors)
+
+    target = queue if queue is not None else spec.default_queue
+    if target not in spec.queues:
+        errors["queue"] = [
+            f"'{target}' is not a queue {task} may run on (allowed: {', '.join(spec.queues)})"
+        ]
+    if priority is not None and (
+        isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9
+    ):
+        errors["priority"] = ["must be an integer from 0 to 9"]
+
+    max_delay = queueworks_settings.TASKAPI_MAX_DELAY_SECONDS
+    run_at = None
+    if countdown is not None and eta is not None:
+        errors["countdown"] = ["give either countdown or eta, not both"]
+    elif countdown is not None:
+        if isinstance(countdown, bool) or not isinstance(countdown, (int, float)) \
+                or not 0 <= countdown <= max_delay:
+            errors["countdown"] = [f"must be a number of seconds from 0 to {max_delay}"]
+        else:
+            run_at = now + timedelta(seconds=countdown)
+    elif eta is not None:
+        if timezone.is_naive(eta):
+            eta = timezone.make_aware(eta)
+        if eta < now:
+            errors["eta"] = [f"is in the past ({eta.isoformat()}; now {now.isoformat()})"]
+        elif eta > now + timedelta(seconds=max_delay):
+            errors["eta"] = [f"is more than {max_delay} seconds ahead"]
+        else:
+            run_at = eta
+    if errors:
+        raise TaskValidationError(errors)
+    return spec, target, run_at
+
+
+def _publish_start(
+    *, task_id: str, task_name: str, args: list, kwargs: dict, queue: str,
+    priority: int | None, run_at: datetime | None,
+) -> None:
+    """Publish an accepted task; its rows are already committed (the outbox).
+
+    If nothing could be sent the rows are removed again and the caller hears
+    ``BrokerUnavailable``; the confirm marks the record, else the outbox
+    sweeper publishes it again (queueworks/taskapi/outbox.py).
+    """
+    options: dict[str, Any] = {"queue": queue, "headers": {RECORDED_HEADER: True}}
+    if priority is not None:
+        options["priority"] = priority
+    if run_at is not None:
+        options["eta"] = run_at
+    try:
+        if run_at is None and publisher_supported():
+            # The common case: this process's pooled publisher, confirm in
+            # the background (queueworks/dispatch/process_publisher.py marks the record).
+            task_enqueue(task=task_name, args=args, kwargs=kwargs, queue=queue,
+                         priority=priority, task_id=task_id, headers=options["headers"])
+        else:
+            with broker_connection() as conn:
+                # confirm_publish: send_task returns once the broker confirmed.
+                app.send_task(
+                    task_name, args=args, kwargs=kwargs, task_id=task_id, connection=conn,
+                    retry=True, retry_policy=retry_policy(), **options,
+                )
+            outbox_mark_confirmed(task_ids=[task_id])
+    except (BrokerUnavailable, AMQPError, *BROKER_ERRORS) as exc:
+        # The publisher raises only for a message it never wrote (py-amqp's
+        # channel and connection errors included): nothing was sent.
+        outbox_records_discard(task_ids=[task_id])
+        if isinstance(exc, BrokerUnavailable):
+            raise
+        raise BrokerUnavailable(
+            f"The message broker refused or dropped the message: {exc.__class__.__name__}: {exc}. "
+            "Nothing was sent."
+        ) from exc
+    logger.info("Task API accepted %s[%s] on queue %s", task_name, task_id, queue)
+
+
+def task_start(
+    *,
+    task: str,
+    args: list | None = None,
+    kwargs: dict | None = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    countdown: float | None = None,
+    eta: datetime | None = None,
+    user=None,
+    rerun_of: TaskRecord | None = None,
+) -> TaskTicket:
+    """Validate and start an allowlisted task on one of its queues.
+
+    Arguments are checked against the task's declared schema, ``queue`` must
+    be one the task is allowed on (default: its topology route), ``priority``
+    0-9, ``countdown`` seconds or an aware ``eta`` no further ahead than
+    ``TASKAPI_MAX_DELAY_SECONDS``.  Raises ``TaskValidationError`` (nothing is
+    written or sent).
+
+    The rows are written in the caller's transaction (they are the outbox:
+    queueworks/taskapi/outbox.py) and the message is published when it
+    commits (immediately in autocommit mode); if the broker is unreachable
+    then, ``BrokerUnavailable`` is raised within a bounded time and the rows
+    are removed.  Returns the new task's id and queue.
+    """
+    args = [] if args is None else args
+    kwargs = {} if kwargs is None else kwargs
+    spec, target, run_at = _validate_start(
+        task=task, args=args, kwargs=kwargs, queue=queue, priority=priority,
+        countdown=countdown, eta=eta, now=timezone.now(),
+    )
+    args, kwargs = spec.normalized(args, kwargs)
+    task_id = recorded_task_enqueue(task_name=spec.name, args=args, kwargs=kwargs, queue=target,
+                                    priority=priority, run_at=run_at, user=user,
+                                    rerun_of=rerun_of)
+    return TaskTicket(task_id=task_id, task=spec.name, queue=target)
+
+
+def recorded_task_enqueue(
+    *, task_name: str, args: list, kwargs: dict, queue: str, priority: int | None,
+    run_at: datetime | None, user=None, rerun_of: TaskRecord | None = None,
+    task_id: str | None = None,
+) -> str:
+    """Write an already validated call to the outbox and publish it on commit.
+
+    The rows (``TaskRecord`` and a PENDING result) are written in the
+    caller's transaction: once that commits the task is durable, whether or
+    not the broker answers (the outbox sweep publishes it again).  A
+    ``run_at`` beyond the long-delay threshold waits in the database
+    (queueworks/reliability/delayed.py) instead of in a worker, so RabbitMQ's
+    consumer_timeout never closes a channel over it.  Returns the task id.
+    """
+    task_id = task_id or str(uuid.uuid4())
+    with transaction.atomic():
+        outbox_records_write(task_name=task_name, calls=[(task_id, args, kwargs)], queue=queue,
+                             priority=priority, eta=run_at, user=user, rerun_of=rerun_of)
+        if run_at is not None and (run_at - timezone.now()).total_seconds() > long_delay_seconds():
+            options: dict[str, Any] = {"queue": queue, "headers": {RECORDED_HEADER: True}}
+            if priority is not None:
+                options["priority"] = priority
+            delayed_task_store(task_name=task_name, task_id=task_id, args=args, kwargs=kwargs,
+                               options=options, eta=run_at)
+            # The stored row holds it now; the delayed dispatch publishes it
+            # with confirms when it is near, so the sweep must not.
+            outbox_mark_confirmed(task_ids=[task_id])
+            return task_id
+    transaction.on_commit(lambda: _publish_start(
+        task_id=task_id, task_name=task_name, args=args, kwargs=kwargs, queue=queue,
+        priority=priority, run_at=run_at,
+    ))
+    return task_id
+
+
+# -- cancel --------------------------------------------------------------------
+
+def _current_state(task_id: str, user=None) -> tuple[TaskRecord | None, TaskResult | None]:
+    """The task's rows; a task ``user`` may not read is as unknown as a missing one."""
+    record = TaskRecord.objects.filter(task_id=task_id).first()
+    result = TaskResult.objects.filter(task_id=task_id).first()
+    if (record is None and result is None) or (user is not None and not may_see(user, record)):
+        raise TaskNotFound(f"No task with id '{task_id}'.", fields={"task_id": ["not found"]})
+    return record, result
+
+
+def _broadcast_revoke(task_id: str, *, terminate: bool, signal: str) -> None:
+    with broker_connection() as conn:
+        app.control.revoke(task_id, terminate=terminate, signal=signal, connection=conn)
+
+
+def task_cancel(
+    *, task_id: str, terminate: bool = False, signal: str = "SIGTERM", user=None,
+) -> CancelOutcome:
+    """Cancel a task; the cancellation is stored and outlives worker restarts.
+
+    * PENDING (queued, scheduled for later, or its worker offline): recorded
+      in the database and marked REVOKED at once; workers check the record
+      when the message arrives, so it never runs.  The revoke is also
+      broadcast (best effort) for workers already holding the message.
+    * Running (STARTED/PROGRESS/RETRY): needs ``terminate=True``, which sends
+      ``signal`` to the process running it; otherwise ``TaskConflict``.
+    * Already finished: ``TaskConflict``.  Already REVOKED: no-op.
+
+    Raises ``TaskNotFound`` for an id that was never issued (or that ``user``
+    may not read), ``TaskForbidden`` for a system task (beat's, internal)
+    when ``user`` lacks ``taskapi.cancel_system_tasks``, and
+    ``BrokerUnavailable`` when a running task cannot be signalled.
+    """
+    if signal not in CANCEL_SIGNALS:
+        raise TaskValidationError({"signal": [f"must be one of {', '.join(CANCEL_SIGNALS)}"]})
+    record, result = _current_state(task_id, user)
+    if not may_cancel(user, record):
+        raise TaskForbidden(
+            f"Task {task_id} was not started by a user through the API (beat's or internal); "
+            "cancelling it needs the 'taskapi.cancel_system_tasks' permission.",
+            fields={"task_id": ["system task"]},
+        )
+    state = result.status if result else states.PENDING
+    if record and record.is_cancelled and state in states.UNREADY_STATES | {PROGRESS}:
+        state = states.REVOKED
+    if state == states.REVOKED:
+        return CancelOutcome(task_id, states.REVOKED, terminate, "Already cancelled.")
+    if state in states.READY_STATES:
+        raise TaskConflict(
+            f"Task {task_id} already finished with state {state}; nothing to cancel.",
+            fields={"task_id": [f"already {state}"]},
+        )
+    running = state in RUNNING_STATES
+    if running and not terminate:
+        raise TaskConflict(
+            f"Task {task_id} is already running ({state}); pass \"terminate\": true to stop it.",
+            fields={"terminate": ["required to stop a running task"]},
+        )
+    if running:
+        # Signal first: if the broker is down we must not claim it stopped.
+        _broadcast_revoke(task_id, terminate=True, signal=signal)
+
+    now = timezone.now()
+    with transaction.atomic():
+        if record is None:
+            record = TaskRecord.objects.create(
+                task_id=task_id, task_name=result.task_name or "",
+                queue=TOPOLOGY.queue_for(result.task_name or ""),
+            )
+        TaskRecord.objects.filter(pk=record.pk).update(
+            cancelled_at=now, cancel_terminate=terminate, cancel_signal=signal if terminate else "",
+            cancelled_by=user if user is not None and user.is_authenticated else None,
+        )
+        # Only a task that has not finished becomes REVOKED; a worker that
+        # finished it a moment ago keeps its SUCCESS/FAILURE.
+        TaskResult.objects.filter(
+            task_id=task_id, status__in=[*states.UNREADY_STATES, PROGRESS],
+        ).update(status=states.REVOKED, date_done=now)
+
+    detail = "Terminated with {0}.".format(signal) if running else "Cancelled before it ran."
+    if not running:
+        try:
+            _broadcast_revoke(task_id, terminate=False, signal=signal)
+        except BrokerUnavailable:
+            detail += " (Broker unreachable: the stored cancellation will stop it when delivered.)"
+    logger.info("Task API cancelled %s (terminate=%s)", task_id, terminate)
+    return CancelOutcome(task_id, states.REVOKED, terminate, detail)
+
+
+# -- rerun ---------------------------------------------------------------------
+
+def _stored_call(task_id: str, user=None) -> tuple[str, list, dict, str | None, int | None]:
+    record, result = _current_state(task_id, user)
+    if record is not None and record.task_name:
+        return record.task_name, list(record.args), dict(record.kwargs), record.queue, record.priority
+    # A task started elsewhere (beat, a service): recover its literal arguments.
+    name = result.task_name or ""
+    try:
+        args = ast.literal_eval(json.loads(result.task_args or '"()"'))
+        kwargs = ast.literal_eval(json.loads(result.task_kwargs or '"{}"'))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise TaskConflict(
+            f"The stored arguments of task {task_id} cannot be recovered; start it anew.",
+            fields={"task_id": ["arguments not recoverable"]},
+        ) from None
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+        raise TaskConflict(
+            f"The stored arguments of task {task_id} cannot be recovered; start it anew.",
+            fields={"task_id": ["arguments not recoverable"]},
+        )
+    return name, list(args), kwargs, None, None
+
+
+def task_rerun(*, task_id: str, user=None) -> TaskTicket:
+    """Start a new task with the stored name, args, kwargs, queue and priority.
+
+    Raises ``TaskNotFound`` for an unknown id, ``TaskConflict`` (HTTP 409)
+    when the task is no longer allowlisted, its stored arguments no longer
+    match the schema or its queue is no longer allowed, and
+    ``BrokerUnavailable`` like ``task_start``.  Returns the new task's ticket.
+    """
+    name, args, kwargs, queue, priority = _stored_call(task_id, user)
+    spec = allowed(name)
+    if spec is None:
+        raise TaskConflict(
+            f"Task {task_id} ran '{name}', which is not allowlisted anymore; it cannot be re-run.",
+            fields={"task": [f"'{name}' is not allowlisted"]},
+        )
+    try:
+        return task_start(
+            task=name, args=args, kwargs=kwargs, queue=queue, priority=priority, user=user,
+            rerun_of=TaskRecord.objects.filter(task_id=task_id).first(),
+        )
+    except TaskValidationError as exc:
+        raise TaskConflict(
+            f"The stored call of task {task_id} is no longer valid: {exc.detail}",
+            fields=exc.fields,
+        ) from exc
+
+
+# -- diagnostics -----------------------------------------------------------------
+
+class DiagnosticError(Exception):
+    """Raised on purpose by the diagnostic task (``fail=true``)."""
+
+
+def diagnostic_run(
+    *, seconds: float = 0, fail: bool = False, message: str = "diagnostic",
+    on_progress=None, sleep=None,
+) -> dict:
+    """Run for ``seconds`` reporting progress every second, then succeed or fail."""
+    import time
+
+    sleep = sleep or time.sleep
+    steps = max(1, math.ceil(seconds)) if seconds else 0
+    for step in range(steps):
+        sleep(seconds / steps)
+        if on_progress:
+            on_progress(step + 1, steps)
+    if fail:
+        raise DiagnosticError(message)
+    return {"message": message, "seconds": seconds}

@@ -19,9 +19,14 @@ drops the wait:
 * a ``basic.nack`` re-publishes the message (up to ``MAX_ATTEMPTS``);
 * a channel error (the broker refusing one message: over its
   ``max_message_size``, an invalid property) is not a lost connection: the
-  unconfirmed messages are sent again one at a time on fresh channels, the
-  one the broker refuses again fails (``PublishRefused`` for a caller waiting
-  on it, CRITICAL log with its task id, ``on_failed``) and is never re-sent;
+  messages unconfirmed on that channel become suspects, each sent again
+  alone on a connection of its own (queueworks/dispatch/isolation.py) by a
+  background thread; the one the broker refuses again fails
+  (``PublishRefused`` for a caller waiting on it, CRITICAL log with its task
+  id, ``on_failed``) and is never re-sent, the others are confirmed there.
+  Other publishes go on at once on a fresh channel: the lock is held for a
+  few round trips, however many suspects there are (a suspect may then
+  arrive after messages published later);
 * nothing that goes wrong while reconnecting or re-sending stops the
   background thread or drops a waiting message;
 * at process exit it waits up to ``EXIT_WAIT_SECONDS`` for the last confirms.
@@ -44,13 +49,15 @@ from dataclasses import dataclass
 from amqp.exceptions import ChannelError
 
 from queueworks.dispatch.compat.amqp import basic_publish_no_wait
+from queueworks.dispatch.isolation import CONFIRMED, NACKED, REFUSED, SuspectSender
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 EXIT_WAIT_SECONDS = 5.0
 # How long one suspect message may take to be confirmed while a channel error
-# is narrowed down to the message that caused it.
+# is narrowed down to the message that caused it; then it goes back to the
+# publishing channel (and is re-sent there).
 ISOLATE_CONFIRM_SECONDS = 10.0
 # Refusals kept for callers that wait on a message after it failed.
 _FAILED_KEPT = 1000
@@ -95,6 +102,10 @@ class ConfirmingPublisher:
         self._tag = 0
         self._inflight: dict[int, int] = {}
         self._failed: dict[int, PublishRefused] = {}
+        # Messages unconfirmed when the broker closed a channel, in publish
+        # order, waiting for the isolating thread (never sent on the channel).
+        self._suspects: dict[int, None] = {}
+        self._isolator: threading.Thread | None = None
         self._reader: threading.Thread | None = None
         self._closed = False
 
@@ -175,10 +186,11 @@ class ConfirmingPublisher:
 
     def _open(self) -> None:
         """A confirm channel (and a connection if there is none); then every
-        unconfirmed message is sent on it, in order."""
+        unconfirmed message is sent on it, in order (suspects are sent alone)."""
         self._open_channel()
         for seq in list(self._pending):
-            self._transmit(seq)
+            if seq not in self._suspects:
+                self._transmit(seq)
 
     def _open_channel(self) -> None:
         if self._connection is None:
@@ -232,13 +244,17 @@ class ConfirmingPublisher:
     def _on_nack(self, delivery_tag, multiple):
         with self._lock:
             for seq in self._settle(delivery_tag, multiple):
-                entry = self._pending[seq]
-                if entry.attempts >= MAX_ATTEMPTS:
-                    self._fail(seq, f"refused (nack) {entry.attempts} times")
-                    continue
-                logger.warning("The broker refused a task message (nack); sending it again.")
-                entry.attempts += 1
-                self._transmit(seq)
+                self._retry_nacked(seq)
+
+    def _retry_nacked(self, seq: int) -> None:
+        entry = self._pending[seq]
+        if entry.attempts >= MAX_ATTEMPTS:
+            self._fail(seq, f"refused (nack) {entry.attempts} times")
+            return
+        logger.warning("The broker refused a task message (nack); sending it again.")
+        entry.attempts += 1
+        if self._channel is not None:
+            self._transmit(seq)  # else the next channel sends it
 
     def _fail(self, seq: int, reason) -> None:
         entry = self._pending.pop(seq)
@@ -315,39 +331,74 @@ class ConfirmingPublisher:
             time.sleep(1.0)
 
     def _isolate_refused(self, connection, error: ChannelError) -> None:
-        """The broker closed the channel over one message: find it and fail it.
-
-        Every message unconfirmed on that channel is a suspect; each is sent
-        alone on a fresh channel and waited for.  The one the broker refuses
-        again fails; the others are confirmed as usual.  Publishers wait
-        meanwhile (the lock): a rare path, a few round trips long.
-        """
+        """The broker closed the channel over one message: suspect every
+        message unconfirmed on it, hand them to the isolating thread and go on
+        publishing on a fresh channel."""
         with self._lock:
             if self._connection is not connection:
                 return
             logger.warning("The broker closed the publishing channel (%s); finding the "
                            "refused message among %d unconfirmed.", error, len(self._pending))
-            suspects = list(dict.fromkeys(self._inflight.values()))
+            for seq in dict.fromkeys(self._inflight.values()):
+                if seq in self._pending:
+                    self._suspects[seq] = None
             self._discard_channel()
-            for seq in suspects:
-                if seq not in self._pending:
-                    continue
-                if self._channel is None:
-                    self._open_channel()
-                self._transmit(seq)
-                deadline = time.monotonic() + ISOLATE_CONFIRM_SECONDS
-                try:
-                    while seq in self._pending and time.monotonic() < deadline:
-                        try:
-                            connection.connection.drain_events(timeout=0.5)
-                        except TimeoutError:
-                            continue
-                except ChannelError as refused:
-                    if seq in self._pending:
-                        self._fail(seq, refused)
-                    self._discard_channel()
-            self._discard_channel()
+            if self._isolator is None:
+                self._isolator = threading.Thread(target=self._isolate, name="publish-isolator",
+                                                  daemon=True)
+                self._isolator.start()
             self._open()
+
+    def _isolate(self) -> None:
+        """Each suspect alone on a connection of its own: the refused one
+        fails, the others are confirmed; a suspect without a verdict goes
+        back to the publishing channel."""
+        sender = SuspectSender(self._connect)
+        try:
+            while True:
+                with self._lock:
+                    seq = next(iter(self._suspects), None)
+                    if seq is None or self._closed:
+                        self._isolator = None  # under the lock: the next error starts one
+                        return
+                    entry = self._pending[seq]
+                try:
+                    verdict = sender.send(entry.message, routing_key=entry.routing_key,
+                                          timeout=ISOLATE_CONFIRM_SECONDS)
+                except Exception as exc:  # noqa: BLE001 - back to the channel, not dropped
+                    logger.warning("Could not isolate the refused task message (%s); the %d "
+                                   "suspects are sent again as usual.", exc, len(self._suspects))
+                    with self._lock:
+                        self._release_suspects(list(self._suspects))
+                        self._isolator = None
+                    return
+                with self._lock:
+                    self._judge(seq, verdict)
+        finally:
+            sender.close()
+
+    def _judge(self, seq: int, verdict) -> None:
+        self._suspects.pop(seq, None)
+        if seq not in self._pending:
+            return
+        if verdict.outcome == CONFIRMED:
+            message = self._pending.pop(seq).message
+            self._settled.notify_all()
+            if self.on_confirmed is not None:
+                self._notify(self.on_confirmed, [message])
+        elif verdict.outcome == REFUSED:
+            self._fail(seq, verdict.error)
+        elif verdict.outcome == NACKED:
+            self._retry_nacked(seq)
+        else:
+            self._release_suspects([seq])
+
+    def _release_suspects(self, seqs: list[int]) -> None:
+        """Back to the publishing channel (or the next one), sent again there."""
+        for seq in seqs:
+            self._suspects.pop(seq, None)
+            if seq in self._pending and self._channel is not None:
+                self._transmit(seq)
 
     def _discard_channel(self) -> None:
         # py-amqp reopens a channel the broker closed (without confirms): close it.

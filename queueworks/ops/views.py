@@ -119,7 +119,7 @@ def dashboard_data(*, user=None) -> dict:
     except BrokerStatsError as exc:
         stats = {}
         errors.append(str(exc))
-    # Beat's ops-alerts entry evaluates the alerts; the page only shows its incidents.
+    # The alerts program evaluates the alerts; the page only shows its incidents.
     incidents = selectors.incidents_open()
     alerting = {(incident.queue, incident.kind) for incident in incidents}
     workers, worker_error = selectors.workers_overview(program_states=programs)

@@ -8,7 +8,7 @@ from queueworks.core.host_files import render_host_unit_files
 from queueworks.core.systemd import GENERATED_MARK, Layout, render_unit_files
 from queueworks.core.inventory import declared
 from queueworks.conf import TOPOLOGY
-from queueworks.conf import project_root
+from queueworks.conf import project_root as checkout_root
 
 
 class Command(BaseCommand):
@@ -44,7 +44,7 @@ class Command(BaseCommand):
             return self._host(host, check=check, output_dir=output_dir, conf=supervisor_conf)
         if supervisor_conf is not None:
             raise CommandError("--supervisor-conf needs --host.")
-        output_dir = output_dir or str(project_root() / "deploy" / "systemd")
+        output_dir = output_dir or str(checkout_root() / "deploy" / "systemd")
         for name, value in (("--project-root", project_root), ("--env-file", env_file)):
             if not value.startswith("/"):
                 raise CommandError(f"{name} must be an absolute path (systemd requires it), got {value!r}.")
@@ -63,7 +63,7 @@ class Command(BaseCommand):
                                f"{', '.join(inventory.host_names())}.")
         if conf is not None and not conf.startswith("/"):
             raise CommandError(f"--supervisor-conf must be an absolute path, got {conf!r}.")
-        out = Path(output_dir or project_root() / "deploy" / "hosts" / host / "systemd")
+        out = Path(output_dir or checkout_root() / "deploy" / "hosts" / host / "systemd")
         self._sync(out, render_host_unit_files(TOPOLOGY, inventory, host, conf), check=check)
 
     def _sync(self, out: Path, wanted: dict[str, str], *, check: bool):

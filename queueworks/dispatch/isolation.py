@@ -1,21 +1,28 @@
-"""Send one suspect message alone and read the broker's verdict on it.
+"""Find the message the broker refused: each suspect sent alone, off the lock.
 
 When the broker closes the publishing channel over one message, the
 publisher (queueworks/dispatch/publisher.py) does not know which of its
 unconfirmed messages it was.  Each suspect is sent here, alone, on a
 connection of its own: the verdict takes a round trip or more per suspect,
 and on that separate connection it never holds up the publisher's channel or
-its lock.
+its lock.  ``SuspectSender`` sends one and reads the verdict;
+``SuspectIsolation`` is the publisher's thread that works through them.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
 from amqp.exceptions import ChannelError
 
 from queueworks.dispatch.compat.amqp import basic_publish_no_wait
+
+logger = logging.getLogger("queueworks.dispatch.publisher")
+# How long one suspect message may take to be confirmed; then it goes back to
+# the publishing channel (and is re-sent there).
+ISOLATE_CONFIRM_SECONDS = 10.0
 
 CONFIRMED = "confirmed"
 NACKED = "nacked"
@@ -94,3 +101,62 @@ class SuspectSender:
                 channel.close()
             except ChannelError:
                 pass
+
+
+class SuspectIsolation:
+    """The publisher's isolating thread (a mixin of ConfirmingPublisher: it
+    works on its lock, its unconfirmed messages and its suspects)."""
+
+    def _isolate(self) -> None:
+        """Each suspect alone on a connection of its own: the refused one
+        fails, the others are confirmed; a suspect without a verdict goes
+        back to the publishing channel."""
+        sender = SuspectSender(self._connect)
+        try:
+            while True:
+                with self._lock:
+                    seq = next(iter(self._suspects), None)
+                    if seq is None or self._closed:
+                        self._isolator = None  # under the lock: the next error starts one
+                        return
+                    entry = self._pending.get(seq)
+                    if entry is None:
+                        self._suspects.pop(seq)
+                        continue
+                try:
+                    verdict = sender.send(entry.message, routing_key=entry.routing_key,
+                                          timeout=ISOLATE_CONFIRM_SECONDS)
+                except Exception as exc:  # noqa: BLE001 - back to the channel, not dropped
+                    logger.warning("Could not isolate the refused task message (%s); the %d "
+                                   "suspects are sent again as usual.", exc, len(self._suspects))
+                    with self._lock:
+                        self._release_suspects(list(self._suspects))
+                        self._isolator = None
+                    return
+                with self._lock:
+                    self._judge(seq, verdict)
+        finally:
+            sender.close()
+
+    def _judge(self, seq: int, verdict) -> None:
+        self._suspects.pop(seq, None)
+        if seq not in self._pending:
+            return
+        if verdict.outcome == CONFIRMED:
+            message = self._pending.pop(seq).message
+            self._settled.notify_all()
+            if self.on_confirmed is not None:
+                self._notify(self.on_confirmed, [message])
+        elif verdict.outcome == REFUSED:
+            self._fail(seq, verdict.error)
+        elif verdict.outcome == NACKED:
+            self._retry_nacked(seq)
+        else:
+            self._release_suspects([seq])
+
+    def _release_suspects(self, seqs: list[int]) -> None:
+        """Back to the publishing channel (or the next one), sent again there."""
+        for seq in seqs:
+            self._suspects.pop(seq, None)
+            if seq in self._pending and self._channel is not None:
+                self._transmit(seq)

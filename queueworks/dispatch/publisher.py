@@ -18,15 +18,13 @@ drops the wait:
   project, see queueworks/reliability);
 * a ``basic.nack`` re-publishes the message (up to ``MAX_ATTEMPTS``);
 * a channel error (the broker refusing one message: over its
-  ``max_message_size``, an invalid property) is not a lost connection: the
-  messages unconfirmed on that channel become suspects, each sent again
-  alone on a connection of its own (queueworks/dispatch/isolation.py) by a
-  background thread; the one the broker refuses again fails
-  (``PublishRefused`` for a caller waiting on it, CRITICAL log with its task
-  id, ``on_failed``) and is never re-sent, the others are confirmed there.
-  Other publishes go on at once on a fresh channel: the lock is held for a
-  few round trips, however many suspects there are (a suspect may then
-  arrive after messages published later);
+  ``max_message_size``, an invalid property) is not a lost connection: each
+  message unconfirmed on that channel is sent again alone, on a connection
+  of its own, by a background thread (queueworks/dispatch/isolation.py); the
+  one the broker refuses again fails (``PublishRefused`` for a caller waiting
+  on it, CRITICAL log with its task id, ``on_failed``) and is never re-sent.
+  Other publishes go on at once on a fresh channel (the lock is held for a
+  few round trips, however many suspects; they may overtake a suspect);
 * nothing that goes wrong while reconnecting or re-sending stops the
   background thread or drops a waiting message;
 * at process exit it waits up to ``EXIT_WAIT_SECONDS`` for the last confirms.
@@ -49,16 +47,12 @@ from dataclasses import dataclass
 from amqp.exceptions import ChannelError
 
 from queueworks.dispatch.compat.amqp import basic_publish_no_wait
-from queueworks.dispatch.isolation import CONFIRMED, NACKED, REFUSED, SuspectSender
+from queueworks.dispatch.isolation import SuspectIsolation
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 EXIT_WAIT_SECONDS = 5.0
-# How long one suspect message may take to be confirmed while a channel error
-# is narrowed down to the message that caused it; then it goes back to the
-# publishing channel (and is re-sent there).
-ISOLATE_CONFIRM_SECONDS = 10.0
 # Refusals kept for callers that wait on a message after it failed.
 _FAILED_KEPT = 1000
 
@@ -78,7 +72,7 @@ class _Entry:
     attempts: int = 1
 
 
-class ConfirmingPublisher:
+class ConfirmingPublisher(SuspectIsolation):
     def __init__(self, connect: Callable[[], object], *, queues=(),
                  on_confirmed: Callable[[list], None] | None = None,
                  on_failed: Callable[[object, Exception], None] | None = None):
@@ -106,6 +100,8 @@ class ConfirmingPublisher:
         # order, waiting for the isolating thread (never sent on the channel).
         self._suspects: dict[int, None] = {}
         self._isolator: threading.Thread | None = None
+        # The channel py-amqp reopened after the broker closed it (no confirms).
+        self._revived = None
         self._reader: threading.Thread | None = None
         self._closed = False
 
@@ -179,6 +175,10 @@ class ConfirmingPublisher:
             self._transmit(seq)
 
     def _transmit(self, seq: int) -> None:
+        if not self._channel.is_open or self._channel is self._revived:
+            # The broker closed it: a publish now would be delivered without
+            # a confirm, then sent again.  The reader's next channel sends it.
+            return
         entry = self._pending[seq]
         self._tag += 1
         self._inflight[self._tag] = seq
@@ -203,7 +203,15 @@ class ConfirmingPublisher:
                                 **{"connection.blocked": False})
             raw.client_properties = dict(raw.client_properties, capabilities=capabilities)
             self._connection = connection
-        channel = self._connection.connection.channel()
+        opened = []
+
+        def on_open(channel):
+            # py-amqp opens a channel the broker closed again, without confirms.
+            opened.append(channel)
+            if len(opened) > 1:
+                self._revived = channel
+
+        channel = self._connection.connection.channel(callback=on_open)
         channel.confirm_select()
         channel.events["basic_ack"].add(self._on_ack)
         channel.events["basic_nack"].add(self._on_nack)
@@ -348,57 +356,6 @@ class ConfirmingPublisher:
                                                   daemon=True)
                 self._isolator.start()
             self._open()
-
-    def _isolate(self) -> None:
-        """Each suspect alone on a connection of its own: the refused one
-        fails, the others are confirmed; a suspect without a verdict goes
-        back to the publishing channel."""
-        sender = SuspectSender(self._connect)
-        try:
-            while True:
-                with self._lock:
-                    seq = next(iter(self._suspects), None)
-                    if seq is None or self._closed:
-                        self._isolator = None  # under the lock: the next error starts one
-                        return
-                    entry = self._pending[seq]
-                try:
-                    verdict = sender.send(entry.message, routing_key=entry.routing_key,
-                                          timeout=ISOLATE_CONFIRM_SECONDS)
-                except Exception as exc:  # noqa: BLE001 - back to the channel, not dropped
-                    logger.warning("Could not isolate the refused task message (%s); the %d "
-                                   "suspects are sent again as usual.", exc, len(self._suspects))
-                    with self._lock:
-                        self._release_suspects(list(self._suspects))
-                        self._isolator = None
-                    return
-                with self._lock:
-                    self._judge(seq, verdict)
-        finally:
-            sender.close()
-
-    def _judge(self, seq: int, verdict) -> None:
-        self._suspects.pop(seq, None)
-        if seq not in self._pending:
-            return
-        if verdict.outcome == CONFIRMED:
-            message = self._pending.pop(seq).message
-            self._settled.notify_all()
-            if self.on_confirmed is not None:
-                self._notify(self.on_confirmed, [message])
-        elif verdict.outcome == REFUSED:
-            self._fail(seq, verdict.error)
-        elif verdict.outcome == NACKED:
-            self._retry_nacked(seq)
-        else:
-            self._release_suspects([seq])
-
-    def _release_suspects(self, seqs: list[int]) -> None:
-        """Back to the publishing channel (or the next one), sent again there."""
-        for seq in seqs:
-            self._suspects.pop(seq, None)
-            if seq in self._pending and self._channel is not None:
-                self._transmit(seq)
 
     def _discard_channel(self) -> None:
         # py-amqp reopens a channel the broker closed (without confirms): close it.

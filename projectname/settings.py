@@ -238,6 +238,8 @@ QUEUEWORKS_OPS_ALERT_CHANNELS = env.list("OPS_ALERT_CHANNELS", default=[
 # (a worker restart is not an incident).
 QUEUEWORKS_OPS_NO_CONSUMER_GRACE_SECONDS = env.int("OPS_NO_CONSUMER_GRACE_SECONDS", default=30)
 QUEUEWORKS_OPS_REFRESH_SECONDS = env.int("OPS_REFRESH_SECONDS", default=10)
+# The alerts program evaluates every alert this often (seconds).
+QUEUEWORKS_OPS_ALERTS_INTERVAL_SECONDS = env.int("OPS_ALERTS_INTERVAL_SECONDS", default=60)
 
 # --- Metrics (queueworks/metrics, docs/metrics.md) ------------------------------
 # HTTP basic credentials a Prometheus scraper sends to /metrics.  Unset: only

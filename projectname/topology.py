@@ -122,9 +122,9 @@ PRODUCTION_TOPOLOGY = Topology(
     ),
     routes=(
         # The package's own tasks (outbox sweep, heartbeat, long delays, result
-        # cleanup, the probe); alerts ride the bulk lane, consumed by two
-        # programs of their own, so a dead main_worker is still alerted on.
-        *builtin_routes(queue="main_worker", alerts_queue="bulk"),
+        # cleanup, the probe).  Alerts ride no queue: the `alerts` program
+        # evaluates them, whatever waits on any lane and whichever worker is down.
+        *builtin_routes(queue="main_worker"),
         Route(f"{NOTIFICATIONS}.send_notification", "main_worker", acks_late=True),
         Route(f"{NOTIFICATIONS}.send_office_hours_reminders", "main_worker", acks_late=True,
               ignore_result=True),
@@ -134,7 +134,7 @@ PRODUCTION_TOPOLOGY = Topology(
         Route("queueworks.core.tasks.heavy_probe", "heavy", acks_late=True),
     ),
     schedules=(
-        *builtin_schedules(queue="main_worker", alerts_queue="bulk"),
+        *builtin_schedules(queue="main_worker"),
         Schedule(
             name="office-hours-reminders",
             task=f"{NOTIFICATIONS}.send_office_hours_reminders",

@@ -69,6 +69,8 @@ DEFAULTS: dict[str, Any] = {
     "OPS_ALERT_CHANNELS": ["queueworks.ops.alerts.LogChannel",
                            "queueworks.ops.alerts.EmailChannel"],
     "OPS_NO_CONSUMER_GRACE_SECONDS": 30,
+    # The alerts program (`manage.py ops_alerts --loop`) evaluates this often.
+    "OPS_ALERTS_INTERVAL_SECONDS": 60,
     "OPS_REFRESH_SECONDS": 10,
     "OPS_AUDIT_RETENTION_DAYS": 180,
     "OPERATOR_EMAILS": [],

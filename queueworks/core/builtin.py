@@ -6,8 +6,9 @@ A project puts them on a lane its workers consume:
     routes=(*builtin_routes(queue="main_worker"), Route("shop.tasks.mail", ...)),
     schedules=(*builtin_schedules(queue="main_worker"), Schedule(...)),
 
-``alerts_queue`` (default: ``queue``) carries the alert evaluation, which
-should not share a lane whose outage it must report.
+The alerts are not among them: a queue's backlog or a stopped worker would
+delay the very alert that reports it, so they are evaluated by a program of
+their own (``manage.py ops_alerts --loop``, queueworks/core/supervisor.py).
 """
 
 from __future__ import annotations
@@ -29,10 +30,9 @@ OUTBOX_SWEEP = "queueworks.taskapi.tasks.sweep_outbox"
 BACKEND_CLEANUP = "celery.backend_cleanup"
 BEAT_HEARTBEAT = "queueworks.doctor.tasks.beat_heartbeat"
 DISPATCH_DELAYED = "queueworks.reliability.tasks.dispatch_delayed_tasks"
-ALERTS = "queueworks.ops.tasks.alerts_evaluate_every_minute"
 
 
-def builtin_routes(*, queue: str, alerts_queue: str | None = None) -> tuple[Route, ...]:
+def builtin_routes(*, queue: str) -> tuple[Route, ...]:
     """Routes of every task the package defines and runs by itself."""
     return (
         # A diagnostic round trip (`manage.py doctor`, the Task API's probe).
@@ -45,13 +45,12 @@ def builtin_routes(*, queue: str, alerts_queue: str | None = None) -> tuple[Rout
         Route(BEAT_HEARTBEAT, queue),
         # Reliability: delayed dispatch of long countdowns.
         Route(DISPATCH_DELAYED, queue, ignore_result=True),
-        Route(ALERTS, alerts_queue or queue),
     )
 
 
-def builtin_schedules(*, queue: str, alerts_queue: str | None = None) -> tuple[Schedule, ...]:
-    """Beat entries the package needs: heartbeat, long delays, alerts, the
-    outbox sweep and Celery's result cleanup."""
+def builtin_schedules(*, queue: str) -> tuple[Schedule, ...]:
+    """Beat entries the package needs: heartbeat, long delays, the outbox
+    sweep and Celery's result cleanup."""
     return (
         Schedule(
             name="beat-heartbeat",
@@ -67,15 +66,6 @@ def builtin_schedules(*, queue: str, alerts_queue: str | None = None) -> tuple[S
             task=DISPATCH_DELAYED,
             schedule=crontab(minute="*"),
             queue=queue,
-        ),
-        Schedule(
-            # No-consumer, wait-time and crash-loop alerts, evaluated with
-            # nobody on /ops/ (queueworks/ops/services.py: once per incident,
-            # and a recovery message when it clears).
-            name="ops-alerts",
-            task=ALERTS,
-            schedule=crontab(minute="*"),
-            queue=alerts_queue or queue,
         ),
         Schedule(
             name="taskapi-outbox-sweep",

@@ -51,7 +51,7 @@ def host_programs(topology: Topology, inventory: Inventory, host_name: str) -> l
     host = inventory.host_named(host_name)
     result = []
     for program in programs(topology, host.name):
-        if program.name not in host.programs:
+        if program.name not in host.deployed_programs:
             continue
         executable, _, arguments = program.command.partition(" ")
         if executable in systemd.VENV_EXECUTABLES:
@@ -146,7 +146,7 @@ def render_boot_unit(topology: Topology, inventory: Inventory, host_name: str,
     stop = max((p.stopwaitsecs for p in host_programs(topology, inventory, host_name)), default=0)
     return f"""{systemd.HEADER}
 [Unit]
-Description={systemd.unit_prefix()} supervisord on {host.name}: {', '.join(host.programs) or 'no programs'}
+Description={systemd.unit_prefix()} supervisord on {host.name}: {', '.join(host.deployed_programs) or 'no programs'}
 Documentation=file://{paths.project_root}/docs/deployment.md
 After=network-online.target rabbitmq-server.service postgresql.service
 Wants=network-online.target
@@ -193,7 +193,7 @@ def render_host_unit_files(topology: Topology, inventory: Inventory, host_name: 
     units = " ".join(systemd.unit_name(program) for program in chosen)
     files[systemd.target_name()] = f"""{systemd.HEADER}
 [Unit]
-Description={systemd.unit_prefix()} on {host.name} without supervisor: {', '.join(host.programs)}
+Description={systemd.unit_prefix()} on {host.name} without supervisor: {', '.join(host.deployed_programs)}
 Wants={units}
 Conflicts={boot_unit()}
 

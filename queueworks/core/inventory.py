@@ -38,6 +38,9 @@ SUPERVISOR_PASSWORD_VARIABLE = "SUPERVISOR_PASSWORD"
 HOST_VARIABLE = "DEPLOY_HOST"
 # Programs that are not Celery workers (queueworks/core/supervisor.py renders them).
 SERVICE_PROGRAMS = ("web", "beat", "flower")
+# The alert evaluator: like beat, exactly one per deployment, so it runs on
+# the host that runs beat without being declared there.
+ALERTS_PROGRAM = "alerts"
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,13 @@ class Host:
             raise ValueError(f"Host {self.name!r}: address must be a host name or IP address.")
 
     @property
+    def deployed_programs(self) -> tuple[str, ...]:
+        """The declared programs, and the alert evaluator beside beat."""
+        if "beat" in self.programs and ALERTS_PROGRAM not in self.programs:
+            return (*self.programs, ALERTS_PROGRAM)
+        return self.programs
+
+    @property
     def roles(self) -> tuple[str, ...]:
         roles = [role for role in SERVICE_PROGRAMS if role in self.programs]
         if any(program not in SERVICE_PROGRAMS for program in self.programs):
@@ -139,10 +149,10 @@ class Inventory:
         return self.host_named(host_name).paths or self.paths
 
     def programs_on(self, host_name: str) -> tuple[str, ...]:
-        return self.host_named(host_name).programs
+        return self.host_named(host_name).deployed_programs
 
     def hosts_running(self, program: str) -> list[Host]:
-        return [host for host in self.hosts if program in host.programs]
+        return [host for host in self.hosts if program in host.deployed_programs]
 
     @property
     def spans_machines(self) -> bool:
@@ -185,7 +195,10 @@ class Inventory:
         problems = []
         for host in self.hosts:
             for program in host.programs:
-                if program not in known:
+                if program == ALERTS_PROGRAM:
+                    problems.append(f"host {host.name!r} declares {ALERTS_PROGRAM!r}: the alert "
+                                    "evaluator runs on the host that runs 'beat', undeclared")
+                elif program not in known:
                     problems.append(f"host {host.name!r} runs unknown program {program!r} "
                                     f"(programs: {', '.join(known)})")
         for worker in topology.workers:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from queueworks import conf
 from queueworks.core import cpu_policy, events, prefetch
+from queueworks.core.inventory import ALERTS_PROGRAM
 from queueworks.core.topology import Topology, Worker
 
 GENERATED_MARK = "; Generated from the topology by `python manage.py render_supervisor`."
@@ -100,6 +101,23 @@ def balancer_program(host: str | None = None, topology_path: str | None = None) 
     )
 
 
+def alerts_program() -> Program:
+    """The alert evaluator: one per deployment (beside beat with an inventory).
+
+    A program rather than a beat entry on a queue: a task waits behind its
+    lane's backlog and needs a running worker, so the alert that reports a
+    backlog or a dead worker would come last.  This one reads the broker and
+    supervisord itself every OPS_ALERTS_INTERVAL_SECONDS.
+    """
+    return Program(
+        name=ALERTS_PROGRAM,
+        command="python manage.py ops_alerts --loop",
+        stopwaitsecs=30,
+        # Before the workers (200): it reports on them from the start.
+        priority=150,
+    )
+
+
 def programs(topology: Topology, host: str | None = None) -> list[Program]:
     result = [
         Program(
@@ -113,6 +131,7 @@ def programs(topology: Topology, host: str | None = None) -> list[Program]:
     ]
     if topology.balance is not None:
         result.append(balancer_program(host))
+    result.append(alerts_program())
     result += [
         Program(
             name="beat",

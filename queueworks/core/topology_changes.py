@@ -1,8 +1,9 @@
 """Which running programs a topology change concerns.
 
 A program loads the topology once, at start: the web server and beat hold the
-routes (they publish), beat also the schedules, and a worker the routes and
-options of the tasks on its queues.  ``manage.py supervisord`` records what it
+routes (they publish), beat also the schedules, a worker the routes and
+options of the tasks on its queues, and the alerts program what it watches
+(each queue's alert threshold, the worker programs).  ``manage.py supervisord`` records what it
 started with in ``$RUN_DIR/topology-applied.json``; ``manage.py
 apply_topology`` compares that record with the topology now declared and
 restarts exactly the programs whose part changed.  A program whose supervisor
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from queueworks.core.inventory import ALERTS_PROGRAM
 from queueworks.core.supervisor import program_names
 from queueworks.core.topology import Topology
 
@@ -45,6 +47,9 @@ def program_parts(topology: Topology) -> dict[str, dict[str, str]]:
     parts: dict[str, dict[str, str]] = {name: {} for name in program_names(topology)}
     parts["web"] = {"routes": routes}
     parts["beat"] = {"routes": routes, "schedules": text(_schedules(topology))}
+    parts[ALERTS_PROGRAM] = {"alerts": text(
+        [[[queue.name, queue.wait_alert_seconds] for queue in topology.queues],
+         [worker.name for worker in topology.workers]])}
     for worker in topology.workers:
         parts[worker.name] = {"routes": text([_queues(topology, worker.queues),
                                               _routes(topology, worker.queues)])}

@@ -18,10 +18,13 @@ drops the wait:
   project, see queueworks/reliability);
 * a ``basic.nack`` re-publishes the message (up to ``MAX_ATTEMPTS``);
 * a channel error (the broker refusing one message: over its
-  ``max_message_size``, an invalid property) is not a lost connection: the
-  unconfirmed messages are sent again one at a time on fresh channels, the
+  ``max_message_size``, an invalid property) is not a lost connection: each
+  message unconfirmed on that channel is sent again alone, on a connection
+  of its own, by a background thread (queueworks/dispatch/isolation.py); the
   one the broker refuses again fails (``PublishRefused`` for a caller waiting
-  on it, CRITICAL log with its task id, ``on_failed``) and is never re-sent;
+  on it, CRITICAL log with its task id, ``on_failed``) and is never re-sent.
+  Other publishes go on at once on a fresh channel (the lock is held for a
+  few round trips, however many suspects; they may overtake a suspect);
 * nothing that goes wrong while reconnecting or re-sending stops the
   background thread or drops a waiting message;
 * at process exit it waits up to ``EXIT_WAIT_SECONDS`` for the last confirms.
@@ -44,14 +47,12 @@ from dataclasses import dataclass
 from amqp.exceptions import ChannelError
 
 from queueworks.dispatch.compat.amqp import basic_publish_no_wait, publish_without_reading
+from queueworks.dispatch.isolation import SuspectIsolation
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 EXIT_WAIT_SECONDS = 5.0
-# How long one suspect message may take to be confirmed while a channel error
-# is narrowed down to the message that caused it.
-ISOLATE_CONFIRM_SECONDS = 10.0
 # Refusals kept for callers that wait on a message after it failed.
 _FAILED_KEPT = 1000
 
@@ -71,7 +72,7 @@ class _Entry:
     attempts: int = 1
 
 
-class ConfirmingPublisher:
+class ConfirmingPublisher(SuspectIsolation):
     def __init__(self, connect: Callable[[], object], *, queues=(),
                  on_confirmed: Callable[[list], None] | None = None,
                  on_failed: Callable[[object, Exception], None] | None = None):
@@ -95,6 +96,12 @@ class ConfirmingPublisher:
         self._tag = 0
         self._inflight: dict[int, int] = {}
         self._failed: dict[int, PublishRefused] = {}
+        # Messages unconfirmed when the broker closed a channel, in publish
+        # order, waiting for the isolating thread (never sent on the channel).
+        self._suspects: dict[int, None] = {}
+        self._isolator: threading.Thread | None = None
+        # The channel py-amqp reopened after the broker closed it (no confirms).
+        self._revived = None
         self._reader: threading.Thread | None = None
         self._closed = False
 
@@ -168,6 +175,10 @@ class ConfirmingPublisher:
             self._transmit(seq)
 
     def _transmit(self, seq: int) -> None:
+        if not self._channel.is_open or self._channel is self._revived:
+            # The broker closed it: a publish now would be delivered without
+            # a confirm, then sent again.  The reader's next channel sends it.
+            return
         entry = self._pending[seq]
         self._tag += 1
         self._inflight[self._tag] = seq
@@ -175,10 +186,11 @@ class ConfirmingPublisher:
 
     def _open(self) -> None:
         """A confirm channel (and a connection if there is none); then every
-        unconfirmed message is sent on it, in order."""
+        unconfirmed message is sent on it, in order (suspects are sent alone)."""
         self._open_channel()
         for seq in list(self._pending):
-            self._transmit(seq)
+            if seq not in self._suspects:
+                self._transmit(seq)
 
     def _open_channel(self) -> None:
         if self._connection is None:
@@ -186,7 +198,15 @@ class ConfirmingPublisher:
             # Only the reader thread may read the socket.
             publish_without_reading(connection.connection)
             self._connection = connection
-        channel = self._connection.connection.channel()
+        opened = []
+
+        def on_open(channel):
+            # py-amqp opens a channel the broker closed again, without confirms.
+            opened.append(channel)
+            if len(opened) > 1:
+                self._revived = channel
+
+        channel = self._connection.connection.channel(callback=on_open)
         channel.confirm_select()
         channel.events["basic_ack"].add(self._on_ack)
         channel.events["basic_nack"].add(self._on_nack)
@@ -227,13 +247,17 @@ class ConfirmingPublisher:
     def _on_nack(self, delivery_tag, multiple):
         with self._lock:
             for seq in self._settle(delivery_tag, multiple):
-                entry = self._pending[seq]
-                if entry.attempts >= MAX_ATTEMPTS:
-                    self._fail(seq, f"refused (nack) {entry.attempts} times")
-                    continue
-                logger.warning("The broker refused a task message (nack); sending it again.")
-                entry.attempts += 1
-                self._transmit(seq)
+                self._retry_nacked(seq)
+
+    def _retry_nacked(self, seq: int) -> None:
+        entry = self._pending[seq]
+        if entry.attempts >= MAX_ATTEMPTS:
+            self._fail(seq, f"refused (nack) {entry.attempts} times")
+            return
+        logger.warning("The broker refused a task message (nack); sending it again.")
+        entry.attempts += 1
+        if self._channel is not None:
+            self._transmit(seq)  # else the next channel sends it
 
     def _fail(self, seq: int, reason) -> None:
         entry = self._pending.pop(seq)
@@ -310,38 +334,22 @@ class ConfirmingPublisher:
             time.sleep(1.0)
 
     def _isolate_refused(self, connection, error: ChannelError) -> None:
-        """The broker closed the channel over one message: find it and fail it.
-
-        Every message unconfirmed on that channel is a suspect; each is sent
-        alone on a fresh channel and waited for.  The one the broker refuses
-        again fails; the others are confirmed as usual.  Publishers wait
-        meanwhile (the lock): a rare path, a few round trips long.
-        """
+        """The broker closed the channel over one message: suspect every
+        message unconfirmed on it, hand them to the isolating thread and go on
+        publishing on a fresh channel."""
         with self._lock:
             if self._connection is not connection:
                 return
             logger.warning("The broker closed the publishing channel (%s); finding the "
                            "refused message among %d unconfirmed.", error, len(self._pending))
-            suspects = list(dict.fromkeys(self._inflight.values()))
+            for seq in dict.fromkeys(self._inflight.values()):
+                if seq in self._pending:
+                    self._suspects[seq] = None
             self._discard_channel()
-            for seq in suspects:
-                if seq not in self._pending:
-                    continue
-                if self._channel is None:
-                    self._open_channel()
-                self._transmit(seq)
-                deadline = time.monotonic() + ISOLATE_CONFIRM_SECONDS
-                try:
-                    while seq in self._pending and time.monotonic() < deadline:
-                        try:
-                            connection.connection.drain_events(timeout=0.5)
-                        except TimeoutError:
-                            continue
-                except ChannelError as refused:
-                    if seq in self._pending:
-                        self._fail(seq, refused)
-                    self._discard_channel()
-            self._discard_channel()
+            if self._isolator is None:
+                self._isolator = threading.Thread(target=self._isolate, name="publish-isolator",
+                                                  daemon=True)
+                self._isolator.start()
             self._open()
 
     def _discard_channel(self) -> None:

@@ -87,7 +87,7 @@ def program_states() -> dict[str, ProgramState]:
             rpc = _host_rpc(host.name)
             infos = rpc.getAllProcessInfo()
         except (OSError, xmlrpc.client.Error) as exc:
-            for program in host.programs:
+            for program in host.deployed_programs:
                 states[f"{host.name}:{program}"] = ProgramState(
                     name=f"{host.name}:{program}", state="UNREACHABLE", pid=0,
                     description=f"supervisord on {host.name} ({host.supervisor_url}): {exc}",

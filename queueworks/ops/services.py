@@ -89,9 +89,9 @@ def alerts_evaluate(*, stats: dict[str, QueueStats], now: datetime | None = None
                     ) -> list[AlertIncident]:
     """Open, notify and close incidents; returns the open ones.
 
-    Called every minute by beat (``queueworks.ops.tasks.alerts_check``) and by
-    ``manage.py ops_alerts`` (the dashboard only reads the incidents), from
-    any number of processes: an incident is opened once, notified once (the first caller to
+    Called by the alerts program (``manage.py ops_alerts --loop``, through
+    :func:`alerts_check`) and by a one-off ``manage.py ops_alerts`` (the
+    dashboard only reads the incidents), from any number of processes: an incident is opened once, notified once (the first caller to
     stamp ``notified_at`` sends it) and closed when the condition clears; the
     caller that closes a notified incident sends the recovery.  ``programs``
     (supervisor states) adds the crash-loop conditions.
@@ -376,7 +376,7 @@ def dead_letter_discard_one(*, letter_id: str) -> int:
     return removed
 # -- alerts without a watcher ----------------------------------------------------------
 def alerts_check(*, now: datetime | None = None) -> list[AlertIncident]:
-    """Read the broker and supervisord, then evaluate every alert (beat's entry, every minute).
+    """Read the broker and supervisord, then evaluate every alert (the alerts program's round).
 
     A part that cannot be read is skipped, not closed: an unreachable
     supervisord must not look like a recovered crash loop.

@@ -126,7 +126,7 @@ def dashboard_data(*, user=None) -> dict:
                                            detail=str(exc), level=logging.WARNING)
         errors.append(f"RabbitMQ's management API could not be read; the log has the detail "
                       f"under reference {reference}")
-    # Beat's ops-alerts entry evaluates the alerts; the page only shows its incidents.
+    # The alerts program evaluates the alerts; the page only shows its incidents.
     incidents = selectors.incidents_open()
     alerting = {(incident.queue, incident.kind) for incident in incidents}
     workers, worker_error = selectors.workers_overview(program_states=programs)

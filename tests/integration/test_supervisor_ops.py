@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 def test_every_program_is_running(live_system):
     states = live_system.states()
-    expected = {w.name for w in TOPOLOGY.workers} | {"beat", "flower", "web"}
+    expected = {w.name for w in TOPOLOGY.workers} | {"alerts", "beat", "flower", "web"}
     assert set(states) == expected
     assert set(states.values()) == {"RUNNING"}
     status = live_system.ctl("status")

@@ -199,5 +199,8 @@ def build_env(*, run_dir: Path, broker_url: str, database_url: str, web_port: in
         # The monitoring user reads the management API (/ops/, Flower, doctor).
         "RABBITMQ_MANAGEMENT_USER": rabbit.MONITOR_AUTH[0],
         "RABBITMQ_MANAGEMENT_PASSWORD": rabbit.MONITOR_AUTH[1],
+        # The alerts program evaluates every 10 s, not every minute: alert tests
+        # wait for its e-mails.
+        "OPS_ALERTS_INTERVAL_SECONDS": "10",
     })
     return env

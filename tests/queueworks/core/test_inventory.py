@@ -109,8 +109,9 @@ def test_boot_unit_starts_the_hosts_supervisord_as_root():
 
 def test_commands_render_a_declared_host(three_hosts, tmp_path):
     call_command("render_supervisor", "--host", "web-1", "--deploy-dir", str(tmp_path / "web-1"))
+    # The alert evaluator comes with beat, undeclared.
     assert sorted(p.name for p in (tmp_path / "web-1" / "conf.d").iterdir()) == [
-        "beat.conf", "flower.conf", "web.conf"]
+        "alerts.conf", "beat.conf", "flower.conf", "web.conf"]
     call_command("render_supervisor", "--host", "web-1", "--deploy-dir",
                  str(tmp_path / "web-1"), "--check")
     call_command("render_systemd", "--host", "web-1", "--output-dir", str(tmp_path / "units"))
@@ -227,3 +228,19 @@ def test_apply_topology_renders_one_hosts_files(three_hosts, tmp_path, settings,
     assert (host / "systemd" / boot_unit()).exists()
     with pytest.raises(CommandError, match="--host 'web-9' is not a host of the inventory"):
         call_command("apply_topology", "--host", "web-9")
+
+
+def test_exactly_one_alert_evaluator_runs_on_the_host_that_runs_beat():
+    from dataclasses import replace
+
+    from queueworks.core.host_files import host_programs
+
+    assert [h.name for h in THREE_HOSTS.hosts_running("alerts")] == ["web-1"]
+    assert "alerts" in THREE_HOSTS.programs_on("web-1")
+    for worker_host in ("worker-1", "worker-2"):
+        assert "alerts" not in [p.name for p in host_programs(TOPOLOGY, THREE_HOSTS, worker_host)]
+    assert THREE_HOSTS.problems(TOPOLOGY) == []
+    # Declaring it elsewhere would make two evaluators, or none beside beat.
+    worker = replace(THREE_HOSTS.hosts[1], programs=(*THREE_HOSTS.hosts[1].programs, "alerts"))
+    twice = replace(THREE_HOSTS, hosts=(THREE_HOSTS.hosts[0], worker, THREE_HOSTS.hosts[2]))
+    assert any("runs on the host that runs 'beat'" in p for p in twice.problems(TOPOLOGY))

@@ -18,15 +18,23 @@ def test_nothing_changed_restarts_nothing():
     assert restarts(TOPOLOGY) == {}
 
 
-def test_a_new_queue_worker_and_route_restart_web_and_beat_only():
+def test_a_new_queue_worker_and_route_restart_web_beat_and_the_alerts_program():
     changed = dataclasses.replace(
         TOPOLOGY,
         queues=TOPOLOGY.queues + (Queue("exports", "CSV exports."),),
         workers=TOPOLOGY.workers + (Worker(name="exports_worker", queues=("exports",)),),
         routes=TOPOLOGY.routes + (Route("apps.exports.tasks.export_csv", "exports"),),
     )
-    # The new worker is not running yet: supervisord's update starts it.
-    assert restarts(changed) == {"web": "routes changed", "beat": "routes changed"}
+    # The new worker is not running yet: supervisord's update starts it.  The
+    # alerts program watches the new queue and program from its restart on.
+    assert restarts(changed) == {"web": "routes changed", "beat": "routes changed",
+                                 "alerts": "alerts changed"}
+
+
+def test_a_wait_alert_threshold_restarts_the_alerts_program_only():
+    queues = tuple(dataclasses.replace(queue, wait_alert_seconds=5) if queue.name == "bulk"
+                   else queue for queue in TOPOLOGY.queues)
+    assert restarts(dataclasses.replace(TOPOLOGY, queues=queues)) == {"alerts": "alerts changed"}
 
 
 def test_a_route_option_restarts_the_workers_of_that_queue_with_web_and_beat():

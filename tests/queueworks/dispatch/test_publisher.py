@@ -223,3 +223,69 @@ def test_a_channel_error_fails_that_message_and_leaves_the_others_right(vhost, c
     finally:
         publisher.close()
         conn.close()
+
+
+def test_publishes_from_other_threads_are_confirmed_while_a_refused_message_is_isolated(
+        vhost, caplog):
+    """Finding the refused message among many unconfirmed ones takes round
+    trips per suspect; on a slow link (100 ms round trips here) that is
+    seconds.  Meanwhile other threads' publishes are confirmed within 1 s,
+    and the guarantees hold: the refused message is reported, every other
+    message arrives exactly once."""
+    import threading
+    import time
+
+    from kombu import Connection
+
+    from tests.support.latency_proxy import LatencyProxy
+
+    host, port = rabbit.AMQP_HOSTPORT.rsplit(":", 1)
+    proxy = LatencyProxy((host, int(port)), delay=0.05)
+    slow_url = rabbit.broker_url(vhost).replace(rabbit.AMQP_HOSTPORT, f"127.0.0.1:{proxy.port}")
+
+    def connect():
+        connection = Connection(slow_url, connect_timeout=5)
+        connection.ensure_connection(max_retries=1)
+        return connection
+
+    conn = _declare(vhost, "q")
+    failed = []
+    publisher = ConfirmingPublisher(connect, on_failed=lambda message, error: failed.append(
+        message.properties["application_headers"]["id"]))
+    try:
+        publisher.publish(_message("before"), routing_key="q", wait_confirm=5)
+        bad = amqp.Message(b"{}", delivery_mode=2, expiration="not-a-number",
+                           application_headers={"id": "bad", "task": "t"})
+        with caplog.at_level(logging.WARNING, logger="queueworks.dispatch.publisher"):
+            # All sent before the broker's close comes back: 21 suspects.
+            publisher.publish(bad, routing_key="q")
+            for index in range(20):
+                publisher.publish(_message(f"suspect{index}"), routing_key="q")
+            wait_for(lambda: any("finding the refused message" in r.getMessage()
+                                 for r in caplog.records), 5, interval=0.01,
+                     message="isolation under way")
+            waits: list[float] = []
+
+            def publish_and_time(index: int) -> None:
+                started = time.monotonic()
+                publisher.publish(_message(f"other{index}"), routing_key="q", wait_confirm=10)
+                waits.append(time.monotonic() - started)
+
+            for index in range(5):
+                thread = threading.Thread(target=publish_and_time, args=(index,))
+                thread.start()
+                thread.join()
+            isolating = publisher.unconfirmed
+            assert wait_for(lambda: publisher.unconfirmed == 0, 60, message="settled")
+        print(f"confirm waits during isolation: {[f'{w:.3f}' for w in waits]} s; "
+              f"{isolating} still unconfirmed after them")
+        assert max(waits) < 1.0, f"publishes waited {max(waits):.2f} s behind the isolation"
+        assert isolating > 0, "the isolation was over before the other publishes: no proof"
+        assert failed == ["bad"]
+        ids = _drain_ids(conn, "q")
+        expected = ["before", *(f"suspect{i}" for i in range(20)), *(f"other{i}" for i in range(5))]
+        assert sorted(ids) == sorted(expected)
+    finally:
+        publisher.close()
+        proxy.close()
+        conn.close()

@@ -12,7 +12,7 @@ from projectname.topology import TOPOLOGY
 
 URL = "pyamqp://u:p@127.0.0.1:5672/doctor-unit"
 BROKER = "127.0.0.1:5672/doctor-unit"
-PROGRAMS = [w.name for w in TOPOLOGY.workers] + ["beat", "flower", "web"]
+PROGRAMS = [w.name for w in TOPOLOGY.workers] + ["alerts", "beat", "flower", "web"]
 
 
 @pytest.mark.live

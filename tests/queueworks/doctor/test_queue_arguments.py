@@ -175,23 +175,16 @@ def _mail(run_dir: Path) -> str:
 @pytest.mark.timeout(600)
 def test_a_stopped_worker_alerts_and_recovers_with_nobody_watching(live_system):
     from queueworks.core.tasks import heavy_probe
-    from projectname.celery import app
-    from queueworks.ops.tasks import alerts_evaluate_every_minute
 
-    entry = next(s for s in TOPOLOGY.schedules if s.name == "ops-alerts")
-    assert entry.task == alerts_evaluate_every_minute.name and TOPOLOGY.consumers_of(entry.queue)
-    assert TOPOLOGY.queue_for(entry.task) == entry.queue
-    # Beat's schedule carries it to that queue, and live workers consume it.
-    assert app.conf.beat_schedule["ops-alerts"]["options"]["queue"] == entry.queue
-    consumed = app.control.inspect(timeout=2).active_queues() or {}
-    assert any(q["name"] == entry.queue for queues in consumed.values() for q in queues)
+    # The alerts program evaluates by itself: no task, no beat entry, no page open.
+    assert live_system.states().get("alerts") == "RUNNING"
+    assert all(schedule.name != "ops-alerts" for schedule in TOPOLOGY.schedules)
 
     assert live_system.ctl("stop", "heavy_worker").returncode == 0
     try:
         heavy_probe.delay(uuid.uuid4().hex, 0)
 
         def alerted():
-            alerts_evaluate_every_minute.delay()  # what beat sends every minute
             return "no consumer" in _mail(live_system.run_dir) and \
                 "queue heavy: " in _mail(live_system.run_dir)
 
@@ -201,7 +194,6 @@ def test_a_stopped_worker_alerts_and_recovers_with_nobody_watching(live_system):
     live_system.wait_workers_ready(["heavy_worker"])
 
     def recovered():
-        alerts_evaluate_every_minute.delay()
         return "RESOLVED queue heavy" in _mail(live_system.run_dir)
 
     wait_for(recovered, 150, interval=5, message="the recovery e-mail")

@@ -35,7 +35,7 @@ def test_work_without_a_consumer_is_red_and_alerted_on_the_page(client, make_use
     monkeypatch.setattr(views, "queue_stats", _stats)
     monkeypatch.setattr(selectors, "workers_overview", lambda **kw: ([], ""))
     client.force_login(make_user("viewer", permissions=("taskapi.view_all_tasks",)))
-    alerts_evaluate(stats=_stats(None))  # what beat's ops-alerts entry does every minute
+    alerts_evaluate(stats=_stats(None))  # what the alerts program does every round
     html = client.get("/ops/").content.decode()
     assert '<article data-queue="main_worker" class="queue danger">' in html
     assert "work waiting, no consumer" in html

@@ -391,6 +391,8 @@ class ProjectDjangoTask(Project):
 
     def setup(self):
         super().setup()
+        # The live tests' signal log would add two file writes per task.
+        self.system_env.pop("DJANGO_TASK_SIGNALS_LOG", None)
         from apps.testing.django_tasks import noop
         from queueworks.tasks_backend.worker import celery_task_for
 

@@ -18,6 +18,9 @@ from celery.signals import celeryd_init, import_modules, setup_logging
 # Every task gets delivery limits, dead-lettering of exhausted retries and
 # safe long countdowns (queueworks/reliability/base.py).
 TASK_CLASS = "queueworks.reliability.base:ReliableTask"
+# Loggers that write a line per task: Celery's, and Django's task API's
+# (``django.tasks`` on Django 6, ``django_tasks`` for the backport).
+TASK_LOGGERS = ("celery", "django.tasks", "django_tasks")
 
 
 def install(app: Celery) -> Celery:
@@ -65,8 +68,9 @@ def use_django_logging(loglevel=None, logfile=None, format=None, colorize=None, 
     """Workers log through Django's LOGGING instead of Celery's own setup.
 
     A worker's ``--loglevel`` (rendered per program from the topology) still
-    applies to Celery's loggers: a high-volume worker logs at WARNING instead
-    of two INFO lines per task.  A project without LOGGING (Django's default
+    applies to Celery's loggers and to Django's task API's (which logs every
+    start and finish of a @task function): a high-volume worker logs at
+    WARNING instead of two INFO lines per task.  A project without LOGGING (Django's default
     is empty) gets Celery's own console lines, as it would without the package.
     """
     import logging
@@ -82,4 +86,5 @@ def use_django_logging(loglevel=None, logfile=None, format=None, colorize=None, 
         current_app.log.setup_handlers(root, logfile, format, colorize)
         root.setLevel(loglevel or logging.WARNING)
     if loglevel:
-        logging.getLogger("celery").setLevel(loglevel)
+        for name in TASK_LOGGERS:
+            logging.getLogger(name).setLevel(loglevel)

@@ -1,6 +1,7 @@
 """Records Django's task signals as the workers send them, one line each in
-``$RUN_DIR/django-task-signals.log`` ("started|finished <id> <status>"): the
-Django task backend's live tests read it."""
+the file ``$DJANGO_TASK_SIGNALS_LOG`` names ("started|finished <id> <status>"):
+the live test system sets it and the Django task backend's live tests read
+it; elsewhere (the benchmarks) nothing is written."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import os
 from pathlib import Path
 
 LOG_NAME = "django-task-signals.log"
+VARIABLE = "DJANGO_TASK_SIGNALS_LOG"
 
 
 def _record(event: str, task_result) -> None:
-    run_dir = os.environ.get("RUN_DIR")
-    if not run_dir:
+    path = os.environ.get(VARIABLE)
+    if not path:
         return
-    with open(Path(run_dir) / LOG_NAME, "a", encoding="ascii") as log:
+    with open(Path(path), "a", encoding="ascii") as log:
         log.write(f"{event} {task_result.id} {task_result.status}\n")
 
 

@@ -16,6 +16,8 @@ from django.utils import timezone
 from queueworks.tasks_backend import api
 
 logger = logging.getLogger(__name__)
+# Return values that normalize_json would give back unchanged.
+SCALARS = (type(None), bool, int, float, str)
 
 
 def django_task_at(path: str):
@@ -87,7 +89,8 @@ def execute(celery_task, django_task, args, kwargs):
             value = django_task.call(api.TaskContext(task_result=result), *args, **kwargs)
         else:
             value = django_task.call(*args, **kwargs)
-        value = api.normalize_json(value)
+        if not isinstance(value, SCALARS):  # already JSON as it is: the common case
+            value = api.normalize_json(value)
     except BaseException as exc:
         from traceback import format_exception
 

@@ -202,5 +202,7 @@ def build_env(*, run_dir: Path, broker_url: str, database_url: str, web_port: in
         # The alerts program evaluates every 10 s, not every minute: alert tests
         # wait for its e-mails.
         "OPS_ALERTS_INTERVAL_SECONDS": "10",
+        # Django's task signals, as the workers send them (apps/testing/signals.py).
+        "DJANGO_TASK_SIGNALS_LOG": str(run_dir / "django-task-signals.log"),
     })
     return env

@@ -5,7 +5,9 @@
 #                               its management plugin, Python's venv module
 #   ensure-system.sh --test     that plus what only the tests need (`make test`):
 #                               Chromium, Redis, iproute2, nginx (its binary:
-#                               the suite validates deploy/nginx/ with `nginx -t`)
+#                               the suite validates deploy/nginx/ with `nginx -t`),
+#                               and a Debian trixie root with RabbitMQ 4.x for the
+#                               suite's 4.x pass (deploy/testbed/rabbitmq4.sh)
 #   --dry-run                   print the plan, change nothing
 #
 # Each step looks before it acts: a listening port means the service is up,
@@ -106,4 +108,16 @@ if [ "$with_test" = 1 ] && ! port_open 6379; then
   wait_port 6379 30 "Redis"
 fi
 if [ "$with_test" = 1 ] && [ "$dry_run" = 0 ]; then echo "ensure-system: Redis ready (6379)"; fi
+
+# -- RabbitMQ 4.x root (tests only) ----------------------------------------
+# The suite's 4.x pass runs nodes from a debootstrapped trixie root; the
+# script builds it once (about a minute) and only checks it afterwards.
+rabbitmq4_root="${RABBITMQ4_ROOT:-/var/lib/queueworks/rabbitmq4-root}"
+if [ "$with_test" = 1 ]; then
+  if [ "$fresh" = 1 ] || [ ! -f "$rabbitmq4_root/etc/queueworks-rabbitmq4-root.ok" ]; then
+    plan "build the RabbitMQ 4.x root in $rabbitmq4_root"
+    run $SUDO bash "$(dirname "$0")/../testbed/rabbitmq4.sh" build
+  fi
+  [ "$dry_run" = 1 ] || echo "ensure-system: RabbitMQ 4.x root ready ($rabbitmq4_root)"
+fi
 if [ "$dry_run" = 1 ]; then plan "dry run: nothing changed"; fi

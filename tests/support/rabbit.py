@@ -57,6 +57,21 @@ APP_AUTH = _project_user()
 MONITOR_AUTH = (_required("RABBITMQ_MANAGEMENT_USER"), _required("RABBITMQ_MANAGEMENT_PASSWORD"))
 
 
+def use_node(*, management_url: str, amqp_hostport: str) -> None:
+    """Point the suite at another broker node (``pytest --broker=rabbitmq4``):
+    this module's helpers, and through the environment every program the
+    live system starts and the settings that read it."""
+    global MANAGEMENT_URL, AMQP_HOSTPORT
+    MANAGEMENT_URL, AMQP_HOSTPORT = management_url, amqp_hostport
+    os.environ["RABBITMQ_MANAGEMENT_URL"] = management_url
+    os.environ["RABBITMQ_AMQP_HOSTPORT"] = amqp_hostport
+
+
+def credentials() -> dict:
+    """The users every node of the suite gets (tests/support/rabbitmq4.py)."""
+    return {"admin": AUTH, "app_password": APP_AUTH[1], "monitor_password": MONITOR_AUTH[1]}
+
+
 def _api(method: str, path: str, **kwargs) -> requests.Response:
     response = requests.request(method, f"{MANAGEMENT_URL}/api/{path}", auth=AUTH, timeout=10, **kwargs)
     if response.status_code == 401:

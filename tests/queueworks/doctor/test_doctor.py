@@ -15,6 +15,7 @@ BROKER = "127.0.0.1:5672/doctor-unit"
 PROGRAMS = [w.name for w in TOPOLOGY.workers] + ["beat", "flower", "web"]
 
 
+@pytest.mark.rabbitmq4
 @pytest.mark.live
 @pytest.mark.django_db(transaction=True)
 def test_healthy_system_is_all_ok(live_system, doctor_env):

@@ -46,6 +46,7 @@ def _manage(env, *args, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.rabbitmq4
 @pytest.mark.timeout(1500)
 def test_conflict_named_then_migrated_with_a_backlog_and_the_worker_runs(
         live_system, doctor_env, client, django_user_model, monkeypatch):

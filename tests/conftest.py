@@ -10,49 +10,24 @@ import os
 
 import pytest
 
-from tests.support import rabbit
+from tests.support import rabbit, rabbitmq4
 from tests.support.live import LiveSystem, build_env, free_port
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
 
 
-BROKERS = ("rabbitmq3", "rabbitmq4")
-
-
-def pytest_addoption(parser):
-    parser.addoption(
-        "--broker", choices=BROKERS, default="rabbitmq3",
-        help="the RabbitMQ the live tests run against: rabbitmq3, the distribution's node on "
-             "5672 (default); rabbitmq4, a 4.x node from deploy/testbed/rabbitmq4.sh with "
-             "4.3's defaults (docs/testing.md: `-m rabbitmq4` selects the 4.x pass)")
-
-
-def pytest_configure(config):
-    if config.getoption("--broker") == "rabbitmq4":
-        from django.conf import settings
-
-        from tests.support import rabbitmq4
-
-        rabbit.use_node(management_url=rabbitmq4.SINGLE.management_url,
-                        amqp_hostport=rabbitmq4.SINGLE.amqp_hostport)
-        # The test process's own settings loaded before this hook ran.
-        settings.QUEUEWORKS_RABBITMQ_MANAGEMENT_URL = rabbitmq4.SINGLE.management_url
-
-
 def pytest_report_header(config):
-    return f"broker: {config.getoption('--broker')} ({rabbit.AMQP_HOSTPORT})"
+    return f"broker: {rabbitmq4.TEST_BROKER} ({rabbit.AMQP_HOSTPORT})"
 
 
 @pytest.fixture(scope="session")
 def broker_node(request) -> str:
     """The broker the live tests use, running and provisioned: ``rabbitmq3``
-    is the machine's (`make install`); ``rabbitmq4`` is started here."""
-    broker = request.config.getoption("--broker")
-    if broker == "rabbitmq4":
-        from tests.support import rabbitmq4
-
+    is the machine's (`make install`); ``rabbitmq4`` (QUEUEWORKS_TEST_BROKER,
+    tests/support/rabbitmq4.py) is started here."""
+    if rabbitmq4.TEST_BROKER == "rabbitmq4":
         rabbitmq4.start_single(**rabbit.credentials())
-    return broker
+    return rabbitmq4.TEST_BROKER
 
 
 @pytest.fixture(autouse=True)

@@ -23,6 +23,10 @@ import requests
 from queueworks.dispatch.compat.celery import broker_pool, replace_broker_pool
 from queueworks.core.broker_access import APP_USER, MONITOR_PERMISSIONS, project_permissions
 from queueworks.core.broker_setup import read_env_file
+from tests.support.rabbitmq4 import apply_test_broker
+
+# QUEUEWORKS_TEST_BROKER=rabbitmq4 points everything below at the 4.x node.
+apply_test_broker()
 
 _DOTENV = read_env_file(Path(__file__).resolve().parents[2] / ".env")
 
@@ -55,16 +59,6 @@ AUTH = (_required("RABBITMQ_ADMIN_USER"), _required("RABBITMQ_ADMIN_PASSWORD"))
 # The project's least-privilege user: every program of the system under test.
 APP_AUTH = _project_user()
 MONITOR_AUTH = (_required("RABBITMQ_MANAGEMENT_USER"), _required("RABBITMQ_MANAGEMENT_PASSWORD"))
-
-
-def use_node(*, management_url: str, amqp_hostport: str) -> None:
-    """Point the suite at another broker node (``pytest --broker=rabbitmq4``):
-    this module's helpers, and through the environment every program the
-    live system starts and the settings that read it."""
-    global MANAGEMENT_URL, AMQP_HOSTPORT
-    MANAGEMENT_URL, AMQP_HOSTPORT = management_url, amqp_hostport
-    os.environ["RABBITMQ_MANAGEMENT_URL"] = management_url
-    os.environ["RABBITMQ_AMQP_HOSTPORT"] = amqp_hostport
 
 
 def credentials() -> dict:

@@ -1,4 +1,5 @@
-"""RabbitMQ 4.x nodes for the suite's 4.x pass (``pytest --broker=rabbitmq4``).
+"""RabbitMQ 4.x nodes for the suite's 4.x pass
+(``QUEUEWORKS_TEST_BROKER=rabbitmq4 pytest -m rabbitmq4``, docs/testing.md).
 
 The nodes run from the Debian trixie root that deploy/testbed/rabbitmq4.sh
 builds (`deploy/bin/ensure-system.sh --test`), on ports of their own next to
@@ -15,6 +16,7 @@ and the monitoring user, with the passwords of .env.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +52,24 @@ class Node:
 
 SINGLE = Node(SINGLE_NAME, SINGLE_PORT)
 CLUSTER = tuple(Node(f"r4c{i + 1}", CLUSTER_BASE_PORT + i) for i in range(CLUSTER_SIZE))
+
+BROKERS = ("rabbitmq3", "rabbitmq4")
+# An environment variable, not a pytest option: the test settings, which
+# load before any pytest hook, and every program the live system starts
+# must make the same choice.
+TEST_BROKER = os.environ.get("QUEUEWORKS_TEST_BROKER") or "rabbitmq3"
+if TEST_BROKER not in BROKERS:
+    raise SystemExit(f"QUEUEWORKS_TEST_BROKER must be one of {BROKERS}, not {TEST_BROKER!r}")
+
+
+def apply_test_broker(environ=os.environ) -> None:
+    """On the 4.x pass, the environment names the 4.x node (over .env's
+    values) and declares quorum queues, the production default on 4.x."""
+    if TEST_BROKER != "rabbitmq4":
+        return
+    environ["RABBITMQ_MANAGEMENT_URL"] = SINGLE.management_url
+    environ["RABBITMQ_AMQP_HOSTPORT"] = SINGLE.amqp_hostport
+    environ.setdefault("TASK_QUEUE_TYPE", "quorum")
 
 
 def script(*args: str, admin: tuple[str, str], timeout: float = 600) -> str:

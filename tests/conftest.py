@@ -16,6 +16,18 @@ from tests.support.live import LiveSystem, build_env, free_port
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
 
 
+def pytest_collection_modifyitems(config, items):
+    """``only_on_broker(name)``: a test of one broker version is deselected
+    on the other (deselected, not skipped: CI's skip summary stays empty)."""
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("only_on_broker")
+        (dropped if marker and marker.args[0] != rabbitmq4.TEST_BROKER else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 def pytest_report_header(config):
     return f"broker: {rabbitmq4.TEST_BROKER} ({rabbit.AMQP_HOSTPORT})"
 

@@ -8,12 +8,11 @@ import requests
 
 from projectname.topology import TOPOLOGY
 from queueworks.core.topology import DEAD_LETTER_EXCHANGE, QUORUM_DELIVERY_LIMIT
-from tests.support import rabbit, rabbitmq4
+from tests.support import rabbit
 
 pytestmark = [
     pytest.mark.live, pytest.mark.rabbitmq4,
-    pytest.mark.skipif(rabbitmq4.TEST_BROKER != "rabbitmq4",
-                       reason="the 4.x pass only (QUEUEWORKS_TEST_BROKER=rabbitmq4)"),
+    pytest.mark.only_on_broker("rabbitmq4"),
 ]
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from queueworks.doctor.checks_rabbitmq4 import upgrade_findings
 from tests.queueworks.doctor.conftest import by_check, doctor_json
-from tests.support import rabbit, rabbitmq4
+from tests.support import rabbit
 
 QUEUES = [
     {"name": "main_worker", "durable": True, "exclusive": False, "type": "quorum",
@@ -60,8 +60,8 @@ def test_the_projects_own_global_qos_is_fine_from_kombu_5_7_only():
 
 @pytest.mark.live
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(rabbitmq4.TEST_BROKER != "rabbitmq3",
-                    reason="3.x only: 4.x refuses the transient queue this test declares")
+# 3.x only: 4.x refuses the transient queue this test declares.
+@pytest.mark.only_on_broker("rabbitmq3")
 def test_doctor_names_a_transient_queue_and_a_mirroring_policy_on_the_live_broker(
         live_system, doctor_env):
     vhost = live_system.vhost

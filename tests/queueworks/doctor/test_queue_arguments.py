@@ -104,8 +104,8 @@ def test_conflict_named_then_migrated_with_a_backlog_and_the_worker_runs(
             assert "start main_worker" not in findings[name]["fix"]
             assert "migrate_queues" in findings[name]["fix"]
         declared = declared_queues()["celery"].queue_arguments
-        first = "x-queue-type" if "x-queue-type" in declared else "x-dead-letter-exchange"
-        assert f"inequivalent arg '{first}'" in findings["program main_worker"]["message"]
+        # RabbitMQ names one differing argument: which one depends on its version.
+        assert "inequivalent arg 'x-" in findings["program main_worker"]["message"]
 
         # /ops/ shows the same cause and the program's own exception line.
         monkeypatch.setenv("RUN_DIR", str(live_system.run_dir))

@@ -380,7 +380,11 @@ class Topology:
 
     def celery_routes(self) -> dict[str, dict[str, str]]:
         return {
-            route.task: {"queue": route.queue, "routing_key": route.queue}
+            # The queue only: its routing key follows from it, also when a
+            # caller overrides the queue.  A route's own routing key would
+            # stick to the override, and on the topic exchanges of quorum
+            # queues such a message is routed nowhere and dropped.
+            route.task: {"queue": route.queue}
             for route in self.routes
         }
 

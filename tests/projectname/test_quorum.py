@@ -109,3 +109,23 @@ def test_bad_queue_type_is_a_clear_error():
     assert out.returncode != 0
     assert "TASK_QUEUE_TYPE must be 'classic' or 'quorum', not 'stream'" in out.stderr
 
+
+
+def test_a_queue_override_on_topic_exchanges_routes_to_the_overriding_queue():
+    """With quorum queues every exchange is a topic exchange: a routed task
+    sent to another queue must carry that queue's routing key, or the
+    exchange routes it nowhere and RabbitMQ drops it (confirmed, unroutable)."""
+    code = (
+        "import json, django; django.setup();"
+        "from projectname.celery import app;"
+        "options = app.amqp.router.route({'queue': 'celery'}, 'queueworks.core.tasks.probe',"
+        " args=(), kwargs={});"
+        "print(json.dumps([options['queue'].exchange.name, options['queue'].exchange.type,"
+        " options.get('routing_key') or options['queue'].routing_key]))"
+    )
+    environment = dict(os.environ, DJANGO_SETTINGS_MODULE="projectname.settings",
+                       DJANGO_SECRET_KEY="test", TASK_QUEUE_TYPE="quorum")
+    out = subprocess.run([sys.executable, "-c", code], env=environment, cwd=PROJECT_ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["celery", "topic", "celery"]

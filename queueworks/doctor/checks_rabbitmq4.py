@@ -34,9 +34,10 @@ def _dead_letter_target(queue: dict) -> bool:
                 or policy.get("dead-letter-exchange"))
 
 
-def upgrade_findings(*, queues: list[dict], channels: list[dict], own_user: str,
+def upgrade_findings(*, queues: list[dict], channels: list[dict], own_users: set[str],
                      kombu_version: tuple[int, ...]) -> list[Finding]:
-    """Findings from the management API's queue and channel rows of one vhost."""
+    """Findings from the management API's queue and channel rows of one vhost;
+    ``own_users``: the users the project's own programs connect as."""
     findings = []
     transient = [q["name"] for q in queues
                  if not q.get("durable", True) and not q.get("exclusive", False)]
@@ -48,11 +49,11 @@ def upgrade_findings(*, queues: list[dict], channels: list[dict], own_user: str,
         + UPGRADE_DOC))
 
     global_qos = [c for c in channels if (c.get("global_prefetch_count") or 0) > 0]
-    foreign = sorted({c.get("user", "?") for c in global_qos if c.get("user") != own_user})
-    ours = len(global_qos) - sum(1 for c in global_qos if c.get("user") != own_user)
+    foreign = sorted({c.get("user", "?") for c in global_qos if c.get("user") not in own_users})
+    ours = len(global_qos) - sum(1 for c in global_qos if c.get("user") not in own_users)
     own_ok = tuple(kombu_version[:2]) >= KOMBU_PER_CONSUMER_QOS
     if foreign or (ours and not own_ok):
-        users = foreign + ([own_user] if ours and not own_ok else [])
+        users = foreign + (sorted(own_users) if ours and not own_ok else [])
         findings.append(Finding(
             "4.x: global QoS", WARN,
             f"{len(global_qos)} channel(s) of user(s) {_listed(users)} use global QoS: RabbitMQ "
@@ -93,6 +94,7 @@ def check_rabbitmq4_readiness(ctx: Context) -> list[Finding]:
     import kombu
     import requests
 
+    from queueworks.core.broker_access import APP_USER
     from queueworks.core.broker_state import management_api
     from queueworks.doctor.broker import is_redis
 
@@ -113,7 +115,9 @@ def check_rabbitmq4_readiness(ctx: Context) -> list[Finding]:
     except requests.RequestException as error:
         return [Finding("4.x readiness", WARN, f"management API unreadable: {type(error).__name__}",
                         "see the `management` finding")]
-    own_user = unquote(urlsplit(ctx.broker_url.split(";")[0]).username or "")
+    # The project's least-privilege user runs its programs; doctor may
+    # connect as another one.
+    own_users = {APP_USER, unquote(urlsplit(ctx.broker_url.split(";")[0]).username or "")}
     version = tuple(int(part) for part in kombu.__version__.split(".")[:3] if part.isdigit())
-    return upgrade_findings(queues=rows["queues"], channels=rows["channels"], own_user=own_user,
-                            kombu_version=version)
+    return upgrade_findings(queues=rows["queues"], channels=rows["channels"],
+                            own_users=own_users, kombu_version=version)

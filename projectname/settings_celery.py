@@ -2,7 +2,8 @@
 derives them from the topology (queueworks/celery_settings.py); this module
 reads the environment they depend on."""
 
-from projectname.settings_env import TEST_SUPPORT, TIME_ZONE, env
+from projectname.settings_env import PROFILE, TEST_SUPPORT, TIME_ZONE, env
+from queueworks.core import profiles
 from projectname.topology import TOPOLOGY, topology_for
 from queueworks.celery_settings import celery_settings
 
@@ -24,10 +25,13 @@ globals().update(celery_settings(
     # The routes follow this process's DJANGO_TEST_SUPPORT even if the topology
     # module was imported before .env was read; routes added to TOPOLOGY stay.
     routed=topology_for(test_support=TEST_SUPPORT, base=TOPOLOGY),
-    # "quorum" declares every topology queue as a quorum queue (replicated on
-    # the cluster).  Existing classic queues must be moved first
-    # (`manage.py migrate_queues`): RabbitMQ refuses other arguments.
-    queue_type=env("TASK_QUEUE_TYPE", default="classic"),
+    # "quorum" declares every topology queue that does not choose its own type
+    # as a quorum queue (replicated on a cluster, explicit delivery limit and
+    # dead-letter target): production's default, made for RabbitMQ 4.x
+    # (docs/upgrade-rabbitmq-4.md).  Existing classic queues must be moved
+    # first (`manage.py migrate_queues`): RabbitMQ refuses other arguments.
+    queue_type=env("TASK_QUEUE_TYPE",
+                   default="quorum" if PROFILE == profiles.PRODUCTION else "classic"),
     default_priority=env.int("CELERY_TASK_DEFAULT_PRIORITY", default=5),
     heartbeat=env.int("CELERY_BROKER_HEARTBEAT", default=120),
     # CELERY_EAGER=1: local development without a broker.

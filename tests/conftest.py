@@ -10,10 +10,36 @@ import os
 
 import pytest
 
-from tests.support import rabbit
+from tests.support import rabbit, rabbitmq4
 from tests.support.live import LiveSystem, build_env, free_port
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
+
+
+def pytest_collection_modifyitems(config, items):
+    """``only_on_broker(name)``: a test of one broker version is deselected
+    on the other (deselected, not skipped: CI's skip summary stays empty)."""
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("only_on_broker")
+        (dropped if marker and marker.args[0] != rabbitmq4.TEST_BROKER else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def pytest_report_header(config):
+    return f"broker: {rabbitmq4.TEST_BROKER} ({rabbit.AMQP_HOSTPORT})"
+
+
+@pytest.fixture(scope="session")
+def broker_node(request) -> str:
+    """The broker the live tests use, running and provisioned: ``rabbitmq3``
+    is the machine's (`make install`); ``rabbitmq4`` (QUEUEWORKS_TEST_BROKER,
+    tests/support/rabbitmq4.py) is started here."""
+    if rabbitmq4.TEST_BROKER == "rabbitmq4":
+        rabbitmq4.start_single(**rabbit.credentials())
+    return rabbitmq4.TEST_BROKER
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +59,7 @@ def fresh_broker_connections(request):
     and Celery's remote control does not reconnect: the next broadcast
     would fail with a reset connection."""
     if request.node.get_closest_marker("live") is not None:
+        request.getfixturevalue("broker_node")
         rabbit.drop_broker_pools()
 
 
@@ -58,7 +85,7 @@ def _database_url(settings_dict) -> str:
 
 
 @pytest.fixture(scope="session")
-def broker_vhost():
+def broker_vhost(broker_node):
     vhost = rabbit.create_vhost()
     from projectname.celery import app
 

@@ -11,4 +11,9 @@ os.environ.setdefault("DJANGO_PROFILE", "development")
 os.environ.setdefault("DJANGO_TEST_SUPPORT", "1")
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
 
+# QUEUEWORKS_TEST_BROKER=rabbitmq4: the 4.x pass (tests/support/rabbitmq4.py).
+from tests.support.rabbitmq4 import apply_test_broker  # noqa: E402
+
+apply_test_broker()
+
 from projectname.settings import *  # noqa: E402,F403

@@ -11,6 +11,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from queueworks.reliability.retry import PermanentError, TransientError, transient_retry
+from queueworks.core.tasks import delivery_queue
 from apps.testing.services import (
     fault_effect_apply,
     fault_execution_record,
@@ -106,7 +107,7 @@ def timed_sleep(self, ms: int, sent_at: float = 0.0, log: str = "") -> None:
     started = time.time()
     time.sleep(ms / 1000)
     if log:
-        queue = (self.request.delivery_info or {}).get("routing_key", "")
+        queue = delivery_queue(self.request)
         line = f"{self.request.id} {queue} {sent_at:.6f} {started:.6f} {time.time():.6f}\n"
         with open(log, "a", encoding="ascii") as handle:
             handle.write(line)

@@ -7,7 +7,9 @@
 #                               Chromium, Redis, iproute2, nginx (its binary:
 #                               the suite validates deploy/nginx/ with `nginx -t`),
 #                               PostgreSQL with a role that may create throw-away
-#                               databases (TEST_POSTGRES_URL in .env), socat
+#                               databases (TEST_POSTGRES_URL in .env), socat,
+#                               and a Debian trixie root with RabbitMQ 4.x for the
+#                               suite's 4.x pass (deploy/testbed/rabbitmq4.sh)
 #   --dry-run                   print the plan, change nothing
 #
 # Each step looks before it acts: a listening port means the service is up,
@@ -145,5 +147,16 @@ SQL
     fi
   fi
   [ "$dry_run" = 1 ] || echo "ensure-system: PostgreSQL ready (5432, role $PG_ROLE)"
+fi
+# -- RabbitMQ 4.x root (tests only) ----------------------------------------
+# The suite's 4.x pass runs nodes from a debootstrapped trixie root; the
+# script builds it once (about a minute) and only checks it afterwards.
+rabbitmq4_root="${RABBITMQ4_ROOT:-/var/lib/queueworks/rabbitmq4-root}"
+if [ "$with_test" = 1 ]; then
+  if [ "$fresh" = 1 ] || [ ! -f "$rabbitmq4_root/etc/queueworks-rabbitmq4-root.ok" ]; then
+    plan "build the RabbitMQ 4.x root in $rabbitmq4_root"
+    run $SUDO bash "$(dirname "$0")/../testbed/rabbitmq4.sh" build
+  fi
+  [ "$dry_run" = 1 ] || echo "ensure-system: RabbitMQ 4.x root ready ($rabbitmq4_root)"
 fi
 if [ "$dry_run" = 1 ]; then plan "dry run: nothing changed"; fi

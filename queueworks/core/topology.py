@@ -42,6 +42,18 @@ DEAD_LETTER_QUEUE = "dead_letter"
 # Classic queues have no x-delivery-limit, so queueworks/reliability counts
 # deliveries per task id in the database.  A Route may set its own limit.
 DELIVERY_LIMIT = 5
+# Quorum queues count deliveries themselves (x-delivery-limit) and, since
+# RabbitMQ 4.0, default to 20 and DROP the message past it unless a
+# dead-letter exchange is set.  Both are set explicitly.  The broker's count
+# is a backstop above the database count: it also counts messages a worker
+# had prefetched but never started when it died, which must not be
+# dead-lettered as poison.
+QUORUM_DELIVERY_LIMIT = 20
+# RabbitMQ 4.x quorum queues have two priority levels: AMQP priority 0-4
+# (and none) is "normal", 5-9 is "high"; high-priority messages are delivered
+# first (2 high for every normal one while both wait).  3.x quorum queues
+# ignore priorities.  docs/topology.md.
+QUORUM_HIGH_PRIORITY = 5
 
 
 @dataclass(frozen=True)
@@ -51,35 +63,48 @@ class Queue:
     name: str
     purpose: str
     # RabbitMQ priorities (x-max-priority): 0..max_priority, higher runs first.
+    # On a quorum queue (RabbitMQ 4.x): two levels, see QUORUM_HIGH_PRIORITY.
     max_priority: int | None = None
     # Seconds the oldest waiting message may wait before operators are alerted.
     wait_alert_seconds: int | None = None
-    # "classic" or "quorum" (replicated across a RabbitMQ cluster).
-    queue_type: str = "classic"
+    # "classic" (one node) or "quorum" (replicated across a RabbitMQ cluster);
+    # None: the deployment's QUEUEWORKS_TASK_QUEUE_TYPE.
+    queue_type: str | None = None
     # Rejected / undeliverable messages go to DEAD_LETTER_EXCHANGE.
     dead_letter: bool = True
+    # Quorum queues only: deliveries before the broker dead-letters a message.
+    delivery_limit: int = QUORUM_DELIVERY_LIMIT
+
+    @property
+    def kind(self) -> str:
+        """The type the queue is declared as: ``queue_type``, else classic."""
+        return self.queue_type or "classic"
 
     def arguments(self) -> dict[str, object]:
         """The x-arguments the queue is declared with (all declarers must agree)."""
         arguments: dict[str, object] = {}
-        if self.queue_type != "classic":
-            arguments["x-queue-type"] = self.queue_type
-        if self.max_priority is not None:
+        if self.kind != "classic":
+            arguments["x-queue-type"] = self.kind
+        if self.max_priority is not None and self.kind == "classic":
+            # Quorum queues refuse x-max-priority: their two levels need no argument.
             arguments["x-max-priority"] = self.max_priority
         if self.dead_letter:
             # No x-dead-letter-routing-key: the message keeps its routing key,
             # and x-death names the queue it died in (used to re-queue it).
             arguments["x-dead-letter-exchange"] = DEAD_LETTER_EXCHANGE
+        if self.kind == "quorum":
+            arguments["x-delivery-limit"] = self.delivery_limit
         return arguments
 
     def __post_init__(self):
-        if self.queue_type not in QUEUE_TYPES:
+        if self.queue_type is not None and self.queue_type not in QUEUE_TYPES:
             raise ValueError(f"Queue {self.name!r}: queue_type must be one of {QUEUE_TYPES}.")
-        if self.queue_type == "quorum" and self.max_priority is not None:
+        if self.queue_type == "quorum" and not self.dead_letter:
             raise ValueError(
-                f"Queue {self.name!r}: RabbitMQ 3.10 quorum queues have no priorities "
-                "(x-max-priority); keep it classic or drop max_priority."
-            )
+                f"Queue {self.name!r}: a quorum queue drops a message past its delivery limit "
+                "unless it dead-letters; keep dead_letter=True or declare it classic.")
+        if self.delivery_limit < 1:
+            raise ValueError(f"Queue {self.name!r}: delivery_limit must be at least 1.")
 
     @property
     def exchange_type(self) -> str:
@@ -87,7 +112,7 @@ class Queue:
         # delivery, which only works through topic exchanges (with a direct one
         # the worker would hold the message until its ETA).  Routing is the
         # same: the routing key is the queue name.
-        return "topic" if self.queue_type == "quorum" else "direct"
+        return "topic" if self.kind == "quorum" else "direct"
 
     def to_kombu(self) -> KombuQueue:
         exchange = Exchange(self.name, type=self.exchange_type, durable=True)
@@ -327,16 +352,17 @@ class Topology:
         return tuple(queue.to_kombu() for queue in self.queues)
 
     def with_queue_type(self, queue_type: str) -> Topology:
-        """The same topology with every queue declared as ``queue_type``.
+        """The same topology with every queue that does not choose its own
+        type declared as ``queue_type``.
 
-        ``quorum`` is for a RabbitMQ cluster (settings: TASK_QUEUE_TYPE=quorum):
-        each queue is replicated on the cluster's nodes and survives losing a
-        minority of them.  RabbitMQ 3.10 quorum queues have no priorities, so
-        ``max_priority`` is dropped there: messages run in arrival order.
+        ``quorum`` (settings: TASK_QUEUE_TYPE=quorum, the production default)
+        replicates each queue on a cluster's nodes, so it survives losing a
+        minority of them.  ``max_priority`` stays: RabbitMQ 4.x quorum queues
+        have two priority levels (QUORUM_HIGH_PRIORITY); 3.x ones ignore it.
         """
         return replace(self, queues=tuple(
-            replace(queue, queue_type=queue_type,
-                    max_priority=None if queue_type == "quorum" else queue.max_priority)
+            queue if queue.queue_type is not None or (queue_type == "quorum" and not queue.dead_letter)
+            else replace(queue, queue_type=queue_type)
             for queue in self.queues
         ))
 
@@ -354,7 +380,11 @@ class Topology:
 
     def celery_routes(self) -> dict[str, dict[str, str]]:
         return {
-            route.task: {"queue": route.queue, "routing_key": route.queue}
+            # The queue only: its routing key follows from it, also when a
+            # caller overrides the queue.  A route's own routing key would
+            # stick to the override, and on the topic exchanges of quorum
+            # queues such a message is routed nowhere and dropped.
+            route.task: {"queue": route.queue}
             for route in self.routes
         }
 

@@ -54,9 +54,9 @@ def rabbitmq_only_guarantees(*, broker_url: str, topology: Topology,
             "FIRST (the reverse of RabbitMQ) and a waiting low-priority message can still "
             "be fetched before a newer high-priority one."
         )
-    quorum = [q.name for q in topology.queues if q.queue_type != "classic"]
+    quorum = [q.name for q in topology.queues if q.kind != "classic"]
     if quorum:
-        problems.append(f"queues {quorum} are declared as {sorted({q.queue_type for q in topology.queues if q.queue_type != 'classic'})}: "
+        problems.append(f"queues {quorum} are declared as {sorted({q.kind for q in topology.queues if q.kind != 'classic'})}: "
                         "Redis ignores the queue type (no replication).")
     dead_lettered = [q.name for q in topology.queues
                      if any(key.startswith("x-dead-letter") for key in q.arguments())]

@@ -14,6 +14,7 @@ from pathlib import Path
 from queueworks.doctor.checks_broker import (  # noqa: F401  (re-exported)
     check_broker, check_management, check_queues, check_worker_replies,
 )
+from queueworks.doctor.checks_rabbitmq4 import check_rabbitmq4_readiness
 from queueworks.doctor.checks_programs import check_beat, check_programs  # noqa: F401
 from queueworks.doctor.checks_settings import (  # noqa: F401
     check_credentials, check_django, check_eager, check_redis_guarantees, check_result_backend,
@@ -24,7 +25,7 @@ from queueworks.doctor.findings import FAIL, OK, WARN, Context, Finding, _descri
 
 CHECKS = (
     check_django, check_broker, check_management, check_queues, check_worker_replies,
-    check_programs, check_beat, check_result_backend, check_time_zones, check_eager,
+    check_rabbitmq4_readiness, check_programs, check_beat, check_result_backend, check_time_zones, check_eager,
     check_credentials, check_redis_guarantees,
 )
 

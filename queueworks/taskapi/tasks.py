@@ -5,6 +5,7 @@ from celery import shared_task
 
 from queueworks.taskapi.outbox import outbox_sweep
 from queueworks.taskapi.services import PROGRESS, diagnostic_run
+from queueworks.core.tasks import delivery_queue
 
 
 @shared_task(ignore_result=True)
@@ -25,5 +26,5 @@ def diagnose(self, seconds: float = 0, fail: bool = False, message: str = "diagn
     return {
         **outcome,
         "hostname": self.request.hostname,
-        "queue": (self.request.delivery_info or {}).get("routing_key") or "",
+        "queue": delivery_queue(self.request),
     }

@@ -14,7 +14,7 @@ from projectname.celery import app
 from projectname.topology import TOPOLOGY
 from tests.support.live import wait_for
 
-pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.live, pytest.mark.rabbitmq4, pytest.mark.django_db(transaction=True)]
 
 
 class InMemoryScheduler(Scheduler):

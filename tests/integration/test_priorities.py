@@ -94,6 +94,7 @@ def test_main_worker_queue_accepts_priorities_and_the_worker_takes_one_at_a_time
                                        + worker.prefetch_headroom)
 
 
+@pytest.mark.rabbitmq4
 def test_priority_9_overtakes_a_priority_1_backlog(live_system):
     urgent = _scenario(live_system, backlog_queue="main_worker", backlog_priority=1,
                        urgent_queue="main_worker", urgent_priority=9)

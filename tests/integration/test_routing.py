@@ -9,7 +9,7 @@ from queueworks.core.tasks import heavy_probe, probe
 from projectname.topology import TOPOLOGY
 from tests.support.live import wait_for
 
-pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.live, pytest.mark.rabbitmq4, pytest.mark.django_db(transaction=True)]
 
 
 def test_task_runs_on_the_worker_bound_to_its_queue(live_system):

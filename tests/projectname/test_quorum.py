@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from projectname.topology import TOPOLOGY, Queue
+from projectname.topology import TOPOLOGY, Queue, Topology
+from queueworks.core.topology import DEAD_LETTER_EXCHANGE, QUORUM_DELIVERY_LIMIT
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,8 +18,11 @@ def test_quorum_topology_declares_quorum_queues_on_topic_exchanges():
     quorum = TOPOLOGY.with_queue_type("quorum")
     for queue in quorum.celery_queues():
         assert queue.queue_arguments["x-queue-type"] == "quorum"
-        # RabbitMQ 3.10 quorum queues refuse x-max-priority.
+        # Quorum queues refuse x-max-priority (4.x: two levels without it).
         assert "x-max-priority" not in queue.queue_arguments
+        # Never RabbitMQ 4's silent default (20, then dropped): both explicit.
+        assert queue.queue_arguments["x-delivery-limit"] == QUORUM_DELIVERY_LIMIT
+        assert queue.queue_arguments["x-dead-letter-exchange"] == DEAD_LETTER_EXCHANGE
         # Native delayed delivery (ETA/countdown) needs topic exchanges.
         assert queue.exchange.type == "topic"
         assert queue.routing_key == queue.name
@@ -26,11 +30,32 @@ def test_quorum_topology_declares_quorum_queues_on_topic_exchanges():
     assert {q.exchange.type for q in TOPOLOGY.celery_queues()} == {"direct"}
 
 
-def test_quorum_queue_with_priority_is_refused():
-    with pytest.raises(ValueError, match="no priorities"):
-        Queue("urgent", "x", max_priority=9, queue_type="quorum")
+def test_quorum_keeps_the_declared_priorities_for_rabbitmq_4s_two_levels():
+    quorum = TOPOLOGY.with_queue_type("quorum")
+    assert ({q.name: q.max_priority for q in quorum.queues}
+            == {q.name: q.max_priority for q in TOPOLOGY.queues})
+
+
+def test_a_queue_that_chooses_its_type_keeps_it():
+    topology = Topology(queues=(Queue("pinned", "x", queue_type="classic", max_priority=9),
+                                Queue("follows", "x")), workers=(), routes=(), schedules=())
+    quorum = {q.name: q for q in topology.with_queue_type("quorum").queues}
+    assert quorum["pinned"].arguments() == {"x-max-priority": 9,
+                                            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE}
+    assert quorum["follows"].arguments()["x-queue-type"] == "quorum"
+
+
+def test_a_quorum_queue_without_a_dead_letter_target_is_refused():
+    with pytest.raises(ValueError, match="drops a message past its delivery limit"):
+        Queue("urgent", "x", queue_type="quorum", dead_letter=False)
+    with pytest.raises(ValueError, match="delivery_limit"):
+        Queue("urgent", "x", queue_type="quorum", delivery_limit=0)
     with pytest.raises(ValueError, match="queue_type"):
         Queue("urgent", "x", queue_type="stream")
+    # Left to the deployment's type, it stays classic rather than lose messages.
+    lane = Topology(queues=(Queue("lane", "x", dead_letter=False),), workers=(), routes=(),
+                    schedules=()).with_queue_type("quorum")
+    assert lane.queues[0].kind == "classic"
 
 
 def _celery_conf(**env) -> dict:
@@ -84,3 +109,23 @@ def test_bad_queue_type_is_a_clear_error():
     assert out.returncode != 0
     assert "TASK_QUEUE_TYPE must be 'classic' or 'quorum', not 'stream'" in out.stderr
 
+
+
+def test_a_queue_override_on_topic_exchanges_routes_to_the_overriding_queue():
+    """With quorum queues every exchange is a topic exchange: a routed task
+    sent to another queue must carry that queue's routing key, or the
+    exchange routes it nowhere and RabbitMQ drops it (confirmed, unroutable)."""
+    code = (
+        "import json, django; django.setup();"
+        "from projectname.celery import app;"
+        "options = app.amqp.router.route({'queue': 'celery'}, 'queueworks.core.tasks.probe',"
+        " args=(), kwargs={});"
+        "print(json.dumps([options['queue'].exchange.name, options['queue'].exchange.type,"
+        " options.get('routing_key') or options['queue'].routing_key]))"
+    )
+    environment = dict(os.environ, DJANGO_SETTINGS_MODULE="projectname.settings",
+                       DJANGO_SECRET_KEY="test", TASK_QUEUE_TYPE="quorum")
+    out = subprocess.run([sys.executable, "-c", code], env=environment, cwd=PROJECT_ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["celery", "topic", "celery"]

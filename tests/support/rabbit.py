@@ -23,6 +23,10 @@ import requests
 from queueworks.dispatch.compat.celery import broker_pool, replace_broker_pool
 from queueworks.core.broker_access import APP_USER, MONITOR_PERMISSIONS, project_permissions
 from queueworks.core.broker_setup import read_env_file
+from tests.support.rabbitmq4 import apply_test_broker
+
+# QUEUEWORKS_TEST_BROKER=rabbitmq4 points everything below at the 4.x node.
+apply_test_broker()
 
 _DOTENV = read_env_file(Path(__file__).resolve().parents[2] / ".env")
 
@@ -55,6 +59,11 @@ AUTH = (_required("RABBITMQ_ADMIN_USER"), _required("RABBITMQ_ADMIN_PASSWORD"))
 # The project's least-privilege user: every program of the system under test.
 APP_AUTH = _project_user()
 MONITOR_AUTH = (_required("RABBITMQ_MANAGEMENT_USER"), _required("RABBITMQ_MANAGEMENT_PASSWORD"))
+
+
+def credentials() -> dict:
+    """The users every node of the suite gets (tests/support/rabbitmq4.py)."""
+    return {"admin": AUTH, "app_password": APP_AUTH[1], "monitor_password": MONITOR_AUTH[1]}
 
 
 def _api(method: str, path: str, **kwargs) -> requests.Response:

@@ -34,6 +34,7 @@ def test_only_write_reaches_the_default_exchange():
 
 
 @pytest.mark.live
+@pytest.mark.rabbitmq4
 def test_the_project_user_cannot_touch_a_foreign_queue(live_system):
     connection = amqp.Connection(host=rabbit.AMQP_HOSTPORT, userid=rabbit.APP_AUTH[0],
                                  password=rabbit.APP_AUTH[1], virtual_host=live_system.vhost)
@@ -49,6 +50,7 @@ def test_the_project_user_cannot_touch_a_foreign_queue(live_system):
 
 
 @pytest.mark.live
+@pytest.mark.rabbitmq4
 def test_every_program_of_the_live_system_connects_as_the_project_user(live_system):
     response = requests.get(f"{rabbit.MANAGEMENT_URL}/api/vhosts/{live_system.vhost}/connections",
                             auth=rabbit.AUTH, timeout=10)

@@ -35,6 +35,7 @@ def _settled(vhost: str, queue: str):
         else None
 
 
+@pytest.mark.rabbitmq4
 @pytest.mark.live
 @pytest.mark.django_db(transaction=True)
 def test_bulk_lane_runs_each_task_once_stores_results_and_acks_everything(live_system):

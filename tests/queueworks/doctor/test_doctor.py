@@ -7,6 +7,7 @@ import pytest
 from queueworks.doctor.diagnosis import FAIL, OK, Context, check_beat
 from queueworks.doctor.services import beat_heartbeat_record
 from tests.queueworks.doctor.conftest import by_check, doctor_json, run_doctor
+from tests.support import rabbitmq4
 from tests.support.live import free_port, wait_for
 from projectname.topology import TOPOLOGY
 
@@ -15,6 +16,7 @@ BROKER = "127.0.0.1:5672/doctor-unit"
 PROGRAMS = [w.name for w in TOPOLOGY.workers] + ["alerts", "beat", "flower", "web"]
 
 
+@pytest.mark.rabbitmq4
 @pytest.mark.live
 @pytest.mark.django_db(transaction=True)
 def test_healthy_system_is_all_ok(live_system, doctor_env):
@@ -30,7 +32,7 @@ def test_healthy_system_is_all_ok(live_system, doctor_env):
     assert live_system.vhost in findings["broker"]["message"]
     assert doctor_env["CELERY_BROKER_URL"].split("@")[0].split("//")[1].split(":")[0] \
         in findings["broker"]["message"]
-    assert "RabbitMQ 3." in findings["management"]["message"]
+    assert f"RabbitMQ {rabbitmq4.TEST_BROKER[-1]}." in findings["management"]["message"]
     for queue in TOPOLOGY.queue_names():
         assert findings[f"queue {queue}"]["status"] == OK
         assert int(findings[f"queue {queue}"]["message"].split()[0]) >= 1

@@ -156,6 +156,7 @@ def test_a_beat_killed_after_sending_does_not_send_the_same_slot_again(office_ho
     third.close()
 
 
+@pytest.mark.rabbitmq4
 @pytest.mark.live
 def test_the_lock_is_exclusive_and_freed_when_its_holder_goes(broker_vhost):
     queue = f"test.beat.lock.{uuid.uuid4().hex[:8]}"
@@ -227,6 +228,7 @@ def start_beat(live_system, directory, *extra):
     return process, log
 
 
+@pytest.mark.rabbitmq4
 @pytest.mark.live
 @pytest.mark.django_db(transaction=True)
 def test_a_second_beat_started_by_mistake_stands_by(live_system, tmp_path):

@@ -32,6 +32,7 @@ def _start(api, payload: dict) -> dict:
     return ticket
 
 
+@pytest.mark.rabbitmq4
 def test_start_goes_pending_started_success_with_result(api, live_system):
     # A short countdown keeps it queued long enough to look at it.
     ticket = _start(api, {"task": DIAGNOSE, "kwargs": {"seconds": 3, "message": "hello"},
@@ -56,6 +57,7 @@ def test_start_goes_pending_started_success_with_result(api, live_system):
     assert done["retries"] == 0
 
 
+@pytest.mark.rabbitmq4
 def test_failing_task_reports_its_error(api, live_http):
     ticket = _start(api, {"task": DIAGNOSE, "kwargs": {"fail": True, "message": "boom on demand"}})
     done = api.wait_state(ticket["task_id"], {"SUCCESS", "FAILURE"}, timeout=60)
@@ -231,6 +233,7 @@ def test_rerun_starts_a_new_task_with_the_same_call(api):
     assert {first["task_id"], second["task_id"]} <= {row["task_id"] for row in listed["results"]}
 
 
+@pytest.mark.rabbitmq4
 def test_queue_override_runs_on_the_other_queue(api, live_system):
     ticket = _start(api, {"task": DIAGNOSE, "queue": "heavy"})
     assert ticket["queue"] == "heavy"

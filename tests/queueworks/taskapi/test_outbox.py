@@ -42,6 +42,7 @@ def _record(task_id):
     return TaskRecord.objects.filter(task_id=task_id).first()
 
 
+@pytest.mark.rabbitmq4
 def test_a_start_is_recorded_in_the_callers_transaction_and_marked_on_confirm(quiet_vhost):
     from queueworks.taskapi.outbox import confirm_marker
     from queueworks.taskapi.services import task_start
@@ -64,6 +65,7 @@ def test_a_start_is_recorded_in_the_callers_transaction_and_marked_on_confirm(qu
     assert _queued_ids(quiet_vhost) == [ticket.task_id]
 
 
+@pytest.mark.rabbitmq4
 def test_the_sweeper_publishes_what_was_never_sent_once_past_its_bound(quiet_vhost):
     """The web process died after the commit and before publishing: only the
     rows exist.  Within the bound nothing is sent; past it, the sweeper sends

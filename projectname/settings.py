@@ -164,10 +164,7 @@ REST_FRAMEWORK = {
     # Token first, so an anonymous request gets 401 with WWW-Authenticate: Token.
     # Hashed tokens (queueworks/apitokens); a DRF authtoken key still stored in
     # clear is converted on first use (docs/task-api.md, "Tokens").
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "queueworks.apitokens.authentication.ApiTokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
-    ],
+    "DEFAULT_AUTHENTICATION_CLASSES": queueworks.AUTHENTICATION_CLASSES,
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON only, also for browsers: errors are never an HTML page (the
     # browsable documentation is /api/docs/).

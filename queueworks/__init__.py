@@ -15,6 +15,14 @@ __version__ = "1.0.0"
 # schema); their labels (core, dispatch, ...) are stable.  A project that
 # already lists one of the needed apps drops its own entry: Django refuses a
 # label installed twice.
+# How the Task API's clients authenticate (REST_FRAMEWORK's
+# DEFAULT_AUTHENTICATION_CLASSES): hashed API tokens first, so an anonymous
+# request gets 401 with ``WWW-Authenticate: Token``, then a signed-in session.
+AUTHENTICATION_CLASSES = [
+    "queueworks.apitokens.authentication.ApiTokenAuthentication",
+    "rest_framework.authentication.SessionAuthentication",
+]
+
 INSTALLED_APPS = [
     "django_celery_results",
     "django_celery_beat",

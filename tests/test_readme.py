@@ -133,13 +133,15 @@ def test_make_run_then_the_adding_a_task_recipe_as_written(clone, tmp_path):
 
         # The new task ran on its new worker.
         assert "'worker': 'exports_worker@" in printed, printed
-        # apply_topology started the worker, restarted web and beat, and nothing else.
+        # apply_topology started the worker, restarted web, beat and the alerts
+        # program (a new queue to watch), and nothing else.
         assert "started (new program): exports_worker" in printed
-        assert "restarted: web" in printed and "restarted: beat" in printed
+        restarted = {"web", "beat", "alerts"}
+        assert all(f"restarted: {name}" in printed for name in restarted), printed
         after = {name: info["pid"] for name, info in supervisord.process_info().items()}
-        untouched = set(pids_before) - {"web", "beat"}
+        untouched = set(pids_before) - restarted
         assert {name: after[name] for name in untouched} == {name: pids_before[name] for name in untouched}
-        assert after["web"] != pids_before["web"] and after["beat"] != pids_before["beat"]
+        assert all(after[name] != pids_before[name] for name in restarted)
         assert (clone / "deploy" / "conf.d" / "exports_worker.conf").exists()
         assert (clone / "deploy" / "systemd" / "projectname-exports_worker.service").exists()
     finally:

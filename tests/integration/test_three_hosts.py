@@ -240,7 +240,8 @@ def test_three_hosts_deployed_from_the_inventory(bed):
         bed.boot(host)
 
     # /ops/'s selector, from the operator's namespace, over each host's HTTP interface.
-    expected_programs = {f"{h}:{p}" for h, ps in (("web-1", ("web", "beat")),
+    # The alerts program runs where beat runs, without being listed there.
+    expected_programs = {f"{h}:{p}" for h, ps in (("web-1", ("web", "beat", "alerts")),
                                                    ("worker-1", ("main_worker", "bulk_worker_1")),
                                                    ("worker-2", ("heavy_worker", "bulk_worker_2")))
                          for p in ps}

@@ -3,6 +3,7 @@ real worker processes, a private RabbitMQ vhost and the test database."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -156,6 +157,36 @@ class LiveSystem:
         except TimeoutError as error:
             raise TimeoutError(f"{error}: no answer with queues from {sorted(expected - seen)} "
                                f"(answered: {sorted(seen)})") from None
+
+
+@contextlib.contextmanager
+def serving(command: list[str], *, env: dict[str, str], log_path: Path, url: str,
+            timeout: float, message: str, auth=None):
+    """Run ``command`` (a server) until the block ends; yields once ``url`` answers 200."""
+    import requests
+
+    log = open(log_path, "ab")
+    process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=log,
+                               stderr=subprocess.STDOUT)
+
+    def up():
+        if process.poll() is not None:
+            raise RuntimeError(f"{message}: the server exited with {process.returncode}")
+        try:
+            return requests.get(url, auth=auth, timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_for(up, timeout, interval=0.3, message=message)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
 
 
 def stop_process_tree(process: subprocess.Popen, timeout: float) -> None:

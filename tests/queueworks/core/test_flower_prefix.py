@@ -3,12 +3,10 @@ that serves it at /flower/): the guard (queueworks/core/flower.py) holds
 there too.  A second Flower, started as its program starts it
 (`manage.py run_flower`), on the live system's broker."""
 
-import subprocess
-
 import pytest
 import requests
 
-from tests.support.live import FLOWER_AUTH, PROJECT_ROOT, free_port, wait_for
+from tests.support.live import FLOWER_AUTH, free_port, serving
 
 pytestmark = [pytest.mark.live]
 
@@ -18,31 +16,13 @@ PREFIX = "flower"
 @pytest.fixture(scope="module")
 def prefixed_flower(live_system):
     port = free_port()
-    log = open(live_system.run_dir / "log" / f"flower-prefixed-{port}.log", "ab")
-    process = subprocess.Popen(
-        [live_system.bin("python"), "manage.py", "run_flower", f"--port={port}"],
-        env={**live_system.env, "FLOWER_URL_PREFIX": PREFIX}, cwd=PROJECT_ROOT,
-        stdout=log, stderr=subprocess.STDOUT,
-    )
     base = f"http://127.0.0.1:{port}/{PREFIX}"
-
-    def up():
-        assert process.poll() is None, f"Flower exited with {process.returncode}"
-        try:
-            return requests.get(f"{base}/api/workers", auth=FLOWER_AUTH, timeout=5).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(up, 120, interval=0.5, message="the prefixed Flower answering")
+    with serving([live_system.bin("python"), "manage.py", "run_flower", f"--port={port}"],
+                 env={**live_system.env, "FLOWER_URL_PREFIX": PREFIX},
+                 log_path=live_system.run_dir / "log" / f"flower-prefixed-{port}.log",
+                 url=f"{base}/api/workers", auth=FLOWER_AUTH, timeout=120,
+                 message="the prefixed Flower answering"):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 def test_a_task_off_the_allowlist_is_refused_under_the_prefix(prefixed_flower):

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import requests
 
-from tests.support.live import PROJECT_ROOT, free_port, wait_for
+from tests.support.live import free_port, serving, wait_for
 
 
 @dataclass
@@ -113,32 +113,13 @@ def web_server(env: dict[str, str]):
     """A gunicorn serving the project with ``env`` (e.g. another broker URL)."""
     port = free_port()
     bin_dir = os.path.dirname(sys.executable)
-    log = open(env.get("RUN_DIR", "/tmp") + f"/taskapi-web-{port}.log", "ab")
-    process = subprocess.Popen(
-        [os.path.join(bin_dir, "gunicorn"), "projectname.wsgi:application",
-         f"--bind=127.0.0.1:{port}", "--workers=1", "--timeout=60"],
-        env={**env, "WEB_PORT": str(port)}, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
     base = f"http://127.0.0.1:{port}"
-
-    def up():
-        if process.poll() is not None:
-            raise RuntimeError(f"test web server exited with {process.returncode}")
-        try:
-            return requests.get(base + "/health/", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(up, 60, interval=0.3, message="test web server")
+    with serving([os.path.join(bin_dir, "gunicorn"), "projectname.wsgi:application",
+                  f"--bind=127.0.0.1:{port}", "--workers=1", "--timeout=60"],
+                 env={**env, "WEB_PORT": str(port)},
+                 log_path=Path(env.get("RUN_DIR", "/tmp")) / f"taskapi-web-{port}.log",
+                 url=base + "/health/", timeout=60, message="test web server"):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "queueworks.core",
     "queueworks.reliability",
+    "queueworks.limits",
     "queueworks.taskapi",
     "queueworks.dispatch",
     "queueworks.doctor",

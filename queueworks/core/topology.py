@@ -25,6 +25,7 @@ from kombu import Exchange
 from kombu import Queue as KombuQueue
 
 from queueworks.conf import settings as queueworks_settings
+from queueworks.limits.declaration import ConcurrencyLimit, FairShare, RateLimit, Unique
 
 DEFAULT_QUEUE = "celery"
 # "classic" (one node) or "quorum" (replicated across a RabbitMQ cluster).
@@ -209,6 +210,11 @@ class Route:
     # CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED); None: the task's own setting.
     # The Task API reads results, so its tasks keep them (a check refuses it).
     ignore_result: bool | None = None
+    # Across every worker on every host (queueworks/limits, docs/limits.md).
+    rate_limit: RateLimit | None = None
+    concurrency_limit: ConcurrencyLimit | None = None
+    fair_share: FairShare | None = None
+    unique: Unique | None = None
 
 
 @dataclass(frozen=True)

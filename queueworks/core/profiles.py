@@ -135,7 +135,7 @@ def refusal_message(profile_note: str, problems: list[str]) -> str:
     lines = [f"Refusing to start: {profile_note}, and these settings keep a development "
              "default or are unsafe:"]
     lines += [f"  - {problem}" for problem in problems]
-    lines.append("Set them in the environment (systemd: /etc/projectname/env); see "
+    lines.append("Set them in the environment (systemd: /etc/<project>/env); see "
                  "docs/production.md.  A developer's machine sets DJANGO_PROFILE=development "
                  "(.env.example).")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from queueworks.conf import project_name
 from queueworks.core.broker_state import MIGRATE_FIX
 from queueworks.core.supervisord_client import Supervisord
 from queueworks.doctor.findings import (
@@ -25,7 +26,7 @@ def check_programs(ctx: Context) -> list[Finding]:
         return [Finding("supervisor", WARN, f"no supervisord socket at {socket_path}: "
                         "program states not checked",
                         "`make run` (or `python manage.py supervisord`); with systemd units: "
-                        "`systemctl status 'projectname-*'`; or pass --run-dir")]
+                        f"`systemctl status '{project_name()}-*'`; or pass --run-dir")]
     supervisord = Supervisord(socket_path, timeout=ctx.timeout)
     try:
         states = supervisord.process_info()

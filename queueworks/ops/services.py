@@ -278,7 +278,7 @@ def schedules_sync(*, topology: Topology = TOPOLOGY, tz: str | None = None) -> S
             "crontab", "interval").first()
         if task is None:
             task = PeriodicTask(name=entry.name, enabled=True,
-                                description="Declared in projectname/topology.py "
+                                description="Declared in the project's topology "
                                             "(python manage.py sync_schedules).")
             for field in MANAGED_FIELDS:
                 _apply(task, field, desired[field])

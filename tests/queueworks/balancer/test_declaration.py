@@ -109,3 +109,11 @@ def test_the_command_refuses_a_balance_that_cannot_work(monkeypatch):
     monkeypatch.setattr(module, "BALANCED_TOPOLOGY", with_worker("balance_a", autoscale=(3, 1)))
     with pytest.raises(CommandError, match="Balance cannot work: .*autoscaled"):
         call_command("balance", "--once", "--topology", TOPOLOGY_PATH)
+
+
+def test_the_command_balances_the_projects_own_topology_by_default(settings):
+    # A project named anything but "projectname" names its topology in
+    # QUEUEWORKS_TOPOLOGY; without --topology the balancer must use it.
+    settings.QUEUEWORKS_TOPOLOGY = "tests.queueworks.balancer.topology:QUEUE_A"
+    with pytest.raises(CommandError, match="'tests.queueworks.balancer.topology:QUEUE_A' is not a Topology"):
+        call_command("balance", "--once")

@@ -40,8 +40,9 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=None,
                             help="Node host name of the workers (default: this machine's, "
                                  "as Celery's %%h).")
-        parser.add_argument("--topology", default="projectname.topology:TOPOLOGY",
-                            help="module:attribute of the Topology to balance.")
+        parser.add_argument("--topology", default=None,
+                            help="module:attribute of the Topology to balance "
+                                 "(default: the project's, QUEUEWORKS_TOPOLOGY).")
         parser.add_argument("--once", action="store_true", help="Decide once, print, exit.")
 
     def handle(self, *args, host, topology, once, **options):
@@ -51,7 +52,8 @@ class Command(BaseCommand):
         from queueworks.conf import celery_app
         app = celery_app()
 
-        declared = load_topology(topology)
+        from queueworks.conf import topology_path
+        declared = load_topology(topology or topology_path())
         if declared.balance is None:
             raise CommandError("The topology declares no balance: nothing to balance "
                                "(see docs/balancer.md).")

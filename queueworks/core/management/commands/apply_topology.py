@@ -1,4 +1,4 @@
-"""Apply a change of projectname/topology.py to the running system in one step.
+"""Apply a change of the project's topology (QUEUEWORKS_TOPOLOGY) to the running system in one step.
 
 1. refuse a topology the system checks reject (nothing is written);
 2. render deploy/conf.d/*.conf and deploy/systemd/* (as render_supervisor and
@@ -40,7 +40,7 @@ class Command(BaseCommand):
                             help="supervisord's state directory with supervisor.sock "
                                  "(default: $RUN_DIR, else run/; with --host the inventory's).")
         parser.add_argument("--host", default=None,
-                            help="One host of the inventory (projectname/inventory.py): render "
+                            help="One host of the inventory (QUEUEWORKS_INVENTORY): render "
                                  "its files (deploy/hosts/<host>/) and update its supervisord.")
 
     def handle(self, *args, dry_run: bool, run_dir: str | None, host: str | None = None,
@@ -52,7 +52,7 @@ class Command(BaseCommand):
         inventory = declared()
         if host is not None and (inventory is None or host not in inventory.host_names()):
             raise CommandError(f"--host {host!r} is not a host of the inventory "
-                               f"(projectname/inventory.py): "
+                               f"(QUEUEWORKS_INVENTORY): "
                                f"{', '.join(inventory.host_names()) if inventory else 'none declared'}.")
         if run_dir:
             run = Path(run_dir)

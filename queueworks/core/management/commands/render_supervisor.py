@@ -30,7 +30,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--host", default=None,
             help="Render one host's configuration into deploy/hosts/<host>/: with an inventory "
-                 "(projectname/inventory.py) that host's programs, self-contained; without "
+                 "(QUEUEWORKS_INVENTORY) that host's programs, self-contained; without "
                  "one, the --programs given (workers named <program>@<host>, state in $RUN_DIR).",
         )
         parser.add_argument(

@@ -13,7 +13,7 @@ from queueworks.conf import project_root as local_project_root
 
 
 class Command(BaseCommand):
-    help = ("Render systemd units (one per program plus projectname.target) from the "
+    help = ("Render systemd units (one per program plus <project>.target) from the "
             "topology into deploy/systemd/.")
 
     def add_arguments(self, parser):
@@ -24,7 +24,7 @@ class Command(BaseCommand):
                             help="Where the unit files go (default: deploy/systemd/, or "
                                  "deploy/hosts/<host>/systemd/ with --host).")
         parser.add_argument("--host", default=None,
-                            help="One host of the inventory (projectname/inventory.py): its "
+                            help="One host of the inventory (QUEUEWORKS_INVENTORY): its "
                                  "supervisord boot unit and its programs' units, paths and user "
                                  "from the inventory.")
         parser.add_argument("--supervisor-conf", default=None,
@@ -57,7 +57,7 @@ class Command(BaseCommand):
     def _host(self, host: str, *, check: bool, output_dir: str | None, conf: str | None):
         inventory = declared()
         if inventory is None:
-            raise CommandError("--host needs an inventory: declare hosts in projectname/inventory.py "
+            raise CommandError("--host needs an inventory: declare hosts in the inventory (QUEUEWORKS_INVENTORY) "
                                "(or set DEPLOY_INVENTORY=module:ATTRIBUTE).")
         if host not in inventory.host_names():
             raise CommandError(f"--host {host!r} is not in the inventory; hosts: "

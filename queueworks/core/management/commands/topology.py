@@ -11,7 +11,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 class Command(BaseCommand):
-    help = "Print queues -> workers -> tasks -> schedules as declared in projectname/topology.py."
+    help = "Print queues -> workers -> tasks -> schedules as declared in the project's topology (QUEUEWORKS_TOPOLOGY)."
 
     def handle(self, *args, **options):
         t = TOPOLOGY

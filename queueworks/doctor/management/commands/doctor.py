@@ -24,7 +24,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--host", default=os.environ.get("DEPLOY_HOST") or None,
-            help="With an inventory (projectname/inventory.py): the host this runs on; programs "
+            help="With an inventory (QUEUEWORKS_INVENTORY): the host this runs on; programs "
                  "declared on other hosts are judged there (default: $DEPLOY_HOST).")
         parser.add_argument("--timeout", type=float, default=3.0,
                             help="Seconds to wait for the broker and for worker replies.")

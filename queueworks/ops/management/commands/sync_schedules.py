@@ -5,7 +5,7 @@ from queueworks.ops.services import schedules_sync
 
 class Command(BaseCommand):
     help = ("Create/update the database beat entries (django-celery-beat) from the schedules in "
-            "projectname/topology.py. Idempotent; keeps entries made in the admin; reports changes.")
+            "the project's topology (QUEUEWORKS_TOPOLOGY). Idempotent; keeps entries made in the admin; reports changes.")
 
     def handle(self, *args, **options):
         report = schedules_sync()

@@ -32,7 +32,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--hosts", type=int, default=None,
                             help="Hosts that run every worker program (expected consumers per "
-                                 "program); with an inventory (projectname/inventory.py) the hosts "
+                                 "program); with an inventory (QUEUEWORKS_INVENTORY) the hosts "
                                  "declared for each program are counted instead.")
         parser.add_argument("--host", default=None,
                             help="With an inventory: the host this runs on (default: $DEPLOY_HOST); "
@@ -51,7 +51,7 @@ class Command(BaseCommand):
         if hosts is not None and hosts < 1:
             raise CommandError("--hosts must be at least 1")
         if hosts is not None and inventory is not None:
-            raise CommandError("--hosts: the inventory (projectname/inventory.py) already says "
+            raise CommandError("--hosts: the inventory (QUEUEWORKS_INVENTORY) already says "
                                "which hosts run each program; leave --hosts out.")
         host = host or current_host_name()
         if inventory is not None and restart:

@@ -110,6 +110,11 @@ def stop_node(node: Node, *, admin: tuple[str, str]) -> None:
     script("stop", node.name, admin=admin)
 
 
+def kill_node(node: Node, *, admin: tuple[str, str]) -> None:
+    """SIGKILL ``node`` (a crashed host): no graceful leadership hand-over."""
+    script("kill", node.name, admin=admin)
+
+
 def start_node(node: Node, *, admin: tuple[str, str]) -> None:
     """Start one stopped cluster member again (it rejoins its cluster)."""
     script("start", node.name, str(node.amqp_port), str(node.management_port),

@@ -68,3 +68,27 @@ def test_requeue_needs_an_id_or_all_and_names_an_unknown_id(live_system):
         call_command("dead_letters", "list", "--limit", "0")
     with pytest.raises(ValueError):
         dead_letter_requeue()
+
+
+@pytest.mark.rabbitmq4
+def test_listing_a_dead_letter_many_times_never_drops_it(live_system):
+    """Listing reads each dead letter and gives it back (the channel closes):
+    a quorum queue counts that as a delivery, and RabbitMQ 4.x's default
+    delivery limit (20) would then drop the letter silently.  The dead-letter
+    queue has an explicit limit of its own (DEAD_LETTER_DELIVERY_LIMIT)."""
+    from tests.support import rabbit
+
+    run = uuid.uuid4().hex[:12]
+    fault_account_open(run_id=run)
+    result = fault_flaky.delay(run, "listed-often", failures=10)
+    _wait(lambda: result.id in {d.id for d in dead_letters_list(limit=1000)}, 60, "dead letter")
+    for _ in range(25):
+        assert result.id in {d.id for d in dead_letters_list(limit=1000)}
+    info = rabbit.queue_info(live_system.vhost, "dead_letter")
+    from queueworks.core.topology import DEAD_LETTER_DELIVERY_LIMIT
+
+    if info["type"] == "quorum":
+        assert info["arguments"]["x-delivery-limit"] == DEAD_LETTER_DELIVERY_LIMIT
+    out = StringIO()
+    call_command("dead_letters", "discard", result.id, stdout=out)
+    assert result.id not in {d.id for d in dead_letters_list(limit=1000)}

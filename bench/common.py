@@ -56,12 +56,14 @@ def throwaway_vhost(prefix: str = "bench"):
         rabbit.delete_vhost(vhost)
 
 
-def amqp_connection(vhost: str):
+def amqp_connection(vhost: str, *, confirm_publish: bool = False):
+    """``confirm_publish``: every basic_publish waits for the broker's
+    confirmation (py-amqp's confirm_select alone does not wait)."""
     import amqp
 
     host = rabbit.AMQP_HOSTPORT
     conn = amqp.Connection(host=host, userid=rabbit.AUTH[0], password=rabbit.AUTH[1],
-                           virtual_host=vhost, heartbeat=0)
+                           virtual_host=vhost, heartbeat=0, confirm_publish=confirm_publish)
     conn.connect()
     return conn
 

@@ -17,14 +17,10 @@ The 3.x equivalent, on the multi-host test bed, is tests/integration/test_cluste
 
 from __future__ import annotations
 
-import uuid
-from urllib.parse import quote
-
 import pytest
 import requests
 
 from bench.faults_harness import Harness, workers_only_system
-from queueworks.core.broker_access import MONITOR_PERMISSIONS
 from tests.support import rabbit, rabbitmq4
 from tests.support.fault_counts import assert_counts_agree
 from tests.support.live import wait_for
@@ -46,38 +42,24 @@ def _api(node: rabbitmq4.Node, method: str, path: str, **kwargs) -> requests.Res
     return response
 
 
-def _failover_url(nodes, vhost: str) -> str:
-    user, password = (quote(part, safe="") for part in rabbit.APP_AUTH)
-    return ";".join(f"pyamqp://{user}:{password}@{node.amqp_hostport}/{vhost}" for node in nodes)
-
-
 @pytest.fixture
 def cluster4(broker_node):
-    admin = rabbit.AUTH
     nodes = rabbitmq4.start_cluster(**rabbit.credentials())
-    vhost = f"test-cluster-{uuid.uuid4().hex[:10]}"
-    seed = nodes[0]
-    _api(seed, "PUT", f"vhosts/{vhost}")
-    for user, permissions in ((admin[0], {"configure": ".*", "write": ".*", "read": ".*"}),
-                              (rabbit.APP_AUTH[0], rabbit.test_vhost_permissions()),
-                              (rabbit.MONITOR_AUTH[0], MONITOR_PERMISSIONS.as_json())):
-        _api(seed, "PUT", f"permissions/{vhost}/{quote(user, safe='')}", json=permissions)
+    vhost = rabbitmq4.cluster_vhost_create(nodes[0])
     stopped = []
     try:
         yield nodes, vhost, stopped
     finally:
         for node in stopped:
-            rabbitmq4.start_node(node, admin=admin)
-        alive = next(node for node in nodes if node not in stopped) if len(stopped) < len(nodes) \
-            else seed
-        requests.delete(f"{alive.management_url}/api/vhosts/{vhost}", auth=admin, timeout=30)
+            rabbitmq4.start_node(node, admin=rabbit.AUTH)
+        rabbitmq4.cluster_vhost_delete(nodes[0], vhost)
 
 
 def test_killing_the_leader_of_the_lanes_quorum_queue_loses_nothing_and_doubles_nothing(
         cluster4, live_system, tmp_path):
     nodes, vhost, stopped = cluster4
     system = workers_only_system(run_dir=tmp_path / "workers",
-                                 broker_url=_failover_url(nodes, vhost),
+                                 broker_url=rabbitmq4.failover_url(nodes, vhost),
                                  database_url=live_system.database_url, vhost=vhost,
                                  env={"TASK_QUEUE_TYPE": "quorum"})
     system.start()
@@ -88,8 +70,7 @@ def test_killing_the_leader_of_the_lanes_quorum_queue_loses_nothing_and_doubles_
         wait_for(lambda: len(_api(nodes[0], "GET", f"queues/{vhost}/{QUEUE}").json()
                              .get("members", [])) == len(nodes),
                  60, interval=1, message=f"{QUEUE} has a member on each node")
-        leader_name = rabbitmq4.leader_of(nodes[0], vhost, QUEUE, admin=rabbit.AUTH)
-        leader = next(node for node in nodes if node.name == leader_name)
+        leader = rabbitmq4.queue_leader(nodes, vhost, QUEUE)
         survivor = next(node for node in nodes if node is not leader)
 
         def kill_leader() -> str:

@@ -56,12 +56,14 @@ def throwaway_vhost(prefix: str = "bench"):
         rabbit.delete_vhost(vhost)
 
 
-def amqp_connection(vhost: str):
+def amqp_connection(vhost: str, *, confirm_publish: bool = False):
+    """``confirm_publish``: every basic_publish waits for the broker's
+    confirmation (py-amqp's confirm_select alone does not wait)."""
     import amqp
 
     host = rabbit.AMQP_HOSTPORT
     conn = amqp.Connection(host=host, userid=rabbit.AUTH[0], password=rabbit.AUTH[1],
-                           virtual_host=vhost, heartbeat=0)
+                           virtual_host=vhost, heartbeat=0, confirm_publish=confirm_publish)
     conn.connect()
     return conn
 
@@ -114,15 +116,27 @@ def rss_bytes(pid: int) -> int:
 
 
 def rabbitmq_pid() -> int | None:
+    """The beam of the broker the benchmark uses.  Several run on this host:
+    the 4.x pass's node (QUEUEWORKS_TEST_BROKER=rabbitmq4) is known by its
+    node name, the host's own node by running outside the 4.x nodes' root."""
+    from tests.support import rabbitmq4
+
+    wanted = (f"RABBITMQ_NODENAME={rabbitmq4.SINGLE.name}@localhost".encode()
+              if rabbitmq4.TEST_BROKER == "rabbitmq4" else None)
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+            if b"beam.smp" not in cmd or b"rabbit" not in cmd:
+                continue
+            if wanted is None:
+                if os.readlink(f"/proc/{entry}/root") == "/":
+                    return int(entry)
+            elif wanted in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                return int(entry)
         except OSError:
             continue
-        if b"beam.smp" in cmd and b"rabbit" in cmd:
-            return int(entry)
     return None
 
 

@@ -2,12 +2,17 @@
 
     .venv/bin/python bench/faults.py                      # every scenario, 10,000 tasks each
     .venv/bin/python bench/faults.py --tasks 500 --scenarios kill-worker,broker-restart
+    .venv/bin/python bench/faults.py --tasks 2000 --scenarios cluster4-node-loss
 
 Each scenario runs against real RabbitMQ and real supervisord-managed workers
 (the committed deploy/conf.d worker programs): a private vhost on the system
 RabbitMQ, and for ``broker-restart`` a throw-away RabbitMQ node of its own
 (other ports, other node name, its own data dir) that it stops and starts;
-the shared broker on 5672 is never touched.  The database is a fresh SQLite
+the shared broker on 5672 is never touched.  ``cluster4-node-loss`` (only
+when named) runs on the 3-node RabbitMQ 4.x cluster of tests/support/rabbitmq4.py
+with quorum queues and SIGKILLs the node leading ``main_worker``'s queue once
+a quarter of the tasks ran (tests/integration/test_cluster_rabbitmq4.py at
+test size).  The database is a fresh SQLite
 file unless ``--database-url`` is given.
 
 Every task records its execution (``FaultExecution``) and applies one effect
@@ -70,6 +75,8 @@ SCENARIOS = (
     "bulk-cut-connection",
     "kill-bulk-worker",
 )
+# Named only: a 4.x cluster (tests/support/rabbitmq4.py), quorum queues.
+CLUSTER4_SCENARIOS = ("cluster4-node-loss",)
 # Scenarios that restart a broker: only on a throw-away node of their own.
 NODE_SCENARIOS = ("broker-restart", "api-broker-restart")
 # Scenarios that need the web program (gunicorn serving the Task API).
@@ -99,12 +106,17 @@ def main(argv=None) -> int:
     parser.add_argument("--work-ms", type=int, default=0, help="simulated work per task")
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = [s for s in chosen if s not in SCENARIOS]
+    unknown = [s for s in chosen if s not in SCENARIOS + CLUSTER4_SCENARIOS]
     if unknown:
-        parser.error(f"--scenarios: unknown {unknown}; choose from {', '.join(SCENARIOS)}")
+        parser.error(f"--scenarios: unknown {unknown}; choose from "
+                     f"{', '.join(SCENARIOS + CLUSTER4_SCENARIOS)}")
     if args.tasks < 1:
         parser.error("--tasks must be at least 1")
 
+    if set(chosen) & set(CLUSTER4_SCENARIOS):
+        # Read with the settings: this process publishes to the same quorum
+        # queues the workers declare.
+        os.environ["TASK_QUEUE_TYPE"] = "quorum"
     work_dir = Path(tempfile.mkdtemp(prefix="faults-"))
     database_url = _setup_django(args.database_url, work_dir)
     from tests.support import rabbit
@@ -112,7 +124,7 @@ def main(argv=None) -> int:
     from projectname.celery import app
 
     results: list[ScenarioResult] = []
-    local = [s for s in chosen if s not in NODE_SCENARIOS]
+    local = [s for s in chosen if s not in NODE_SCENARIOS + CLUSTER4_SCENARIOS]
     if local:
         vhost = rabbit.create_vhost("faults")
         url = rabbit.admin_broker_url(vhost)
@@ -155,17 +167,55 @@ def main(argv=None) -> int:
             system.stop()
             node.stop()
 
+    if set(chosen) & set(CLUSTER4_SCENARIOS):
+        results.append(_cluster4_node_loss(app, work_dir, database_url, args))
+
     print()
     print(f"Fault-injection run, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{os.cpu_count()} cores, {args.tasks} tasks per scenario")
     print(TABLE_HEADER)
-    for result in sorted(results, key=lambda r: SCENARIOS.index(r.scenario)):
+    order = SCENARIOS + CLUSTER4_SCENARIOS
+    for result in sorted(results, key=lambda r: order.index(r.scenario)):
         print(result.row())
     for result in results:
         if result.notes:
             print(f"- {result.scenario}: " + "; ".join(result.notes))
     shutil.rmtree(work_dir, ignore_errors=True)
     return 0 if all(r.ok for r in results) else 1
+
+
+def _cluster4_node_loss(app, work_dir: Path, database_url: str, args) -> ScenarioResult:
+    from tests.support import rabbit, rabbitmq4
+
+    print("starting the 3-node RabbitMQ 4.x cluster ...", flush=True)
+    nodes = rabbitmq4.start_cluster(**rabbit.credentials())
+    vhost = rabbitmq4.cluster_vhost_create(nodes[0])
+    url = rabbitmq4.failover_url(nodes, vhost)
+    os.environ["CELERY_BROKER_URL"] = app.conf.broker_url = url
+    _reset_producer(app)
+    system = workers_only_system(run_dir=work_dir / "system-cluster4", broker_url=url,
+                                 database_url=database_url, vhost=vhost)
+    killed = []
+    try:
+        system.start()
+        leader = rabbitmq4.queue_leader(nodes, vhost, "main_worker")
+
+        def kill_leader() -> str:
+            rabbitmq4.kill_node(leader, admin=rabbit.AUTH)
+            killed.append(leader)
+            return f"kill -9 {leader.name} (leader of main_worker)"
+
+        harness = Harness(system, work_ms=args.work_ms, node_loss=kill_leader)
+        print(f"scenario broker-node-loss on 4.x ({args.tasks} tasks) ...", flush=True)
+        result = harness.run("broker-node-loss", args.tasks)
+        result.scenario = "cluster4-node-loss"
+        print("  " + result.row() + "  " + "; ".join(result.notes), flush=True)
+        return result
+    finally:
+        system.stop()
+        for node in killed:
+            rabbitmq4.start_node(node, admin=rabbit.AUTH)
+        rabbitmq4.cluster_vhost_delete(nodes[0], vhost)
 
 
 def _reset_producer(app) -> None:

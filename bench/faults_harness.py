@@ -107,13 +107,16 @@ class Harness:
 
     def __init__(self, system, *, rabbit_node: RabbitNode | None = None, work_ms: int = 0,
                  heavy_every: int = 10, fault_at: float = 0.25, stall_seconds: float = 120,
-                 log=print):
+                 node_loss=None, log=print):
         self.system = system
         self.rabbit_node = rabbit_node
         self.work_ms = work_ms
         self.heavy_every = heavy_every
         self.fault_at = fault_at
         self.stall_seconds = stall_seconds
+        # broker-node-loss: a callable that takes one cluster node away and
+        # says how (the cluster's owner knows which node and how to kill it).
+        self.node_loss = node_loss
         self.log = log
 
     # -- publishing ---------------------------------------------------------------
@@ -244,6 +247,11 @@ class Harness:
         self.rabbit_node.restart_app(down_seconds=3)
         return f"rabbitmqctl -n {self.rabbit_node.name} stop_app; sleep 3; start_app"
 
+    def fault_broker_node_loss(self) -> str:
+        if self.node_loss is None:
+            raise RuntimeError("broker-node-loss needs a cluster and a way to kill one of its nodes")
+        return self.node_loss()
+
     # -- scenario runner --------------------------------------------------------------
     def run(self, scenario: str, tasks: int) -> ScenarioResult:
         from apps.testing.services import fault_account_open
@@ -265,6 +273,7 @@ class Harness:
             "kill-worker": self.fault_kill_worker,
             "restart-workers": self.fault_restart_workers,
             "broker-restart": self.fault_broker_restart,
+            "broker-node-loss": self.fault_broker_node_loss,
         }.get(scenario)
 
         specials = {}

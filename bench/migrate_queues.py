@@ -7,7 +7,12 @@ would (no ``x-dead-letter-exchange``), with its exchange and binding, and
 filled with ``--messages`` distinct messages (random priorities, headers,
 correlation ids, persistent).  A consumer process holds ``--unacked`` of them
 unacknowledged (a worker in the middle of its prefetch); a producer thread
-keeps publishing to the queue's exchange throughout (beat or the web).
+keeps publishing to the queue's exchange throughout (beat or the web), with
+publisher confirms: a publish the broker refuses (the queue's exchange being
+replaced by one of another type, queueworks/core/exchange_swap.py) is
+counted and published again, as a producer with confirms and retries does.
+With quorum queues (``TASK_QUEUE_TYPE=quorum``, e.g. on the 4.x node:
+``QUEUEWORKS_TEST_BROKER=rabbitmq4``) the direct exchange becomes a topic one.
 
 The migration (queueworks/core/queue_migration.py) pauses the consumer (here:
 terminates the holding process, as supervisor stops a worker), waits for its
@@ -91,19 +96,26 @@ class Producer(threading.Thread):
     def __init__(self, vhost: str):
         super().__init__(daemon=True)
         self.vhost, self.sent, self.stop = vhost, Counter(), threading.Event()
+        self.refused: list[str] = []
 
     def run(self):
         import amqp
 
-        conn = amqp_connection(self.vhost)
+        # Each publish waits for its confirmation: counted as sent only then.
+        conn = amqp_connection(self.vhost, confirm_publish=True)
         channel = conn.channel()
-        channel.confirm_select()
         number = 0
         while not self.stop.is_set():
             message = amqp.Message(body=f'{{"live": {number}}}'.encode(), delivery_mode=2,
                                    priority=number % 10, correlation_id=f"live-{number}",
                                    application_headers={"id": f"live-{number}"})
-            channel.basic_publish(message, exchange=QUEUE, routing_key=QUEUE)
+            try:
+                channel.basic_publish(message, exchange=QUEUE, routing_key=QUEUE)
+            except amqp.exceptions.ChannelError as exc:
+                # Not confirmed, so not counted as sent: published again below.
+                self.refused.append(f"live-{number}: {exc}")
+                channel = conn.channel()
+                continue
             self.sent[signature(message)] += 1
             number += 1
             time.sleep(0.01)
@@ -171,6 +183,9 @@ def main(argv=None) -> int:
         producer.stop.set()
         producer.join(timeout=10)
         state = queue_states([QUEUE])[QUEUE]
+        from queueworks.core.exchange_swap import exchange_type
+
+        exchange_after = exchange_type(QUEUE)
         found = read_all(vhost)
         expected = sent + producer.sent
         missing, extra = expected - found, found - expected
@@ -185,10 +200,12 @@ def main(argv=None) -> int:
             ("messages published before", total),
             ("  of which held unacked by a consumer", options.unacked),
             ("published during the migration", sum(producer.sent.values())),
+            ("  refused by the broker, published again", len(producer.refused)),
             ("messages in the queue after", sum(found.values())),
             ("missing (body+properties)", sum(missing.values())),
             ("extra / duplicated", sum(extra.values())),
             ("queue arguments after", state.arguments),
+            ("exchange type after", exchange_after),
             ("migration time (s)", f"{result.seconds:.2f}"),
             ("consumers paused (s)", f"{result.paused_seconds:.2f}"),
             ("move rate (msg/s, aside+back)",

@@ -280,6 +280,9 @@ class Project(System):
         # Declare the queue with the topology's arguments, as the workers will.
         with app.connection_for_write() as connection:
             app.amqp.queues[self.queue](connection.default_channel).declare()
+        # The type the broker really made it (TASK_QUEUE_TYPE: classic or quorum).
+        self.queue_type = common.rabbit.queue_info(self.vhost, self.queue)["type"]
+        self.description = f"{self.description} [{self.queue_type} queue]"
 
     def _rpc(self):
         import xmlrpc.client

@@ -14,6 +14,8 @@
 #   rabbitmq4.sh build                                  build/validate the root only
 #   rabbitmq4.sh start  NAME PORT MGMT_PORT DIST_PORT   start one node NAME@localhost
 #   rabbitmq4.sh stop   NAME                            stop it (no-op if stopped)
+#   rabbitmq4.sh kill   NAME                            SIGKILL it (a crashed host: no
+#                                                       graceful leadership hand-over)
 #   rabbitmq4.sh status NAME                            exit 0 running, 3 stopped
 #   rabbitmq4.sh cluster N BASEPORT                     N nodes r4c1..r4cN, joined
 #        node i (1-based) gets AMQP BASEPORT+i-1, mgmt BASEPORT+10000+i-1,
@@ -535,6 +537,27 @@ cmd_stop() {
     log "node $(nodename "$name") stopped"
 }
 
+# A node that dies as a crashed host would: SIGKILL to the beam and its
+# launcher's process group, so quorum queues it leads get no graceful
+# leadership transfer and its clients' connections just break.
+cmd_kill() {
+    [[ $# -eq 1 ]] || die "usage: $PROG kill NAME"
+    local name=$1; check_name "$name"
+    local d; d=$(node_dir "$name")
+    local pid lpid=
+    pid=$(node_pid "$name" 2>/dev/null) || pid=
+    launcher_alive "$name" && lpid=$(tr -dc 0-9 <"$d/launcher.pid")
+    [[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null
+    [[ -n $lpid ]] && kill -KILL -- "-$lpid" 2>/dev/null
+    local i
+    for i in $(seq 1 50); do
+        { [[ -n $pid && -d /proc/$pid ]] || launcher_alive "$name"; } || break
+        sleep 0.1
+    done
+    rm -f "$d/rabbitmq.pid" "$d/launcher.pid"
+    log "node $(nodename "$name") killed (pid ${pid:-?}, launcher ${lpid:-?})"
+}
+
 cmd_status() {
     [[ $# -eq 1 ]] || die "usage: $PROG status NAME"
     local name=$1; check_name "$name"
@@ -651,6 +674,7 @@ main() {
         build)        need_root; take_lock; build_root ;;
         start)        need_root; take_lock; cmd_start "$@" ;;
         stop)         need_root; take_lock; cmd_stop "$@" ;;
+        kill)         need_root; take_lock; cmd_kill "$@" ;;
         status)       need_root; cmd_status "$@" ;;
         cluster)      need_root; take_lock; cmd_cluster "$@" ;;
         cluster-stop) need_root; take_lock; cmd_cluster_stop "$@" ;;

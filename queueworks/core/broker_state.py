@@ -155,8 +155,14 @@ def queue_counts(connection, names: list[str]) -> dict[str, tuple[int, int] | No
 
 # -- declared vs live ------------------------------------------------------------
 def declared_queues() -> dict:
-    """Name -> kombu Queue as Celery declares it (topology + TASK_QUEUE_TYPE)."""
-    return {queue.name: queue for queue in settings.CELERY_TASK_QUEUES}
+    """Name -> kombu Queue as Celery declares it (topology + TASK_QUEUE_TYPE),
+    and the dead-letter queue as the workers declare it."""
+    from queueworks.conf import TOPOLOGY
+
+    queues = {queue.name: queue for queue in settings.CELERY_TASK_QUEUES}
+    dead_letter = TOPOLOGY.dead_letter_queue(queueworks_settings.TASK_QUEUE_TYPE)
+    queues.setdefault(dead_letter.name, dead_letter)
+    return queues
 
 
 def declared_type(arguments: dict | None) -> str:

@@ -24,6 +24,10 @@ remedy is delete and declare again, and deleting drops the messages, so:
    and bindings;
 5. **move back**, drop the policy and the holding queue, **resume**.
 
+A queue's exchange of another type than declared (direct for a classic
+queue, topic for a quorum one) is deleted and declared again between 4 and 5
+(queueworks/core/exchange_swap.py says what a publish meets meanwhile).
+
 Re-running after an interruption finds the holding queue and finishes the
 job.  A crash between a confirmed copy and the ack of its original leaves at
 most that one message twice (tasks are idempotent here); none is lost.
@@ -49,6 +53,7 @@ from queueworks.core.broker_state import (
     queue_states,
 )
 from queueworks.core.broker_access import MIGRATION_HOLD_SUFFIX as HOLD_SUFFIX
+from queueworks.core.exchange_swap import exchange_difference, exchange_swap
 
 POLICY_PREFIX = "migrate-hold-"
 # Above any policy an operator is likely to have; applies while the queue is gone.
@@ -124,6 +129,8 @@ def queues_to_migrate(*, connection, broker_url: str | None = None) -> list[Queu
     for name in names:
         differences = argument_differences(name=name, declared=declared[name].queue_arguments,
                                            live=states[name])
+        exchange = exchange_difference(declared[name], broker_url=broker_url)
+        differences += [exchange] if exchange else []
         hold = held[hold_name(name)]
         if not differences and hold is None:
             continue
@@ -284,6 +291,10 @@ def queue_migrate(*, plan: QueuePlan, connection, pause: Callable[[list[str]], N
         while not _delete_if_empty(connection, name):
             moved_aside += move_messages(connection, source=name, target=hold)
         step(f"moved {moved_aside} message(s) aside; deleted queue {name}")
+    if exchange_difference(declared, broker_url=broker_url):
+        rebound = exchange_swap(connection, declared, broker_url=broker_url)
+        step(f"exchange {declared.exchange.name} deleted and declared {declared.exchange.type}"
+             f" ({len(rebound)} other binding(s) re-created)")
     channel = connection.channel()
     try:
         declared.bind(channel).declare()

@@ -50,6 +50,13 @@ DELIVERY_LIMIT = 5
 # had prefetched but never started when it died, which must not be
 # dead-lettered as poison.
 QUORUM_DELIVERY_LIMIT = 20
+# The dead-letter queue's own limit, as a quorum queue.  Reading a dead letter
+# without removing it (dead_letters_list: /ops/, `manage.py dead_letters
+# list`) gives it back, which a quorum queue counts as a delivery: with 4.x's
+# default of 20 the twenty-first look would drop it for good.  Explicit and
+# out of reach instead.  Not -1, 4.x's "no limit": 3.x reads -1 as a limit
+# that every first delivery exceeds.
+DEAD_LETTER_DELIVERY_LIMIT = 2**31 - 1
 # RabbitMQ 4.x quorum queues have two priority levels: AMQP priority 0-4
 # (and none) is "normal", 5-9 is "high"; high-priority messages are delivered
 # first (2 high for every normal one while both wait).  3.x quorum queues
@@ -379,10 +386,14 @@ class Topology:
         letters must survive a node too.
         """
         exchange = Exchange(DEAD_LETTER_EXCHANGE, type="fanout", durable=True)
-        return KombuQueue(
-            DEAD_LETTER_QUEUE, exchange, routing_key="#", durable=True,
-            queue_arguments={"x-queue-type": queue_type} if queue_type != "classic" else None,
-        )
+        arguments = None
+        if queue_type == "quorum":
+            arguments = {"x-queue-type": queue_type,
+                         "x-delivery-limit": DEAD_LETTER_DELIVERY_LIMIT}
+        elif queue_type != "classic":
+            arguments = {"x-queue-type": queue_type}
+        return KombuQueue(DEAD_LETTER_QUEUE, exchange, routing_key="#", durable=True,
+                          queue_arguments=arguments)
 
     def celery_routes(self) -> dict[str, dict[str, str]]:
         return {

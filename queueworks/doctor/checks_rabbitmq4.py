@@ -9,13 +9,17 @@ API with the monitoring user and names:
   fine from kombu 5.7, which switches to per-consumer prefetch on 4.x;
 - mirrored-queue policies (``ha-*`` keys): classic mirroring is gone in 4.0;
 - quorum queues with no dead-letter target: 4.0 gives them a delivery limit
-  of 20 and then drops the message.
+  of 20 and then drops the message;
+- the dead-letter queue as a quorum queue without a limit of its own: reading
+  a dead letter without removing it (/ops/, ``dead_letters list``) counts as
+  a delivery, so the default 20 would drop it after twenty looks.
 """
 
 from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
+from queueworks.core.topology import DEAD_LETTER_DELIVERY_LIMIT, DEAD_LETTER_QUEUE
 from queueworks.doctor.findings import OK, WARN, Context, Finding
 
 UPGRADE_DOC = "docs/upgrade-rabbitmq-4.md"
@@ -87,7 +91,31 @@ def upgrade_findings(*, queues: list[dict], channels: list[dict], own_users: set
         "message after 20 deliveries" if undead else "every quorum queue has a dead-letter target",
         "declare them with x-dead-letter-exchange and x-delivery-limit (the topology does) and "
         "move them with `manage.py migrate_queues`; " + UPGRADE_DOC))
+
+    findings.append(_dead_letter_queue_limit(
+        next((q for q in queues if q["name"] == DEAD_LETTER_QUEUE), None)))
     return findings
+
+
+def _dead_letter_queue_limit(queue: dict | None) -> Finding:
+    check = "4.x: dead-letter queue limit"
+    if queue is None or queue.get("type") != "quorum":
+        return Finding(check, OK, f"queue {DEAD_LETTER_QUEUE} is not a quorum queue: no "
+                                  "delivery limit applies" if queue else
+                       f"no queue {DEAD_LETTER_QUEUE} yet (the workers declare it)")
+    policy = queue.get("effective_policy_definition") or {}
+    limit = (queue.get("arguments") or {}).get("x-delivery-limit", policy.get("delivery-limit"))
+    if isinstance(limit, int) and (limit < 0 or limit >= DEAD_LETTER_DELIVERY_LIMIT):
+        return Finding(check, OK, f"quorum queue {DEAD_LETTER_QUEUE} has a delivery limit of "
+                                  f"{'none' if limit < 0 else limit}: dead letters stay")
+    return Finding(
+        check, WARN,
+        f"quorum queue {DEAD_LETTER_QUEUE} has a delivery limit of "
+        f"{limit if limit is not None else 'RabbitMQ 4.x’s default, 20'}: every look at a dead "
+        "letter (/ops/, `dead_letters list`) counts as a delivery, and past the limit the "
+        "broker drops it for good",
+        f"`manage.py migrate_queues` declares it with x-delivery-limit "
+        f"{DEAD_LETTER_DELIVERY_LIMIT} (its letters moved aside and back); " + UPGRADE_DOC)
 
 
 def check_rabbitmq4_readiness(ctx: Context) -> list[Finding]:

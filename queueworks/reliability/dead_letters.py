@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
+import amqp
 from django.conf import settings
 from django.utils import timezone
 
@@ -111,7 +112,7 @@ def _with_dead_letter_channel(fn, broker_url: str | None = None):
         connection.ensure_connection(max_retries=3)
         channel = connection.channel()
         try:
-            TOPOLOGY.dead_letter_queue(queueworks_settings.TASK_QUEUE_TYPE)(channel).declare()
+            dead_letters_declare(channel=channel)
             return fn(channel)
         finally:
             # Messages fetched and not acknowledged go back to the queue.
@@ -233,4 +234,23 @@ def dead_letters_declare(*, channel) -> None:
     rejected message always has somewhere to go: RabbitMQ silently drops a
     message whose dead-letter exchange does not exist.
     """
-    TOPOLOGY.dead_letter_queue(queueworks_settings.TASK_QUEUE_TYPE)(channel).declare()
+    queue = TOPOLOGY.dead_letter_queue(queueworks_settings.TASK_QUEUE_TYPE)
+    if not isinstance(channel, amqp.Channel):  # kombu's virtual transports: no arguments to differ
+        queue(channel).declare()
+        return
+    # A channel of its own: a refusal closes that channel only, not the caller's.
+    own = channel.connection.channel()
+    try:
+        queue(own).declare()
+    except amqp.exceptions.PreconditionFailed as exc:
+        # Declared by an earlier version with other arguments (a quorum queue
+        # without DEAD_LETTER_DELIVERY_LIMIT): it exists, bound, and takes dead
+        # letters as before.  Refusing to start would stop every worker until
+        # the queue is migrated; doctor ("4.x: dead-letter queue limit") and
+        # migrate_queues name and fix it.
+        logger.warning("The dead-letter queue %s exists with other arguments than declared "
+                       "(%s): it is used as it is; run `manage.py migrate_queues` to redeclare it.",
+                       DEAD_LETTER_QUEUE, exc)
+    finally:
+        if own.is_open:
+            own.close()

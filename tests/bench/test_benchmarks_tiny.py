@@ -127,6 +127,40 @@ def test_migrate_queues_bench_loses_nothing_and_reports_a_table():
     assert "queue           before   aside    back   after" in result.stdout
 
 
+@pytest.mark.rabbitmq4
+@pytest.mark.only_on_broker("rabbitmq4")
+def test_migrate_queues_bench_turns_the_direct_exchange_into_a_topic_one_on_4x():
+    """On the 4.x pass the topology declares quorum queues behind topic
+    exchanges: the pre-declared direct ``celery`` exchange is replaced while
+    the producer keeps publishing with confirms.  A publish the broker refused
+    meanwhile is published again; nothing confirmed is missing or doubled."""
+    result = run("migrate_queues.py", "--messages", "200", "--unacked", "20", timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = {line.split("  ")[0].strip(): line.split("  ")[-1].strip()
+             for line in result.stdout.splitlines() if "  " in line}
+    assert lines["exchange type after"] == "topic", result.stdout
+    assert "exchange celery deleted and declared topic" in result.stdout
+    assert lines["missing (body+properties)"] == "0" and lines["extra / duplicated"] == "0"
+    assert int(lines["published during the migration"]) > 0
+    assert "x-queue-type': 'quorum'" in lines["queue arguments after"]
+
+
+def test_queue_types_bench_compares_classic_and_quorum_on_one_node(tmp_path):
+    from tests.support.rabbitmq4 import TEST_BROKER
+
+    out = tmp_path / "queue_types.json"
+    result = run("queue_types.py", "--broker", TEST_BROKER, "--tasks", "200", "--rounds", "1",
+                 "--json", str(out), timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = json.loads(out.read_text())["runs"]
+    for queue_type in ("classic", "quorum"):
+        (row,) = runs[queue_type]
+        assert f"[{queue_type} queue]" in row["description"]
+        assert row["drain"][0] > 0 and row["live"][0] > 0
+        assert row["executed"] == row["sent"] and row["failed"] == [0], row
+    assert "| quorum |" in result.stdout and "load before/after" in result.stdout
+
+
 def test_main_lane_runs_its_variants_overtaking_and_memory(tmp_path):
     out = tmp_path / "main_lane.json"
     result = run("main_lane.py", "--tasks", "100", "--rounds", "1",

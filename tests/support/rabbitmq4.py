@@ -110,10 +110,58 @@ def stop_node(node: Node, *, admin: tuple[str, str]) -> None:
     script("stop", node.name, admin=admin)
 
 
+def kill_node(node: Node, *, admin: tuple[str, str]) -> None:
+    """SIGKILL ``node`` (a crashed host): no graceful leadership hand-over."""
+    script("kill", node.name, admin=admin)
+
+
 def start_node(node: Node, *, admin: tuple[str, str]) -> None:
     """Start one stopped cluster member again (it rejoins its cluster)."""
     script("start", node.name, str(node.amqp_port), str(node.management_port),
            str(node.amqp_port + 20000), admin=admin)
+
+
+def cluster_vhost_create(seed: Node) -> str:
+    """A throw-away vhost on the cluster of ``seed`` with the suite's users'
+    permissions (tests/support/rabbit.py's, on the 4.x nodes)."""
+    import uuid
+    from urllib.parse import quote
+
+    import requests
+
+    from queueworks.core.broker_access import MONITOR_PERMISSIONS
+    from tests.support import rabbit
+
+    vhost = f"test-cluster-{uuid.uuid4().hex[:10]}"
+
+    def put(path: str, **kwargs) -> None:
+        requests.put(f"{seed.management_url}/api/{path}", auth=rabbit.AUTH, timeout=15,
+                     **kwargs).raise_for_status()
+
+    put(f"vhosts/{vhost}")
+    for user, permissions in ((rabbit.AUTH[0], {"configure": ".*", "write": ".*", "read": ".*"}),
+                              (rabbit.APP_AUTH[0], rabbit.test_vhost_permissions()),
+                              (rabbit.MONITOR_AUTH[0], MONITOR_PERMISSIONS.as_json())):
+        put(f"permissions/{vhost}/{quote(user, safe='')}", json=permissions)
+    return vhost
+
+
+def cluster_vhost_delete(node: Node, vhost: str) -> None:
+    import requests
+
+    from tests.support import rabbit
+
+    requests.delete(f"{node.management_url}/api/vhosts/{vhost}", auth=rabbit.AUTH, timeout=30)
+
+
+def failover_url(nodes, vhost: str) -> str:
+    """The project's user on every node of the cluster, in order (kombu fails over)."""
+    from urllib.parse import quote
+
+    from tests.support import rabbit
+
+    user, password = (quote(part, safe="") for part in rabbit.APP_AUTH)
+    return ";".join(f"pyamqp://{user}:{password}@{node.amqp_hostport}/{vhost}" for node in nodes)
 
 
 def leader_of(node: Node, vhost: str, queue: str, *, admin: tuple[str, str]) -> str:
@@ -124,3 +172,11 @@ def leader_of(node: Node, vhost: str, queue: str, *, admin: tuple[str, str]) -> 
                             timeout=10)
     response.raise_for_status()
     return response.json()["leader"].partition("@")[0]
+
+
+def queue_leader(nodes, vhost: str, queue: str) -> Node:
+    """The cluster member leading quorum queue ``queue`` (asked of the first node)."""
+    from tests.support import rabbit
+
+    name = leader_of(nodes[0], vhost, queue, admin=rabbit.AUTH)
+    return next(node for node in nodes if node.name == name)

@@ -1,5 +1,6 @@
 """A queue pre-declared with other arguments: named by doctor and /ops/ as the cause,
-migrated with a backlog losing nothing, then the worker runs; alerts with nobody watching."""
+migrated with a backlog losing nothing and running nothing twice, then the worker runs;
+alerts with nobody watching."""
 
 import subprocess
 import sys
@@ -8,11 +9,11 @@ from pathlib import Path
 
 import amqp
 import pytest
-from django_celery_results.models import TaskResult
 
 from queueworks.core.broker_state import declared_queues, queue_states
 from tests.queueworks.doctor.conftest import by_check, doctor_json
 from tests.support import rabbit
+from tests.support.fault_counts import count_run
 from tests.support.live import PROJECT_ROOT, wait_for
 from projectname.topology import TOPOLOGY
 
@@ -57,9 +58,15 @@ def _manage(env, *args, timeout=600):
 @pytest.mark.timeout(1500)
 def test_conflict_named_then_migrated_with_a_backlog_and_the_worker_runs(
         live_system, doctor_env, client, django_user_model, monkeypatch):
+    from apps.testing.services import fault_account_open
     from projectname.celery import app
 
     vhost = live_system.vhost
+    # Effect tasks (apps/testing): each token's effect is applied once whatever
+    # the redeliveries, so the run counts as lost, run and applied twice.
+    run_id = uuid.uuid4().hex[:12]
+    fault_account_open(run_id=run_id)
+    tokens = {f"t{i}" for i in range(BACKLOG)}
     assert live_system.ctl("stop", "main_worker").returncode == 0
     try:
         # Another application's `celery` queue: no dead-letter argument.
@@ -70,8 +77,9 @@ def test_conflict_named_then_migrated_with_a_backlog_and_the_worker_runs(
         channel.queue_bind("celery", "celery", "celery")
         conn.close()
         # declare=[]: a producer declaring `celery` fails with PRECONDITION_FAILED too.
-        ids = [app.send_task("queueworks.core.tasks.probe", args=[uuid.uuid4().hex], queue="celery",
-                             routing_key="celery", declare=[]).id for _ in range(BACKLOG)]
+        for token in sorted(tokens):
+            app.send_task("apps.testing.tasks.fault_effect", args=[run_id, token], queue="celery",
+                          routing_key="celery", declare=[])
         before = _peek(vhost)
         assert len(before) == BACKLOG
         live_system.rpc().startProcess("main_worker", False)
@@ -134,6 +142,9 @@ def test_conflict_named_then_migrated_with_a_backlog_and_the_worker_runs(
         hold_channel.basic_consume("celery", callback=held.append, no_ack=False)
         while len(held) < UNACKED:
             holder.drain_events(timeout=10)
+        in_flight = {message.body.decode() if isinstance(message.body, bytes) else message.body
+                     for message in held}
+        assert len(in_flight) == UNACKED
 
         # The holder lets go once the command has paused the workers: the command
         # must wait for those unacked messages to come back.
@@ -156,7 +167,11 @@ def test_conflict_named_then_migrated_with_a_backlog_and_the_worker_runs(
         assert any("no consumer and no unacked message left" in line for line in lines)
         assert result.returncode == 0, result.stdout + result.stderr
         assert _as_declared(queue_states(["celery"])["celery"].arguments) == declared
-        assert _peek(vhost) == before  # every body, correlation id and priority, once
+        # Every body, correlation id and priority, once: the waiting messages and
+        # the in-flight ones the holder gave back.
+        after = _peek(vhost)
+        assert after == before
+        assert in_flight <= {body.decode() for body, _, _ in after}
         table = result.stdout.splitlines()[-2:]
         assert table[0].split()[:5] == ["queue", "before", "aside", "back", "after"]
         assert table[1].split()[0] == "celery" and int(table[1].split()[4]) == BACKLOG
@@ -170,8 +185,19 @@ def test_conflict_named_then_migrated_with_a_backlog_and_the_worker_runs(
         live_system.ctl("start", "main_worker")
     live_system.wait_running(["main_worker"], timeout=120)
     live_system.wait_workers_ready(["main_worker"])
-    wait_for(lambda: TaskResult.objects.filter(task_id__in=ids, status="SUCCESS").count()
-             == BACKLOG, 180, interval=1, message="the whole backlog ran")
+    wait_for(lambda: len(count_run(run_id).effect_tokens) == BACKLOG, 180, interval=1,
+             message="the whole backlog ran")
+    # Nothing of the run is left to redeliver, then count.
+    wait_for(lambda: rabbit.queue_info(vhost, "celery")["messages"] == 0, 60, interval=1,
+             message="celery empty")
+    counted = count_run(run_id)
+    lost = tokens - counted.effect_tokens
+    duplicated = counted.balance - len(counted.effect_tokens)
+    print(f"\nmigrate_queues with a backlog: sent {BACKLOG} ({UNACKED} in flight), run "
+          f"{len(counted.executed_tokens)} ({counted.executions} executions), lost {len(lost)}, "
+          f"duplicated effects {duplicated}")
+    assert lost == set() and duplicated == 0, (sorted(lost)[:10], duplicated)
+    assert counted.executed_tokens == tokens
     code, report = doctor_json(doctor_env)
     assert by_check(report)["queue arguments"]["status"] == "OK"
 

@@ -94,3 +94,24 @@ def test_doctor_names_a_transient_queue_and_a_mirroring_policy_on_the_live_broke
         # later doctor runs must not see it.
         wait_for(lambda: name not in [q["name"] for q in rabbit._api(
             "GET", f"queues/{vhost}").json()], 30, message=f"{name} gone from the API")
+
+
+@pytest.mark.parametrize("arguments, policy, status", [
+    ({"x-queue-type": "quorum"}, {}, "WARN"),
+    ({"x-queue-type": "quorum", "x-delivery-limit": 20}, {}, "WARN"),
+    ({"x-queue-type": "quorum", "x-delivery-limit": 2**31 - 1}, {}, "OK"),
+    ({"x-queue-type": "quorum"}, {"delivery-limit": -1}, "OK"),
+])
+def test_the_dead_letter_queue_needs_a_delivery_limit_of_its_own_as_a_quorum_queue(
+        arguments, policy, status):
+    queue = {"name": "dead_letter", "durable": True, "exclusive": False, "type": "quorum",
+             "arguments": arguments, "effective_policy_definition": policy}
+    finding = _by_check(upgrade_findings(queues=[queue], channels=[], own_users=set(),
+                                         kombu_version=(5, 7, 0)))["4.x: dead-letter queue limit"]
+    assert finding.status == status, finding
+    if status == "WARN":
+        assert "drops it" in finding.message and "migrate_queues" in finding.fix
+    classic = {**queue, "type": "classic", "arguments": {}}
+    assert _by_check(upgrade_findings(queues=[classic], channels=[], own_users=set(),
+                                      kombu_version=(5, 7, 0)))[
+        "4.x: dead-letter queue limit"].status == "OK"

@@ -1,4 +1,5 @@
-"""Redeclare every topology queue whose live type or arguments differ, losing nothing.
+"""Redeclare every topology queue whose live type or arguments differ, losing nothing
+(and its exchange when that has another type: queueworks/core/exchange_swap.py).
 
     python manage.py migrate_queues --dry-run        # the plan, changes nothing
     python manage.py migrate_queues                  # migrate (see queueworks/core/queue_migration.py)
@@ -72,8 +73,8 @@ class Supervisor:
 
 class Command(BaseCommand):
     help = ("Delete and redeclare every topology queue whose type or arguments differ from "
-            "projectname/topology.py, moving its messages aside and back with its workers "
-            "paused; --dry-run prints the plan.")
+            "projectname/topology.py (and its exchange when its type differs), moving its "
+            "messages aside and back with its workers paused; --dry-run prints the plan.")
 
     def add_arguments(self, parser):
         parser.add_argument("--dry-run", action="store_true", help="Print the plan only.")

@@ -1,4 +1,5 @@
-"""A throw-away PostgreSQL database for a test.
+"""PostgreSQL for the tests: a throw-away database for one test, and the
+PostgreSQL pass (``QUEUEWORKS_TEST_DATABASE=postgres pytest -m postgres``).
 
 ``TEST_POSTGRES_URL`` (the environment or .env) names a role that may create
 databases; ``deploy/bin/ensure-system.sh --test`` installs PostgreSQL, creates
@@ -20,6 +21,14 @@ from tests.support.requirements import require
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTING = "TEST_POSTGRES_URL"
+
+DATABASES = ("sqlite", "postgres")
+# An environment variable, not a pytest option: the test settings, which load
+# before any pytest hook, and every program the live system starts must make
+# the same choice (as QUEUEWORKS_TEST_BROKER, tests/support/rabbitmq4.py).
+TEST_DATABASE = os.environ.get("QUEUEWORKS_TEST_DATABASE") or "sqlite"
+if TEST_DATABASE not in DATABASES:
+    raise SystemExit(f"QUEUEWORKS_TEST_DATABASE must be one of {DATABASES}, not {TEST_DATABASE!r}")
 
 
 def admin_url() -> str | None:
@@ -63,3 +72,25 @@ def throwaway_database() -> Iterator[str]:
     finally:
         with psycopg.connect(url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def apply_test_database(environ=os.environ) -> None:
+    """On the PostgreSQL pass the suite's database is PostgreSQL: the role of
+    TEST_POSTGRES_URL, which pytest-django creates the test database with (the
+    live system's programs get that database's URL, tests/conftest.py).
+    Without the URL the settings stay on SQLite and ``require_test_database``
+    skips (fails under CI) the session's database tests."""
+    if TEST_DATABASE == "postgres" and admin_url():
+        environ["DATABASE_URL"] = admin_url()
+
+
+def require_test_database() -> None:
+    """On the PostgreSQL pass, PostgreSQL must be there (skip locally, fail under CI)."""
+    if TEST_DATABASE != "postgres":
+        return
+    url = admin_url()
+    require(url is not None, f"the PostgreSQL pass needs {SETTING} (deploy/bin/ensure-system.sh "
+                             "--test writes it to .env)")
+    error = _reachable(url)
+    require(error is None, f"PostgreSQL at {SETTING} is not reachable: {error} "
+                           "(deploy/bin/ensure-system.sh --test installs and starts it)")

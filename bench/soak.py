@@ -106,16 +106,21 @@ class Faults:
     def _closing(self):
         from tests.support import rabbit
 
-        while not self._stop.wait(self.close_every):
+        # Once at once, then every interval: a short round sees the fault too.
+        while True:
             with contextlib.suppress(Exception):  # a connection already gone
                 for name in rabbit.vhost_connections(self.system.vhost):
                     with contextlib.suppress(Exception):
                         rabbit.close_connection(name, reason="soak: closed every "
                                                              f"{self.close_every}s")
                         self.closed += 1
+            if self._stop.wait(self.close_every):
+                return
 
     def _killing(self):
-        while not self._stop.wait(self.kill_every):
+        # The first kill a moment into the round, while requests are in flight.
+        while not self._stop.wait(min(self.kill_every, 0.3) if not self.killed
+                                  else self.kill_every):
             with contextlib.suppress(Exception):
                 master = int(self.system.rpc().getProcessInfo("web")["pid"])
                 workers = [p for p in common.tree(master) if p != master]
@@ -367,6 +372,10 @@ def report(results: list[Round], *, database_kind: str, started: str, minutes: f
     return "\n".join(lines)
 
 
+def _stop_on_signal(signum, frame):
+    raise SystemExit(f"stopped by signal {signum}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
@@ -394,6 +403,10 @@ def main(argv=None) -> int:
 
     from tests.support import rabbit
 
+    # Stopped by a signal (nohup'd runs ignore SIGINT), it still stops the
+    # system, drops the vhost and the throw-away database.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop_on_signal)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"soak-{args.database}-") as tmp, \

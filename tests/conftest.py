@@ -78,6 +78,19 @@ def django_db_modify_db_settings(tmp_path_factory):
         database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
     else:
         database.setdefault("TEST", {})["NAME"] = f"test_queueworks_{secrets.token_hex(4)}"
+        postgres.retry_flush_on_deadlock()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's, and on PostgreSQL the test database's other sessions
+    closed before it is dropped (DROP DATABASE refuses while any is open)."""
+    yield
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock():
+            postgres.end_other_sessions(connection)
 
 
 def _database_url(settings_dict) -> str:

@@ -94,3 +94,43 @@ def require_test_database() -> None:
     error = _reachable(url)
     require(error is None, f"PostgreSQL at {SETTING} is not reachable: {error} "
                            "(deploy/bin/ensure-system.sh --test installs and starts it)")
+
+
+def retry_flush_on_deadlock(attempts: int = 5) -> None:
+    """A transactional test's flush (``TRUNCATE`` of every table) retries
+    when PostgreSQL aborts it as a deadlock victim.
+
+    The live system's programs write on while a test ends (beat's sweeps, a
+    worker's result): ``TRUNCATE`` takes its exclusive locks table by table,
+    and a worker's transaction holding one table while writing another
+    closes the cycle.  PostgreSQL aborts one of the two; the worker retries
+    its own write (queueworks/core/results_backend.py), the flush here."""
+    import time
+
+    from django.db import OperationalError
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    flush = DatabaseOperations.execute_sql_flush
+    if getattr(flush, "retries_deadlocks", False):
+        return
+
+    def execute_sql_flush(self, sql_list):
+        for attempt in range(attempts):
+            try:
+                return flush(self, sql_list)
+            except OperationalError as exc:
+                if "deadlock detected" not in str(exc) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    execute_sql_flush.retries_deadlocks = True
+    DatabaseOperations.execute_sql_flush = execute_sql_flush
+
+
+def end_other_sessions(connection) -> None:
+    """Close every other session on ``connection``'s database (this process's
+    idle threads' connections, a program that outlived the live system), so
+    the test database can be dropped at the end of the session."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")

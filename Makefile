@@ -14,7 +14,7 @@ VENV_DJANGO6 ?= .venv-django6
 PY_DJANGO6 := $(VENV_DJANGO6)/bin/python
 PYTEST_DJANGO6_ARGS ?= -m 'not live or tasks_backend'
 
-.PHONY: install install-test system system-test python rabbitmq-user run test test-rabbitmq4 test-django6 render check
+.PHONY: install install-test system system-test python rabbitmq-user run test test-rabbitmq4 test-postgres test-django6 render check
 install: system python .env rabbitmq-user
 
 # What only the tests need: Chromium, Redis, iproute2, requirements-test.txt.
@@ -74,22 +74,29 @@ run: install
 
 # After the main pass, the tests marked rabbitmq4 again on a RabbitMQ 4.x node
 # with 4.3's defaults and quorum queues (tests/support/rabbitmq4.py;
-# docs/testing.md lists them), then the Django 6 pass.  Every pass runs
-# whatever the others' outcome, so one failure still shows the others'
-# results; any failing fails make test.
+# docs/testing.md lists them), the tests marked postgres again with the test
+# database and the live system's on PostgreSQL (tests/support/postgres.py),
+# then the Django 6 pass.  Every pass runs whatever the others' outcome, so
+# one failure still shows the others' results; any failing fails make test.
 PYTEST_RABBITMQ4 := QUEUEWORKS_TEST_BROKER=rabbitmq4 $(PY) -m pytest -m rabbitmq4
+PYTEST_POSTGRES := QUEUEWORKS_TEST_DATABASE=postgres $(PY) -m pytest -m postgres
 
 test: install-test $(VENV)/.bench-installed $(VENV_DJANGO6)/.installed
 	@echo "$(PY) -m pytest $(PYTEST_ARGS)"; \
 	$(PY) -m pytest $(PYTEST_ARGS); suite=$$?; \
 	echo "$(PYTEST_RABBITMQ4) $(PYTEST_ARGS)   # the RabbitMQ 4.x pass"; \
 	$(PYTEST_RABBITMQ4) $(PYTEST_ARGS); rabbitmq4=$$?; \
+	echo "$(PYTEST_POSTGRES) $(PYTEST_ARGS)   # the PostgreSQL pass"; \
+	$(PYTEST_POSTGRES) $(PYTEST_ARGS); postgres=$$?; \
 	$(DJANGO6_PASS); django6=$$?; \
-	echo "make test: the suite exited $$suite, the RabbitMQ 4.x pass $$rabbitmq4, the Django 6 pass $$django6"; \
-	for status in $$suite $$rabbitmq4 $$django6; do [ $$status -ne 0 ] && exit $$status; done; exit 0
+	echo "make test: the suite exited $$suite, the RabbitMQ 4.x pass $$rabbitmq4, the PostgreSQL pass $$postgres, the Django 6 pass $$django6"; \
+	for status in $$suite $$rabbitmq4 $$postgres $$django6; do [ $$status -ne 0 ] && exit $$status; done; exit 0
 
 test-rabbitmq4: install-test
 	$(PYTEST_RABBITMQ4) $(PYTEST_ARGS)
+
+test-postgres: install-test
+	$(PYTEST_POSTGRES) $(PYTEST_ARGS)
 
 test-django6: install system-test $(VENV_DJANGO6)/.installed
 	@$(DJANGO6_PASS)

@@ -7,10 +7,11 @@ talk to it must use `transaction=True` so workers see their rows.
 """
 
 import os
+import secrets
 
 import pytest
 
-from tests.support import rabbit, rabbitmq4
+from tests.support import postgres, rabbit, rabbitmq4
 from tests.support.live import LiveSystem, build_env, free_port
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
@@ -29,7 +30,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_report_header(config):
-    return f"broker: {rabbitmq4.TEST_BROKER} ({rabbit.AMQP_HOSTPORT})"
+    return (f"broker: {rabbitmq4.TEST_BROKER} ({rabbit.AMQP_HOSTPORT}), "
+            f"database: {postgres.TEST_DATABASE}")
 
 
 @pytest.fixture(scope="session")
@@ -65,12 +67,30 @@ def fresh_broker_connections(request):
 
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(tmp_path_factory):
-    """A file-based SQLite test database, so worker processes can share it."""
+    """A file-based SQLite test database, so worker processes can share it;
+    on the PostgreSQL pass a database named for this session, so two
+    sessions on one server do not drop each other's."""
     from django.conf import settings
 
+    postgres.require_test_database()
     database = settings.DATABASES["default"]
     if database["ENGINE"] == "django.db.backends.sqlite3":
         database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+    else:
+        database.setdefault("TEST", {})["NAME"] = f"test_queueworks_{secrets.token_hex(4)}"
+        postgres.retry_flush_on_deadlock()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's, and on PostgreSQL the test database's other sessions
+    closed before it is dropped (DROP DATABASE refuses while any is open)."""
+    yield
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock():
+            postgres.end_other_sessions(connection)
 
 
 def _database_url(settings_dict) -> str:

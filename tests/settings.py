@@ -16,4 +16,9 @@ from tests.support.rabbitmq4 import apply_test_broker  # noqa: E402
 
 apply_test_broker()
 
+# QUEUEWORKS_TEST_DATABASE=postgres: the PostgreSQL pass (tests/support/postgres.py).
+from tests.support.postgres import apply_test_database  # noqa: E402
+
+apply_test_database()
+
 from projectname.settings import *  # noqa: E402,F403

@@ -35,6 +35,18 @@ from queueworks.reliability.retry import BACKOFF_FACTOR, BACKOFF_MAX, PermanentE
 from queueworks.conf import settings as queueworks_settings
 
 
+def _delivery_finished(task_id: str) -> None:
+    import logging
+
+    from queueworks.reliability.delivery_limits import delivery_finished
+
+    try:
+        delivery_finished(task_id=task_id)
+    except Exception:  # noqa: BLE001 - the task's own outcome stands
+        logging.getLogger(__name__).warning(
+            "Could not reset the delivery count of %s", task_id, exc_info=True)
+
+
 class ReliableTask(DjangoTask):
     #: Celery's default strategy, except on the bulk lane's solo pool, where
     #: plain messages run inline (queueworks/dispatch/lean.py).
@@ -51,7 +63,9 @@ class ReliableTask(DjangoTask):
         in_worker = not request.called_directly and not request.is_eager
         # Only a redelivered message is counted (delivery_record writes nothing
         # for a first delivery): the common path skips the call altogether.
-        if in_worker and self.acks_late and (request.delivery_info or {}).get("redelivered"):
+        counted = bool(in_worker and self.acks_late
+                       and (request.delivery_info or {}).get("redelivered"))
+        if counted:
             from queueworks.reliability.delivery_limits import delivery_limit_for, delivery_record
 
             delivery_record(task_id=request.id, task_name=self.name, redelivered=True,
@@ -76,6 +90,11 @@ class ReliableTask(DjangoTask):
                 raise
             raise self.retry(exc=exc, countdown=backoff_delay(
                 retries=retries, factor=self.backoff_factor, maximum=self.backoff_max))
+        finally:
+            # Reached only if the run ended (a dying process never gets
+            # here): the limit counts starts that never finished.
+            if counted:
+                _delivery_finished(request.id)
 
     def apply_async(self, args=None, kwargs=None, task_id=None, producer=None,
                     link=None, link_error=None, shadow=None, **options):

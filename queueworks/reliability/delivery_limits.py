@@ -1,6 +1,7 @@
 """The delivery limit: a message that keeps starting and never finishing
 (its worker process dies each time) is counted, and past the limit rejected
-to the dead-letter exchange instead of run again.  Also the rejection raised
+to the dead-letter exchange instead of run again.  A start that finished
+resets the count (``delivery_finished``).  Also the rejection raised
 when transient retries run out."""
 
 from __future__ import annotations
@@ -81,6 +82,14 @@ def delivery_record(*, task_id: str, task_name: str, redelivered: bool, limit: i
         logger.error("Dead-lettering %s", reason)
         raise DeliveryLimitExceeded(reason)
     return deliveries
+
+
+def delivery_finished(*, task_id: str) -> None:
+    """A counted (redelivered) start ran to its end, whatever its outcome:
+    the count starts again.  With acks late a finished task is delivered
+    again when its acknowledgement was lost (the broker connection closed in
+    between); those runs finished, and must not add up to the limit."""
+    TaskDelivery.objects.filter(task_id=task_id, dead_lettered_at__isnull=True).delete()
 
 
 def delivery_reset(*, task_ids: list[str]) -> None:

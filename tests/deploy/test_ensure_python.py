@@ -108,21 +108,27 @@ def test_make_test_runs_the_django6_pass_after_the_suite_and_fails_with_either()
     assert "pip install -q -r requirements-django6.txt" in recipe
     suite = recipe.index(".venv/bin/python -m pytest ;")
     rabbitmq4 = recipe.index("QUEUEWORKS_TEST_BROKER=rabbitmq4 .venv/bin/python -m pytest -m rabbitmq4")
+    postgres = recipe.index("QUEUEWORKS_TEST_DATABASE=postgres .venv/bin/python -m pytest -m postgres")
     django6 = recipe.index(".venv-django6/bin/python -m pytest -m 'not live or tasks_backend';")
-    assert suite < rabbitmq4 < django6
-    assert "for status in $suite $rabbitmq4 $django6; do [ $status -ne 0 ] && exit $status" in recipe
+    assert suite < rabbitmq4 < postgres < django6
+    assert ("for status in $suite $rabbitmq4 $postgres $django6; do [ $status -ne 0 ] "
+            "&& exit $status") in recipe
     # A failing pass does not stop the next: no `&&` chains them.
     script = recipe[recipe.index('echo ".venv/bin/python -m pytest'):]
-    assert "pytest ; suite=$?;" in script and "rabbitmq4=$?" in script and "django6=$?" in script
+    assert "pytest ; suite=$?;" in script and "rabbitmq4=$?" in script
+    assert "postgres=$?" in script and "django6=$?" in script
 
 
 def test_make_test_runs_every_pass_and_fails_when_any_fails(tmp_path):
     # The real recipe, on stub interpreters that log their call and exit as told
     # (the main virtualenv's interpreter runs the first two passes).
-    def make_test(suite: int, rabbitmq4: int, django6: int) -> tuple[int, list[str]]:
-        log = tmp_path / f"passes-{suite}-{rabbitmq4}-{django6}.log"
+    def make_test(suite: int, rabbitmq4: int, postgres: int,
+                  django6: int) -> tuple[int, list[str]]:
+        log = tmp_path / f"passes-{suite}-{rabbitmq4}-{postgres}-{django6}.log"
         main = (f'#!/bin/sh\nif [ -n "$QUEUEWORKS_TEST_BROKER" ]; then echo rabbitmq4 >> {log}; '
-                f'exit {rabbitmq4}; fi\necho main >> {log}\nexit {suite}\n')
+                f'exit {rabbitmq4}; fi\n'
+                f'if [ -n "$QUEUEWORKS_TEST_DATABASE" ]; then echo postgres >> {log}; '
+                f'exit {postgres}; fi\necho main >> {log}\nexit {suite}\n')
         _stub(tmp_path / "main" / "bin", "python", main)
         _stub(tmp_path / "django6" / "bin", "python",
               f'#!/bin/sh\necho django6 >> {log}\nexit {django6}\n')
@@ -133,10 +139,12 @@ def test_make_test_runs_every_pass_and_fails_when_any_fails(tmp_path):
              "-o", f"{tmp_path}/main/.bench-installed", "-o", f"{tmp_path}/django6/.installed"],
             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
         assert (f"the suite exited {suite}, the RabbitMQ 4.x pass {rabbitmq4}, "
-                f"the Django 6 pass {django6}") in result.stdout, result.stdout + result.stderr
+                f"the PostgreSQL pass {postgres}, the Django 6 pass {django6}") \
+            in result.stdout, result.stdout + result.stderr
         return result.returncode, log.read_text().split()
 
-    assert make_test(0, 0, 0) == (0, ["main", "rabbitmq4", "django6"])
-    for statuses in ((1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 1)):
+    passes = ["main", "rabbitmq4", "postgres", "django6"]
+    assert make_test(0, 0, 0, 0) == (0, passes)
+    for statuses in ((1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1), (1, 1, 1, 1)):
         status, ran = make_test(*statuses)
-        assert status != 0 and ran == ["main", "rabbitmq4", "django6"], statuses
+        assert status != 0 and ran == passes, statuses

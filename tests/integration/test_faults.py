@@ -34,6 +34,7 @@ def assert_serving(live_system):
         live_system.node("heavy_worker")
 
 
+@pytest.mark.postgres
 @pytest.mark.rabbitmq4
 @pytest.mark.parametrize("scenario", ["kill-pool-process", "kill-worker", "restart-workers"])
 def test_killed_or_restarted_workers_lose_nothing_and_apply_nothing_twice(
@@ -56,6 +57,7 @@ def test_time_limits_fail_the_task_clearly_and_keep_the_worker_serving(harness, 
     assert_serving(live_system)
 
 
+@pytest.mark.postgres
 @pytest.mark.rabbitmq4
 def test_poison_messages_end_in_the_dead_letter_queue(harness, live_system):
     result = harness.run("poison-message", TASKS)
@@ -65,6 +67,7 @@ def test_poison_messages_end_in_the_dead_letter_queue(harness, live_system):
     assert_serving(live_system)
 
 
+@pytest.mark.postgres
 @pytest.mark.rabbitmq4
 def test_a_task_that_kills_its_worker_every_time_is_dead_lettered_after_the_limit(
         harness, live_system):

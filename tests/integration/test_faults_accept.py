@@ -37,6 +37,7 @@ def _queue_depths(live_system) -> dict[str, int]:
     return wait_for(empty, 60, interval=1, message="queues drained")
 
 
+@pytest.mark.postgres
 def test_sigkilled_web_workers_lose_no_accepted_start(harness, live_system):
     from django_celery_results.models import TaskResult
 

@@ -32,6 +32,7 @@ def _start(api, payload: dict) -> dict:
     return ticket
 
 
+@pytest.mark.postgres
 @pytest.mark.rabbitmq4
 def test_start_goes_pending_started_success_with_result(api, live_system):
     # A short countdown keeps it queued long enough to look at it.
@@ -57,6 +58,7 @@ def test_start_goes_pending_started_success_with_result(api, live_system):
     assert done["retries"] == 0
 
 
+@pytest.mark.postgres
 @pytest.mark.rabbitmq4
 def test_failing_task_reports_its_error(api, live_http):
     ticket = _start(api, {"task": DIAGNOSE, "kwargs": {"fail": True, "message": "boom on demand"}})
@@ -100,6 +102,7 @@ def test_progress_of_the_long_report_is_visible_mid_run(api):
     assert currents == sorted(currents)
 
 
+@pytest.mark.postgres
 def test_cancel_of_a_queued_task_holds_while_its_worker_is_offline(api, live_system):
     """The revoke is issued while no worker is listening (all of them are
     stopped, so none can hand its in-memory revoke list to the restarted one
@@ -169,6 +172,7 @@ def _refused_by_worker(task_id: str, node: str):
     return TaskResult.objects.filter(task_id=task_id, status="REVOKED", worker=node).first()
 
 
+@pytest.mark.postgres
 def test_cancel_of_a_scheduled_task_held_by_a_worker(api, live_system):
     countdown = 30
     ticket = _start(api, {"task": DIAGNOSE, "countdown": countdown})
@@ -187,6 +191,7 @@ def test_cancel_of_a_scheduled_task_held_by_a_worker(api, live_system):
     assert final["state"] == "REVOKED" and final["date_started"] is None, final
 
 
+@pytest.mark.postgres
 def test_cancel_with_terminate_stops_a_running_task(api, live_system):
     ticket = _start(api, {"task": DIAGNOSE, "kwargs": {"seconds": 40}})
     task_id = ticket["task_id"]

@@ -17,7 +17,7 @@ from tests.support.live import wait_for
 TASK = "queueworks.core.tasks.probe"
 QUEUE = "main_worker"
 
-pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def _queued_ids(vhost: str) -> list[str]:

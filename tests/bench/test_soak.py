@@ -1,0 +1,55 @@
+"""The soak bench (bench/soak.py) at test size, on the session's live system:
+two rounds of Task API starts while the vhost's broker connections are closed
+and gunicorn workers SIGKILLed; every accepted start ends in SUCCESS, no 5xx.
+The PostgreSQL pass runs it again on PostgreSQL.  The 30-minute runs on both
+databases are in docs/soak.md."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import soak
+
+# Under the live system's default start throttle (120/min per user): the
+# faults, not the limit, are what is tested.
+STARTS = 30
+
+
+@pytest.mark.live
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_rounds_under_faults_lose_no_accepted_start_and_answer_no_5xx(live_system):
+    from bench.common import operator_token
+
+    rounds = soak.soak(live_system, operator_token("soak"), rounds=2, minutes=None,
+                       starts=STARTS, clients=8, close_every=0.5, kill_every=2.0,
+                       poll_timeout=240, log=lambda *args, **kwargs: None)
+    text = "\n".join([soak.HEADER, *map(soak.row_line, rounds)])
+    print("\n" + text)
+    assert [r.number for r in rounds] == [1, 2]
+    for row in rounds:
+        # A loaded machine boots gunicorn workers slower than one is killed
+        # every 2 s: many starts go unanswered (never accepted), some are accepted.
+        assert row.accepted > 0, text
+        assert (row.succeeded, row.not_succeeded, row.server_errors) == (row.accepted, 0, 0), text
+        assert row.accepted + row.unanswered + sum(row.other_answers.values()) == STARTS, text
+        # Every program's tree was measured, the faults happened.
+        assert set(row.rss_mb) == set(live_system.program_names()), text
+        assert all(mb > 10 for mb in row.rss_mb.values()), text
+    assert sum(r.connections_closed for r in rounds) > 0, text
+    assert sum(r.web_workers_killed for r in rounds) > 0, text
+    live_system.wait_running(["web"], timeout=120)
+
+
+def test_the_verdict_fails_on_a_lost_start_a_5xx_or_grown_rss():
+    def row(number, *, lost=0, errors=0, web=100.0):
+        return soak.Round(number=number, accepted=10, succeeded=10 - lost, not_succeeded=lost,
+                          server_errors=errors, rss_mb={"web": web, "beat": 80.0})
+
+    clean = [row(1, web=90), row(2), row(3), row(4, web=109.9)]
+    assert soak.ok(clean)
+    assert not soak.ok([*clean[:3], row(4, lost=1)])
+    assert not soak.ok([*clean[:3], row(4, errors=1)])
+    # The end against round 3, not against a smaller round 1.
+    assert not soak.ok([*clean[:3], row(4, web=110.1)])
+    assert soak.rss_verdict(clean)["web"] == (100.0, 109.9, True)

@@ -30,6 +30,7 @@ from queueworks.core.topology import (  # noqa: F401  (re-exported: import them 
     Topology,
     Worker,
 )
+from queueworks.limits.declaration import ConcurrencyLimit, RateLimit
 
 # The bulk lane's pool (queueworks/dispatch/pool.py); a dotted path is rendered as
 # Celery's `--pool=custom` with CELERY_CUSTOM_WORKER_POOL.
@@ -178,6 +179,11 @@ TEST_SUPPORT_ROUTES = (
     Route(f"{TESTING}.fault_flaky", "main_worker"),
     Route(f"{TESTING}.fault_sleep", "main_worker", soft_time_limit=2, time_limit=5),
     Route(f"{TESTING}.fault_crash", "main_worker", max_deliveries=3),
+    # Limits across workers (queueworks/limits; tests/queueworks/limits).
+    Route(f"{TESTING}.limited_rate", "bulk",
+          rate_limit=RateLimit(starts=5, per_seconds=1.0, key="tenant_id")),
+    Route(f"{TESTING}.limited_concurrency", "main_worker", soft_time_limit=4, time_limit=5,
+          concurrency_limit=ConcurrencyLimit(running=1, key="tenant_id", lease_seconds=8)),
     # Django @task functions (queueworks/tasks_backend).
     Route(f"{DJANGO_TESTING}.echo", "main_worker"),
     Route(f"{DJANGO_TESTING}.fails", "main_worker"),

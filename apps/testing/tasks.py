@@ -111,3 +111,25 @@ def timed_sleep(self, ms: int, sent_at: float = 0.0, log: str = "") -> None:
         line = f"{self.request.id} {queue} {sent_at:.6f} {started:.6f} {time.time():.6f}\n"
         with open(log, "a", encoding="ascii") as handle:
             handle.write(line)
+
+
+def _limit_log(log: str, event: str, key: str, task_id: str) -> None:
+    """One line "event key task_id pid epoch" (O_APPEND, whole lines): the
+    limits' live tests and benchmark read starts and ends from it."""
+    if log:
+        with open(log, "a", encoding="ascii") as handle:
+            handle.write(f"{event} {key} {task_id} {os.getpid()} {time.time():.6f}\n")
+
+
+@shared_task(bind=True, ignore_result=True)
+def limited_rate(self, tenant_id: str, log: str = "") -> None:
+    """Rate-limited per ``tenant_id`` (its route): logs its start."""
+    _limit_log(log, "start", tenant_id, self.request.id)
+
+
+@shared_task(bind=True, ignore_result=True)
+def limited_concurrency(self, tenant_id: str, ms: int = 0, log: str = "") -> None:
+    """Concurrency-limited per ``tenant_id`` (its route): logs start and end."""
+    _limit_log(log, "start", tenant_id, self.request.id)
+    time.sleep(ms / 1000)
+    _limit_log(log, "end", tenant_id, self.request.id)

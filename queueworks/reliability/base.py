@@ -56,6 +56,9 @@ class ReliableTask(DjangoTask):
 
             delivery_record(task_id=request.id, task_name=self.name, redelivered=True,
                             limit=delivery_limit_for(self))
+        # Rate and concurrency limits across all workers (queueworks/limits):
+        # a call over its limit is published again, delayed, and ends here.
+        held = _limits().limits_enter(self, request, args, kwargs) if in_worker else None
         try:
             return super().__call__(*args, **kwargs)
         except Retry:
@@ -76,6 +79,9 @@ class ReliableTask(DjangoTask):
                 raise
             raise self.retry(exc=exc, countdown=backoff_delay(
                 retries=retries, factor=self.backoff_factor, maximum=self.backoff_max))
+        finally:
+            if held:
+                _limits().limits_exit(self, request, held)
 
     def apply_async(self, args=None, kwargs=None, task_id=None, producer=None,
                     link=None, link_error=None, shadow=None, **options):
@@ -121,6 +127,19 @@ class ReliableTask(DjangoTask):
         options.pop("countdown", None)
         options.pop("eta", None)
         return when
+
+
+_LIMITS = None
+
+
+def _limits():
+    """queueworks.limits.enforcement, imported once the apps are loaded."""
+    global _LIMITS
+    if _LIMITS is None:
+        from queueworks.limits import enforcement
+
+        _LIMITS = enforcement
+    return _LIMITS
 
 
 def _json_safe(value) -> bool:

@@ -189,6 +189,8 @@ TEST_SUPPORT_ROUTES = (
     Route(f"{DJANGO_TESTING}.fails", "main_worker"),
     Route(f"{DJANGO_TESTING}.attempt_of", "main_worker", acks_late=True),
     Route(f"{DJANGO_TESTING}.ordered", "main_worker"),
+    Route(f"{DJANGO_TESTING}.limited_echo", "main_worker",
+          concurrency_limit=ConcurrencyLimit(running=2, key="tenant_id")),
     # Fire and forget, like the Celery noop: the bulk lane stores no result.
     Route(f"{DJANGO_TESTING}.noop", "bulk", acks_late=True, ignore_result=True),
 )

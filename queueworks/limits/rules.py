@@ -75,3 +75,31 @@ def key_value(task, name: str | None, args, kwargs) -> str | None:
     if name not in bound.arguments:
         return None
     return str(bound.arguments[name])[:255]
+
+
+def limit_key_arguments(task_name: str) -> dict[str, str]:
+    """{argument name: "rate" / "concurrency"} for the keyed limits of a task."""
+    limits = task_limits(task_name)
+    if limits is None:
+        return {}
+    keys: dict[str, str] = {}
+    for kind, rule in ((RATE, limits.rate), (CONCURRENCY, limits.concurrency)):
+        if rule is not None and rule.key:
+            keys.setdefault(rule.key, kind)
+    return keys
+
+
+def missing_key_problems(task_name: str, signature: inspect.Signature, args,
+                         kwargs) -> list[str]:
+    """Why a call cannot be keyed: the key arguments it does not pass (a
+    default does not count: the caller names its bucket, as the Task API
+    requires).  ``signature``: the parameters a caller passes."""
+    keys = limit_key_arguments(task_name)
+    if not keys:
+        return []
+    try:
+        bound = signature.bind_partial(*(args or ()), **(kwargs or {}))
+    except TypeError as exc:
+        return [str(exc)]
+    return [f"{name} is required: the task's {kind} limit is keyed on it"
+            for name, kind in keys.items() if name not in bound.arguments]

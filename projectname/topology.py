@@ -184,6 +184,14 @@ TEST_SUPPORT_ROUTES = (
           rate_limit=RateLimit(starts=5, per_seconds=1.0, key="tenant_id")),
     Route(f"{TESTING}.limited_concurrency", "main_worker", soft_time_limit=4, time_limit=5,
           concurrency_limit=ConcurrencyLimit(running=1, key="tenant_id", lease_seconds=8)),
+    # bench/limits.py, across the bulk lane of two worker hosts.
+    Route(f"{TESTING}.limits_bench_rate", "bulk",
+          rate_limit=RateLimit(starts=20, per_seconds=1.0, burst=2, key="tenant_id")),
+    Route(f"{TESTING}.limits_bench_concurrency", "bulk",
+          concurrency_limit=ConcurrencyLimit(running=3, key="tenant_id")),
+    Route(f"{TESTING}.limits_bench_plain", "bulk"),
+    Route(f"{TESTING}.limits_bench_limited", "bulk",
+          rate_limit=RateLimit(starts=1_000_000, per_seconds=1.0, key="tenant_id")),
     # Django @task functions (queueworks/tasks_backend).
     Route(f"{DJANGO_TESTING}.echo", "main_worker"),
     Route(f"{DJANGO_TESTING}.fails", "main_worker"),

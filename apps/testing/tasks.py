@@ -133,3 +133,30 @@ def limited_concurrency(self, tenant_id: str, ms: int = 0, log: str = "") -> Non
     _limit_log(log, "start", tenant_id, self.request.id)
     time.sleep(ms / 1000)
     _limit_log(log, "end", tenant_id, self.request.id)
+
+
+# bench/limits.py's units of work, on the bulk lane (routes in projectname/topology.py).
+@shared_task(bind=True, ignore_result=True)
+def limits_bench_rate(self, tenant_id: str, log: str = "") -> None:
+    """20 starts per second per tenant, burst 2."""
+    _limit_log(log, "start", tenant_id, self.request.id)
+
+
+@shared_task(bind=True, ignore_result=True)
+def limits_bench_concurrency(self, tenant_id: str, ms: int = 0, log: str = "") -> None:
+    """3 at once per tenant."""
+    _limit_log(log, "start", tenant_id, self.request.id)
+    time.sleep(ms / 1000)
+    _limit_log(log, "end", tenant_id, self.request.id)
+
+
+@shared_task(bind=True, ignore_result=True)
+def limits_bench_plain(self, tenant_id: str, log: str = "") -> None:
+    """No limit: the cost benchmark's baseline."""
+    _limit_log(log, "start", tenant_id, self.request.id)
+
+
+@shared_task(bind=True, ignore_result=True)
+def limits_bench_limited(self, tenant_id: str, log: str = "") -> None:
+    """``limits_bench_plain`` under a rate limit it never reaches (per tenant)."""
+    _limit_log(log, "start", tenant_id, self.request.id)

@@ -17,7 +17,9 @@ projectname/topology.py) log "start/end key task_id pid epoch" to one file.
   soon the other tenants' calls started.
 * cost: the drain of N calls without a limit (``limits_bench_plain``) and of
   N calls under a rate limit they never reach (``limits_bench_limited``, 100
-  tenants), alternated twice in the same run.
+  tenants), alternated twice in the same run; and what the start hook costs
+  a task that declares no limit (timed in this process: every other task on
+  every lane pays it).
 
 Usage (root; takes the machine-wide benchmark lock itself is up to you):
   flock /tmp/bench.lock .venv/bin/python bench/limits.py
@@ -168,6 +170,22 @@ def drain(log: Path, task: str, calls: int) -> dict:
             "load_after": os.getloadavg()[0]}
 
 
+def hook_cost(rounds: int = 200_000) -> float:
+    """Seconds per call of the start hook for a task with no limit declared
+    (what every run of every other task pays), in this process."""
+    import timeit
+
+    from celery.app.task import Context
+
+    from apps.testing.tasks import limits_bench_plain
+    from queueworks.limits.enforcement import limits_enter
+
+    request = Context(id="x", args=[], kwargs={})
+    call = lambda: limits_enter(limits_bench_plain, request, (), {})  # noqa: E731
+    call()
+    return min(timeit.repeat(call, number=rounds, repeat=5)) / rounds
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -250,6 +268,10 @@ def main(argv=None) -> int:
             print(f"  limited/plain throughput: {limited / plain:.3f}; per-task cost of the "
                   f"declared limit: {(1 / limited - 1 / plain) * processes * 1000:.2f} ms of a "
                   f"worker process ({processes} processes)", flush=True)
+            hook = hook_cost()
+            print(f"  the start hook of a task without a limit: {hook * 1e9:.0f} ns per run, "
+                  f"{100 * hook / (processes / plain):.3f} % of a plain task's "
+                  f"{processes / plain * 1e6:.0f} us per process", flush=True)
         return 0
     finally:
         if not args.keep:

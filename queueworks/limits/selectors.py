@@ -5,11 +5,16 @@ far, and the seconds calls waited for their limit before starting."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from django.db.models import Count, Min
 
 from queueworks.limits.models import ConcurrencySlot, LimitTally, LimitWaiter
+
+
+# A waiting call whose retry time is this far past without a start is not
+# waiting any more (cancelled, expired, dead-lettered): not counted.
+STALE_WAITER = timedelta(minutes=10)
 
 
 @dataclass
@@ -51,7 +56,8 @@ def limit_states(*, now: datetime | None = None) -> list[LimitState]:
         entry = state(row.limit, row.key)
         entry.started, entry.refused, entry.waited_seconds = (row.started, row.refused,
                                                               row.waited_seconds)
-    for row in (LimitWaiter.objects.values("limit", "key")
+    for row in (LimitWaiter.objects.filter(retry_at__gte=now - STALE_WAITER)
+                .values("limit", "key")
                 .annotate(count=Count("id"), oldest=Min("since"))):
         entry = state(row["limit"], row["key"])
         entry.waiting, entry.oldest_waiting_since = row["count"], row["oldest"]

@@ -177,11 +177,12 @@ def hook_cost(rounds: int = 200_000) -> float:
 
     from celery.app.task import Context
 
-    from apps.testing.tasks import limits_bench_plain
+    from projectname.celery import app
     from queueworks.limits.enforcement import limits_enter
 
+    task = app.tasks[f"{TASKS}.limits_bench_plain"]  # the task itself, as the worker has it
     request = Context(id="x", args=[], kwargs={})
-    call = lambda: limits_enter(limits_bench_plain, request, (), {})  # noqa: E731
+    call = lambda: limits_enter(task, request, (), {})  # noqa: E731
     call()
     return min(timeit.repeat(call, number=rounds, repeat=5)) / rounds
 

@@ -129,7 +129,10 @@ def limits_exit(task, request, held: list[tuple[str, str]] | None) -> None:
 
 
 def _publish_again(task, request, args, kwargs, *, wait: float, since: float) -> None:
-    headers = dict(request.headers or {})
+    # The call's own headers (the Task API's record marker among them), not
+    # RabbitMQ's dead-lettering history (its cycle detection would drop it).
+    headers = {name: value for name, value in (request.headers or {}).items()
+               if not (name.startswith("x-") and "death" in name)}
     headers[SINCE_HEADER] = since
     signature = task.signature_from_request(request, args, kwargs, countdown=wait,
                                             headers=headers)

@@ -74,7 +74,7 @@ def test_over_the_limit_the_call_is_published_again_with_a_delay(app, published)
     task = app.tasks[CONCURRENCY]
     first = request_for(task)
     limits_enter(task, first, ("acme",), {})
-    second = request_for(task, taskapi_recorded=1)
+    second = request_for(task, taskapi_recorded=1, **{"x-death": [{"count": 1}]})
     with pytest.raises(LimitDeferred):
         limits_enter(task, second, ("acme",), {"ms": 5})
     [again] = published
@@ -82,6 +82,7 @@ def test_over_the_limit_the_call_is_published_again_with_a_delay(app, published)
     assert 0 < again.options["countdown"] <= 1.5
     assert again.options["headers"][SINCE_HEADER] <= time.time()
     assert again.options["headers"]["taskapi_recorded"] == 1  # still cancellable
+    assert "x-death" not in again.options["headers"]
     assert not again.options.get("retries")                  # not a retry
     assert (list(again.args), again.kwargs) == (["acme"], {"ms": 5})
     waiter = LimitWaiter.objects.get()

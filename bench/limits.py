@@ -187,6 +187,17 @@ def hook_cost(rounds: int = 200_000) -> float:
     return min(timeit.repeat(call, number=rounds, repeat=5)) / rounds
 
 
+def drop_database(url: str) -> None:
+    """The database a --keep run created (tests/support/postgres.py)."""
+    import psycopg
+
+    from tests.support.postgres import admin_url
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(admin_url(), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -197,7 +208,10 @@ def main(argv=None) -> int:
     parser.add_argument("--base-port", type=int, default=int(os.environ.get("TESTBED_BASE_PORT", 5740)))
     parser.add_argument("--net", type=int, default=int(os.environ.get("TESTBED_NET", 74)))
     parser.add_argument("--hosts", type=int, default=2)
-    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="Leave the test bed running.")
+    parser.add_argument("--no-up", action="store_true",
+                        help="Use the test bed a --keep run left (build it outside the "
+                             "benchmark lock: --scenarios none --keep).")
     parser.add_argument("--database-url", default=os.environ.get("TESTBED_DATABASE_URL"),
                         help="Default: a fresh PostgreSQL database (TEST_POSTGRES_URL).")
     args = parser.parse_args(argv)
@@ -215,15 +229,19 @@ def main(argv=None) -> int:
     stack = ExitStack()
     if args.database_url:
         env["TESTBED_DATABASE_URL"] = args.database_url
+    elif args.no_up:
+        env["TESTBED_DATABASE_URL"] = Path(f"/tmp/limits-bench-{args.tag}.db-url").read_text()
     else:  # PostgreSQL, as in production (TEST_POSTGRES_URL names a role that may create one)
         env["TESTBED_DATABASE_URL"] = stack.enter_context(throwaway_database())
+    Path(f"/tmp/limits-bench-{args.tag}.db-url").write_text(env["TESTBED_DATABASE_URL"])
     bed = Testbed(env)
     log = Path(f"/tmp/limits-bench-{uuid.uuid4().hex[:8]}.log")
     try:
         print(f"building the test bed (tag {args.tag}, {args.hosts} hosts: {PROGRAMS}) ...",
               flush=True)
         t0 = time.monotonic()
-        bed.run("up", timeout=900)
+        if not args.no_up:
+            bed.run("up", timeout=900)
         print(f"test bed up in {time.monotonic() - t0:.0f}s", flush=True)
         setup_django(bed.producer_env())
         import apps.testing.tasks  # noqa: F401 - the tasks the producer publishes
@@ -275,9 +293,13 @@ def main(argv=None) -> int:
                   f"{processes / plain * 1e6:.0f} us per process", flush=True)
         return 0
     finally:
-        if not args.keep:
+        if args.keep:
+            stack.pop_all()  # the database stays with the test bed
+        else:
             bed.run("down", timeout=600)
             stack.close()
+            if args.no_up and not args.database_url:
+                drop_database(env["TESTBED_DATABASE_URL"])
         log.unlink(missing_ok=True)
 
 

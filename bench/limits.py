@@ -187,6 +187,22 @@ def hook_cost(rounds: int = 200_000) -> float:
     return min(timeit.repeat(call, number=rounds, repeat=5)) / rounds
 
 
+def create_database() -> str:
+    """A new PostgreSQL database (TEST_POSTGRES_URL's role creates it); it
+    outlives this process with a --keep test bed, so no context manager."""
+    import secrets
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    from tests.support.postgres import admin_url
+
+    name = f"qw_bench_limits_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_url(), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(urlsplit(admin_url())._replace(path=f"/{name}"))
+
+
 def drop_database(url: str) -> None:
     """The database a --keep run created (tests/support/postgres.py)."""
     import psycopg
@@ -222,17 +238,13 @@ def main(argv=None) -> int:
     env = dict(os.environ, TESTBED_TAG=args.tag, TESTBED_BASE_PORT=str(args.base_port),
                TESTBED_HOSTS=str(args.hosts), TESTBED_PROGRAMS=PROGRAMS,
                TESTBED_NET=str(args.net))
-    from contextlib import ExitStack
-
-    from tests.support.postgres import throwaway_database
-
-    stack = ExitStack()
+    created = not (args.database_url or args.no_up)
     if args.database_url:
         env["TESTBED_DATABASE_URL"] = args.database_url
     elif args.no_up:
         env["TESTBED_DATABASE_URL"] = Path(f"/tmp/limits-bench-{args.tag}.db-url").read_text()
     else:  # PostgreSQL, as in production (TEST_POSTGRES_URL names a role that may create one)
-        env["TESTBED_DATABASE_URL"] = stack.enter_context(throwaway_database())
+        env["TESTBED_DATABASE_URL"] = create_database()
     Path(f"/tmp/limits-bench-{args.tag}.db-url").write_text(env["TESTBED_DATABASE_URL"])
     bed = Testbed(env)
     log = Path(f"/tmp/limits-bench-{uuid.uuid4().hex[:8]}.log")
@@ -293,12 +305,9 @@ def main(argv=None) -> int:
                   f"{processes / plain * 1e6:.0f} us per process", flush=True)
         return 0
     finally:
-        if args.keep:
-            stack.pop_all()  # the database stays with the test bed
-        else:
+        if not args.keep:
             bed.run("down", timeout=600)
-            stack.close()
-            if args.no_up and not args.database_url:
+            if created or (args.no_up and not args.database_url):
                 drop_database(env["TESTBED_DATABASE_URL"])
         log.unlink(missing_ok=True)
 

@@ -128,7 +128,9 @@ def scenario_concurrency(log: Path) -> dict:
     for event, k, task_id, _, epoch in rows:
         if k == key:
             runs[task_id][event] = epoch
-    intervals = [(r["start"], r.get("end", float("inf"))) for r in runs.values() if "start" in r]
+    # A run without an end (it did not finish in time) counts as running to the last end.
+    last_end = max((r["end"] for r in runs.values() if "end" in r), default=time.time())
+    intervals = [(r["start"], r.get("end", last_end)) for r in runs.values() if "start" in r]
     edges = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
     running = most = 0
     for _, step in edges:
@@ -144,8 +146,12 @@ def scenario_concurrency(log: Path) -> dict:
         if sum(1 for s, e in intervals if s <= instant < e) > RUNNING:
             over += 1
         instant += 0.01
-    latencies = [next(x[4] for x in rows if x[1] == o and x[0] == "start") - sent
-                 for o, sent in others.items()]
+    first_start = {}
+    for event, k, _, _, epoch in rows:
+        if event == "start" and k in others:
+            first_start.setdefault(k, epoch)
+    # A call that never started counts as waiting until now.
+    latencies = [first_start.get(o, time.time()) - sent for o, sent in others.items()]
     return {
         "calls": calls, "finished": sum(1 for r in runs.values() if "end" in r),
         "most_running": most, "samples": samples, "instants_over": over,

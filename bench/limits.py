@@ -107,16 +107,15 @@ def scenario_rate(log: Path, seconds: float) -> dict:
     }
 
 
-def scenario_concurrency(log: Path) -> dict:
+def scenario_concurrency(log: Path, calls: int = 150, ms: int = 200) -> dict:
     key = f"conc-{uuid.uuid4().hex[:8]}"
-    calls, ms = 150, 200
     load = os.getloadavg()[0]
     publish(f"{TASKS}.limits_bench_concurrency",
             [{"tenant_id": key, "ms": ms, "log": str(log)}] * calls)
     others: dict[str, float] = {}
     from apps.testing.tasks import limits_bench_concurrency as task
 
-    for number in range(int(calls * ms / 1000 / RUNNING * 2) - 2):
+    for number in range(max(1, int(calls * ms / 1000 / RUNNING * 2) - 2)):
         other = f"{key}-other-{number}"
         others[other] = time.time()
         task.apply_async(kwargs={"tenant_id": other, "ms": 20, "log": str(log)})

@@ -59,7 +59,7 @@ def test_a_rate_limit_holds_across_the_bulk_lanes_workers_and_other_keys_flow(li
                                                                                tmp_path):
     log = tmp_path / "rate.log"
     tenant = f"t-{uuid.uuid4().hex[:8]}"
-    limited = 20
+    limited = 25
     for _ in range(limited):
         limited_rate.delay(tenant, log=str(log))
     # Calls of other tenants, sent behind the backlog: each key has its own bucket.
@@ -81,7 +81,12 @@ def test_a_rate_limit_holds_across_the_bulk_lanes_workers_and_other_keys_flow(li
     assert len(pids) == 2, pids
     for key, sent in others.items():
         [start] = starts_of(log, key)
-        assert start - sent < 1.0, (key, start - sent)
+        # Not held up by the first tenant's backlog: each started while that
+        # backlog was still waiting for its limit, and soon after it was sent
+        # (bench/limits.py measures "within 1 s" on the test bed; this
+        # bound leaves room for a shared, loaded test machine).
+        assert start < starts[-1] - 1.0, (key, start, starts[-1])
+        assert start - sent < 2.0, (key, start - sent)
     wait_for(lambda: not LimitWaiter.objects.filter(key=tenant).exists(), 10,
              message="no call left waiting")
     tally = LimitTally.objects.get(limit="apps.testing.tasks.limited_rate:rate", key=tenant)
@@ -113,9 +118,12 @@ def test_a_concurrency_limit_holds_per_key_and_other_keys_start_within_a_second(
             for r in found.values() if r[0][1] == tenant]
     assert len(runs) == 4
     assert overlapping(runs) == 1, runs
+    first_tenant_end = max(end for _, end in runs)
     for key, sent in others.items():
         [start] = starts_of(log, key)
-        assert start - sent < 1.0, (key, start - sent)
+        # Not behind the first tenant's runs (see the rate test for the bound).
+        assert start < first_tenant_end, (key, start, first_tenant_end)
+        assert start - sent < 2.0, (key, start - sent)
     assert not ConcurrencySlot.objects.filter(key__startswith=tenant).exists()
 
 

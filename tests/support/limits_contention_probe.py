@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 
-RATE = dict(starts=50, per_seconds=1.0, burst=2)
+RATE = dict(starts=20, per_seconds=1.0, burst=2)
 RUNNING = 3
 LIMIT = "probe:limit"
 
@@ -42,7 +42,7 @@ def _rate_worker(deadline: float, out) -> None:
     from queueworks.limits.declaration import RateLimit
     from queueworks.limits.rate import rate_start_take
 
-    rule, starts, waited = RateLimit(**RATE), [], False
+    rule, starts, waited, refused = RateLimit(**RATE), [], False, 0
     while time.time() < deadline:
         # The decision's own time is what the bound is about (the bucket's
         # arithmetic holds whatever order the processes then get the lock in).
@@ -53,8 +53,9 @@ def _rate_worker(deadline: float, out) -> None:
             starts.append(now)
         waited = bool(wait)
         if wait:
+            refused += 1
             time.sleep(wait)
-    out.put(starts)
+    out.put((starts, refused))
 
 
 def _concurrency_worker(deadline: float, out) -> None:
@@ -63,21 +64,22 @@ def _concurrency_worker(deadline: float, out) -> None:
     from queueworks.limits.concurrency import slot_release, slot_take
     from queueworks.limits.declaration import ConcurrencyLimit
 
-    rule, runs = ConcurrencyLimit(running=RUNNING), []
+    rule, runs, refused = ConcurrencyLimit(running=RUNNING), [], 0
     while time.time() < deadline:
         task_id = str(uuid.uuid4())
         with transaction.atomic():
             wait = slot_take(limit=LIMIT, key="k", task_id=task_id, rule=rule,
                              lease_seconds=30)
         if wait:
+            refused += 1
             time.sleep(min(wait, 0.01))
             continue
         started = time.time()
-        time.sleep(0.02)
+        time.sleep(0.1)
         ended = time.time()
         slot_release(limit=LIMIT, key="k", task_id=task_id)
         runs.append((started, ended))
-    out.put(runs)
+    out.put((runs, refused))
 
 
 def main(database_url: str, mode: str, processes: int, seconds: float) -> dict:
@@ -89,9 +91,11 @@ def main(database_url: str, mode: str, processes: int, seconds: float) -> dict:
     workers = [context.Process(target=target, args=(deadline, out)) for _ in range(processes)]
     for worker in workers:
         worker.start()
-    results = [out.get(timeout=seconds + 60) for _ in workers]
+    received = [out.get(timeout=seconds + 60) for _ in workers]
     for worker in workers:
         worker.join(30)
+    results = [result for result, _ in received]
+    refused = sum(count for _, count in received)
     if mode == "rate":
         starts = sorted(t for result in results for t in result)
         first = starts[0] if starts else 0.0
@@ -100,14 +104,14 @@ def main(database_url: str, mode: str, processes: int, seconds: float) -> dict:
                     for s in starts), default=0)
         span = (starts[-1] - first) if len(starts) > 1 else 0.0
         return {"starts": len(starts), "most_in_a_window": most, "span": span,
-                "per_process": [len(r) for r in results]}
+                "refused": refused, "per_process": [len(r) for r in results]}
     edges = sorted([(s, 1) for r in results for s, _ in r] + [(e, -1) for r in results for _, e in r],
                    key=lambda edge: (edge[0], edge[1]))
     running = most = 0
     for _, step in edges:
         running += step
         most = max(most, running)
-    return {"runs": sum(len(r) for r in results), "most_running": most,
+    return {"runs": sum(len(r) for r in results), "most_running": most, "refused": refused,
             "per_process": [len(r) for r in results]}
 
 

@@ -14,6 +14,11 @@ from queueworks.taskapi.diagnostics import DIAGNOSE, HEAVY_PROBE, PROBE
 TEST_SUPPORT_ALLOWLIST = (
     AllowedTask("apps.testing.django_tasks.echo", "Returns its argument (a Django @task).",
                 params=(Param("value", "str", max_length=200),)),
+    # Concurrency-limited per tenant_id (its route): the limit makes the key
+    # required even though the schema does not (queueworks/limits).
+    AllowedTask("apps.testing.tasks.limited_concurrency", "Sleeps ms, one run per tenant.",
+                params=(Param("tenant_id", "str", required=False, max_length=100),
+                        Param("ms", "int", required=False, minimum=0, maximum=2000))),
 )
 
 ALLOWLIST = (

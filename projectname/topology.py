@@ -30,6 +30,7 @@ from queueworks.core.topology import (  # noqa: F401  (re-exported: import them 
     Topology,
     Worker,
 )
+from queueworks.limits.declaration import ConcurrencyLimit, RateLimit
 
 # The bulk lane's pool (queueworks/dispatch/pool.py); a dotted path is rendered as
 # Celery's `--pool=custom` with CELERY_CUSTOM_WORKER_POOL.
@@ -178,11 +179,26 @@ TEST_SUPPORT_ROUTES = (
     Route(f"{TESTING}.fault_flaky", "main_worker"),
     Route(f"{TESTING}.fault_sleep", "main_worker", soft_time_limit=2, time_limit=5),
     Route(f"{TESTING}.fault_crash", "main_worker", max_deliveries=3),
+    # Limits across workers (queueworks/limits; tests/queueworks/limits).
+    Route(f"{TESTING}.limited_rate", "bulk",
+          rate_limit=RateLimit(starts=5, per_seconds=1.0, key="tenant_id")),
+    Route(f"{TESTING}.limited_concurrency", "main_worker", soft_time_limit=4, time_limit=5,
+          concurrency_limit=ConcurrencyLimit(running=1, key="tenant_id", lease_seconds=8)),
+    # bench/limits.py, across the bulk lane of two worker hosts.
+    Route(f"{TESTING}.limits_bench_rate", "bulk",
+          rate_limit=RateLimit(starts=20, per_seconds=1.0, burst=2, key="tenant_id")),
+    Route(f"{TESTING}.limits_bench_concurrency", "bulk",
+          concurrency_limit=ConcurrencyLimit(running=3, key="tenant_id")),
+    Route(f"{TESTING}.limits_bench_plain", "bulk"),
+    Route(f"{TESTING}.limits_bench_limited", "bulk",
+          rate_limit=RateLimit(starts=1_000_000, per_seconds=1.0, key="tenant_id")),
     # Django @task functions (queueworks/tasks_backend).
     Route(f"{DJANGO_TESTING}.echo", "main_worker"),
     Route(f"{DJANGO_TESTING}.fails", "main_worker"),
     Route(f"{DJANGO_TESTING}.attempt_of", "main_worker", acks_late=True),
     Route(f"{DJANGO_TESTING}.ordered", "main_worker"),
+    Route(f"{DJANGO_TESTING}.limited_echo", "main_worker",
+          concurrency_limit=ConcurrencyLimit(running=2, key="tenant_id")),
     # Fire and forget, like the Celery noop: the bulk lane stores no result.
     Route(f"{DJANGO_TESTING}.noop", "bulk", acks_late=True, ignore_result=True),
 )

@@ -40,3 +40,10 @@ def ordered(token: str, log: str, ms: int = 0) -> None:
 def noop(n: int = 0) -> None:
     """The bulk lane's unit of work, as a Django task (bench/task_backend.py)."""
     return None
+
+
+@task()
+def limited_echo(tenant_id: str | None = None, value: str = "") -> str:
+    """Returns ``value``; concurrency-limited per ``tenant_id`` (its route):
+    an enqueue without the key is refused (queueworks/limits)."""
+    return value

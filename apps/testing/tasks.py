@@ -111,3 +111,52 @@ def timed_sleep(self, ms: int, sent_at: float = 0.0, log: str = "") -> None:
         line = f"{self.request.id} {queue} {sent_at:.6f} {started:.6f} {time.time():.6f}\n"
         with open(log, "a", encoding="ascii") as handle:
             handle.write(line)
+
+
+def _limit_log(log: str, event: str, key: str, task_id: str) -> None:
+    """One line "event key task_id pid epoch" (O_APPEND, whole lines): the
+    limits' live tests and benchmark read starts and ends from it."""
+    if log:
+        with open(log, "a", encoding="ascii") as handle:
+            handle.write(f"{event} {key} {task_id} {os.getpid()} {time.time():.6f}\n")
+
+
+@shared_task(bind=True, ignore_result=True)
+def limited_rate(self, tenant_id: str, log: str = "") -> None:
+    """Rate-limited per ``tenant_id`` (its route): logs its start."""
+    _limit_log(log, "start", tenant_id, self.request.id)
+
+
+@shared_task(bind=True, ignore_result=True)
+def limited_concurrency(self, tenant_id: str, ms: int = 0, log: str = "") -> None:
+    """Concurrency-limited per ``tenant_id`` (its route): logs start and end."""
+    _limit_log(log, "start", tenant_id, self.request.id)
+    time.sleep(ms / 1000)
+    _limit_log(log, "end", tenant_id, self.request.id)
+
+
+# bench/limits.py's units of work, on the bulk lane (routes in projectname/topology.py).
+@shared_task(bind=True, ignore_result=True)
+def limits_bench_rate(self, tenant_id: str, log: str = "") -> None:
+    """20 starts per second per tenant, burst 2."""
+    _limit_log(log, "start", tenant_id, self.request.id)
+
+
+@shared_task(bind=True, ignore_result=True)
+def limits_bench_concurrency(self, tenant_id: str, ms: int = 0, log: str = "") -> None:
+    """3 at once per tenant."""
+    _limit_log(log, "start", tenant_id, self.request.id)
+    time.sleep(ms / 1000)
+    _limit_log(log, "end", tenant_id, self.request.id)
+
+
+@shared_task(bind=True, ignore_result=True)
+def limits_bench_plain(self, tenant_id: str, log: str = "") -> None:
+    """No limit: the cost benchmark's baseline."""
+    _limit_log(log, "start", tenant_id, self.request.id)
+
+
+@shared_task(bind=True, ignore_result=True)
+def limits_bench_limited(self, tenant_id: str, log: str = "") -> None:
+    """``limits_bench_plain`` under a rate limit it never reaches (per tenant)."""
+    _limit_log(log, "start", tenant_id, self.request.id)

@@ -325,6 +325,11 @@ host_env() {  # the environment of host $1's supervisord (and so of its programs
   echo "WEB_PORT=8000"
   echo "FLOWER_PORT=5555"
   echo "LOG_LEVEL=INFO"
+  # The test-only app's tasks and routes (bench/limits.py), when the caller sets
+  # them (the production profile refuses the test-only app: it comes with
+  # DJANGO_PROFILE=development).
+  if [ -n "${DJANGO_TEST_SUPPORT:-}" ]; then echo "DJANGO_TEST_SUPPORT=$DJANGO_TEST_SUPPORT"; fi
+  if [ -n "${DJANGO_PROFILE:-}" ]; then echo "DJANGO_PROFILE=$DJANGO_PROFILE"; fi
 }
 
 host_pid() { cat "$STATE/hosts/$1/run/supervisord.pid" 2>/dev/null || true; }

@@ -10,7 +10,8 @@ Each scrape reads, once:
 * the workers' pool processes from the shared workers snapshot
   (``queueworks/taskapi/worker_snapshot.py``, Celery's ``inspect stats``);
 * supervisord's program states on this host;
-* the balancer's decisions (``queueworks/metrics/balancer.py``).
+* the balancer's decisions (``queueworks/metrics/balancer.py``);
+* the rate and concurrency limits per limit and key (``queueworks/limits/selectors.py``).
 
 A source that cannot be read sets ``projectname_metrics_source_up{source}`` to
 0 and leaves its metrics out; the scrape itself still succeeds.
@@ -39,7 +40,7 @@ class ProjectCollector(Collector):
                                labels=["source"])
         for source, read in (("broker", self._queues), ("database", self._tasks),
                              ("workers", self._workers), ("supervisord", self._programs),
-                             ("balancer", self._balancer)):
+                             ("balancer", self._balancer), ("limits", self._limits)):
             try:
                 families = list(read())
             except Exception:  # noqa: BLE001 - one unreadable source must not hide the others
@@ -145,3 +146,29 @@ class ProjectCollector(Collector):
         for row_labels, count in decision_counts():
             decisions.add_metric([row_labels[key] for key in LABELS], count)
         return (decisions,)
+
+    def _limits(self):
+        from queueworks.limits.selectors import limit_states
+
+        labels = ["limit", "key"]
+        waiting = GaugeMetricFamily(names.LIMIT_WAITING,
+                                    "Calls refused by the limit, waiting to start", labels=labels)
+        running = GaugeMetricFamily(names.LIMIT_RUNNING,
+                                    "Slots of the concurrency limit held by running calls",
+                                    labels=labels)
+        starts = CounterMetricFamily(names.LIMIT_STARTS, "Calls the limit let start",
+                                     labels=labels)
+        refusals = CounterMetricFamily(names.LIMIT_REFUSALS,
+                                       "Times a call was over the limit and deferred",
+                                       labels=labels)
+        waited = CounterMetricFamily(names.LIMIT_WAIT_SECONDS,
+                                     "Seconds calls waited for the limit before they started",
+                                     labels=labels)
+        for state in limit_states():
+            values = [state.limit, state.key]
+            waiting.add_metric(values, state.waiting)
+            running.add_metric(values, state.running)
+            starts.add_metric(values, state.started)
+            refusals.add_metric(values, state.refused)
+            waited.add_metric(values, state.waited_seconds)
+        return waiting, running, starts, refusals, waited

@@ -25,6 +25,15 @@ SOURCE_UP = f"{PREFIX}_metrics_source_up"
 # Result writes the database refused: exposed as ..._total{task,outcome}.
 RESULT_WRITES = f"{PREFIX}_result_writes"
 
+# Rate and concurrency limits (queueworks/limits), per limit and key: calls
+# waiting for their limit and slots held (gauges); starts, refusals and the
+# seconds waited before starting (counters, exposed as ..._total).
+LIMIT_WAITING = f"{PREFIX}_limit_waiting"
+LIMIT_RUNNING = f"{PREFIX}_limit_running"
+LIMIT_STARTS = f"{PREFIX}_limit_starts"
+LIMIT_REFUSALS = f"{PREFIX}_limit_refusals"
+LIMIT_WAIT_SECONDS = f"{PREFIX}_limit_wait_seconds"
+
 # What a finished delivery of a task counts as (the ``outcome`` label).
 SUCCESS, FAILURE, RETRY, REVOKED = "success", "failure", "retry", "revoked"
 OUTCOMES = (SUCCESS, FAILURE, RETRY, REVOKED)

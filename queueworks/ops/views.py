@@ -165,6 +165,7 @@ def dashboard_data(*, user=None) -> dict:
              "opened_at": i.opened_at, "notified_at": i.notified_at, "detail": i.detail}
             for i in incidents
         ],
+        "limits": _limit_rows(),
         "failures": selectors.failures_recent(),
         "schedules": selectors.schedules_overview(now=now),
         "dead_letters": dead_letters,
@@ -197,6 +198,15 @@ def _task_rows(*, now) -> list[dict]:
         }
         for day in windows["day"]
     ]
+
+
+def _limit_rows() -> list[dict]:
+    """Rate and concurrency limits per key (queueworks/limits): waiting,
+    running, started, refused, mean wait before starting."""
+    from queueworks.limits.selectors import limit_states
+
+    return [{**asdict(state), "task": state.task, "kind": state.kind,
+             "mean_wait_seconds": state.mean_wait_seconds} for state in limit_states()]
 
 
 def _panels(request, data) -> str:

@@ -70,7 +70,12 @@ class ReliableTask(DjangoTask):
 
             delivery_record(task_id=request.id, task_name=self.name, redelivered=True,
                             limit=delivery_limit_for(self))
+        held = None
         try:
+            # Rate and concurrency limits across all workers (queueworks/limits):
+            # a call over its limit is published again, delayed, and ends here
+            # (the finally below still settles its delivery count).
+            held = _limits().limits_enter(self, request, args, kwargs) if in_worker else None
             return super().__call__(*args, **kwargs)
         except Retry:
             raise
@@ -95,6 +100,8 @@ class ReliableTask(DjangoTask):
             # here): the limit counts starts that never finished.
             if counted:
                 _delivery_finished(request.id)
+            if held:
+                _limits().limits_exit(self, request, held)
 
     def apply_async(self, args=None, kwargs=None, task_id=None, producer=None,
                     link=None, link_error=None, shadow=None, **options):
@@ -140,6 +147,19 @@ class ReliableTask(DjangoTask):
         options.pop("countdown", None)
         options.pop("eta", None)
         return when
+
+
+_LIMITS = None
+
+
+def _limits():
+    """queueworks.limits.enforcement, imported once the apps are loaded."""
+    global _LIMITS
+    if _LIMITS is None:
+        from queueworks.limits import enforcement
+
+        _LIMITS = enforcement
+    return _LIMITS
 
 
 def _json_safe(value) -> bool:

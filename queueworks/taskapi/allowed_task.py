@@ -125,6 +125,14 @@ class AllowedTask:
         for param in self.params:
             if param.required and param.name not in values:
                 errors.setdefault("kwargs", []).append(f"{param.name} is required")
+        # The key of a rate or concurrency limit (queueworks/limits) is
+        # required, whatever the schema says: an unkeyed call has no bucket.
+        from queueworks.limits.rules import limit_key_arguments
+
+        for name, kind in limit_key_arguments(self.name).items():
+            if name not in values and not (name in by_name and by_name[name].required):
+                errors.setdefault("kwargs", []).append(
+                    f"{name} is required: the task's {kind} limit is keyed on it")
         return values, errors
 
     def normalized(self, args: list, kwargs: dict) -> tuple[list, dict]:

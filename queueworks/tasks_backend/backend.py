@@ -20,6 +20,8 @@ topology's queues, through the Task API's outbox.
 
 from __future__ import annotations
 
+import inspect
+
 from django.core import checks
 from django.utils import timezone
 
@@ -75,6 +77,18 @@ class QueueworksBackend(api.BaseTaskBackend):
                 f"priority {task.priority} of {task.module_path}: queue {queue!r} has no "
                 "priorities (declare Queue(max_priority=...)) and accepts only 0.")
 
+    def validate_limit_keys(self, task, args, kwargs) -> None:
+        """A call of a task with a keyed rate or concurrency limit
+        (queueworks/limits) must pass the key argument."""
+        from queueworks.limits.rules import missing_key_problems
+
+        signature = inspect.signature(task.func)
+        if task.takes_context:  # the context is not the caller's to pass
+            signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+        problems = missing_key_problems(task.module_path, signature, args, kwargs)
+        if problems:
+            raise api.InvalidTask(f"{task.module_path}: {'; '.join(problems)}.")
+
     # -- enqueue ---------------------------------------------------------------
     def enqueue(self, task, args, kwargs):
         from django.conf import settings
@@ -87,6 +101,7 @@ class QueueworksBackend(api.BaseTaskBackend):
         queue = self.queue_for(task)
         declared = next(q for q in self._topology().queues if q.name == queue)
         args, kwargs = api.normalize_json(list(args)), api.normalize_json(dict(kwargs))
+        self.validate_limit_keys(task, args, kwargs)
         priority = None
         if declared.max_priority is not None:
             priority = amqp_priority(

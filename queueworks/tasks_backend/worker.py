@@ -9,6 +9,7 @@ time limits, acks late and delivery limit; the results table, ``/ops/``,
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 
 from django.utils import timezone
@@ -44,6 +45,14 @@ def celery_task_for(app, django_task):
 
     run.__name__ = django_task.func.__name__
     run.__doc__ = django_task.func.__doc__
+    # The function's own parameters (without Django's context), so that what
+    # reads a call's arguments by name sees them: the limits' keys
+    # (queueworks/limits) and their system check.
+    parameters = list(inspect.signature(django_task.func).parameters.values())
+    if django_task.takes_context:
+        parameters = parameters[1:]
+    run.__signature__ = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *parameters])
     return app.task(name=name, bind=True, shared=False, lazy=False)(run)
 
 

@@ -1,0 +1,94 @@
+"""Shared state of the limits, in the project's database (PostgreSQL in
+production, SQLite in development): every worker process on every host reads
+and writes the same rows, so a limit holds across all of them.
+
+A *limit name* is ``"<task name>:rate"`` or ``"<task name>:concurrency"``; a
+*key* is the value of the declaration's key argument in one call (``""``: the
+task as a whole).
+"""
+
+from django.db import models
+
+# -- Rate and concurrency limits ------------------------------------------------
+
+
+class LimitKey(models.Model):
+    """One (limit, key): the row every decision about it locks first.
+
+    For a rate limit it is also the bucket (GCRA): ``tat`` is the theoretical
+    arrival time of the next start (seconds since the epoch) and ``horizon``
+    the retry time last promised to a refused call, so refused calls come back
+    one interval apart instead of all at once."""
+
+    limit = models.CharField(max_length=255)
+    key = models.CharField(max_length=255, default="", blank=True)
+    tat = models.FloatField(default=0.0)
+    horizon = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["limit", "key"],
+                                               name="limits_key_limit_key")]
+
+    def __str__(self):
+        return f"{self.limit}[{self.key}]"
+
+
+class ConcurrencySlot(models.Model):
+    """A running call holding one slot of a concurrency limit: a lease.
+
+    Deleted when the run ends, whatever its outcome; a holder killed with
+    SIGKILL leaves it until ``expires_at``, after which it no longer counts
+    (and the redelivered message of the same task id takes it over)."""
+
+    limit = models.CharField(max_length=255)
+    key = models.CharField(max_length=255, default="", blank=True)
+    task_id = models.CharField(max_length=255)
+    acquired_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["limit", "key", "task_id"],
+                                               name="limits_slot_task")]
+        indexes = [models.Index(fields=["limit", "key", "expires_at"],
+                                name="limits_slot_live_idx")]
+
+    def __str__(self):
+        return f"{self.limit}[{self.key}] held by {self.task_id}"
+
+
+class LimitWaiter(models.Model):
+    """A call that was refused by a limit and waits to start (its message was
+    published again with a delay).  Deleted when it starts."""
+
+    limit = models.CharField(max_length=255)
+    key = models.CharField(max_length=255, default="", blank=True)
+    task_id = models.CharField(max_length=255)
+    since = models.DateTimeField()
+    retry_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["limit", "key", "task_id"],
+                                               name="limits_waiter_task")]
+
+    def __str__(self):
+        return f"{self.limit}[{self.key}] waiting: {self.task_id}"
+
+
+class LimitTally(models.Model):
+    """Counters since installation per (limit, key): starts let through,
+    refusals, and seconds waited by the calls that then started."""
+
+    limit = models.CharField(max_length=255)
+    key = models.CharField(max_length=255, default="", blank=True)
+    started = models.BigIntegerField(default=0)
+    refused = models.BigIntegerField(default=0)
+    waited_seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["limit", "key"],
+                                               name="limits_tally_limit_key")]
+
+    def __str__(self):
+        return f"{self.limit}[{self.key}]"
+
+# -- end of rate and concurrency limits ------------------------------------------

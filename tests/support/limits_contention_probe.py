@@ -1,0 +1,120 @@
+"""Processes contending for one rate limit or one concurrency limit.
+
+Run as ``python -m tests.support.limits_contention_probe <database url>
+<rate|concurrency> <processes> <seconds>`` with ``DJANGO_SETTINGS_MODULE``
+set; prints one JSON line.  Each process takes starts (or slots) in a loop,
+as workers on different hosts would, through the same functions the task
+start uses; the JSON says what the limit let through.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+import time
+import uuid
+
+RATE = dict(starts=20, per_seconds=1.0, burst=2)
+RUNNING = 3
+LIMIT = "probe:limit"
+
+
+def _setup(database_url: str) -> None:
+    os.environ["DATABASE_URL"] = database_url
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from queueworks.limits.models import ConcurrencySlot, LimitKey
+
+    with connection.schema_editor() as editor:
+        for model in (LimitKey, ConcurrencySlot):
+            editor.create_model(model)
+    connection.close()
+
+
+def _rate_worker(deadline: float, out) -> None:
+    from django.db import transaction
+
+    from queueworks.limits.declaration import RateLimit
+    from queueworks.limits.rate import rate_start_take
+
+    rule, starts, waited, refused = RateLimit(**RATE), [], False, 0
+    while time.time() < deadline:
+        # The decision's own time is what the bound is about (the bucket's
+        # arithmetic holds whatever order the processes then get the lock in).
+        now = time.time()
+        with transaction.atomic():
+            wait = rate_start_take(limit=LIMIT, key="k", rule=rule, waited=waited, now=now)
+        if not wait:
+            starts.append(now)
+        waited = bool(wait)
+        if wait:
+            refused += 1
+            time.sleep(wait)
+    out.put((starts, refused))
+
+
+def _concurrency_worker(deadline: float, out) -> None:
+    from django.db import transaction
+
+    from queueworks.limits.concurrency import slot_release, slot_take
+    from queueworks.limits.declaration import ConcurrencyLimit
+
+    rule, runs, refused = ConcurrencyLimit(running=RUNNING), [], 0
+    while time.time() < deadline:
+        task_id = str(uuid.uuid4())
+        with transaction.atomic():
+            wait = slot_take(limit=LIMIT, key="k", task_id=task_id, rule=rule,
+                             lease_seconds=30)
+        if wait:
+            refused += 1
+            time.sleep(min(wait, 0.01))
+            continue
+        started = time.time()
+        time.sleep(0.1)
+        ended = time.time()
+        slot_release(limit=LIMIT, key="k", task_id=task_id)
+        runs.append((started, ended))
+    out.put((runs, refused))
+
+
+def main(database_url: str, mode: str, processes: int, seconds: float) -> dict:
+    _setup(database_url)
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    deadline = time.time() + 1.0 + seconds
+    target = _rate_worker if mode == "rate" else _concurrency_worker
+    workers = [context.Process(target=target, args=(deadline, out)) for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    received = [out.get(timeout=seconds + 60) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+    results = [result for result, _ in received]
+    refused = sum(count for _, count in received)
+    if mode == "rate":
+        starts = sorted(t for result in results for t in result)
+        first = starts[0] if starts else 0.0
+        # Half-open windows of the period, anchored at each start.
+        most = max((sum(1 for t in starts if s <= t < s + RATE["per_seconds"] - 1e-6)
+                    for s in starts), default=0)
+        span = (starts[-1] - first) if len(starts) > 1 else 0.0
+        return {"starts": len(starts), "most_in_a_window": most, "span": span,
+                "refused": refused, "per_process": [len(r) for r in results]}
+    edges = sorted([(s, 1) for r in results for s, _ in r] + [(e, -1) for r in results for _, e in r],
+                   key=lambda edge: (edge[0], edge[1]))
+    running = most = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return {"runs": sum(len(r) for r in results), "most_running": most, "refused": refused,
+            "per_process": [len(r) for r in results]}
+
+
+if __name__ == "__main__":
+    url, mode, processes, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    print(json.dumps(main(url, mode, processes, seconds)))

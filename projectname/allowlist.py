@@ -14,6 +14,10 @@ from queueworks.taskapi.diagnostics import DIAGNOSE, HEAVY_PROBE, PROBE
 TEST_SUPPORT_ALLOWLIST = (
     AllowedTask("apps.testing.django_tasks.echo", "Returns its argument (a Django @task).",
                 params=(Param("value", "str", max_length=200),)),
+    AllowedTask("apps.testing.tasks.unique_job", "Unique by tenant_id; records each run.",
+                params=(Param("tenant_id", "str", max_length=64),
+                        Param("run_id", "str", max_length=64),
+                        Param("seconds", "float", required=False, minimum=0, maximum=20))),
 )
 
 ALLOWLIST = (

@@ -28,6 +28,7 @@ from queueworks.core.topology import (  # noqa: F401  (re-exported: import them 
     Route,
     Schedule,
     Topology,
+    Unique,
     Worker,
 )
 
@@ -185,6 +186,10 @@ TEST_SUPPORT_ROUTES = (
     Route(f"{DJANGO_TESTING}.ordered", "main_worker"),
     # Fire and forget, like the Celery noop: the bulk lane stores no result.
     Route(f"{DJANGO_TESTING}.noop", "bulk", acks_late=True, ignore_result=True),
+    # Unique tasks (tests/queueworks/limits): a short lease for the SIGKILL test.
+    Route(f"{TESTING}.unique_job", "main_worker", time_limit=10,
+          unique=Unique(key="tenant_id", lease_seconds=15)),
+    Route(f"{DJANGO_TESTING}.unique_echo", "main_worker", unique=Unique(key="tenant_id")),
 )
 
 

@@ -40,3 +40,9 @@ def ordered(token: str, log: str, ms: int = 0) -> None:
 def noop(n: int = 0) -> None:
     """The bulk lane's unit of work, as a Django task (bench/task_backend.py)."""
     return None
+
+
+@task()
+def unique_echo(tenant_id: str, value: str = ""):
+    """Unique by tenant_id (its route): returns its arguments."""
+    return [tenant_id, value]

@@ -111,3 +111,13 @@ def timed_sleep(self, ms: int, sent_at: float = 0.0, log: str = "") -> None:
         line = f"{self.request.id} {queue} {sent_at:.6f} {started:.6f} {time.time():.6f}\n"
         with open(log, "a", encoding="ascii") as handle:
             handle.write(line)
+
+
+@shared_task(bind=True)
+def unique_job(self, tenant_id: str, run_id: str, seconds: float = 0) -> str:
+    """Unique by tenant_id (its route, tests/queueworks/limits): records each
+    run (``FaultExecution``, token = tenant) and sleeps ``seconds``."""
+    fault_execution_record(run_id=run_id, token=tenant_id)
+    if seconds:
+        time.sleep(seconds)
+    return tenant_id

@@ -1,3 +1,10 @@
+"""Limits across every worker on every host: rate limits, concurrency limits,
+fair sharing between the callers of one queue, and unique tasks.
+
+Declared per route in the topology (``Route(rate_limit=..., concurrency_limit=...,
+fair_share=..., unique=...)``, the classes in ``declaration.py``) and enforced
+with shared state in the project's database.
+"""
 from django.apps import AppConfig
 
 
@@ -5,3 +12,7 @@ class LimitsConfig(AppConfig):
     name = "queueworks.limits"
     label = "limits"
     verbose_name = "Limits across workers: rate, concurrency, fair sharing, unique tasks"
+
+    def ready(self):
+        # Unique tasks: system checks and the worker's end-of-run hooks.
+        from queueworks.limits import checks_unique, unique_hooks  # noqa: F401

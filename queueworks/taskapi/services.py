@@ -52,6 +52,14 @@ from queueworks.taskapi.errors import (
     TaskNotFound,
     TaskValidationError,
 )
+from queueworks.limits.unique import Claim as UniqueClaimOutcome
+from queueworks.limits.unique import (
+    UniqueKeyError,
+    unique_claim_release,
+    unique_claim_take,
+    unique_for,
+    unique_key,
+)
 from queueworks.reliability.delayed import delayed_task_store, long_delay_seconds
 from queueworks.taskapi.models import RECORDED_HEADER, TaskRecord
 from queueworks.conf import celery_app
@@ -75,6 +83,8 @@ class TaskTicket:
     task: str
     queue: str
     state: str = states.PENDING
+    # A unique task's key was held: task_id is the holder's, nothing was started.
+    duplicate: bool = False
 
 
 @dataclass(frozen=True)
@@ -212,10 +222,23 @@ def task_start(
         countdown=countdown, eta=eta, now=timezone.now(),
     )
     args, kwargs = spec.normalized(args, kwargs)
-    task_id = recorded_task_enqueue(task_name=spec.name, args=args, kwargs=kwargs, queue=target,
-                                    priority=priority, run_at=run_at, user=user,
-                                    rerun_of=rerun_of)
-    return TaskTicket(task_id=task_id, task=spec.name, queue=target)
+    claim = recorded_task_accept(task_name=spec.name, args=args, kwargs=kwargs, queue=target,
+                                 priority=priority, run_at=run_at, user=user, rerun_of=rerun_of)
+    if claim.duplicate:
+        return TaskTicket(task_id=claim.task_id, task=spec.name, queue=_queue_of(claim.task_id,
+                                                                                 target),
+                          state=_state_of(claim.task_id), duplicate=True)
+    return TaskTicket(task_id=claim.task_id, task=spec.name, queue=target)
+
+
+def _queue_of(task_id: str, default: str) -> str:
+    return TaskRecord.objects.filter(task_id=task_id).values_list("queue", flat=True).first() \
+        or default
+
+
+def _state_of(task_id: str) -> str:
+    return TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True).first() \
+        or states.PENDING
 
 
 def recorded_task_enqueue(
@@ -223,6 +246,17 @@ def recorded_task_enqueue(
     run_at: datetime | None, user=None, rerun_of: TaskRecord | None = None,
     task_id: str | None = None,
 ) -> str:
+    """``recorded_task_accept``'s task id (the holder's, for a unique task's duplicate)."""
+    return recorded_task_accept(
+        task_name=task_name, args=args, kwargs=kwargs, queue=queue, priority=priority,
+        run_at=run_at, user=user, rerun_of=rerun_of, task_id=task_id).task_id
+
+
+def recorded_task_accept(
+    *, task_name: str, args: list, kwargs: dict, queue: str, priority: int | None,
+    run_at: datetime | None, user=None, rerun_of: TaskRecord | None = None,
+    task_id: str | None = None,
+) -> UniqueClaimOutcome:
     """Write an already validated call to the outbox and publish it on commit.
 
     The rows (``TaskRecord`` and a PENDING result) are written in the
@@ -230,10 +264,28 @@ def recorded_task_enqueue(
     not the broker answers (the outbox sweep publishes it again).  A
     ``run_at`` beyond the long-delay threshold waits in the database
     (queueworks/reliability/delayed.py) instead of in a worker, so RabbitMQ's
-    consumer_timeout never closes a channel over it.  Returns the task id.
+    consumer_timeout never closes a channel over it.
+
+    A task the topology declares unique (queueworks/limits/unique.py) claims
+    its key in the same transaction; when a live task holds the key already,
+    nothing is written or published and the outcome names that task
+    (``duplicate``).  A call without the key's parameters raises
+    ``TaskValidationError`` naming the parameter.
     """
     task_id = task_id or str(uuid.uuid4())
+    unique = unique_for(task_name)
+    key = None
+    if unique is not None:
+        try:
+            key = unique_key(task_name=task_name, unique=unique, args=args, kwargs=kwargs)
+        except UniqueKeyError as exc:
+            raise TaskValidationError({exc.field: [str(exc)]}) from None
     with transaction.atomic():
+        if key is not None:
+            claim = unique_claim_take(task_name=task_name, key=key, task_id=task_id,
+                                      unique=unique)
+            if claim.duplicate:
+                return claim
         outbox_records_write(task_name=task_name, calls=[(task_id, args, kwargs)], queue=queue,
                              priority=priority, eta=run_at, user=user, rerun_of=rerun_of)
         if run_at is not None and (run_at - timezone.now()).total_seconds() > long_delay_seconds():
@@ -245,12 +297,12 @@ def recorded_task_enqueue(
             # The stored row holds it now; the delayed dispatch publishes it
             # with confirms when it is near, so the sweep must not.
             outbox_mark_confirmed(task_ids=[task_id])
-            return task_id
+            return UniqueClaimOutcome(task_id=task_id, duplicate=False)
     transaction.on_commit(lambda: _publish_start(
         task_id=task_id, task_name=task_name, args=args, kwargs=kwargs, queue=queue,
         priority=priority, run_at=run_at,
     ))
-    return task_id
+    return UniqueClaimOutcome(task_id=task_id, duplicate=False)
 
 
 # -- cancel --------------------------------------------------------------------
@@ -332,6 +384,9 @@ def task_cancel(
         TaskResult.objects.filter(
             task_id=task_id, status__in=[*states.UNREADY_STATES, PROGRESS],
         ).update(status=states.REVOKED, date_done=now)
+        # A cancelled unique task frees its key at once (a running one: the
+        # signal stops it; its end would free it too).
+        unique_claim_release(task_id=task_id)
 
     detail = "Terminated with {0}.".format(signal) if running else "Cancelled before it ran."
     if not running:

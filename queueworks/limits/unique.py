@@ -109,7 +109,16 @@ def task_signature(task_name: str) -> inspect.Signature | None:
     """The parameters of the function behind ``task_name`` (a Celery task or a
     Django ``@task``), None when it cannot be found in this process."""
     from queueworks.conf import celery_app
+    from queueworks.tasks_backend.worker import django_task_at
 
+    # A Django @task first: its Celery task is a (*args, **kwargs) wrapper.
+    django_task = django_task_at(task_name)
+    if django_task is not None:
+        signature = inspect.signature(django_task.func)
+        if getattr(django_task, "takes_context", False):
+            parameters = list(signature.parameters.values())[1:]
+            signature = signature.replace(parameters=parameters)
+        return signature
     app = celery_app()
     if task_name not in app.tasks:
         from queueworks.core.checks import project_task_names
@@ -119,15 +128,6 @@ def task_signature(task_name: str) -> inspect.Signature | None:
     if task is not None:
         # A bound task's run is a bound method: self is not a parameter.
         return inspect.signature(task.run)
-    from queueworks.tasks_backend.worker import django_task_at
-
-    django_task = django_task_at(task_name)
-    if django_task is not None:
-        signature = inspect.signature(django_task.func)
-        if getattr(django_task, "takes_context", False):
-            parameters = list(signature.parameters.values())[1:]
-            signature = signature.replace(parameters=parameters)
-        return signature
     return None
 
 

@@ -96,6 +96,12 @@ class ReliableTask(DjangoTask):
                                          options=options)
             if handled is not None:
                 return handled
+        from queueworks.limits.fair import fair_routes
+
+        if not direct and self.name in fair_routes():
+            from queueworks.limits.fair import fair_queue_for
+
+            options["queue"] = fair_queue_for(self.name, options.get("queue"), args, kwargs)
         eta = self._far_eta(options)
         if direct or eta is None or self.app.conf.task_always_eager or link or link_error:
             return super().apply_async(args, kwargs, task_id=task_id, producer=producer,

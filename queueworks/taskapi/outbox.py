@@ -329,7 +329,10 @@ def _republish_one(record) -> str:
     from queueworks.conf import celery_app
     app = celery_app()
 
-    options = {"queue": record.queue, "headers": {RECORDED_HEADER: True}}
+    from queueworks.limits.fair import fair_queue_for
+
+    queue = fair_queue_for(record.task_name, record.queue, record.args, record.kwargs)
+    options = {"queue": queue, "headers": {RECORDED_HEADER: True}}
     if record.priority is not None:
         options["priority"] = record.priority
     if record.eta is not None:

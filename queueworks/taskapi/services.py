@@ -52,6 +52,7 @@ from queueworks.taskapi.errors import (
     TaskNotFound,
     TaskValidationError,
 )
+from queueworks.limits.fair import fair_queue_for
 from queueworks.limits.unique import Claim as UniqueClaimOutcome
 from queueworks.limits.unique import (
     UniqueKeyError,
@@ -157,6 +158,8 @@ def _publish_start(
     ``BrokerUnavailable``; the confirm marks the record, else the outbox
     sweeper publishes it again (queueworks/taskapi/outbox.py).
     """
+    # Fair sharing: the call's sub-queue (queueworks/limits/fair.py).
+    queue = fair_queue_for(task_name, queue, args, kwargs)
     options: dict[str, Any] = {"queue": queue, "headers": {RECORDED_HEADER: True}}
     if priority is not None:
         options["priority"] = priority

@@ -121,3 +121,17 @@ def unique_job(self, tenant_id: str, run_id: str, seconds: float = 0) -> str:
     if seconds:
         time.sleep(seconds)
     return tenant_id
+
+
+@shared_task(bind=True, ignore_result=True)
+def fair_job(self, tenant_id: str, sent_at: float = 0.0, log: str = "", ms: int = 0) -> None:
+    """Fair sharing's unit of work (bench/fairness.py, tests/queueworks/limits):
+    sleeps ``ms``, then appends "task_id tenant sent started finished" (epoch
+    seconds) to ``log`` (one short O_APPEND write per task, whole lines)."""
+    started = time.time()
+    if ms:
+        time.sleep(ms / 1000)
+    if log:
+        line = f"{self.request.id} {tenant_id} {sent_at:.6f} {started:.6f} {time.time():.6f}\n"
+        with open(log, "a", encoding="ascii") as handle:
+            handle.write(line)

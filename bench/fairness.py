@@ -19,6 +19,7 @@ and A's p95 wait; the ratios FIFO / fair.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -157,6 +158,7 @@ def main() -> None:
     parser.add_argument("--buckets", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--order", default="fifo,fair")
+    parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = parser.parse_args()
     load_before = common.loadavg()
     with tempfile.TemporaryDirectory(prefix="bench-fair-") as directory:
@@ -172,6 +174,8 @@ def main() -> None:
             raise SystemExit(f"{result['mode']}: {result['runs']} runs of {result['distinct']} "
                              f"ids, expected {expected} each")
     report(results, args=args, a=a, b=b, load_before=load_before)
+    if args.json:
+        print(json.dumps(results))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ class ProjectCollector(Collector):
                                labels=["source"])
         for source, read in (("broker", self._queues), ("database", self._tasks),
                              ("workers", self._workers), ("supervisord", self._programs),
-                             ("balancer", self._balancer)):
+                             ("balancer", self._balancer), ("limits", self._limits)):
             try:
                 families = list(read())
             except Exception:  # noqa: BLE001 - one unreadable source must not hide the others
@@ -136,6 +136,11 @@ class ProjectCollector(Collector):
         for name, state in sorted(program_states().items()):
             running.add_metric([name, state.state], int(state.state == "RUNNING"))
         return (running,)
+
+    def _limits(self):
+        from queueworks.limits.metrics import limits_families
+
+        return limits_families(TOPOLOGY)
 
     def _balancer(self):
         from queueworks.metrics.balancer import LABELS, decision_counts

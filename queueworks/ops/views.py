@@ -24,6 +24,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from queueworks.core.error_reference import error_reference_logged
 from queueworks.ops import selectors
+from queueworks.limits.selectors import (
+    fair_overview,
+    fair_queue_names,
+    unique_claims_recent,
+    unique_overview,
+)
 from queueworks.ops.broker import BrokerStatsError, management_api, queue_stats
 from queueworks.metrics.selectors import task_throughput_series, task_windows
 from queueworks.ops.charts import activity_svg
@@ -119,7 +125,8 @@ def dashboard_data(*, user=None) -> dict:
     except ProgramError as exc:
         programs, errors = {}, [str(exc)]
     try:
-        stats = queue_stats(TOPOLOGY.queue_names())
+        # Fair sharing's sub-queues too, for the limits panel.
+        stats = queue_stats(TOPOLOGY.queue_names() + fair_queue_names(TOPOLOGY))
     except BrokerStatsError as exc:
         stats = {}
         reference = error_reference_logged(logger=logger, what="ops: queue statistics",
@@ -169,6 +176,10 @@ def dashboard_data(*, user=None) -> dict:
         "schedules": selectors.schedules_overview(now=now),
         "dead_letters": dead_letters,
         "dead_letter_note": dead_letter_note,
+        # Unique tasks and fair sharing (queueworks/limits/selectors.py).
+        "unique": [asdict(row) for row in unique_overview(TOPOLOGY)],
+        "unique_claims": unique_claims_recent(),
+        "fair": fair_overview(TOPOLOGY, stats),
         "audit": audit_recent() if user is not None and user.has_perm(VIEW_AUDIT) else None,
     }
 

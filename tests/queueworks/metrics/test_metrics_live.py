@@ -142,7 +142,8 @@ def test_scrape_counts_equal_the_tasks_run_across_worker_programs(live_system):
     running = {s.labels["program"]: s.value for s in final[names.PROGRAM_RUNNING].samples}
     assert all(running[worker.name] == 1 for worker in TOPOLOGY.workers)
     assert {s.labels["source"]: s.value for s in final[names.SOURCE_UP].samples} == \
-        {"broker": 1, "database": 1, "workers": 1, "supervisord": 1, "balancer": 1}
+        {"broker": 1, "database": 1, "workers": 1, "supervisord": 1, "balancer": 1,
+         "limits": 1}
 
 
 def test_a_worker_on_another_host_adds_to_the_same_counts(live_system, tmp_path):

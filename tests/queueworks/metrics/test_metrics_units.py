@@ -207,7 +207,8 @@ def test_scrape_shows_task_counters_and_histogram(client, quiet_sources, scraper
     assert runtime[(f"{names.TASK_RUNTIME}_bucket", "0.05")] == 5
     assert runtime[(f"{names.TASK_RUNTIME}_sum", None)] == pytest.approx(0.2)
     up = {s.labels["source"]: s.value for s in parsed[names.SOURCE_UP].samples}
-    assert up == {"broker": 0, "database": 1, "workers": 0, "supervisord": 0, "balancer": 1}
+    assert up == {"broker": 0, "database": 1, "workers": 0, "supervisord": 0, "balancer": 1,
+                  "limits": 1}
     assert names.BALANCER_DECISIONS in parsed
 
 

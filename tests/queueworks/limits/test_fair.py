@@ -120,3 +120,29 @@ def test_the_outbox_publishes_to_the_keys_sub_queue_and_records_the_queue(
     assert published == [f"heavy.fair.{fair_bucket('acme', 4)}"]
     # The record keeps the lane the caller asked for (what the API shows).
     assert TaskRecord.objects.get(task_id=task_id).queue == "heavy"
+
+
+def test_doctor_fails_a_fair_queue_whose_sub_queue_is_missing_or_unconsumed():
+    from queueworks.doctor.checks_broker import _fair_finding
+
+    queue = Queue("shared", "x", fair_buckets=2)
+    ok = _fair_finding(queue, {"shared.fair.0": (3, 1), "shared.fair.1": (4, 1)}, "w", "start")
+    assert ok.status == "OK" and "7 message(s)" in ok.message
+    missing = _fair_finding(queue, {"shared.fair.0": (0, 1)}, "w", "start")
+    assert missing.status == "FAIL" and "shared.fair.1" in missing.message
+    idle = _fair_finding(queue, {"shared.fair.0": (0, 1), "shared.fair.1": (9, 0)}, "w", "s")
+    assert idle.status == "FAIL" and "0 consumers on shared.fair.1" in idle.message
+
+
+def test_a_change_of_buckets_or_fair_share_restarts_publishers_and_workers():
+    from queueworks.core.topology_changes import program_parts
+
+    base = Topology(queues=(Queue("shared", "x"),), workers=(Worker("w", ("shared",)),),
+                    routes=(Route("t.job", "shared"),), schedules=())
+    fair = replace(base, queues=(Queue("shared", "x", fair_buckets=4),),
+                   routes=(Route("t.job", "shared", fair_share=FairShare(key="tenant")),))
+    before, after = program_parts(base), program_parts(fair)
+    assert before["w"]["routes"] != after["w"]["routes"]
+    assert before["web"]["routes"] != after["web"]["routes"]
+    # A topology without limits keeps the record it always had.
+    assert "fair" not in before["web"]["routes"] and "Unique" not in before["web"]["routes"]

@@ -15,4 +15,10 @@ class LimitsConfig(AppConfig):
 
     def ready(self):
         # Unique tasks: system checks and the worker's end-of-run hooks.
+        from django.core.signals import setting_changed
+
         from queueworks.limits import checks_unique, unique_hooks  # noqa: F401
+        from queueworks.limits.unique import limits_declarations_reset
+
+        # A test that changes the topology setting reads the declarations anew.
+        setting_changed.connect(limits_declarations_reset, dispatch_uid="limits.reset")

@@ -44,16 +44,18 @@ def _fair_table(declared) -> dict[str, tuple[str, str, int]]:
     return table
 
 
-_cache: list = [None, {}]
+_cache: dict[str, tuple[str, str, int]] | None = None
 
 
 def fair_routes() -> dict[str, tuple[str, str, int]]:
-    from queueworks.conf import topology
+    """Asked on every publish, so built once per process
+    (``queueworks.limits.unique.limits_declarations_reset`` clears it)."""
+    global _cache
+    if _cache is None:
+        from queueworks.conf import topology
 
-    declared = topology()
-    if _cache[0] is not declared:
-        _cache[:] = [declared, _fair_table(declared)]
-    return _cache[1]
+        _cache = _fair_table(topology())
+    return _cache
 
 
 def fair_bucket(value: object, buckets: int) -> int:

@@ -74,18 +74,28 @@ class Claim:
 
 
 # -- declaration ---------------------------------------------------------------------
-_declared: list = [None, {}]  # [the topology object, task name -> Unique]
+_declared: dict[str, Unique] | None = None
 
 
 def unique_for(task_name: str) -> Unique | None:
-    """The route's ``Unique`` declaration (looked up on every task call: a dict)."""
-    from queueworks.conf import topology
+    """The route's ``Unique`` declaration.  Asked on every task call, so the
+    table is built once per process (``limits_declarations_reset`` clears it)."""
+    global _declared
+    if _declared is None:
+        from queueworks.conf import topology
 
-    declared = topology()
-    if _declared[0] is not declared:
-        _declared[:] = [declared, {route.task: route.unique for route in declared.routes
-                                   if route.unique}]
-    return _declared[1].get(task_name)
+        _declared = {route.task: route.unique for route in topology().routes if route.unique}
+    return _declared.get(task_name)
+
+
+def limits_declarations_reset(**kwargs) -> None:
+    """Forget the declarations read from the topology (a test that swaps it)."""
+    global _declared
+    from queueworks.limits import fair
+
+    _declared = None
+    fair._cache = None
+    task_signature.cache_clear()
 
 
 def running_lease_seconds(task_name: str) -> int:

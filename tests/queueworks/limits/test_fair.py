@@ -25,8 +25,13 @@ def fair_topology(monkeypatch):
         replace(queue, fair_buckets=4) if queue.name == "heavy" else queue
         for queue in declared.queues)).with_added(
         routes=(Route(TASK, "heavy", fair_share=FairShare(key="tenant_id")),))
+    from queueworks.limits.unique import limits_declarations_reset
+
     monkeypatch.setattr(conf, "topology", lambda: topology)
-    return topology
+    limits_declarations_reset()
+    yield topology
+    monkeypatch.undo()
+    limits_declarations_reset()
 
 
 def test_a_fair_queue_declares_its_sub_queues_like_itself():

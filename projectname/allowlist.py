@@ -18,6 +18,11 @@ TEST_SUPPORT_ALLOWLIST = (
                 params=(Param("tenant_id", "str", max_length=64),
                         Param("run_id", "str", max_length=64),
                         Param("seconds", "float", required=False, minimum=0, maximum=20))),
+    AllowedTask("apps.testing.tasks.unique_job_early_ack",
+                "Unique by tenant_id, acked on receipt; records each run.",
+                params=(Param("tenant_id", "str", max_length=64),
+                        Param("run_id", "str", max_length=64),
+                        Param("seconds", "float", required=False, minimum=0, maximum=20))),
 )
 
 ALLOWLIST = (

@@ -189,6 +189,8 @@ TEST_SUPPORT_ROUTES = (
     # Unique tasks (tests/queueworks/limits): a short lease for the SIGKILL test.
     Route(f"{TESTING}.unique_job", "main_worker", time_limit=10,
           unique=Unique(key="tenant_id", lease_seconds=15)),
+    Route(f"{TESTING}.unique_job_early_ack", "main_worker", acks_late=False, time_limit=8,
+          unique=Unique(key="tenant_id", lease_seconds=10)),
     Route(f"{DJANGO_TESTING}.unique_echo", "main_worker", unique=Unique(key="tenant_id")),
 )
 

@@ -135,3 +135,13 @@ def fair_job(self, tenant_id: str, sent_at: float = 0.0, log: str = "", ms: int 
         line = f"{self.request.id} {tenant_id} {sent_at:.6f} {started:.6f} {time.time():.6f}\n"
         with open(log, "a", encoding="ascii") as handle:
             handle.write(line)
+
+
+@shared_task(bind=True)
+def unique_job_early_ack(self, tenant_id: str, run_id: str, seconds: float = 0) -> str:
+    """``unique_job`` on a route that acks on receipt: a SIGKILLed run is
+    never redelivered, so only its lease frees the key."""
+    fault_execution_record(run_id=run_id, token=tenant_id)
+    if seconds:
+        time.sleep(seconds)
+    return tenant_id

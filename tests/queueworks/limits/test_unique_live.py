@@ -88,3 +88,39 @@ def test_a_sigkilled_run_keeps_its_key_through_redelivery_and_frees_it_at_the_en
     assert TaskRecord.objects.filter(task_name=TASK, kwargs__tenant_id=tenant).count() == 1
     status, later = _post(api, tenant, run_id, 0)
     assert status == 202 and later["task_id"] != first["task_id"]
+
+
+def test_a_key_whose_run_was_sigkilled_and_never_redelivered_is_free_after_its_lease(
+        api, live_system):
+    """Acked on receipt: the killed run is not delivered again, nothing ends
+    it, so only the lease (10 s from the start) frees the key."""
+    import time
+
+    task = "apps.testing.tasks.unique_job_early_ack"
+    run_id, tenant = uuid.uuid4().hex, f"lease-{uuid.uuid4().hex[:6]}"
+    body = {"task": task, "kwargs": {"tenant_id": tenant, "run_id": run_id, "seconds": 6}}
+    first = api.post("/api/v1/tasks/", body)
+    assert first.status_code == 202, first.text
+    wait_for(lambda: _executions(run_id), 30, message="the run started")
+    started = _executions(run_id)[0].executed_at
+    os.kill(_executions(run_id)[0].pid, signal.SIGKILL)
+    # Until the lease ends, the key is held by the dead run.
+    again = api.post("/api/v1/tasks/", {**body, "kwargs": {**body["kwargs"], "seconds": 0}})
+    assert again.status_code == 200 and again.json()["task_id"] == first.json()["task_id"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        later = api.post("/api/v1/tasks/", {**body, "kwargs": {**body["kwargs"], "seconds": 0}})
+        if later.status_code == 202:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the key was not freed within 30 s")
+    from django.utils import timezone
+
+    freed_after = (timezone.now() - started).total_seconds()
+    assert 9 <= freed_after <= 10 + 3, freed_after  # the 10 s lease, give or take a poll
+    assert api.wait_state(later.json()["task_id"], {"SUCCESS", "FAILURE"}, timeout=60)["state"] \
+        == "SUCCESS"
+    # The killed run never ran again: two executions, the killed one and the new task's.
+    time.sleep(2)
+    assert len(_executions(run_id)) == 2

@@ -343,6 +343,10 @@ class Topology:
     def queue_names(self) -> list[str]:
         return [queue.name for queue in self.queues]
 
+    def declared_queue_names(self) -> list[str]:
+        """Every queue declared on the broker: the topology's and their fair sub-queues."""
+        return [name for queue in self.queues for name in (queue.name, *queue.fair_queue_names())]
+
     def route_for(self, task_name: str) -> Route | None:
         return next((route for route in self.routes if route.task == task_name), None)
 

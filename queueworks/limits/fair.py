@@ -58,6 +58,30 @@ def fair_routes() -> dict[str, tuple[str, str, int]]:
     return _cache
 
 
+def fold_fair_states(topology, states: dict) -> dict:
+    """``states`` (name -> QueueState, sub-queues included) with each fair
+    queue's sub-queues folded into it: ready and unacked summed, the oldest
+    wait the longest, consumers the queue's own.  What a fair queue holds, for
+    its wait alert, its /metrics gauges and its /ops/ row."""
+    from dataclasses import replace
+
+    folded = dict(states)
+    for queue in topology.queues:
+        parent = states.get(queue.name)
+        subs = [states[name] for name in queue.fair_queue_names()
+                if name in states and states[name].exists]
+        folded = {name: state for name, state in folded.items()
+                  if name not in queue.fair_queue_names()}
+        if parent is None or not parent.exists or not subs:
+            continue
+        waits = [s.oldest_wait for s in (parent, *subs) if s.oldest_wait is not None]
+        folded[queue.name] = replace(
+            parent, ready=parent.ready + sum(s.ready for s in subs),
+            unacked=parent.unacked + sum(s.unacked for s in subs),
+            oldest_wait=max(waits) if waits else None)
+    return folded
+
+
 def fair_bucket(value: object, buckets: int) -> int:
     """The sub-queue of a key's value: stable across processes (not ``hash``)."""
     return zlib.crc32(str(value).encode("utf-8")) % buckets

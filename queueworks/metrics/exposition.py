@@ -54,7 +54,10 @@ class ProjectCollector(Collector):
     def _queues(self):
         from queueworks.core.broker_state import queue_states
 
-        states = queue_states(TOPOLOGY.queue_names())
+        from queueworks.limits.fair import fold_fair_states
+
+        # A fair queue's gauges include its sub-queues (each bucket: the limits source).
+        states = fold_fair_states(TOPOLOGY, queue_states(TOPOLOGY.declared_queue_names()))
         ready = GaugeMetricFamily(names.QUEUE_READY, "Messages ready for delivery", labels=["queue"])
         unacked = GaugeMetricFamily(names.QUEUE_UNACKED, "Messages delivered, not yet acknowledged",
                                     labels=["queue"])

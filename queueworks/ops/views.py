@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from queueworks.core.error_reference import error_reference_logged
 from queueworks.ops import selectors
+from queueworks.limits.fair import fold_fair_states
 from queueworks.limits.selectors import (
     fair_overview,
     fair_queue_names,
@@ -142,8 +143,10 @@ def dashboard_data(*, user=None) -> dict:
     activity = selectors.activity_per_minute(now=now)
     dead_letters, dead_letter_note = selectors.dead_letters()
     queues = []
+    # A fair queue's row includes its sub-queues (each bucket: the limits panel).
+    folded = fold_fair_states(TOPOLOGY, stats)
     for queue in TOPOLOGY.queues:
-        stat = stats.get(queue.name)
+        stat = folded.get(queue.name)
         row = asdict(stat) if stat else {"name": queue.name, "exists": False, "ready": None,
                                          "unacked": None, "consumers": None, "oldest_wait": None}
         row.update({

@@ -151,3 +151,38 @@ def test_a_change_of_buckets_or_fair_share_restarts_publishers_and_workers():
     assert before["web"]["routes"] != after["web"]["routes"]
     # A topology without limits keeps the record it always had.
     assert "fair" not in before["web"]["routes"] and "Unique" not in before["web"]["routes"]
+
+
+def test_a_fair_queues_state_includes_its_sub_queues():
+    from queueworks.core.broker_state import QueueState
+    from queueworks.limits.fair import fold_fair_states
+
+    topology = Topology(queues=(Queue("shared", "x", fair_buckets=2), Queue("other", "y")),
+                        workers=(Worker("w", ("shared", "other")),), routes=(), schedules=())
+    states = {
+        "shared": QueueState("shared", True, ready=1, unacked=0, consumers=2, oldest_wait=1.0),
+        "shared.fair.0": QueueState("shared.fair.0", True, ready=50, unacked=2, consumers=2,
+                                    oldest_wait=30.0),
+        "shared.fair.1": QueueState("shared.fair.1", True, ready=0, consumers=2),
+        "other": QueueState("other", True, ready=3, consumers=1, oldest_wait=2.0),
+    }
+    folded = fold_fair_states(topology, states)
+    assert set(folded) == {"shared", "other"}
+    assert (folded["shared"].ready, folded["shared"].unacked, folded["shared"].consumers,
+            folded["shared"].oldest_wait) == (51, 2, 2, 30.0)
+    assert folded["other"] == states["other"]
+    assert topology.declared_queue_names() == ["shared", "shared.fair.0", "shared.fair.1",
+                                               "other"]
+
+
+def test_the_balancer_counts_a_fair_queues_sub_queues():
+    from queueworks.balancer.runner import Balancer
+    from queueworks.core.topology import Balance
+
+    topology = Topology(
+        queues=(Queue("shared", "x", fair_buckets=2), Queue("other", "y")),
+        workers=(Worker("a", ("shared",)), Worker("b", ("other",))), routes=(), schedules=(),
+        balance=Balance(workers=("a", "b"), budget=4))
+    balancer = Balancer(app=None, topology=topology, host="h")
+    assert balancer.queues_of("a") == ("shared", "shared.fair.0", "shared.fair.1")
+    assert balancer.queues_of("b") == ("other",)

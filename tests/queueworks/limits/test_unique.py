@@ -261,3 +261,15 @@ def test_the_project_declarations_pass_the_check():
     from queueworks.limits.checks_unique import limits_declaration_check
 
     assert limits_declaration_check() == []
+
+
+def test_a_revoked_message_frees_the_key(published):
+    from types import SimpleNamespace
+
+    from queueworks.limits.unique_hooks import release_revoked
+    from queueworks.conf import celery_app
+
+    claim = _accept("acme")
+    release_revoked(sender=celery_app().tasks[TASK],
+                    request=SimpleNamespace(id=claim.task_id, name=None))
+    assert _claims() == {}

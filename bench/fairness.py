@@ -4,12 +4,14 @@
     .venv/bin/python bench/fairness.py --a-tasks 2000 --b-tasks 20      # a quick look
 
 Tenant A enqueues ``--a-tasks`` tasks on one lane, then tenant B enqueues
-``--b-tasks`` on the same lane, while its worker consumes.  Twice, each in a
-throw-away vhost with a worker program of the same shape under supervisord
-(bench/fairness_topology.py): the FIFO lane (a plain queue, today's
-behaviour) and the fair lane (``Queue(fair_buckets=8)``, the route's
-``FairShare(key="tenant_id")``: queueworks/limits/fair.py).  Tasks are sent with
-the project's bulk enqueue (confirms), in batches of 5,000.
+``--b-tasks`` on the same lane, while its worker consumes.  On two lanes at
+once, in one throw-away vhost, each with a worker program of the same shape
+under supervisord (bench/fairness_topology.py): the FIFO lane (a plain queue,
+today's behaviour) and the fair lane (``Queue(fair_buckets=8)``, the route's
+``FairShare(key="tenant_id")``: queueworks/limits/fair.py).  Side by side, the
+two lanes share whatever else the machine is doing (``--sequential``: one
+after the other).  Tasks are sent with the project's bulk enqueue (confirms),
+in batches of 5,000, to the lanes in turn.
 
 Reported: B's wait (publish to start) p50/p95/max and the time until B's last
 task finished; A's drain time (A's first publish to A's last task finished)
@@ -82,34 +84,46 @@ def send(queue: str, tenant: str, count: int, log: Path, ms: int) -> None:
             for _ in range(size)])
 
 
-def run_mode(mode: str, *, a: str, b: str, args, work: Path, database_url: str,
-             timeout: float = 1800) -> dict:
+def run(modes: list[str], *, a: str, b: str, args, work: Path, database_url: str,
+        timeout: float = 1800) -> dict:
+    """Run ``modes`` at once: one vhost, one worker program per lane, A's
+    batches sent to the lanes in turn, then B's; so both lanes see the same
+    machine (a shared one is noisy)."""
     from bench.fairness_topology import FAIR_PROGRAM, FAIR_QUEUE, FIFO_PROGRAM, FIFO_QUEUE
     from projectname.celery import app
     from tests.support import rabbit
     from tests.support.programs import programs_system
 
-    program, queue = (FAIR_PROGRAM, FAIR_QUEUE) if mode == "fair" else (FIFO_PROGRAM, FIFO_QUEUE)
-    log = work / f"{mode}.log"
+    lanes = {"fair": (FAIR_PROGRAM, FAIR_QUEUE), "fifo": (FIFO_PROGRAM, FIFO_QUEUE)}
+    logs = {mode: work / f"{mode}.log" for mode in modes}
     total = args.a_tasks + args.b_tasks
+    files = {name: text for mode in modes for name, text in program_files(lanes[mode][0]).items()}
     with common.throwaway_vhost("bench-fair") as vhost:
         rabbit.point_app_at(app, vhost)
-        system = programs_system(run_dir=work / mode, vhost=vhost,
+        system = programs_system(run_dir=work / "system", vhost=vhost,
                                  broker_url=rabbit.broker_url(vhost), database_url=database_url,
-                                 files=program_files(program), workers=[program])
+                                 files=files, workers=[lanes[mode][0] for mode in modes])
         try:
             system.start()
-            send(queue, a, args.a_tasks, log, args.ms)
-            send(queue, b, args.b_tasks, log, args.ms)
+            for tenant, count in ((a, args.a_tasks), (b, args.b_tasks)):
+                for start in range(0, count, BATCH):
+                    for mode in modes:
+                        send(lanes[mode][1], tenant, min(BATCH, count - start), logs[mode],
+                             args.ms)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                if log.exists() and log.read_text().count("\n") >= total:
+                if all(log.exists() and log.read_text().count("\n") >= total
+                       for log in logs.values()):
                     break
                 time.sleep(0.5)
             else:
-                raise TimeoutError(f"{mode}: not every task ran within {timeout:.0f} s")
+                raise TimeoutError(f"not every task ran within {timeout:.0f} s")
         finally:
             system.stop()
+    return {mode: measure(mode, logs[mode], a=a, b=b) for mode in modes}
+
+
+def measure(mode: str, log: Path, *, a: str, b: str) -> dict:
     rows = [line.split() for line in log.read_text().splitlines()]
     by_tenant = {tenant: [(float(s), float(st), float(d)) for _, t, s, st, d in rows if t == tenant]
                  for tenant in (a, b)}
@@ -131,9 +145,10 @@ def report(results: dict, *, args, a: str, b: str, load_before: str) -> None:
     fifo, fair = results["fifo"], results["fair"]
     print(f"\nfair sharing benchmark: tenant A ({a}, bucket {fair_bucket(a, args.buckets)}) "
           f"enqueues {args.a_tasks:,} tasks, then tenant B ({b}, bucket "
-          f"{fair_bucket(b, args.buckets)}) {args.b_tasks:,}, on one lane; one prefork worker, "
-          f"concurrency {args.concurrency}, prefetch 1, acks late, {args.ms} ms per task; "
-          f"fair lane: {args.buckets} sub-queues")
+          f"{fair_bucket(b, args.buckets)}) {args.b_tasks:,}, on one lane; one prefork worker "
+          f"per lane, concurrency {args.concurrency}, prefetch 1, acks late, {args.ms} ms per "
+          f"task; fair lane: {args.buckets} sub-queues; lanes "
+          f"{'one after the other' if args.sequential else 'side by side at the same time'}")
     print(f"machine: {common.machine()}; load average before {load_before}, after "
           f"{common.loadavg()}")
     print("\n| | FIFO (today) | fair sharing | FIFO / fair |")
@@ -157,7 +172,8 @@ def main() -> None:
     parser.add_argument("--ms", type=int, default=0, help="sleep per task (ms)")
     parser.add_argument("--buckets", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--order", default="fifo,fair")
+    parser.add_argument("--sequential", action="store_true",
+                        help="one lane after the other instead of both at once")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = parser.parse_args()
     load_before = common.loadavg()
@@ -165,9 +181,14 @@ def main() -> None:
         work = Path(directory)
         database_url = setup_django(work, buckets=args.buckets, concurrency=args.concurrency)
         a, b = tenants(args.buckets)
-        results = {mode: run_mode(mode, a=a, b=b, args=args, work=work,
-                                  database_url=database_url)
-                   for mode in args.order.split(",")}
+        if args.sequential:
+            results = {}
+            for mode in ("fifo", "fair"):
+                results.update(run([mode], a=a, b=b, args=args, work=work / mode,
+                                   database_url=database_url))
+        else:
+            results = run(["fifo", "fair"], a=a, b=b, args=args, work=work,
+                          database_url=database_url)
     for result in results.values():
         expected = args.a_tasks + args.b_tasks
         if result["runs"] != expected or result["distinct"] != expected:

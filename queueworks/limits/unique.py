@@ -6,7 +6,7 @@ the values of the named parameters in one call.  The state is one
 ``UniqueClaim`` row per live key, in the project's database:
 
 * **Enqueue** (``unique_claim_take``, called by the outbox writer
-  ``queueworks.taskapi.services.recorded_task_enqueue`` in its transaction):
+  ``queueworks.taskapi.recorded.recorded_task_accept`` in its transaction):
   insert the claim for the new task id.  The key's unique index makes
   concurrent enqueues wait for each other (PostgreSQL: the second insert
   blocks until the first commits; SQLite: one writer at a time), so exactly

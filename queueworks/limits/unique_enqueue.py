@@ -1,7 +1,7 @@
 """How calls of a unique task are enqueued (queueworks/limits/unique.py).
 
 Every path goes through the outbox writer
-(``queueworks.taskapi.services.recorded_task_accept``), which writes the
+(``queueworks.taskapi.recorded.recorded_task_accept``), which writes the
 claim in the same transaction as the task's record:
 
 * the Task API's start (a duplicate answers 200 with the holder's id and

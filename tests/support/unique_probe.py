@@ -32,7 +32,7 @@ def _child(url: str, index: int, calls: int, keys: int, barrier, results) -> Non
     _setup(url)
     from django.db import connection
 
-    import queueworks.taskapi.services as services
+    import queueworks.taskapi.recorded as services
 
     published = []
     services._publish_start = lambda **kw: published.append(kw["task_id"])

@@ -112,7 +112,7 @@ def test_apply_async_publishes_to_the_keys_sub_queue(fair_topology, monkeypatch)
 @pytest.mark.django_db
 def test_the_outbox_publishes_to_the_keys_sub_queue_and_records_the_queue(
         fair_topology, monkeypatch, django_capture_on_commit_callbacks):
-    import queueworks.taskapi.services as services
+    import queueworks.taskapi.recorded as services
     from queueworks.taskapi.models import TaskRecord
 
     published = []

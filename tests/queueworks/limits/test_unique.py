@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def published(monkeypatch):
     """Publishing replaced by a list of the published ids (no broker here)."""
-    import queueworks.taskapi.services as services
+    import queueworks.taskapi.recorded as services
 
     sent: list[str] = []
     monkeypatch.setattr(services, "_publish_start", lambda **kw: sent.append(kw["task_id"]))

@@ -12,7 +12,7 @@ TASK = "apps.testing.tasks.unique_job"
 @pytest.mark.django_db
 def test_scrape_counts_unique_keys_and_duplicates(client, quiet_sources, scraper_credentials,
                                                   monkeypatch):
-    import queueworks.taskapi.services as services
+    import queueworks.taskapi.recorded as services
     from queueworks.limits.unique import unique_run_admit
     from queueworks.taskapi.services import recorded_task_accept
 

@@ -12,7 +12,7 @@ TASK = "apps.testing.tasks.unique_job"
 
 def test_the_panel_shows_unique_keys_held_and_duplicates_refused(
         client, make_user, no_supervisor, monkeypatch):
-    import queueworks.taskapi.services as services
+    import queueworks.taskapi.recorded as services
     from queueworks.taskapi.services import recorded_task_accept
 
     monkeypatch.setattr(services, "_publish_start", lambda **kw: None)

@@ -365,6 +365,9 @@ class Topology:
         return names
 
     def consumers_of(self, queue_name: str) -> list[Worker]:
+        # A fair sub-queue is consumed by its queue's workers (migrate_queues pauses them).
+        queue_name = next((queue.name for queue in self.queues
+                           if queue_name in queue.fair_queue_names()), queue_name)
         return [worker for worker in self.workers if queue_name in worker.queues]
 
     def worker_named(self, name: str) -> Worker:

@@ -44,6 +44,8 @@ def test_a_fair_queue_declares_its_sub_queues_like_itself():
         assert declared[name].queue_arguments == declared["shared"].queue_arguments
         assert declared[name].exchange.name == name and declared[name].routing_key == name
     assert topology.consumed_queue_names(topology.workers[0]) == list(declared)
+    # migrate_queues (every queue Celery declares) pauses a sub-queue's consumers by this.
+    assert [w.name for w in topology.consumers_of("shared.fair.1")] == ["w"]
 
 
 @pytest.mark.parametrize("buckets", [1, 65, -1])

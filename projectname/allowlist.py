@@ -19,6 +19,15 @@ TEST_SUPPORT_ALLOWLIST = (
     AllowedTask("apps.testing.tasks.limited_concurrency", "Sleeps ms, one run per tenant.",
                 params=(Param("tenant_id", "str", required=False, max_length=100),
                         Param("ms", "int", required=False, minimum=0, maximum=2000))),
+    AllowedTask("apps.testing.tasks.unique_job", "Unique by tenant_id; records each run.",
+                params=(Param("tenant_id", "str", max_length=64),
+                        Param("run_id", "str", max_length=64),
+                        Param("seconds", "float", required=False, minimum=0, maximum=20))),
+    AllowedTask("apps.testing.tasks.unique_job_early_ack",
+                "Unique by tenant_id, acked on receipt; records each run.",
+                params=(Param("tenant_id", "str", max_length=64),
+                        Param("run_id", "str", max_length=64),
+                        Param("seconds", "float", required=False, minimum=0, maximum=20))),
 )
 
 ALLOWLIST = (

@@ -28,6 +28,7 @@ from queueworks.core.topology import (  # noqa: F401  (re-exported: import them 
     Route,
     Schedule,
     Topology,
+    Unique,
     Worker,
 )
 from queueworks.limits.declaration import ConcurrencyLimit, RateLimit
@@ -201,6 +202,12 @@ TEST_SUPPORT_ROUTES = (
           concurrency_limit=ConcurrencyLimit(running=2, key="tenant_id")),
     # Fire and forget, like the Celery noop: the bulk lane stores no result.
     Route(f"{DJANGO_TESTING}.noop", "bulk", acks_late=True, ignore_result=True),
+    # Unique tasks (tests/queueworks/limits): a short lease for the SIGKILL test.
+    Route(f"{TESTING}.unique_job", "main_worker", time_limit=10,
+          unique=Unique(key="tenant_id", lease_seconds=15)),
+    Route(f"{TESTING}.unique_job_early_ack", "main_worker", acks_late=False, time_limit=8,
+          unique=Unique(key="tenant_id", lease_seconds=10)),
+    Route(f"{DJANGO_TESTING}.unique_echo", "main_worker", unique=Unique(key="tenant_id")),
 )
 
 

@@ -47,3 +47,9 @@ def limited_echo(tenant_id: str | None = None, value: str = "") -> str:
     """Returns ``value``; concurrency-limited per ``tenant_id`` (its route):
     an enqueue without the key is refused (queueworks/limits)."""
     return value
+
+
+@task()
+def unique_echo(tenant_id: str, value: str = ""):
+    """Unique by tenant_id (its route): returns its arguments."""
+    return [tenant_id, value]

@@ -160,3 +160,37 @@ def limits_bench_plain(self, tenant_id: str, log: str = "") -> None:
 def limits_bench_limited(self, tenant_id: str, log: str = "") -> None:
     """``limits_bench_plain`` under a rate limit it never reaches (per tenant)."""
     _limit_log(log, "start", tenant_id, self.request.id)
+
+
+@shared_task(bind=True)
+def unique_job(self, tenant_id: str, run_id: str, seconds: float = 0) -> str:
+    """Unique by tenant_id (its route, tests/queueworks/limits): records each
+    run (``FaultExecution``, token = tenant) and sleeps ``seconds``."""
+    fault_execution_record(run_id=run_id, token=tenant_id)
+    if seconds:
+        time.sleep(seconds)
+    return tenant_id
+
+
+@shared_task(bind=True, ignore_result=True)
+def fair_job(self, tenant_id: str, sent_at: float = 0.0, log: str = "", ms: int = 0) -> None:
+    """Fair sharing's unit of work (bench/fairness.py, tests/queueworks/limits):
+    sleeps ``ms``, then appends "task_id tenant sent started finished" (epoch
+    seconds) to ``log`` (one short O_APPEND write per task, whole lines)."""
+    started = time.time()
+    if ms:
+        time.sleep(ms / 1000)
+    if log:
+        line = f"{self.request.id} {tenant_id} {sent_at:.6f} {started:.6f} {time.time():.6f}\n"
+        with open(log, "a", encoding="ascii") as handle:
+            handle.write(line)
+
+
+@shared_task(bind=True)
+def unique_job_early_ack(self, tenant_id: str, run_id: str, seconds: float = 0) -> str:
+    """``unique_job`` on a route that acks on receipt: a SIGKILLed run is
+    never redelivered, so only its lease frees the key."""
+    fault_execution_record(run_id=run_id, token=tenant_id)
+    if seconds:
+        time.sleep(seconds)
+    return tenant_id

@@ -60,7 +60,8 @@ class Balancer:
         return [self.node(name) for name in self.balance.workers]
 
     def queues_of(self, program: str) -> tuple[str, ...]:
-        return self.topology.worker_named(program).queues
+        # Fair sharing's sub-queues hold the queue's backlog too.
+        return tuple(self.topology.consumed_queue_names(self.topology.worker_named(program)))
 
     # -- reading -------------------------------------------------------------
     def _backlogs(self) -> dict[str, int]:

@@ -59,14 +59,16 @@ def worker_environment(worker: Worker) -> tuple[tuple[str, str], ...]:
     return tuple(environment)
 
 
-def worker_command(worker: Worker, host: str | None = None) -> str:
+def worker_command(worker: Worker, host: str | None = None,
+                   topology: Topology | None = None) -> str:
     # %% is supervisor's escape for a literal %: Celery expands %h itself.
     # A named host (``render_supervisor --host web-2``) is written literally,
     # so workers on hosts sharing a kernel host name stay distinct.
     node_name = worker.node_name if host is None else f"{worker.name}@{host}"
     parts = [
         f"celery -A {conf.celery_app_argument()} worker",
-        f"--queues={','.join(worker.queues)}",
+        # With the topology: fair sharing's sub-queues too (queueworks/limits/fair.py).
+        f"--queues={','.join(topology.consumed_queue_names(worker) if topology else worker.queues)}",
         f"--hostname={node_name.replace('%', '%%')}",
         f"--pool={'custom' if ':' in worker.pool else worker.pool}",
         (f"--autoscale={worker.autoscale[0]},{worker.autoscale[1]}" if worker.autoscale
@@ -122,7 +124,7 @@ def programs(topology: Topology, host: str | None = None) -> list[Program]:
     result = [
         Program(
             name=worker.name,
-            command=worker_command(worker, host),
+            command=worker_command(worker, host, topology),
             stopwaitsecs=topology.longest_time_limit(worker) + SHUTDOWN_MARGIN,
             priority=200,
             environment=worker_environment(worker),

@@ -62,6 +62,8 @@ DEAD_LETTER_DELIVERY_LIMIT = 2**31 - 1
 # first (2 high for every normal one while both wait).  3.x quorum queues
 # ignore priorities.  docs/topology.md.
 QUORUM_HIGH_PRIORITY = 5
+# Fair sharing's sub-queues are "<queue>.fair.<bucket>" (Queue.fair_buckets).
+FAIR_SEPARATOR = ".fair."
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,15 @@ class Queue:
     dead_letter: bool = True
     # Quorum queues only: deliveries before the broker dead-letters a message.
     delivery_limit: int = QUORUM_DELIVERY_LIMIT
+    # Fair sharing (queueworks/limits/fair.py): calls of a route declaring
+    # FairShare(key) go to one of this many sub-queues ("<name>.fair.<i>",
+    # picked by a hash of the key), which the queue's workers consume beside
+    # it, so callers with different keys take turns.  0: none.
+    fair_buckets: int = 0
+
+    def fair_queue_names(self) -> tuple[str, ...]:
+        """The sub-queues of fair sharing, declared like this queue."""
+        return tuple(f"{self.name}{FAIR_SEPARATOR}{i}" for i in range(self.fair_buckets))
 
     @property
     def kind(self) -> str:
@@ -113,6 +124,8 @@ class Queue:
                 "unless it dead-letters; keep dead_letter=True or declare it classic.")
         if self.delivery_limit < 1:
             raise ValueError(f"Queue {self.name!r}: delivery_limit must be at least 1.")
+        if self.fair_buckets and not 2 <= self.fair_buckets <= 64:
+            raise ValueError(f"Queue {self.name!r}: fair_buckets must be 0 or 2-64.")
 
     @property
     def exchange_type(self) -> str:
@@ -337,6 +350,10 @@ class Topology:
     def queue_names(self) -> list[str]:
         return [queue.name for queue in self.queues]
 
+    def declared_queue_names(self) -> list[str]:
+        """Every queue declared on the broker: the topology's and their fair sub-queues."""
+        return [name for queue in self.queues for name in (queue.name, *queue.fair_queue_names())]
+
     def route_for(self, task_name: str) -> Route | None:
         return next((route for route in self.routes if route.task == task_name), None)
 
@@ -344,7 +361,20 @@ class Topology:
         route = self.route_for(task_name)
         return route.queue if route else self.default_queue
 
+    def consumed_queue_names(self, worker: Worker) -> list[str]:
+        """What ``worker`` consumes: its queues and their fair-sharing sub-queues."""
+        declared = {queue.name: queue for queue in self.queues}
+        names = []
+        for name in worker.queues:
+            names.append(name)
+            if name in declared:
+                names += declared[name].fair_queue_names()
+        return names
+
     def consumers_of(self, queue_name: str) -> list[Worker]:
+        # A fair sub-queue is consumed by its queue's workers (migrate_queues pauses them).
+        queue_name = next((queue.name for queue in self.queues
+                           if queue_name in queue.fair_queue_names()), queue_name)
         return [worker for worker in self.workers if queue_name in worker.queues]
 
     def worker_named(self, name: str) -> Worker:
@@ -362,7 +392,11 @@ class Topology:
 
     # -- Celery settings derived from the declaration ---------------------
     def celery_queues(self) -> tuple[KombuQueue, ...]:
-        return tuple(queue.to_kombu() for queue in self.queues)
+        # A fair queue's sub-queues are declared like it (type, priorities,
+        # dead letters), each with its own exchange.
+        return tuple(declared.to_kombu() for queue in self.queues
+                     for declared in (queue, *(replace(queue, name=name, fair_buckets=0)
+                                               for name in queue.fair_queue_names())))
 
     def with_queue_type(self, queue_type: str) -> Topology:
         """The same topology with every queue that does not choose its own

@@ -23,13 +23,21 @@ STATE_FILE = "topology-applied.json"
 
 
 def _queues(topology: Topology, names=None) -> list:
-    return [[queue.name, queue.arguments()] for queue in topology.queues
-            if names is None or queue.name in names]
+    # Fair sharing's sub-queues only when declared, so a record written
+    # before them still matches a topology without them.
+    return [[queue.name, queue.arguments(), *([queue.fair_buckets] if queue.fair_buckets else [])]
+            for queue in topology.queues if names is None or queue.name in names]
+
+
+def _limits(route) -> list:
+    """A route's unique / fair-share declaration (publishers and workers act on them)."""
+    return [repr(declared) for declared in (route.unique, route.fair_share) if declared]
 
 
 def _routes(topology: Topology, queues=None) -> list:
     annotations = topology.celery_annotations()
-    return sorted([route.task, route.queue, sorted(annotations.get(route.task, {}).items())]
+    return sorted([route.task, route.queue, sorted(annotations.get(route.task, {}).items()),
+                   *_limits(route)]
                   for route in topology.routes if queues is None or route.queue in queues)
 
 

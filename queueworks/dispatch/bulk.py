@@ -81,6 +81,22 @@ def tasks_enqueue_bulk(
     elif len(task_ids) != count:
         raise ValueError("task_ids must have one id per item of kwargs_list")
     task_ids = list(task_ids)
+    from queueworks.limits.fair import fair_queue_for, fair_routes
+
+    if task.name in fair_routes():
+        # Fair sharing: one batch per sub-queue (queueworks/limits/fair.py).
+        groups: dict[str, list[int]] = {}
+        for index, kwargs in enumerate(kwargs_list):
+            groups.setdefault(fair_queue_for(task.name, queue, (), kwargs), []).append(index)
+        if list(groups) != [queue]:
+            started = time.perf_counter()
+            for sub_queue, indexes in groups.items():
+                tasks_enqueue_bulk(task=task, kwargs_list=[kwargs_list[i] for i in indexes],
+                                   priority=priority, confirm_timeout=confirm_timeout,
+                                   task_ids=[task_ids[i] for i in indexes], headers=headers,
+                                   queue=sub_queue)
+            return BulkEnqueueResult(task_ids=task_ids, queue=_queue_name(app, task, queue),
+                                     seconds=time.perf_counter() - started)
     if any(not isinstance(task_id, str) or len(task_id.encode("utf-8")) > SHORTSTR_MAX
            for task_id in task_ids):
         # The id is also the message's correlation_id, an AMQP short string.

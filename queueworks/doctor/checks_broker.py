@@ -111,7 +111,26 @@ def check_queues(ctx: Context) -> list[Finding]:
         else:
             findings.append(Finding(f"queue {queue.name}", OK,
                                     f"{consumers} consumer(s), {messages} message(s) waiting"))
+        if queue.fair_buckets and not redis:
+            findings.append(_fair_finding(queue, counts, programs, start))
     return findings
+
+
+def _fair_finding(queue, counts, programs: str, start: str) -> Finding:
+    """Fair sharing's sub-queues (queueworks/limits/fair.py): each needs a consumer."""
+    names = queue.fair_queue_names()
+    missing = [name for name in names if name not in counts]
+    idle = [name for name in names if name in counts and counts[name][1] == 0]
+    waiting = sum(counts[name][0] for name in names if name in counts)
+    subject = f"fair sub-queues of {queue.name}"
+    if missing:
+        return Finding(subject, FAIL, f"not declared on the broker: {', '.join(missing)}",
+                       f"restart the worker(s) of {queue.name} ({programs}) with the declared "
+                       "topology: `manage.py apply_topology`")
+    if idle:
+        return Finding(subject, FAIL, f"0 consumers on {', '.join(idle)}",
+                       f"start {programs}: {start}")
+    return Finding(subject, OK, f"{len(names)} sub-queues consumed, {waiting} message(s) waiting")
 
 
 def _argument_findings(ctx: Context) -> list[Finding]:
@@ -154,7 +173,10 @@ def _amqp_queue_counts(ctx: Context) -> dict[str, tuple[int, int]]:
     from queueworks.conf import TOPOLOGY
 
     with Connection(ctx.broker_url, connect_timeout=ctx.timeout) as connection:
-        counts = queue_counts(connection, TOPOLOGY.queue_names())
+        # Fair sharing's sub-queues too (queueworks/limits/fair.py).
+        names = TOPOLOGY.queue_names() + [sub for queue in TOPOLOGY.queues
+                                          for sub in queue.fair_queue_names()]
+        counts = queue_counts(connection, names)
     return {name: count for name, count in counts.items() if count is not None}
 
 

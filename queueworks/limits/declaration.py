@@ -48,10 +48,25 @@ class FairShare:
 class Unique:
     """While a call with the same values of ``key`` is waiting or running, a
     second enqueue returns the first's id and runs nothing.  The claim is a
-    lease (``lease_seconds`` None: derived from the route's limits)."""
+    lease (``lease_seconds`` None: derived from the route's limits).
+
+    ``lease_seconds``: how long a started run holds the key if its worker dies
+    (None: the route's hard time limit plus a margin).  ``waiting_seconds``:
+    how long an enqueued task holds it before it starts; past that, a new
+    enqueue takes the key over and the old message runs nothing when it
+    arrives (queueworks/limits/unique.py)."""
 
     key: str | tuple[str, ...]
     lease_seconds: int | None = None
+    waiting_seconds: int = 86_400
+
+    def __post_init__(self):
+        if not self.parameters or not all(isinstance(n, str) and n for n in self.parameters):
+            raise ValueError("Unique: key names one or more task parameters.")
+        if self.lease_seconds is not None and self.lease_seconds < 1:
+            raise ValueError("Unique: lease_seconds must be at least 1.")
+        if self.waiting_seconds < 1:
+            raise ValueError("Unique: waiting_seconds must be at least 1.")
 
     @property
     def parameters(self) -> tuple[str, ...]:

@@ -55,7 +55,10 @@ class ProjectCollector(Collector):
     def _queues(self):
         from queueworks.core.broker_state import queue_states
 
-        states = queue_states(TOPOLOGY.queue_names())
+        from queueworks.limits.fair import fold_fair_states
+
+        # A fair queue's gauges include its sub-queues (each bucket: the limits source).
+        states = fold_fair_states(TOPOLOGY, queue_states(TOPOLOGY.declared_queue_names()))
         ready = GaugeMetricFamily(names.QUEUE_READY, "Messages ready for delivery", labels=["queue"])
         unacked = GaugeMetricFamily(names.QUEUE_UNACKED, "Messages delivered, not yet acknowledged",
                                     labels=["queue"])
@@ -138,6 +141,11 @@ class ProjectCollector(Collector):
             running.add_metric([name, state.state], int(state.state == "RUNNING"))
         return (running,)
 
+    def _limits(self):
+        from queueworks.limits.metrics import limits_families
+
+        return limits_families(TOPOLOGY)
+
     def _balancer(self):
         from queueworks.metrics.balancer import LABELS, decision_counts
 
@@ -146,29 +154,3 @@ class ProjectCollector(Collector):
         for row_labels, count in decision_counts():
             decisions.add_metric([row_labels[key] for key in LABELS], count)
         return (decisions,)
-
-    def _limits(self):
-        from queueworks.limits.selectors import limit_states
-
-        labels = ["limit", "key"]
-        waiting = GaugeMetricFamily(names.LIMIT_WAITING,
-                                    "Calls refused by the limit, waiting to start", labels=labels)
-        running = GaugeMetricFamily(names.LIMIT_RUNNING,
-                                    "Slots of the concurrency limit held by running calls",
-                                    labels=labels)
-        starts = CounterMetricFamily(names.LIMIT_STARTS, "Calls the limit let start",
-                                     labels=labels)
-        refusals = CounterMetricFamily(names.LIMIT_REFUSALS,
-                                       "Times a call was over the limit and deferred",
-                                       labels=labels)
-        waited = CounterMetricFamily(names.LIMIT_WAIT_SECONDS,
-                                     "Seconds calls waited for the limit before they started",
-                                     labels=labels)
-        for state in limit_states():
-            values = [state.limit, state.key]
-            waiting.add_metric(values, state.waiting)
-            running.add_metric(values, state.running)
-            starts.add_metric(values, state.started)
-            refusals.add_metric(values, state.refused)
-            waited.add_metric(values, state.waited_seconds)
-        return waiting, running, starts, refusals, waited

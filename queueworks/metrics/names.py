@@ -24,6 +24,11 @@ BALANCER_DECISIONS = f"{PREFIX}_balancer_decisions"  # exposed as ..._total
 SOURCE_UP = f"{PREFIX}_metrics_source_up"
 # Result writes the database refused: exposed as ..._total{task,outcome}.
 RESULT_WRITES = f"{PREFIX}_result_writes"
+# Unique tasks and fair sharing (queueworks/limits/metrics.py).
+UNIQUE_CLAIMS = f"{PREFIX}_unique_claims"  # {task,state}
+UNIQUE_DUPLICATES = f"{PREFIX}_unique_duplicates"  # exposed as ..._total{task}
+UNIQUE_SUPERSEDED = f"{PREFIX}_unique_superseded"  # exposed as ..._total{task}
+FAIR_BUCKET_MESSAGES = f"{PREFIX}_fair_bucket_messages"  # {queue,bucket,state}
 
 # Rate and concurrency limits (queueworks/limits), per limit and key: calls
 # waiting for their limit and slots held (gauges); starts, refusals and the

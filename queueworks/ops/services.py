@@ -385,7 +385,10 @@ def alerts_check(*, now: datetime | None = None) -> list[AlertIncident]:
     from queueworks.ops.programs import ProgramError, program_states
 
     try:
-        stats = queue_states(TOPOLOGY.queue_names())
+        from queueworks.limits.fair import fold_fair_states
+
+        # A fair queue's backlog waits in its sub-queues: its alert sees them.
+        stats = fold_fair_states(TOPOLOGY, queue_states(TOPOLOGY.declared_queue_names()))
     except BrokerStateError as exc:
         logger.warning("alerts: queue states not read: %s", exc)
         stats = {}

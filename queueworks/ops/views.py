@@ -24,6 +24,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from queueworks.core.error_reference import error_reference_logged
 from queueworks.ops import selectors
+from queueworks.limits.fair import fold_fair_states
+from queueworks.limits.selectors import (
+    fair_overview,
+    fair_queue_names,
+    unique_claims_recent,
+    unique_overview,
+)
 from queueworks.ops.broker import BrokerStatsError, management_api, queue_stats
 from queueworks.metrics.selectors import task_throughput_series, task_windows
 from queueworks.ops.charts import activity_svg
@@ -119,7 +126,8 @@ def dashboard_data(*, user=None) -> dict:
     except ProgramError as exc:
         programs, errors = {}, [str(exc)]
     try:
-        stats = queue_stats(TOPOLOGY.queue_names())
+        # Fair sharing's sub-queues too, for the limits panel.
+        stats = queue_stats(TOPOLOGY.queue_names() + fair_queue_names(TOPOLOGY))
     except BrokerStatsError as exc:
         stats = {}
         reference = error_reference_logged(logger=logger, what="ops: queue statistics",
@@ -135,8 +143,10 @@ def dashboard_data(*, user=None) -> dict:
     activity = selectors.activity_per_minute(now=now)
     dead_letters, dead_letter_note = selectors.dead_letters()
     queues = []
+    # A fair queue's row includes its sub-queues (each bucket: the limits panel).
+    folded = fold_fair_states(TOPOLOGY, stats)
     for queue in TOPOLOGY.queues:
-        stat = stats.get(queue.name)
+        stat = folded.get(queue.name)
         row = asdict(stat) if stat else {"name": queue.name, "exists": False, "ready": None,
                                          "unacked": None, "consumers": None, "oldest_wait": None}
         row.update({
@@ -170,6 +180,10 @@ def dashboard_data(*, user=None) -> dict:
         "schedules": selectors.schedules_overview(now=now),
         "dead_letters": dead_letters,
         "dead_letter_note": dead_letter_note,
+        # Unique tasks and fair sharing (queueworks/limits/selectors.py).
+        "unique": [asdict(row) for row in unique_overview(TOPOLOGY)],
+        "unique_claims": unique_claims_recent(),
+        "fair": fair_overview(TOPOLOGY, stats),
         "audit": audit_recent() if user is not None and user.has_perm(VIEW_AUDIT) else None,
     }
 

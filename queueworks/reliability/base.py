@@ -70,6 +70,14 @@ class ReliableTask(DjangoTask):
 
             delivery_record(task_id=request.id, task_name=self.name, redelivered=True,
                             limit=delivery_limit_for(self))
+        if in_worker and self._unique_route():
+            from queueworks.limits.unique import unique_run_admit
+            from queueworks.limits.unique_enqueue import UniqueSuperseded
+
+            if not unique_run_admit(task_name=self.name, task_id=request.id, args=args,
+                                    kwargs=kwargs):
+                raise UniqueSuperseded(f"{self.name}[{request.id}]: another task holds its "
+                                       "unique key")
         held = None
         try:
             # Rate and concurrency limits across all workers (queueworks/limits):
@@ -106,6 +114,20 @@ class ReliableTask(DjangoTask):
     def apply_async(self, args=None, kwargs=None, task_id=None, producer=None,
                     link=None, link_error=None, shadow=None, **options):
         direct = options.pop("direct", False)
+        if not direct and self._unique_route() and not self.app.conf.task_always_eager:
+            from queueworks.limits.unique_enqueue import unique_apply_async
+
+            handled = unique_apply_async(self, args, kwargs, task_id=task_id, producer=producer,
+                                         link=link, link_error=link_error, shadow=shadow,
+                                         options=options)
+            if handled is not None:
+                return handled
+        from queueworks.limits.fair import fair_routes
+
+        if not direct and self.name in fair_routes():
+            from queueworks.limits.fair import fair_queue_for
+
+            options["queue"] = fair_queue_for(self.name, options.get("queue"), args, kwargs)
         eta = self._far_eta(options)
         if direct or eta is None or self.app.conf.task_always_eager or link or link_error:
             return super().apply_async(args, kwargs, task_id=task_id, producer=producer,
@@ -124,6 +146,12 @@ class ReliableTask(DjangoTask):
             delayed_task_store(task_name=self.name, task_id=task_id, args=list(args or []),
                                kwargs=dict(kwargs or {}), options=stored, eta=eta)
         return self.AsyncResult(task_id)
+
+    def _unique_route(self) -> bool:
+        """Whether the topology declares this task unique (queueworks/limits/unique.py)."""
+        from queueworks.limits.unique import unique_for
+
+        return unique_for(self.name) is not None
 
     def _far_eta(self, options) -> datetime | None:
         """The ETA when it is beyond the long-delay threshold, else None."""

@@ -181,7 +181,8 @@ def dead_letter_requeue(*, dead_letter_id: str | None = None, requeue_all: bool 
             if not requeue_all and letter_id != dead_letter_id:
                 continue
             queue = str(_death(message).get("queue") or "")
-            if queue not in TOPOLOGY.queue_names():
+            # A fair sub-queue's dead letter goes back to that sub-queue.
+            if queue not in TOPOLOGY.declared_queue_names():
                 logger.warning("Dead letter %s came from unknown queue %r; left in place",
                                letter_id, queue)
                 continue

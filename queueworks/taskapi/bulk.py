@@ -47,6 +47,12 @@ def tasks_start_bulk(
     spec = allowed(task) if isinstance(task, str) else None
     if spec is None:
         raise TaskValidationError({"task": [f"'{task}' is not an allowlisted task"]})
+    from queueworks.limits.unique import unique_for
+
+    if unique_for(spec.name) is not None:
+        # Its key is claimed per call (queueworks/limits/unique.py).
+        raise TaskValidationError({"task": [
+            f"'{task}' is declared unique: start it one call at a time (POST /api/v1/tasks/)"]})
     errors: dict[str, list[str]] = {}
     for index, kwargs in enumerate(kwargs_list):
         if not isinstance(kwargs, Mapping):

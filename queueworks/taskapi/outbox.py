@@ -87,12 +87,15 @@ def outbox_records_discard(*, task_ids: Sequence[str]) -> None:
     """Remove the rows of tasks that were certainly not sent (the caller hears a 503)."""
     from django_celery_results.models import TaskResult
 
+    from queueworks.limits.models import UniqueClaim
     from queueworks.taskapi.models import TaskRecord
 
     for start in range(0, len(task_ids), _CHUNK):
         chunk = list(task_ids[start:start + _CHUNK])
         TaskResult.objects.filter(task_id__in=chunk, status=states.PENDING).delete()
         TaskRecord.objects.filter(task_id__in=chunk).delete()
+        # A unique task that was never sent holds no key.
+        UniqueClaim.objects.filter(task_id__in=chunk).delete()
 
 
 def outbox_mark_confirmed(*, task_ids: Sequence[str]) -> int:
@@ -111,6 +114,7 @@ def outbox_mark_refused(*, task_id: str, reason: str) -> None:
     """The broker refused this task's message itself: it is never sent again."""
     from django_celery_results.models import TaskResult
 
+    from queueworks.limits.models import UniqueClaim
     from queueworks.taskapi.models import TaskRecord
 
     now = timezone.now()
@@ -121,6 +125,7 @@ def outbox_mark_refused(*, task_id: str, reason: str) -> None:
             status=states.FAILURE, date_done=now,
             result=json.dumps({"exc_type": "PublishRefused", "exc_message": [reason],
                                "exc_module": "queueworks.dispatch.publisher"}))
+        UniqueClaim.objects.filter(task_id=task_id).delete()
     logger.critical("Task %s was accepted but the broker refused its message: %s",
                     task_id, reason)
 
@@ -324,7 +329,10 @@ def _republish_one(record) -> str:
     from queueworks.conf import celery_app
     app = celery_app()
 
-    options = {"queue": record.queue, "headers": {RECORDED_HEADER: True}}
+    from queueworks.limits.fair import fair_queue_for
+
+    queue = fair_queue_for(record.task_name, record.queue, record.args, record.kwargs)
+    options = {"queue": queue, "headers": {RECORDED_HEADER: True}}
     if record.priority is not None:
         options["priority"] = record.priority
     if record.eta is not None:

@@ -82,6 +82,8 @@ class TaskTicketSerializer(serializers.Serializer):
     state = serializers.CharField()
     status_url = serializers.URLField()
     rerun_of = serializers.CharField(required=False)
+    # Present (true) when a unique task's key was held: task_id is the holder's.
+    duplicate = serializers.BooleanField(required=False)
 
 
 class ErrorInfoSerializer(serializers.Serializer):

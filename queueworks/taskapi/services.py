@@ -23,27 +23,18 @@ import ast
 import math
 import json
 import logging
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from amqp.exceptions import AMQPError
 from celery import states
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from queueworks.dispatch.process_publisher import publisher_supported
-from queueworks.taskapi.outbox import (
-    outbox_mark_confirmed,
-    outbox_records_discard,
-    outbox_records_write,
-)
-from queueworks.dispatch.services import task_enqueue
 from queueworks.taskapi.allowlist import AllowedTask, allowed
-from queueworks.taskapi.broker import BROKER_ERRORS, broker_connection, retry_policy
+from queueworks.taskapi.broker import broker_connection
 from queueworks.taskapi.access import may_cancel, may_see
 from queueworks.taskapi.errors import (
     BrokerUnavailable,
@@ -52,8 +43,10 @@ from queueworks.taskapi.errors import (
     TaskNotFound,
     TaskValidationError,
 )
-from queueworks.reliability.delayed import delayed_task_store, long_delay_seconds
-from queueworks.taskapi.models import RECORDED_HEADER, TaskRecord
+from queueworks.limits.unique import unique_claim_release
+# The outbox writer, here too for callers of the services (the Django task backend).
+from queueworks.taskapi.recorded import recorded_task_accept, recorded_task_enqueue  # noqa: F401
+from queueworks.taskapi.models import TaskRecord
 from queueworks.conf import celery_app
 from queueworks.conf import TOPOLOGY
 from queueworks.conf import settings as queueworks_settings
@@ -75,6 +68,8 @@ class TaskTicket:
     task: str
     queue: str
     state: str = states.PENDING
+    # A unique task's key was held: task_id is the holder's, nothing was started.
+    duplicate: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,48 +132,6 @@ def _validate_start(
     return spec, target, run_at
 
 
-def _publish_start(
-    *, task_id: str, task_name: str, args: list, kwargs: dict, queue: str,
-    priority: int | None, run_at: datetime | None,
-) -> None:
-    """Publish an accepted task; its rows are already committed (the outbox).
-
-    If nothing could be sent the rows are removed again and the caller hears
-    ``BrokerUnavailable``; the confirm marks the record, else the outbox
-    sweeper publishes it again (queueworks/taskapi/outbox.py).
-    """
-    options: dict[str, Any] = {"queue": queue, "headers": {RECORDED_HEADER: True}}
-    if priority is not None:
-        options["priority"] = priority
-    if run_at is not None:
-        options["eta"] = run_at
-    try:
-        if run_at is None and publisher_supported():
-            # The common case: this process's pooled publisher, confirm in
-            # the background (queueworks/dispatch/process_publisher.py marks the record).
-            task_enqueue(task=task_name, args=args, kwargs=kwargs, queue=queue,
-                         priority=priority, task_id=task_id, headers=options["headers"])
-        else:
-            with broker_connection() as conn:
-                # confirm_publish: send_task returns once the broker confirmed.
-                app.send_task(
-                    task_name, args=args, kwargs=kwargs, task_id=task_id, connection=conn,
-                    retry=True, retry_policy=retry_policy(), **options,
-                )
-            outbox_mark_confirmed(task_ids=[task_id])
-    except (BrokerUnavailable, AMQPError, *BROKER_ERRORS) as exc:
-        # The publisher raises only for a message it never wrote (py-amqp's
-        # channel and connection errors included): nothing was sent.
-        outbox_records_discard(task_ids=[task_id])
-        if isinstance(exc, BrokerUnavailable):
-            raise
-        raise BrokerUnavailable(
-            f"The message broker refused or dropped the message: {exc.__class__.__name__}: {exc}. "
-            "Nothing was sent."
-        ) from exc
-    logger.info("Task API accepted %s[%s] on queue %s", task_name, task_id, queue)
-
-
 def task_start(
     *,
     task: str,
@@ -212,45 +165,23 @@ def task_start(
         countdown=countdown, eta=eta, now=timezone.now(),
     )
     args, kwargs = spec.normalized(args, kwargs)
-    task_id = recorded_task_enqueue(task_name=spec.name, args=args, kwargs=kwargs, queue=target,
-                                    priority=priority, run_at=run_at, user=user,
-                                    rerun_of=rerun_of)
-    return TaskTicket(task_id=task_id, task=spec.name, queue=target)
+    claim = recorded_task_accept(task_name=spec.name, args=args, kwargs=kwargs, queue=target,
+                                 priority=priority, run_at=run_at, user=user, rerun_of=rerun_of)
+    if claim.duplicate:
+        return TaskTicket(task_id=claim.task_id, task=spec.name, queue=_queue_of(claim.task_id,
+                                                                                 target),
+                          state=_state_of(claim.task_id), duplicate=True)
+    return TaskTicket(task_id=claim.task_id, task=spec.name, queue=target)
 
 
-def recorded_task_enqueue(
-    *, task_name: str, args: list, kwargs: dict, queue: str, priority: int | None,
-    run_at: datetime | None, user=None, rerun_of: TaskRecord | None = None,
-    task_id: str | None = None,
-) -> str:
-    """Write an already validated call to the outbox and publish it on commit.
+def _queue_of(task_id: str, default: str) -> str:
+    return TaskRecord.objects.filter(task_id=task_id).values_list("queue", flat=True).first() \
+        or default
 
-    The rows (``TaskRecord`` and a PENDING result) are written in the
-    caller's transaction: once that commits the task is durable, whether or
-    not the broker answers (the outbox sweep publishes it again).  A
-    ``run_at`` beyond the long-delay threshold waits in the database
-    (queueworks/reliability/delayed.py) instead of in a worker, so RabbitMQ's
-    consumer_timeout never closes a channel over it.  Returns the task id.
-    """
-    task_id = task_id or str(uuid.uuid4())
-    with transaction.atomic():
-        outbox_records_write(task_name=task_name, calls=[(task_id, args, kwargs)], queue=queue,
-                             priority=priority, eta=run_at, user=user, rerun_of=rerun_of)
-        if run_at is not None and (run_at - timezone.now()).total_seconds() > long_delay_seconds():
-            options: dict[str, Any] = {"queue": queue, "headers": {RECORDED_HEADER: True}}
-            if priority is not None:
-                options["priority"] = priority
-            delayed_task_store(task_name=task_name, task_id=task_id, args=args, kwargs=kwargs,
-                               options=options, eta=run_at)
-            # The stored row holds it now; the delayed dispatch publishes it
-            # with confirms when it is near, so the sweep must not.
-            outbox_mark_confirmed(task_ids=[task_id])
-            return task_id
-    transaction.on_commit(lambda: _publish_start(
-        task_id=task_id, task_name=task_name, args=args, kwargs=kwargs, queue=queue,
-        priority=priority, run_at=run_at,
-    ))
-    return task_id
+
+def _state_of(task_id: str) -> str:
+    return TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True).first() \
+        or states.PENDING
 
 
 # -- cancel --------------------------------------------------------------------
@@ -332,6 +263,9 @@ def task_cancel(
         TaskResult.objects.filter(
             task_id=task_id, status__in=[*states.UNREADY_STATES, PROGRESS],
         ).update(status=states.REVOKED, date_done=now)
+        # A cancelled unique task frees its key at once (a running one: the
+        # signal stops it; its end would free it too).
+        unique_claim_release(task_id=task_id)
 
     detail = "Terminated with {0}.".format(signal) if running else "Cancelled before it ran."
     if not running:

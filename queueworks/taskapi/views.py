@@ -159,7 +159,11 @@ class TaskCollectionView(TaskApiView):
     @extend_schema(
         operation_id="tasks_start", summary="Start an allowlisted task",
         request=TaskStartSerializer,
-        responses={202: TaskTicketSerializer, **ERRORS, **BROKER_DOWN},
+        responses={202: TaskTicketSerializer, 200: TaskTicketSerializer, **ERRORS,
+                   **BROKER_DOWN},
+        description="202: started.  200: the task is declared unique and a task with the "
+                    "same unique key is waiting or running; its id is returned with "
+                    "\"duplicate\": true and nothing new was started.",
     )
     def post(self, request):
         started = time.perf_counter()
@@ -174,6 +178,8 @@ class TaskCollectionView(TaskApiView):
                 countdown=data.get("countdown"), eta=data.get("eta"), user=request.user,
             )
             detail.update(task_id=ticket.task_id, queue=ticket.queue)
+        if ticket.duplicate:
+            return Response(_ticket(self, ticket, duplicate=True), status=status.HTTP_200_OK)
         response = Response(_ticket(self, ticket), status=status.HTTP_202_ACCEPTED)
         # start: validation, the PENDING rows and the publish; enqueue: the
         # publish alone; enqueue-cpu: the CPU time of that publish (the rest
@@ -244,6 +250,9 @@ class TaskRerunView(TaskApiView):
         with self.audited(target=task_id) as detail:
             ticket = services.task_rerun(task_id=task_id, user=request.user)
             detail["new_task_id"] = ticket.task_id
+        if ticket.duplicate:  # a unique task whose key is held: nothing new started
+            return Response(_ticket(self, ticket, rerun_of=task_id, duplicate=True),
+                            status=status.HTTP_200_OK)
         return Response(_ticket(self, ticket, rerun_of=task_id), status=status.HTTP_202_ACCEPTED)
 
 

@@ -94,7 +94,8 @@ class QueueworksBackend(api.BaseTaskBackend):
         from django.conf import settings
 
         from queueworks.conf import celery_app
-        from queueworks.taskapi.services import recorded_task_enqueue
+        from queueworks.taskapi.errors import TaskValidationError
+        from queueworks.taskapi.services import recorded_task_accept
         from queueworks.tasks_backend.worker import celery_task_for
 
         self.validate_task(task)
@@ -110,8 +111,15 @@ class QueueworksBackend(api.BaseTaskBackend):
         # The producer knows the Celery task too, so publishing builds the
         # same message a worker expects (its name, limits, result policy).
         celery_task_for(celery_app(), task)
-        task_id = recorded_task_enqueue(task_name=task.module_path, args=args, kwargs=kwargs,
-                                        queue=queue, priority=priority, run_at=task.run_after)
+        try:
+            claim = recorded_task_accept(task_name=task.module_path, args=args, kwargs=kwargs,
+                                         queue=queue, priority=priority, run_at=task.run_after)
+        except TaskValidationError as exc:  # a unique task's call without its key
+            raise api.InvalidTask(str(exc.detail)) from None
+        if claim.duplicate:
+            # Unique (queueworks/limits/unique.py): the task holding the key.
+            return self.get_result(claim.task_id)
+        task_id = claim.task_id
         now = timezone.now()
         result = api.TaskResult(
             task=task, id=task_id, status=api.TaskResultStatus.READY, enqueued_at=now,

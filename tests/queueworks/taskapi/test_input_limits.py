@@ -73,8 +73,8 @@ def test_an_integral_float_is_the_integer_json_schema_says_it_is(client_for, ope
         captured = transaction.get_connection().run_on_commit[-1][1]
     from unittest import mock
 
-    with mock.patch("queueworks.taskapi.services.task_enqueue") as enqueue, \
-            mock.patch("queueworks.taskapi.services.publisher_supported", return_value=True):
+    with mock.patch("queueworks.taskapi.recorded.task_enqueue") as enqueue, \
+            mock.patch("queueworks.taskapi.recorded.publisher_supported", return_value=True):
         captured()
     assert enqueue.call_args.kwargs["args"] == [7] and isinstance(
         enqueue.call_args.kwargs["args"][0], int)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from bench import common
+from bench import broker_stats, common
 from bench.common import QueueWatcher
 from bench.throughput_systems import CLASSES, Project, System, raw_publish, use_broker
 
@@ -21,14 +21,23 @@ def wait_ready(watcher: QueueWatcher, system: System, timeout: float = 90) -> No
     watcher.wait_consumers(system.queue, getattr(system, "consumers", 1), timeout)
 
 
-def measure_systems(names: list[str], n: int, rounds: int, log=print) -> list[dict]:
+def measure_systems(names: list[str], n: int, rounds: int, log=print, *,
+                    sizes: list[int] | None = None, scale: set[str] | None = None,
+                    queue_policy: str = "none") -> list[dict]:
     """Every system set up at once, then measured round-robin: round 1 of each,
     then round 2 of each...  A noisy minute on this shared machine then hits
-    every system about equally instead of all rounds of one."""
+    every system about equally instead of all rounds of one.
+
+    ``sizes``: measure at each of these sizes in turn (default: ``[n]``); at
+    every size after the first, only the systems in ``scale`` (default: all).
+    One result per system and size, with what RabbitMQ reported about each
+    drain's backlog.  ``queue_policy``: bench/broker_stats.py's vhost policy."""
+    sizes = sizes or [n]
     with contextlib.ExitStack() as stack:
         entries = []
         for name in names:
             vhost = stack.enter_context(common.throwaway_vhost(f"bench-{name}"))
+            broker_stats.apply_queue_policy(vhost, queue_policy)
             workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{name}-"))
             system = CLASSES[name](vhost, Path(workdir))
             stack.callback(system.teardown)
@@ -36,27 +45,48 @@ def measure_systems(names: list[str], n: int, rounds: int, log=print) -> list[di
             system.setup()
             watcher = QueueWatcher(vhost)
             stack.callback(watcher.close)
-            result = {"system": name, "description": system.description, "drain": [],
-                      "live": [], "cpu_worker_us": [], "cpu_rabbit_us": [],
-                      "rss_peak_mb": 0.0, "rss_process_mb": 0.0,
-                      "sent": [], "executed": [], "failed": []}
-            entries.append((system, watcher, result))
-        for round_no in range(1, rounds + 1):
-            for system, watcher, result in entries:
-                measure_round(system, watcher, result, n, round_no, log)
-        return [result for _, _, result in entries]
+            entries.append((system, watcher))
+        results = []
+        for index, size in enumerate(sizes):
+            chosen = [(s, w) for s, w in entries
+                      if index == 0 or scale is None or s.name in scale]
+            if size > common.MAX_TASKS:
+                broker_stats.check_disk(size, len(chosen))
+            batch = []
+            for system, _ in chosen:
+                batch.append({"system": system.name, "description": system.description,
+                              "tasks": size, "queue_policy": queue_policy, "drain": [],
+                              "live": [], "cpu_worker_us": [], "cpu_rabbit_us": [],
+                              "rss_peak_mb": 0.0, "rss_process_mb": 0.0, "broker": [],
+                              "sent": [], "executed": [], "failed": []})
+            for round_no in range(1, rounds + 1):
+                for (system, watcher), result in zip(chosen, batch):
+                    measure_round(system, watcher, result, size, round_no, log,
+                                  broker=len(sizes) > 1 or size > common.MAX_TASKS)
+            results += batch
+        return results
 
 
 def measure_round(system: System, watcher: QueueWatcher, result: dict, n: int, round_no: int,
-                  log=print) -> None:
+                  log=print, *, broker: bool = False) -> None:
+    """One drain and one live run of n tasks.  ``broker``: also what RabbitMQ
+    reports with the drain's backlog queued (bench/broker_stats.py)."""
     name = system.name
     system.activate()
     timeout = max(120.0, n / 100)
     acked_before, failed_before = acked_total(system), system.failures()
     # drain: the backlog waits, then the workers start
     system.stop_workers()
+    disk_before = broker_stats.node()["disk_free"] if broker else 0
     system.backlog(n)
     wait_depth(watcher, system.queue, n)
+    if broker:
+        snapshot = broker_stats.backlog_snapshot(system.vhost, system.queue, n, disk_before)
+        result["broker"].append(snapshot)
+        log(f"  {name} {n:,} queued: queue {snapshot['queue_memory_mb']:.0f} MiB, paged out "
+            f"{snapshot['messages_paged_out']}, node {snapshot['node_mem_mb']:.0f}/"
+            f"{snapshot['node_mem_limit_mb']:.0f} MiB, alarm {snapshot['mem_alarm']}, "
+            f"disk +{snapshot['disk_used_mb']:.0f} MiB")
     system.start_workers()
     deadline = time.monotonic() + timeout
     while watcher.depth(system.queue) >= n:
@@ -97,7 +127,9 @@ def measure_round(system: System, watcher: QueueWatcher, result: dict, n: int, r
                                     max(monitor.peak_total.values()) / 2**20)
         result["rss_process_mb"] = max(result["rss_process_mb"],
                                        max(monitor.peak_process.values()) / 2**20)
-    log(f"  {name} round {round_no}: drain {drain_rate:,.0f}/s, "
+    if broker:
+        result["broker"][-1]["mem_alarm_after"] = bool(broker_stats.node().get("mem_alarm"))
+    log(f"  {name} {n:,} round {round_no}: drain {drain_rate:,.0f}/s, "
         f"live {live_rate:,.0f}/s, executed {executed}/{2 * n}, failed {failed} "
         f"(load {common.loadavg()})")
 
@@ -140,7 +172,7 @@ def settled_acks(system: System, expected: int, timeout: float = 180) -> int:
         time.sleep(1)
 
 
-def wait_depth(watcher: QueueWatcher, queue: str, n: int, timeout: float = 60) -> None:
+def wait_depth(watcher: QueueWatcher, queue: str, n: int, timeout: float = 120) -> None:
     watcher.wait_exists(queue, timeout)
     deadline = time.monotonic() + timeout
     while watcher.depth(queue) < n:

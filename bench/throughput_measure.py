@@ -30,8 +30,9 @@ def measure_systems(names: list[str], n: int, rounds: int, log=print, *,
 
     ``sizes``: measure at each of these sizes in turn (default: ``[n]``); at
     every size after the first, only the systems in ``scale`` (default: all).
-    One result per system and size, with what RabbitMQ reported about each
-    drain's backlog.  ``queue_policy``: bench/broker_stats.py's vhost policy."""
+    One result per system and size; with ``sizes``, also what RabbitMQ
+    reported about each drain's backlog.  ``queue_policy``: bench/broker_stats.py's vhost policy."""
+    record_broker = sizes is not None
     sizes = sizes or [n]
     with contextlib.ExitStack() as stack:
         entries = []
@@ -62,7 +63,7 @@ def measure_systems(names: list[str], n: int, rounds: int, log=print, *,
             for round_no in range(1, rounds + 1):
                 for (system, watcher), result in zip(chosen, batch):
                     measure_round(system, watcher, result, size, round_no, log,
-                                  broker=len(sizes) > 1 or size > common.MAX_TASKS)
+                                  broker=record_broker)
             results += batch
         return results
 

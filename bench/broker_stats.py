@@ -47,19 +47,21 @@ def check_disk(n: int, systems: int) -> None:
 
 
 def backlog_snapshot(vhost: str, queue: str, n: int, disk_before: int,
-                     timeout: float = 30) -> dict:
+                     timeout: float = 60) -> dict:
     """The queue and the node with the backlog of n queued, once the management
     statistics (refreshed every few seconds) show all of it."""
     deadline = time.monotonic() + timeout
     info = {}
     while time.monotonic() < deadline:
         info = rabbit.queue_info(vhost, queue)
-        if (info.get("messages_ready") or 0) >= n:
+        if (info.get("messages_ready") or 0) >= n and info.get("message_bytes"):
             break
         time.sleep(1)
     status = info.get("backing_queue_status") or {}
     current = node()
     return {
+        # What the statistics showed queued (below n: they lagged, the rest is stale).
+        "messages_seen": info.get("messages_ready") or 0,
         "queue_memory_mb": (info.get("memory") or 0) / 2**20,
         "message_bytes_mb": (info.get("message_bytes") or 0) / 2**20,
         "message_bytes_ram_mb": (info.get("message_bytes_ram") or 0) / 2**20,

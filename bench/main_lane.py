@@ -17,6 +17,13 @@ pays), through django-celery-results' stock backend or through
 queueworks/core/results_backend.py ("upsert": one statement per state), "cancel lookup" marks every message as the Task API does for the tasks
 it starts (one database read per delivery).
 
+The ``solo-procs`` rows are the bulk lane's process design for this lane:
+main_worker's command with the project's SoloPool (``--pool=custom``, SIGALRM
+soft and hard limits, a watchdog ending a process stuck past its hard limit,
+recycling past ``--max-memory-per-child``), ``--concurrency=1``, prefetch 2,
+started once per core under its own node name; their CPU and RSS cover both
+processes' trees (the RSS column is the larger of the two).
+
 Then priority overtaking (``--backlog``), for the variants that differ only
 in how many messages the worker holds: main_worker's workers stopped, a
 backlog of priority-1 probes each taking ``--probe-seconds``, the workers

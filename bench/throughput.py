@@ -53,7 +53,7 @@ def render_size(results: list[dict]) -> list[str]:
     """The table of one size: every system measured at it."""
     raw = next((r for r in results if r["system"] == "raw"), None)
     raw_drain = common.median_range(raw["drain"])[0] if raw else None
-    raw_live = common.median_range(raw["live"])[0] if raw else None
+    raw_live = common.median_range(raw["live"])[0] if raw and raw["live"] else None
     lines = [
         "| system | drain tasks/s | x raw | live tasks/s | x raw | CPU us/task workers | "
         "CPU us/task RabbitMQ | peak RSS tree / largest process |",
@@ -61,12 +61,12 @@ def render_size(results: list[dict]) -> list[str]:
     ]
     for r in results:
         drain = common.median_range(r["drain"])[0]
-        live = common.median_range(r["live"])[0]
+        live = common.median_range(r["live"])[0] if r["live"] else None
         lines.append(
             f"| {r['description']} | {common.fmt_rate(r['drain'])} | "
             + (f"{drain / raw_drain:.2f}" if raw_drain else "-")
             + f" | {common.fmt_rate(r['live'])} | "
-            + (f"{live / raw_live:.2f}" if raw_live else "-")
+            + (f"{live / raw_live:.2f}" if raw_live and live else "-")
             + f" | {common.median_range(r['cpu_worker_us'])[0]:.0f} | "
             f"{common.median_range(r['cpu_rabbit_us'])[0]:.0f} | "
             f"{r['rss_peak_mb']:.0f} / {r['rss_process_mb']:.0f} MiB |")
@@ -76,7 +76,7 @@ def render_size(results: list[dict]) -> list[str]:
         ratios = []
         for other in ("celery", "dramatiq", "raw"):
             if other in by:
-                for mode in ("drain", "live"):
+                for mode in ("drain", "live")[:2 if project["live"] and by[other]["live"] else 1]:
                     ratios.append(
                         f"{mode} project/{other} = "
                         f"{common.median_range(project[mode])[0] / common.median_range(by[other][mode])[0]:.2f}")
@@ -88,8 +88,8 @@ def render_scaling(results: list[dict]) -> list[str]:
     """Each system across the sizes, with what RabbitMQ reported while the
     drain's backlog was queued."""
     lines = [
-        "| system | tasks | drain x raw | live x raw | worker CPU us/task | RabbitMQ CPU us/task | "
-        "worker RSS MiB (tree) | backlog: queue memory MiB | paged out | node memory / "
+        "| system | tasks | drain x raw | live x raw | worker CPU us/task (drain) | RabbitMQ CPU "
+        "us/task (drain) | worker RSS MiB (tree) | backlog: queue memory MiB | paged out | node memory / "
         "high-watermark MiB | memory alarm | disk MiB | queue version, mode |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -99,13 +99,13 @@ def render_scaling(results: list[dict]) -> list[str]:
             continue
         raw = raws.get(r["tasks"])
         ratio = (lambda mode: f"{common.median_range(r[mode])[0] / common.median_range(raw[mode])[0]:.2f}"
-                 if raw else "-")
+                 if raw and r[mode] and raw[mode] else "-")
         b = max(r["broker"], key=lambda snap: snap["node_mem_mb"])
         alarm = any(s["mem_alarm"] or s.get("mem_alarm_after") for s in r["broker"])
         lines.append(
             f"| {r['system']} | {r['tasks']:,} | {ratio('drain')} | {ratio('live')} | "
-            f"{common.median_range(r['cpu_worker_us'])[0]:.0f} | "
-            f"{common.median_range(r['cpu_rabbit_us'])[0]:.0f} | {r['rss_peak_mb']:.0f} | "
+            f"{common.median_range(r['cpu_worker_drain_us'])[0]:.0f} | "
+            f"{common.median_range(r['cpu_rabbit_drain_us'])[0]:.0f} | {r['rss_peak_mb']:.0f} | "
             f"{b['queue_memory_mb']:.0f} | {b['messages_paged_out']} | "
             f"{b['node_mem_mb']:,.0f} / {b['node_mem_limit_mb']:,.0f} | "
             f"{'YES' if alarm else 'no'} | {b['disk_used_mb']:,.0f} | "
@@ -170,6 +170,9 @@ def main(argv=None) -> int:
                         help="comma-separated sizes measured one after the other in one run "
                              f"(up to {common.MAX_BACKLOG:,}), e.g. 20000,200000,1000000; "
                              "replaces --tasks")
+    parser.add_argument("--live-max", type=int, default=common.MAX_TASKS,
+                        help="with --sizes: sizes above this are drained only (a backlog "
+                             "published, then drained), without the live mode")
     parser.add_argument("--scale-only", default="raw,project",
                         help="with --sizes: the systems measured at the sizes after the first")
     parser.add_argument("--queue-policy", default="none", choices=sorted(QUEUE_POLICIES),
@@ -215,7 +218,7 @@ def main(argv=None) -> int:
     os.environ.pop("CELERY_RESULT_BACKEND", None)
     results = measure_systems([name for name in SYSTEMS if name in systems], args.tasks,
                               args.rounds, log, sizes=sizes or None, scale=scale,
-                              queue_policy=args.queue_policy)
+                              queue_policy=args.queue_policy, live_max=args.live_max)
     producers = [] if args.no_producers else measure_producers(
         min(args.tasks, common.MAX_TASKS), args.rounds, systems, log)
     memory = measure_memory(args.memory_tasks, log) if args.memory_tasks else None

@@ -29,11 +29,13 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # Hard upper bound on any benchmark size: a typo must not flood the broker.
 MAX_TASKS = 200_000
+# bench/throughput.py's backlog sizes (--sizes) may go up to a million.
+MAX_BACKLOG = 1_000_000
 
 
-def bounded(n: int) -> int:
-    if not 1 <= n <= MAX_TASKS:
-        raise SystemExit(f"error: --tasks must be between 1 and {MAX_TASKS}, got {n}")
+def bounded(n: int, limit: int = MAX_TASKS, option: str = "--tasks") -> int:
+    if not 1 <= n <= limit:
+        raise SystemExit(f"error: {option} must be between 1 and {limit:,}, got {n}")
     return n
 
 

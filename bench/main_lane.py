@@ -17,6 +17,13 @@ pays), through django-celery-results' stock backend or through
 queueworks/core/results_backend.py ("upsert": one statement per state), "cancel lookup" marks every message as the Task API does for the tasks
 it starts (one database read per delivery).
 
+The ``solo-procs`` rows are the bulk lane's process design for this lane:
+main_worker's command with the project's SoloPool (``--pool=custom``, SIGALRM
+soft and hard limits, a watchdog ending a process stuck past its hard limit,
+recycling past ``--max-memory-per-child``), ``--concurrency=1``, prefetch 2,
+started once per core under its own node name; their CPU and RSS cover both
+processes' trees (the RSS column is the larger of the two).
+
 Then priority overtaking (``--backlog``), for the variants that differ only
 in how many messages the worker holds: main_worker's workers stopped, a
 backlog of priority-1 probes each taking ``--probe-seconds``, the workers
@@ -36,7 +43,6 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -46,84 +52,7 @@ from bench.throughput_measure import measure_round, rss_over_tasks, wait_ready  
 from bench.throughput_systems import CeleryTutorial, ProjectMain, use_broker  # noqa: E402
 from bench.common import PROJECT_ROOT, QueueWatcher  # noqa: E402
 from bench.main_lane_overtaking import measure_overtaking  # noqa: E402
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    description: str
-    # Command-line options replacing the rendered ones ("--pool" -> "--pool=threads").
-    options: dict[str, str] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
-    headers: dict[str, object] = field(default_factory=dict)
-    postgres: bool = False
-    # Differs from the deployed lane only in what the worker holds: its
-    # priority overtaking is measured too.
-    overtaking: bool = False
-
-
-def _recorded_header() -> str:
-    from queueworks.taskapi.models import RECORDED_HEADER
-
-    return RECORDED_HEADER
-
-
-# queueworks.core.results_backend.UPSERT_BACKEND (not imported: Django is set up later).
-UPSERT_BACKEND = "queueworks.core.results_backend:UpsertDatabaseBackend"
-
-
-def _deployed_headroom() -> int:
-    from projectname.topology import TOPOLOGY
-
-    return TOPOLOGY.worker_named("main_worker").prefetch_headroom
-
-
-def _headroom(n: int) -> Variant:
-    return Variant(f"headroom-{n}", f"... prefetch 1 + {n} headroom",
-                   env={"WORKER_PREFETCH_HEADROOM": str(n)}, overtaking=True)
-
-
-VARIANTS = (
-    Variant("deployed", f"main_worker as deployed (prefork -c 2, prefetch 1 + "
-                        f"{_deployed_headroom()} headroom, priorities, acks late, task events "
-                        "only while Flower listens: none here, INFO logs)", overtaking=True),
-    Variant("events-on", "... task events on (as while Flower listens)",
-            env={"CELERY_WORKER_SEND_TASK_EVENTS": "1", "WORKER_TASK_EVENTS_LEASE": "0"}),
-    Variant("no-headroom", "... prefetch 1, no headroom", env={"WORKER_PREFETCH_HEADROOM": "0"},
-            overtaking=True),
-    *(_headroom(n) for n in (2, 4, 6)),
-    Variant("plain-prefetch1", "... no headroom and task events always on",
-            env={"WORKER_PREFETCH_HEADROOM": "0", "CELERY_WORKER_SEND_TASK_EVENTS": "1",
-                 "WORKER_TASK_EVENTS_LEASE": "0"}),
-    Variant("prefetch4", "... prefetch x4 (no headroom)",
-            {"--prefetch-multiplier": "4"}, env={"WORKER_PREFETCH_HEADROOM": "0"},
-            overtaking=True),
-    Variant("threads", "... pool threads -c 2 (no hard time limit)", {"--pool": "threads"}),
-    # Prefetch 2 (the prefetch count of prefork -c 2): with 1, the solo pool
-    # idled about a second between acks-late tasks.
-    Variant("solo", "... pool solo, prefetch 2 (one at a time, no hard time limit)",
-            {"--pool": "solo", "--concurrency": "1", "--prefetch-multiplier": "2"},
-            env={"WORKER_PREFETCH_HEADROOM": "0"}),
-    Variant("acks-early", "... acks early (a crash loses the task)",
-            env={"BENCH_MAIN_ACKS_EARLY": "1",
-                 "DJANGO_SETTINGS_MODULE": "bench.main_lane_settings"}),
-    Variant("warning-logs", "... WARNING logs", {"--loglevel": "WARNING"}),
-    Variant("results-sqlite", "... results kept, SQLite (stock django-db backend)",
-            headers={"ignore_result": False}, env={"CELERY_RESULT_BACKEND": "django-db"}),
-    Variant("results-sqlite-upsert", "... results kept, SQLite, one upsert per state",
-            headers={"ignore_result": False}, env={"CELERY_RESULT_BACKEND": UPSERT_BACKEND}),
-    Variant("results-postgres", "... results kept, PostgreSQL (stock django-db backend)",
-            headers={"ignore_result": False}, env={"CELERY_RESULT_BACKEND": "django-db"},
-            postgres=True),
-    Variant("results-postgres-upsert", "... results kept, PostgreSQL, one upsert per state",
-            headers={"ignore_result": False}, env={"CELERY_RESULT_BACKEND": UPSERT_BACKEND},
-            postgres=True),
-    Variant("no-timer-compaction", "... cancelled time-limit timers kept until due "
-            "(stock Celery)", env={"WORKER_TIMER_COMPACTION": "off"}),
-    Variant("cancel-lookup", "... every message looked up for a cancel (Task API's header)",
-            headers={"RECORDED": True}),
-)
-BY_NAME = {variant.name: variant for variant in VARIANTS}
+from bench.main_lane_variants import BY_NAME, VARIANTS, Variant, recorded_header  # noqa: E402,F401
 
 
 def postgres_database(name: str):
@@ -166,9 +95,9 @@ class MainVariant(ProjectMain):
 
     @property
     def consumers(self) -> int:
-        return 1
+        return self.variant.processes
 
-    def command(self) -> list[str]:
+    def command(self, index: int = 1) -> list[str]:
         from queueworks.core.supervisor import worker_command
         from projectname.topology import TOPOLOGY
 
@@ -177,6 +106,9 @@ class MainVariant(ProjectMain):
         for option, value in self.variant.options.items():
             parts = [part for part in parts if not part.startswith(option + "=")]
             parts.append(f"{option}={value}")
+        if self.variant.processes > 1:
+            # One node name per process, as supervisor's numbered programs would have.
+            parts = [part.replace("main_worker@", f"main_worker_{index}@") for part in parts]
         return [common.venv_bin(parts[0]), *parts[1:]]
 
     def worker_env(self) -> dict[str, str]:
@@ -191,21 +123,24 @@ class MainVariant(ProjectMain):
 
     def start_workers(self):
         log = open(self.workdir / f"{self.name}.log", "ab")
-        self.process = subprocess.Popen(self.command(), env=self.worker_env(), cwd=PROJECT_ROOT,
-                                        stdout=log, stderr=subprocess.STDOUT)
+        self.processes = [
+            subprocess.Popen(self.command(index), env=self.worker_env(), cwd=PROJECT_ROOT,
+                             stdout=log, stderr=subprocess.STDOUT)
+            for index in range(1, self.variant.processes + 1)]
+        self.process = self.processes[0]
 
     def stop_workers(self):
-        if self.process:
-            common.stop_process(self.process, timeout=60)
-            self.process = None
+        for process in getattr(self, "processes", []):
+            common.stop_process(process, timeout=60)
+        self.processes, self.process = [], None
 
     def roots(self) -> list[int]:
-        return [self.process.pid] if self.process else []
+        return [process.pid for process in getattr(self, "processes", [])]
 
     def _headers(self) -> dict | None:
         headers = dict(self.variant.headers)
         if headers.pop("RECORDED", None):
-            headers[_recorded_header()] = True
+            headers[recorded_header()] = True
         return headers or None
 
     def backlog(self, n):

@@ -3,6 +3,8 @@
     .venv/bin/python bench/throughput.py                      # defaults below
     .venv/bin/python bench/throughput.py --tasks 20000 --rounds 3
     .venv/bin/python bench/throughput.py --only raw,project --tasks 2000 --rounds 1
+    .venv/bin/python bench/throughput.py --only raw,dramatiq,project --rounds 1 \
+        --sizes 20000,200000,1000000 --queue-policy v2     # how the cost grows with the backlog
 
 Systems (each in its own throw-away vhost, deleted afterwards):
 
@@ -41,36 +43,30 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
+from bench.broker_stats import QUEUE_POLICIES  # noqa: E402
 from bench.throughput_measure import measure_memory, measure_producers, measure_systems  # noqa: E402
 from bench.throughput_systems import SYSTEMS  # noqa: E402
 
 
 # -- report -----------------------------------------------------------------------
-def render(results: list[dict], producers: list[dict], memory: dict | None, args) -> str:
+def render_size(results: list[dict]) -> list[str]:
+    """The table of one size: every system measured at it."""
     raw = next((r for r in results if r["system"] == "raw"), None)
     raw_drain = common.median_range(raw["drain"])[0] if raw else None
-    raw_live = common.median_range(raw["live"])[0] if raw else None
-    v = common.versions()
+    raw_live = common.median_range(raw["live"])[0] if raw and raw["live"] else None
     lines = [
-        f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine {common.machine()}; "
-        f"load {common.loadavg()}",
-        "versions " + ", ".join(f"{k} {val}" for k, val in v.items()),
-        f"{args.tasks:,} noop tasks per mode, {args.rounds} round(s): median (min-max) tasks/s",
-        "",
         "| system | drain tasks/s | x raw | live tasks/s | x raw | CPU us/task workers | "
         "CPU us/task RabbitMQ | peak RSS tree / largest process |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         drain = common.median_range(r["drain"])[0]
-        live = common.median_range(r["live"])[0]
+        live = common.median_range(r["live"])[0] if r["live"] else None
         lines.append(
             f"| {r['description']} | {common.fmt_rate(r['drain'])} | "
-            f"{drain / raw_drain:.2f} |" if raw_drain else
-            f"| {r['description']} | {common.fmt_rate(r['drain'])} | - |")
-        lines[-1] += (
-            f" {common.fmt_rate(r['live'])} | "
-            + (f"{live / raw_live:.2f}" if raw_live else "-")
+            + (f"{drain / raw_drain:.2f}" if raw_drain else "-")
+            + f" | {common.fmt_rate(r['live'])} | "
+            + (f"{live / raw_live:.2f}" if raw_live and live else "-")
             + f" | {common.median_range(r['cpu_worker_us'])[0]:.0f} | "
             f"{common.median_range(r['cpu_rabbit_us'])[0]:.0f} | "
             f"{r['rss_peak_mb']:.0f} / {r['rss_process_mb']:.0f} MiB |")
@@ -80,11 +76,59 @@ def render(results: list[dict], producers: list[dict], memory: dict | None, args
         ratios = []
         for other in ("celery", "dramatiq", "raw"):
             if other in by:
-                for mode in ("drain", "live"):
+                for mode in ("drain", "live")[:2 if project["live"] and by[other]["live"] else 1]:
                     ratios.append(
                         f"{mode} project/{other} = "
                         f"{common.median_range(project[mode])[0] / common.median_range(by[other][mode])[0]:.2f}")
         lines += ["", "ratios: " + "; ".join(ratios)]
+    return lines
+
+
+def render_scaling(results: list[dict]) -> list[str]:
+    """Each system across the sizes, with what RabbitMQ reported while the
+    drain's backlog was queued."""
+    lines = [
+        "| system | tasks | drain x raw | live x raw | worker CPU us/task (drain) | RabbitMQ CPU "
+        "us/task (drain) | worker RSS MiB (tree) | backlog: queue memory MiB | paged out | node memory / "
+        "high-watermark MiB | memory alarm | disk MiB | queue version, mode |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    raws = {r["tasks"]: r for r in results if r["system"] == "raw"}
+    for r in sorted(results, key=lambda r: (r["system"] != "raw", r["system"], r["tasks"])):
+        if not r["broker"]:
+            continue
+        raw = raws.get(r["tasks"])
+        ratio = (lambda mode: f"{common.median_range(r[mode])[0] / common.median_range(raw[mode])[0]:.2f}"
+                 if raw and r[mode] and raw[mode] else "-")
+        b = max(r["broker"], key=lambda snap: snap["node_mem_mb"])
+        alarm = any(s["mem_alarm"] or s.get("mem_alarm_after") for s in r["broker"])
+        lines.append(
+            f"| {r['system']} | {r['tasks']:,} | {ratio('drain')} | {ratio('live')} | "
+            f"{common.median_range(r['cpu_worker_drain_us'])[0]:.0f} | "
+            f"{common.median_range(r['cpu_rabbit_drain_us'])[0]:.0f} | {r['rss_peak_mb']:.0f} | "
+            f"{b['queue_memory_mb']:.0f} | {b['messages_paged_out']} | "
+            f"{b['node_mem_mb']:,.0f} / {b['node_mem_limit_mb']:,.0f} | "
+            f"{'YES' if alarm else 'no'} | {b['disk_used_mb']:,.0f} | "
+            f"v{b['queue_version']}, {b['queue_mode']} |")
+    return lines
+
+
+def render(results: list[dict], producers: list[dict], memory: dict | None, args) -> str:
+    v = common.versions()
+    sizes = sorted({r["tasks"] for r in results})
+    lines = [
+        f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine {common.machine()}; "
+        f"load {common.loadavg()}",
+        "versions " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"queue policy on the benchmark's vhosts: {args.queue_policy}",
+    ]
+    for size in sizes:
+        lines += ["", f"{size:,} noop tasks per mode, {args.rounds} round(s): "
+                      "median (min-max) tasks/s", ""]
+        lines += render_size([r for r in results if r["tasks"] == size])
+    if len(sizes) > 1 or any(r["broker"] for r in results):
+        lines += ["", "Across the sizes (RabbitMQ's figures with the drain's backlog queued):", ""]
+        lines += render_scaling(results)
     if producers:
         lines += ["", "| producer alone | tasks | tasks/s |", "|---|---|---|"]
         lines += [f"| {p['producer']} | {p['tasks']:,} | {common.fmt_rate(p['rates'])} |"
@@ -122,6 +166,18 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default=",".join(SYSTEMS),
                         help=f"comma-separated subset of {','.join(SYSTEMS)}")
+    parser.add_argument("--sizes", default="",
+                        help="comma-separated sizes measured one after the other in one run "
+                             f"(up to {common.MAX_BACKLOG:,}), e.g. 20000,200000,1000000; "
+                             "replaces --tasks")
+    parser.add_argument("--live-max", type=int, default=common.MAX_TASKS,
+                        help="with --sizes: sizes above this are drained only (a backlog "
+                             "published, then drained), without the live mode")
+    parser.add_argument("--scale-only", default="raw,project",
+                        help="with --sizes: the systems measured at the sizes after the first")
+    parser.add_argument("--queue-policy", default="none", choices=sorted(QUEUE_POLICIES),
+                        help="a policy on the benchmark's vhosts: classic queue version 2 "
+                             "and/or lazy mode (bench/broker_stats.py)")
     parser.add_argument("--no-producers", action="store_true", help="skip the producer table")
     parser.add_argument("--memory-tasks", type=int, default=0,
                         help="also run this many tasks through the bulk workers and compare their RSS")
@@ -131,6 +187,15 @@ def main(argv=None) -> int:
         raw_consumer(args.vhost, args.queue, args.prefetch)
         return 0
     common.bounded(args.tasks)
+    try:
+        sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
+    except ValueError:
+        parser.error(f"--sizes: not a comma-separated list of numbers: {args.sizes!r}")
+    for size in sizes:
+        common.bounded(size, common.MAX_BACKLOG, "--sizes")
+    if sizes:
+        args.tasks = sizes[0]
+    scale = {name.strip() for name in args.scale_only.split(",") if name.strip()}
     if not 1 <= args.rounds <= 10:
         parser.error("--rounds must be between 1 and 10")
     if args.memory_tasks:
@@ -139,6 +204,10 @@ def main(argv=None) -> int:
     unknown = sorted(set(systems) - set(SYSTEMS))
     if unknown:
         parser.error(f"--only: unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
+    unknown = sorted(scale - set(SYSTEMS))
+    if unknown:
+        parser.error(f"--scale-only: unknown system(s) {', '.join(unknown)}; "
+                     f"choose from {', '.join(SYSTEMS)}")
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     import logging
 
@@ -148,15 +217,18 @@ def main(argv=None) -> int:
     # gets django-db from its settings anyway).
     os.environ.pop("CELERY_RESULT_BACKEND", None)
     results = measure_systems([name for name in SYSTEMS if name in systems], args.tasks,
-                              args.rounds, log)
-    producers = [] if args.no_producers else measure_producers(args.tasks, args.rounds, systems, log)
+                              args.rounds, log, sizes=sizes or None, scale=scale,
+                              queue_policy=args.queue_policy, live_max=args.live_max)
+    producers = [] if args.no_producers else measure_producers(
+        min(args.tasks, common.MAX_TASKS), args.rounds, systems, log)
     memory = measure_memory(args.memory_tasks, log) if args.memory_tasks else None
     print(render(results, producers, memory, args))
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"results": results, "producers": producers, "memory": memory,
              "versions": common.versions(), "machine": common.machine(), "tasks": args.tasks,
-             "rounds": args.rounds}, indent=2))
+             "rounds": args.rounds, "sizes": sizes or [args.tasks],
+             "queue_policy": args.queue_policy}, indent=2))
     return 0
 
 

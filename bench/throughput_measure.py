@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from bench import common
+from bench import broker_stats, common
 from bench.common import QueueWatcher
 from bench.throughput_systems import CLASSES, Project, System, raw_publish, use_broker
 
@@ -21,14 +21,25 @@ def wait_ready(watcher: QueueWatcher, system: System, timeout: float = 90) -> No
     watcher.wait_consumers(system.queue, getattr(system, "consumers", 1), timeout)
 
 
-def measure_systems(names: list[str], n: int, rounds: int, log=print) -> list[dict]:
+def measure_systems(names: list[str], n: int, rounds: int, log=print, *,
+                    sizes: list[int] | None = None, scale: set[str] | None = None,
+                    queue_policy: str = "none", live_max: int | None = None) -> list[dict]:
     """Every system set up at once, then measured round-robin: round 1 of each,
     then round 2 of each...  A noisy minute on this shared machine then hits
-    every system about equally instead of all rounds of one."""
+    every system about equally instead of all rounds of one.
+
+    ``sizes``: measure at each of these sizes in turn (default: ``[n]``); at
+    every size after the first, only the systems in ``scale`` (default: all).
+    One result per system and size; with ``sizes``, also what RabbitMQ
+    reported about each drain's backlog.  Sizes above ``live_max`` are
+    drained only (no publishing while consuming).  ``queue_policy``: bench/broker_stats.py's vhost policy."""
+    record_broker = sizes is not None
+    sizes = sizes or [n]
     with contextlib.ExitStack() as stack:
         entries = []
         for name in names:
             vhost = stack.enter_context(common.throwaway_vhost(f"bench-{name}"))
+            broker_stats.apply_queue_policy(vhost, queue_policy)
             workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{name}-"))
             system = CLASSES[name](vhost, Path(workdir))
             stack.callback(system.teardown)
@@ -36,27 +47,50 @@ def measure_systems(names: list[str], n: int, rounds: int, log=print) -> list[di
             system.setup()
             watcher = QueueWatcher(vhost)
             stack.callback(watcher.close)
-            result = {"system": name, "description": system.description, "drain": [],
-                      "live": [], "cpu_worker_us": [], "cpu_rabbit_us": [],
-                      "rss_peak_mb": 0.0, "rss_process_mb": 0.0,
-                      "sent": [], "executed": [], "failed": []}
-            entries.append((system, watcher, result))
-        for round_no in range(1, rounds + 1):
-            for system, watcher, result in entries:
-                measure_round(system, watcher, result, n, round_no, log)
-        return [result for _, _, result in entries]
+            entries.append((system, watcher))
+        results = []
+        for index, size in enumerate(sizes):
+            chosen = [(s, w) for s, w in entries
+                      if index == 0 or scale is None or s.name in scale]
+            if size > common.MAX_TASKS:
+                broker_stats.check_disk(size, len(chosen))
+            batch = []
+            for system, _ in chosen:
+                batch.append({"system": system.name, "description": system.description,
+                              "tasks": size, "queue_policy": queue_policy, "drain": [],
+                              "live": [], "cpu_worker_us": [], "cpu_rabbit_us": [],
+                              "rss_peak_mb": 0.0, "rss_process_mb": 0.0, "broker": [],
+                              "sent": [], "executed": [], "failed": []})
+            for round_no in range(1, rounds + 1):
+                for (system, watcher), result in zip(chosen, batch):
+                    measure_round(system, watcher, result, size, round_no, log,
+                                  broker=record_broker,
+                                  live=live_max is None or size <= live_max)
+            results += batch
+        return results
 
 
 def measure_round(system: System, watcher: QueueWatcher, result: dict, n: int, round_no: int,
-                  log=print) -> None:
+                  log=print, *, broker: bool = False, live: bool = True) -> None:
+    """One drain and one live run of n tasks (``live=False``: the drain only).
+    ``broker``: also what RabbitMQ reports with the drain's backlog queued
+    (bench/broker_stats.py)."""
     name = system.name
     system.activate()
     timeout = max(120.0, n / 100)
     acked_before, failed_before = acked_total(system), system.failures()
     # drain: the backlog waits, then the workers start
     system.stop_workers()
+    disk_before = broker_stats.node()["disk_free"] if broker else 0
     system.backlog(n)
     wait_depth(watcher, system.queue, n)
+    if broker:
+        snapshot = broker_stats.backlog_snapshot(system.vhost, system.queue, n, disk_before)
+        result["broker"].append(snapshot)
+        log(f"  {name} {n:,} queued: queue {snapshot['queue_memory_mb']:.0f} MiB, paged out "
+            f"{snapshot['messages_paged_out']}, node {snapshot['node_mem_mb']:.0f}/"
+            f"{snapshot['node_mem_limit_mb']:.0f} MiB, alarm {snapshot['mem_alarm']}, "
+            f"disk +{snapshot['disk_used_mb']:.0f} MiB")
     system.start_workers()
     deadline = time.monotonic() + timeout
     while watcher.depth(system.queue) >= n:
@@ -70,35 +104,44 @@ def measure_round(system: System, watcher: QueueWatcher, result: dict, n: int, r
         t1 = watcher.wait_empty(system.queue, timeout)
         worker_cpu, rabbit_cpu = meter.stop()
     drain_rate = n / (t1 - t0)
-    # live: publish while the (now idle) workers consume
-    wait_ready(watcher, system)
-    meter = common.CpuMeter(system.roots()).start()
-    with common.RssMonitor(monitor_roots) as rss2:
-        t0 = time.perf_counter()
-        system.produce(n)
-        t1 = watcher.wait_empty(system.queue, timeout)
-        live_cpu = meter.stop()
-    live_rate = n / (t1 - t0)
+    monitors = [rss]
+    live_cpu, modes = (0.0, 0.0), 1
+    if live:
+        # live: publish while the (now idle) workers consume
+        wait_ready(watcher, system)
+        meter = common.CpuMeter(system.roots()).start()
+        with common.RssMonitor(monitor_roots) as rss2:
+            t0 = time.perf_counter()
+            system.produce(n)
+            t1 = watcher.wait_empty(system.queue, timeout)
+            live_cpu = meter.stop()
+        result["live"].append(n / (t1 - t0))
+        monitors.append(rss2)
+        modes = 2
     # An empty queue is not "done": count what the broker saw acknowledged
     # and what the workers logged as failed, for both modes of the round.
-    executed = settled_acks(system, acked_before + 2 * n) - acked_before
+    executed = settled_acks(system, acked_before + modes * n) - acked_before
     # Idle workers of one system must not take CPU from the next one.
     system.stop_workers()
     failed = system.failures() - failed_before
-    result["sent"].append(2 * n)
+    result["sent"].append(modes * n)
     result["executed"].append(executed)
     result["failed"].append(failed)
     result["drain"].append(drain_rate)
-    result["live"].append(live_rate)
-    result["cpu_worker_us"].append(1e6 * (worker_cpu + live_cpu[0]) / (2 * n))
-    result["cpu_rabbit_us"].append(1e6 * (rabbit_cpu + live_cpu[1]) / (2 * n))
-    for monitor in (rss, rss2):
+    result["cpu_worker_us"].append(1e6 * (worker_cpu + live_cpu[0]) / (modes * n))
+    result["cpu_rabbit_us"].append(1e6 * (rabbit_cpu + live_cpu[1]) / (modes * n))
+    # The drain alone: comparable across sizes whether or not live ran.
+    result.setdefault("cpu_worker_drain_us", []).append(1e6 * worker_cpu / n)
+    result.setdefault("cpu_rabbit_drain_us", []).append(1e6 * rabbit_cpu / n)
+    for monitor in monitors:
         result["rss_peak_mb"] = max(result["rss_peak_mb"],
                                     max(monitor.peak_total.values()) / 2**20)
         result["rss_process_mb"] = max(result["rss_process_mb"],
                                        max(monitor.peak_process.values()) / 2**20)
-    log(f"  {name} round {round_no}: drain {drain_rate:,.0f}/s, "
-        f"live {live_rate:,.0f}/s, executed {executed}/{2 * n}, failed {failed} "
+    if broker:
+        result["broker"][-1]["mem_alarm_after"] = bool(broker_stats.node().get("mem_alarm"))
+    log(f"  {name} {n:,} round {round_no}: drain {drain_rate:,.0f}/s, "
+        f"live {result['live'][-1] if live else 0:,.0f}/s, executed {executed}/{modes * n}, failed {failed} "
         f"(load {common.loadavg()})")
 
 
@@ -140,7 +183,7 @@ def settled_acks(system: System, expected: int, timeout: float = 180) -> int:
         time.sleep(1)
 
 
-def wait_depth(watcher: QueueWatcher, queue: str, n: int, timeout: float = 60) -> None:
+def wait_depth(watcher: QueueWatcher, queue: str, n: int, timeout: float = 120) -> None:
     watcher.wait_exists(queue, timeout)
     deadline = time.monotonic() + timeout
     while watcher.depth(queue) < n:

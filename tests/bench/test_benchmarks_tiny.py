@@ -51,6 +51,35 @@ def test_throughput_runs_every_system_and_reports_a_table(tmp_path):
     assert "this project: the bulk lane as deployed" in table
 
 
+def test_throughput_sizes_report_rabbitmq_figures_per_backlog(tmp_path):
+    out = tmp_path / "throughput-sizes.json"
+    result = run("throughput.py", "--only", "raw,dramatiq,project", "--sizes", "120,240",
+                 "--live-max", "120", "--rounds", "1", "--no-producers", "--queue-policy", "v2",
+                 "--json", str(out), timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["sizes"] == [120, 240] and data["queue_policy"] == "v2"
+    # Every system at the first size; only --scale-only's (raw, project) at the next.
+    assert [(r["system"], r["tasks"]) for r in data["results"]] == [
+        ("raw", 120), ("dramatiq", 120), ("project", 120), ("raw", 240), ("project", 240)]
+    for row in data["results"]:
+        # Above --live-max a size is drained only: one mode, not two.
+        modes = 2 if row["tasks"] <= 120 else 1
+        assert len(row["live"]) == (1 if modes == 2 else 0), row
+        assert row["executed"] == [modes * row["tasks"]] and row["failed"] == [0], row
+        # The drain's own CPU per task, one per round (a 120-task drain can
+        # take less than a clock tick of the worker's CPU: not asserted > 0).
+        assert len(row["cpu_worker_drain_us"]) == len(row["cpu_rabbit_drain_us"]) == 1, row
+        [snapshot] = row["broker"]
+        # The vhost policy reached the queue, and RabbitMQ saw the whole backlog.
+        assert snapshot["queue_version"] == 2, snapshot
+        assert snapshot["messages_seen"] >= row["tasks"], (row["system"], snapshot)
+        assert snapshot["message_bytes_mb"] > 0 and snapshot["node_mem_limit_mb"] > 0
+        assert snapshot["mem_alarm"] is False
+    assert "Across the sizes" in result.stdout
+    assert "| project | 240 |" in result.stdout
+
+
 def test_producer_pieces_runs_every_variant_and_every_batch_arrives_whole(tmp_path):
     out = tmp_path / "producer_pieces.json"
     result = run("producer_pieces.py", "--tasks", "200", "--rounds", "2", "--json", str(out),
@@ -108,6 +137,11 @@ def test_sizes_are_bounded_with_a_clear_error():
     assert result.returncode != 0
     assert "--tasks must be between 1 and" in result.stderr
     assert "Traceback" not in result.stderr
+    result = run("throughput.py", "--sizes", "20000,2000000", timeout=60)
+    assert result.returncode != 0
+    assert "--sizes must be between 1 and 1,000,000, got 2000000" in result.stderr
+    result = run("throughput.py", "--sizes", "20000", "--scale-only", "raw,turbo", timeout=60)
+    assert result.returncode != 0 and "--scale-only: unknown system(s) turbo" in result.stderr
     result = run("latency.py", "--requests", "0", timeout=60)
     assert result.returncode != 0 and "--requests must be between" in result.stderr
     result = run("latency.py", "--pairs", "0", timeout=60)
@@ -182,6 +216,23 @@ def test_main_lane_runs_its_variants_overtaking_and_memory(tmp_path):
         "main_worker as deployed", "... cancelled time-limit timers kept until due"]
     assert all(m["tasks"] == 200 and m["after_mb"] > 0 for m in data["memory"])
     assert "| priority overtaking |" in result.stdout
+
+
+def test_main_lane_solo_processes_run_every_task_and_let_priority_overtake(tmp_path):
+    out = tmp_path / "main_lane_solo.json"
+    result = run("main_lane.py", "--tasks", "100", "--rounds", "1",
+                 "--only", "deployed,solo-procs,solo-procs-events", "--backlog", "10",
+                 "--probe-seconds", "0.01", "--json", str(out), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    for row in data["results"]:
+        assert row["drain"][0] > 0 and row["live"][0] > 0, row
+        assert row["executed"] == row["sent"] and row["failed"] == [0], row
+    assert [r["variant"] for r in data["overtaking"]] == ["deployed", "solo-procs"]
+    # Two solo processes with prefetch 2 hold 4 messages, as prefork -c 2 +
+    # headroom 2 does: once sent, a priority-9 task is overtaken by at most those.
+    solo = data["overtaking"][1]
+    assert 0 <= solo["overtook"] <= 4, solo
 
 
 def test_cpu_policy_runs_every_policy(tmp_path):

@@ -47,6 +47,24 @@ def _delivery_finished(task_id: str) -> None:
             "Could not reset the delivery count of %s", task_id, exc_info=True)
 
 
+def _at_least_one_second(options: dict) -> None:
+    """Round a delay shorter than a second up to one second.
+
+    On quorum queues Celery's native delayed delivery routes a delayed
+    message by its whole seconds and refuses one that rounds down to 0
+    (``countdown must be a positive number``); a retry after 0.5 s was
+    rejected and its task dead-lettered.  Waiting up to half a second more
+    costs nothing on any queue."""
+    countdown = options.get("countdown")
+    if countdown is not None and 0 < countdown < 1:
+        options["countdown"] = 1
+    eta = options.get("eta")
+    if isinstance(eta, datetime):
+        now = datetime.now(eta.tzinfo)
+        if timedelta(0) < eta - now < timedelta(seconds=1):
+            options["eta"] = now + timedelta(seconds=1)
+
+
 class ReliableTask(DjangoTask):
     #: Celery's default strategy, except on the bulk lane's solo pool, where
     #: plain messages run inline (queueworks/dispatch/lean.py).
@@ -128,6 +146,7 @@ class ReliableTask(DjangoTask):
             from queueworks.limits.fair import fair_queue_for
 
             options["queue"] = fair_queue_for(self.name, options.get("queue"), args, kwargs)
+        _at_least_one_second(options)
         eta = self._far_eta(options)
         if direct or eta is None or self.app.conf.task_always_eager or link or link_error:
             return super().apply_async(args, kwargs, task_id=task_id, producer=producer,

@@ -26,6 +26,7 @@ def _wait(predicate, timeout=60, message="condition"):
     raise AssertionError(f"timed out waiting for {message}")
 
 
+@pytest.mark.rabbitmq4
 def test_list_then_requeue_runs_the_task_again_on_its_queue(live_system):
     run = uuid.uuid4().hex[:12]
     fault_account_open(run_id=run)

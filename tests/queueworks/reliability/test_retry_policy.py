@@ -99,3 +99,26 @@ class TestThroughAWorker:
         assert result.id in letters
         assert letters[result.id].queue == "main_worker"
         assert letters[result.id].reason == "rejected"
+
+
+@pytest.mark.parametrize("delay", [
+    {"countdown": 0.4},
+    {"eta_in": 0.3},
+])
+def test_a_sub_second_delay_is_published_as_at_least_one_second(monkeypatch, delay):
+    """A backoff of factor 1 retries after 0.5-1 s.  On quorum queues Celery's
+    native delayed delivery routes by whole seconds and refuses a countdown
+    that rounds to 0 ("countdown must be a positive number"): the retry was
+    then rejected and the task dead-lettered after its first run."""
+    from datetime import datetime, timedelta, timezone
+
+    sent = {}
+    monkeypatch.setattr(fault_flaky.app, "send_task", lambda *args, **kwargs: sent.update(kwargs))
+    options = dict(delay)
+    if "eta_in" in options:
+        options["eta"] = datetime.now(timezone.utc) + timedelta(seconds=options.pop("eta_in"))
+    fault_flaky.apply_async(("run", "token"), **options)
+    if sent.get("countdown") is not None:
+        assert sent["countdown"] >= 1
+    else:
+        assert sent["eta"] - datetime.now(timezone.utc) > timedelta(seconds=0.9)

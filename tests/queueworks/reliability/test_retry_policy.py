@@ -60,6 +60,7 @@ def _states_until_ready(result, timeout=60):
 
 
 @pytest.mark.live
+@pytest.mark.rabbitmq4
 @pytest.mark.django_db(transaction=True)
 class TestThroughAWorker:
     def test_transient_failures_retry_visibly_then_succeed(self, live_system):

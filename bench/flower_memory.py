@@ -104,7 +104,9 @@ def publish_events(broker_url: str, tasks: int) -> str:
     """Send each task's received/started/succeeded events; the last task's id."""
     from celery import Celery
 
-    app = Celery("bench", broker=broker_url)
+    # Not the current app: the project's shared tasks must keep resolving to
+    # the project's app (and its task class) in the process that calls this.
+    app = Celery("bench", broker=broker_url, set_as_current=False)
     hostname = "main_worker@bench"
     task_id = ""
     with app.connection_for_write() as connection:

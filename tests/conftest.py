@@ -19,8 +19,7 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
 
 def pytest_collection_modifyitems(config, items):
     """``only_on_broker(name)``: a test of one broker version is deselected
-    on the other (deselected, not skipped: CI's skip summary stays empty).
-    ``runs_last``: moved after every other test."""
+    on the other (deselected, not skipped: CI's skip summary stays empty)."""
     kept, dropped = [], []
     for item in items:
         marker = item.get_closest_marker("only_on_broker")
@@ -28,8 +27,6 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
-    # ``runs_last``: after every other test (the order of the rest unchanged).
-    items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
 
 
 def pytest_report_header(config):

@@ -17,9 +17,6 @@ STARTS = 30
 
 @pytest.mark.live
 @pytest.mark.postgres
-# Its broker faults leave heavy_worker's autoscaler unable to grow (a known
-# defect, docs/soak.md): no other test may inherit that.
-@pytest.mark.runs_last
 @pytest.mark.django_db(transaction=True)
 # The live system's start counts too: on a loaded machine it alone took 2 min.
 @pytest.mark.timeout(900)

@@ -42,6 +42,7 @@ def install(app: Celery) -> Celery:
     # Worker.prefetch_headroom: a message ready for the next free pool process
     # without hoarding a priority backlog (queueworks/core/prefetch.py).
     app.steps["consumer"].add("queueworks.core.prefetch:PrefetchHeadroom")
+    app.steps["consumer"].add("queueworks.core.prefetch:AutoscalePrefetch")
     # Worker.task_events_lease: task events only while Flower asks for them
     # (queueworks/core/events.py).
     app.steps["consumer"].add("queueworks.core.events:TaskEventsLease")

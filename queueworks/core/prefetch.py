@@ -58,3 +58,32 @@ class PrefetchHeadroom(bootsteps.StartStopStep):
         qos.update()
         logger.info("Prefetch count %d (%d per process plus %d of headroom).",
                     qos.value, qos.value - self.headroom, self.headroom)
+
+
+class AutoscalePrefetch(bootsteps.StartStopStep):
+    """An autoscaled worker keeps the prefetch count of its largest pool.
+
+    Celery's autoscaler grows the pool only while more messages are reserved
+    than processes run, so the worker starts with a prefetch count for its
+    maximum.  After a lost connection Celery sets the count again from the
+    pool's *current* size: a worker shrunk to one process came back with
+    prefetch 1, never reserved a second message and never grew again.  On
+    every consumer start this raises the count back to the maximum's (through
+    the consumer's public ``QoS``); on the first start it is already there.
+    """
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def start(self, c):
+        autoscaler = getattr(c.controller, "autoscaler", None)
+        qos = getattr(c, "qos", None)
+        # value 0 means "no limit": nothing to raise.
+        if autoscaler is None or qos is None or not qos.value:
+            return
+        wanted = autoscaler.max_concurrency * max(c.prefetch_multiplier, 1)
+        if qos.value < wanted:
+            logger.info("Prefetch count back to %d for up to %d processes (it was %d "
+                        "after the connection restarted).", wanted,
+                        autoscaler.max_concurrency, qos.value)
+            qos.increment_eventually(wanted - qos.value)
+            qos.update()

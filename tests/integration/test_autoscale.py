@@ -15,6 +15,7 @@ import pytest
 from queueworks.core.models import ProbeRun
 from queueworks.core.tasks import heavy_probe
 from projectname.topology import TOPOLOGY
+from tests.support import rabbit
 from tests.support.live import wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -39,6 +40,27 @@ def test_the_program_is_rendered_with_autoscale():
 
 
 def test_heavy_worker_grows_under_a_backlog_and_shrinks_back(live_system):
+    _grows_and_shrinks_back(live_system)
+
+
+def test_heavy_worker_still_grows_after_its_broker_connection_was_closed(live_system):
+    """Celery sets the prefetch count after a reconnect from the pool's
+    current size: at the minimum of one process that left prefetch 1, so
+    never more messages reserved than processes, and the autoscaler never
+    grew again (the worker ran its backlog one at a time)."""
+    maximum, minimum = WORKER.autoscale
+    wait_for(lambda: _pool_size(live_system) == minimum, 120, interval=2,
+             message=f"{WORKER.name} at {minimum} process(es)")
+    for name in rabbit.vhost_connections(live_system.vhost):
+        rabbit.close_connection(name, reason="a test: heavy_worker reconnects at its minimum")
+    # Reconnected: the worker answers again.
+    time.sleep(3)
+    wait_for(lambda: _pool_size(live_system) == minimum, 60, interval=1,
+             message=f"{WORKER.name} reconnected")
+    _grows_and_shrinks_back(live_system)
+
+
+def _grows_and_shrinks_back(live_system):
     maximum, minimum = WORKER.autoscale
     # Earlier tests may have grown it: start from the minimum.
     wait_for(lambda: _pool_size(live_system) == minimum, 120, interval=2,

@@ -12,8 +12,11 @@ from queueworks.tasks_backend import api
 from queueworks.tasks_backend.worker import celery_task_for
 
 
+# The accepted enqueue is published on commit: to the session's live system,
+# never to a broker connection that a later live test would then inherit.
+@pytest.mark.live
 @pytest.mark.django_db(transaction=True)
-def test_an_enqueue_without_the_key_is_refused_naming_it():
+def test_an_enqueue_without_the_key_is_refused_naming_it(live_system):
     with pytest.raises(api.InvalidTask, match="tenant_id is required: the task's concurrency "
                                               "limit is keyed on it"):
         django_tasks.limited_echo.enqueue(value="x")

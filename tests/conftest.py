@@ -68,8 +68,8 @@ def fresh_broker_connections(request):
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(tmp_path_factory):
     """A file-based SQLite test database, so worker processes can share it;
-    on the PostgreSQL pass a database named for this session, so two
-    sessions on one server do not drop each other's."""
+    on the PostgreSQL pass a database named per test run, so two runs on
+    one server do not drop each other's."""
     from django.conf import settings
 
     postgres.require_test_database()

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import statistics
@@ -91,20 +90,11 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def setup_django(work: Path, *, lanes: int, budget: int, max_shift: int, cooldown: float) -> str:
-    os.environ.update({
-        "BENCH_BALANCE_QUEUES": str(lanes), "BENCH_BALANCE_BUDGET": str(budget),
-        "BENCH_BALANCE_MAX_SHIFT": str(max_shift), "BENCH_BALANCE_COOLDOWN": str(cooldown),
-        "DJANGO_SETTINGS_MODULE": SETTINGS, "DJANGO_TEST_SUPPORT": "1",
-        "DATABASE_URL": f"sqlite:///{work / 'balance.sqlite3'}",
-    })
-    os.environ.setdefault("DJANGO_SECRET_KEY", "balance-bench-secret-key")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
-    return os.environ["DATABASE_URL"]
+    return common.django_with_migrated_sqlite(
+        work / "balance.sqlite3", settings=SETTINGS, secret="balance-bench-secret-key",
+        environment={"BENCH_BALANCE_QUEUES": str(lanes), "BENCH_BALANCE_BUDGET": str(budget),
+                     "BENCH_BALANCE_MAX_SHIFT": str(max_shift),
+                     "BENCH_BALANCE_COOLDOWN": str(cooldown)})
 
 
 def program_files(*, balanced: bool) -> dict[str, str]:

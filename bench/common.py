@@ -334,6 +334,23 @@ def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
             process.wait()
 
 
+def django_with_migrated_sqlite(database: Path, *, settings: str, environment: dict[str, str],
+                                secret: str) -> str:
+    """Set up Django in this process on its own settings module and a fresh
+    SQLite file (migrated), for a benchmark that runs its own workers; the
+    database URL, for them."""
+    os.environ.update({**environment, "DJANGO_SETTINGS_MODULE": settings,
+                       "DJANGO_TEST_SUPPORT": "1", "DATABASE_URL": f"sqlite:///{database}"})
+    os.environ.setdefault("DJANGO_SECRET_KEY", secret)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    return os.environ["DATABASE_URL"]
+
+
 def operator_token(prefix: str = "bench") -> str:
     """A Task API token of a new user in the "task operators" group (Django set up)."""
     from django.contrib.auth.models import Group, Permission, User

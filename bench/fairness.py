@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -37,19 +36,10 @@ BATCH = 5000
 
 
 def setup_django(work: Path, *, buckets: int, concurrency: int) -> str:
-    os.environ.update({
-        "BENCH_FAIR_BUCKETS": str(buckets), "BENCH_FAIR_CONCURRENCY": str(concurrency),
-        "DJANGO_SETTINGS_MODULE": SETTINGS, "DJANGO_TEST_SUPPORT": "1",
-        "DATABASE_URL": f"sqlite:///{work / 'fairness.sqlite3'}",
-    })
-    os.environ.setdefault("DJANGO_SECRET_KEY", "fairness-bench-secret-key")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
-    return os.environ["DATABASE_URL"]
+    return common.django_with_migrated_sqlite(
+        work / "fairness.sqlite3", settings=SETTINGS, secret="fairness-bench-secret-key",
+        environment={"BENCH_FAIR_BUCKETS": str(buckets),
+                     "BENCH_FAIR_CONCURRENCY": str(concurrency)})
 
 
 def program_files(program: str) -> dict[str, str]:

@@ -121,6 +121,13 @@ def _limit_log(log: str, event: str, key: str, task_id: str) -> None:
             handle.write(f"{event} {key} {task_id} {os.getpid()} {time.time():.6f}\n")
 
 
+def _limited_sleep(task, tenant_id: str, ms: int, log: str) -> None:
+    """Logs the start, sleeps ``ms``, logs the end: a run a sampler can see."""
+    _limit_log(log, "start", tenant_id, task.request.id)
+    time.sleep(ms / 1000)
+    _limit_log(log, "end", tenant_id, task.request.id)
+
+
 @shared_task(bind=True, ignore_result=True)
 def limited_rate(self, tenant_id: str, log: str = "") -> None:
     """Rate-limited per ``tenant_id`` (its route): logs its start."""
@@ -130,9 +137,7 @@ def limited_rate(self, tenant_id: str, log: str = "") -> None:
 @shared_task(bind=True, ignore_result=True)
 def limited_concurrency(self, tenant_id: str, ms: int = 0, log: str = "") -> None:
     """Concurrency-limited per ``tenant_id`` (its route): logs start and end."""
-    _limit_log(log, "start", tenant_id, self.request.id)
-    time.sleep(ms / 1000)
-    _limit_log(log, "end", tenant_id, self.request.id)
+    _limited_sleep(self, tenant_id, ms, log)
 
 
 # bench/limits.py's units of work, on the bulk lane (routes in projectname/topology.py).
@@ -145,9 +150,7 @@ def limits_bench_rate(self, tenant_id: str, log: str = "") -> None:
 @shared_task(bind=True, ignore_result=True)
 def limits_bench_concurrency(self, tenant_id: str, ms: int = 0, log: str = "") -> None:
     """3 at once per tenant."""
-    _limit_log(log, "start", tenant_id, self.request.id)
-    time.sleep(ms / 1000)
-    _limit_log(log, "end", tenant_id, self.request.id)
+    _limited_sleep(self, tenant_id, ms, log)
 
 
 @shared_task(bind=True, ignore_result=True)

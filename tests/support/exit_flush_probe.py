@@ -16,26 +16,16 @@ flushed only at exit: the flush thread's interval is set far beyond the run).
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
+
+from tests.support.probe_database import probe_tables_create
 
 TASK = "probe.exit_flush"
 
 
 def _setup(database_url: str) -> None:
-    os.environ["DATABASE_URL"] = database_url
-    import django
-
-    django.setup()
-    from django.db import connection
-
-    from queueworks.metrics.models import TaskMinute, TaskTotal
-
-    with connection.schema_editor() as editor:
-        for model in (TaskTotal, TaskMinute):
-            editor.create_model(model)
-    connection.close()
+    probe_tables_create(database_url, "metrics.TaskTotal", "metrics.TaskMinute")
 
 
 def _job(tallies: int) -> str:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import sys
 import time
 import uuid
+
+from tests.support.probe_database import probe_tables_create
 
 RATE = dict(starts=20, per_seconds=1.0, burst=2)
 RUNNING = 3
@@ -22,18 +23,7 @@ LIMIT = "probe:limit"
 
 
 def _setup(database_url: str) -> None:
-    os.environ["DATABASE_URL"] = database_url
-    import django
-
-    django.setup()
-    from django.db import connection
-
-    from queueworks.limits.models import ConcurrencySlot, LimitKey
-
-    with connection.schema_editor() as editor:
-        for model in (LimitKey, ConcurrencySlot):
-            editor.create_model(model)
-    connection.close()
+    probe_tables_create(database_url, "limits.LimitKey", "limits.ConcurrencySlot")
 
 
 def _rate_worker(deadline: float, out) -> None:

@@ -27,7 +27,7 @@ polls) by status and JSON ``code``, unanswered starts (connection
 cut by a killed web worker: never accepted), the accept latency, the time
 until the last SUCCESS, and the RSS per program.  The verdict: 0 not
 succeeded, 0 5xx, and each program's RSS at the end within 10 % of its
-round-3 figure (with fewer than 4 rounds, of its round-1 figure).
+round-3 figure (with fewer than 4 rounds, of the round before the last).
 ``--keep`` keeps the run directory (every program's log) for inspection.
 """
 

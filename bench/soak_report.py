@@ -9,9 +9,15 @@ RSS_TOLERANCE = 0.10
 BASELINE_ROUND = 3
 
 
+def baseline_round(count: int) -> int:
+    """The round the end is compared with: round 3, or with fewer than 4 rounds
+    the one before the last (round 1 of a single round)."""
+    return min(BASELINE_ROUND, count - 1) if count > 1 else 1
+
+
 def rss_verdict(results: list) -> dict[str, tuple[float, float, bool]]:
     """Per program: (baseline MB, end MB, within the tolerance)."""
-    base = results[min(BASELINE_ROUND, len(results) - 1) - 1] if len(results) > 1 else results[0]
+    base = results[baseline_round(len(results)) - 1]
     end = results[-1]
     verdict = {}
     for name, start_mb in base.rss_mb.items():
@@ -68,8 +74,7 @@ def report(results: list, *, database_kind: str, started: str, minutes: float,
     lines.append(f"Total: {total['accepted']} accepted ({total['unpublished']} unpublished at "
                  f"first), {total['succeeded']} succeeded, {total['not_succeeded']} not "
                  f"succeeded, {by_code} x 5xx, {total['unanswered']} unanswered")
-    base_round = min(BASELINE_ROUND, len(results)) if len(results) > 1 else 1
-    lines.append(f"RSS, round {base_round} -> round {len(results)} (limit +"
+    lines.append(f"RSS, round {baseline_round(len(results))} -> round {len(results)} (limit +"
                  f"{RSS_TOLERANCE:.0%}):")
     for name, (start_mb, end_mb, within) in rss_verdict(results).items():
         change = (end_mb / start_mb - 1) if start_mb else 0.0

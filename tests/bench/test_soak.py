@@ -56,6 +56,15 @@ def test_the_verdict_fails_on_a_lost_start_a_5xx_or_grown_rss():
     # The end against round 3, not against a smaller round 1.
     assert not soak.ok([*clean[:3], row(4, web=110.1)])
     assert soak.rss_verdict(clean)["web"] == (100.0, 109.9, True)
+    # With 3 rounds the end is compared with round 2, and the report says so.
+    three = [row(1, web=50), row(2, web=100), row(3, web=109)]
+    assert soak.rss_verdict(three)["web"] == (100.0, 109.0, True)
+
+    class Args:
+        starts, clients, close_every, kill_every, poll_timeout = 10, 1, 0.5, 2.0, 10.0
+
+    text = soak.report(three, database_kind="sqlite", started="now", minutes=1.0, args=Args)
+    assert "RSS, round 2 -> round 3" in text
 
 
 def test_each_5xx_is_reported_by_its_status_and_json_code():

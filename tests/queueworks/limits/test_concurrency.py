@@ -10,7 +10,7 @@ from queueworks.limits.concurrency import PARKED, RUN, STALE, slot_release, slot
 from queueworks.limits.declaration import ConcurrencyLimit
 from queueworks.limits.models import ConcurrencySlot, LimitWaiter
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 RULE = ConcurrencyLimit(running=2, key="tenant_id")
 LIMIT = "t:concurrency"
 

@@ -17,7 +17,7 @@ from queueworks.limits.handoff import GRANT_HEADER
 from queueworks.limits.models import ConcurrencySlot, LimitKey, LimitTally, LimitWaiter
 from queueworks.limits.rules import task_limits
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 CONCURRENCY = "apps.testing.tasks.limited_concurrency"
 RATE = "apps.testing.tasks.limited_rate"
 
@@ -227,3 +227,22 @@ def test_a_failing_run_gives_its_slot_back(app, published):
     assert info is not None and info.state == "FAILURE"
     assert not ConcurrencySlot.objects.exists()
     assert LimitKey.objects.filter(key="acme").exists()
+
+
+def test_a_run_killed_at_its_hard_time_limit_hands_its_slot_on(app, published):
+    """On prefork the killed process never reaches limits_exit: Celery's main
+    process sends task_failure(TimeLimitExceeded) and the slot goes on then,
+    not when its lease ends."""
+    from celery.exceptions import TimeLimitExceeded
+    from celery.signals import task_failure
+
+    task = app.tasks[CONCURRENCY]
+    holder = request_for(task)
+    limits_enter(task, holder, ("acme",), {})
+    waiting = request_for(task)
+    with pytest.raises(LimitDeferred):
+        limits_enter(task, waiting, ("acme",), {})
+    task_failure.send(sender=task, task_id=holder.id, exception=TimeLimitExceeded(5),
+                      args=["acme"], kwargs={}, traceback=None, einfo=None)
+    assert ConcurrencySlot.objects.get().task_id == waiting.id
+    assert [s.options["task_id"] for s in published] == [waiting.id]

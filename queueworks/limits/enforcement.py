@@ -76,14 +76,13 @@ def limits_decide(*, limits: TaskLimits, task_id: str, rate_key: str | None,
                   wake=None) -> Decision:
     """Take what the call needs, or say how it waits.  The bookkeeping
     (waiting calls, tallies) is written in the same transaction (on
-    PostgreSQL, a rate limit alone: in the same statement)."""
+    PostgreSQL, a rate limit alone: by one database function, rate_sql.py)."""
     if (limits.concurrency is None and rate_key is not None
             and connection.vendor == "postgresql"):
         from queueworks.limits.rate_sql import rate_decide_sql
 
         wait = rate_decide_sql(limit=limits.rate_name, key=rate_key, rule=limits.rate,
-                               task_id=task_id, since=since,
-                               now=time.time() if now is None else now)
+                               task_id=task_id, since=since, now=now)
         return Decision(wait, [], DEFERRED if wait else RUN)
     held: list[tuple[str, str]] = []
     with transaction.atomic():

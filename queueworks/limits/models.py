@@ -19,8 +19,7 @@ class LimitKey(models.Model):
     arrival time of the next start (seconds since the epoch), ``horizon`` the
     retry time last promised to a refused call, so refused calls come back
     one interval apart instead of all at once, and ``last_start`` the time
-    of the latest start (how the one-statement decision on PostgreSQL tells
-    a start from a refusal, queueworks/limits/rate_sql.py)."""
+    of the latest start."""
 
     limit = models.CharField(max_length=255)
     key = models.CharField(max_length=255, default="", blank=True)

@@ -17,7 +17,7 @@ sent behind them, so during a flood the calls being received keep the limit
 busy while the deferred ones are still on their way back (a deferred message
 lands behind the flood in the queue).
 
-On PostgreSQL the decision is one statement (``rate_sql.py``); elsewhere
+On PostgreSQL the decision is one database function (``rate_sql.py``); elsewhere
 ``rate_start_take`` takes it in the caller's transaction.
 """
 

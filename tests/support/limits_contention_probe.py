@@ -23,8 +23,17 @@ LIMIT = "probe:limit"
 
 
 def _setup(database_url: str) -> None:
+    import importlib
+
+    from django.db import connection
+
     probe_tables_create(database_url, "limits.LimitKey", "limits.ConcurrencySlot",
                         "limits.LimitWaiter", "limits.LimitTally")
+    # The rate decision's database function (PostgreSQL), as its migration makes it.
+    migration = importlib.import_module("queueworks.limits.migrations.0004_rate_decide_function")
+    with connection.schema_editor() as editor:
+        migration.create(None, editor)
+    connection.close()
 
 
 def _rate_worker(deadline: float, out) -> None:

@@ -91,16 +91,16 @@ def test_no_window_of_the_period_holds_more_than_starts_plus_burst(starts, burst
 
 
 @pytest.mark.postgres
-def test_the_one_statement_decision_on_postgresql_is_the_same_decision():
-    """rate_sql's statement against the ORM's transaction, call for call, with
-    the tally and the list of waiting calls kept by the statement."""
+def test_the_database_function_on_postgresql_takes_the_same_decision():
+    """rate_sql's function against the ORM's transaction, call for call, with
+    the tally and the list of waiting calls kept by the function."""
     from django.db import connection
 
     from queueworks.limits.models import LimitTally, LimitWaiter
     from queueworks.limits.rate_sql import rate_decide_sql
 
     if connection.vendor != "postgresql":
-        pytest.skip("the one-statement decision is PostgreSQL's (the PostgreSQL pass runs it)")
+        pytest.skip("the database function is PostgreSQL's (the PostgreSQL pass runs it)")
     rule = RateLimit(starts=10, per_seconds=1.0, burst=2)
     rng = random.Random(7)
     now, sql_waits, orm_waits = 1000.0, [], []

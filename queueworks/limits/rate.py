@@ -17,6 +17,13 @@ sent behind them, so during a flood the calls being received keep the limit
 busy while the deferred ones are still on their way back (a deferred message
 lands behind the flood in the queue).
 
+The burst is taken a little thinner than declared: the last of a burst
+starts ``START_JITTER_SECONDS`` (or one interval, if shorter) after the
+first, not together with it.  The bucket decides when a call may start; the
+task body begins a few milliseconds later, by more on a loaded host, and a
+bound that was exactly reached at the decisions would then be passed by the
+starts as the body sees them.  The long-run rate is unchanged.
+
 On PostgreSQL the decision is one database function (``rate_sql.py``); elsewhere
 ``rate_start_take`` takes it in the caller's transaction.
 """
@@ -36,16 +43,30 @@ from queueworks.limits.locking import limit_key_locked
 DEFER_MIN_SECONDS = 1.0
 
 
+# How much later a body may begin than its decision without passing the
+# window's bound (see the module's docstring).
+START_JITTER_SECONDS = 0.05
+
+
 def rate_interval(rule: RateLimit) -> float:
     return float(rule.per_seconds) / int(rule.starts)
+
+
+def rate_tolerance(rule: RateLimit) -> float:
+    """How early a start may come (GCRA's tolerance): ``burst`` intervals,
+    less the start jitter allowance."""
+    interval = rate_interval(rule)
+    if not int(rule.burst):
+        return 0.0
+    return int(rule.burst) * interval - min(interval, START_JITTER_SECONDS)
 
 
 def rate_retry_at(*, tat: float, horizon: float, rule: RateLimit, now: float) -> float:
     """When a refused call should come back: one interval after the last
     promise, not before the bucket has a start, not sooner than
     ``DEFER_MIN_SECONDS``."""
-    interval = rate_interval(rule)
-    return max(horizon + interval, tat - int(rule.burst) * interval, now + DEFER_MIN_SECONDS)
+    return max(horizon + rate_interval(rule), tat - rate_tolerance(rule),
+               now + DEFER_MIN_SECONDS)
 
 
 def rate_start_take(*, limit: str, key: str, rule: RateLimit,
@@ -61,7 +82,7 @@ def rate_start_take(*, limit: str, key: str, rule: RateLimit,
     interval = rate_interval(rule)
     row = limit_key_locked(limit=limit, key=key)
     now = time.time() if now is None else now
-    if now >= row.tat - int(rule.burst) * interval:
+    if now >= row.tat - rate_tolerance(rule):
         row.tat = max(row.tat, now) + interval
         row.last_start = now
         row.save(update_fields=["tat", "last_start"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 from django.db import connection
 
 from queueworks.limits.declaration import RateLimit
-from queueworks.limits.rate import DEFER_MIN_SECONDS, rate_interval
+from queueworks.limits.rate import DEFER_MIN_SECONDS, rate_interval, rate_tolerance
 
 
 def rate_decide_sql(*, limit: str, key: str, rule: RateLimit, task_id: str,
@@ -27,7 +27,7 @@ def rate_decide_sql(*, limit: str, key: str, rule: RateLimit, task_id: str,
     with connection.cursor() as cursor:
         cursor.execute("SELECT queueworks_rate_decide(%s::text, %s::text, %s::float8, "
                        "%s::float8, %s::float8, %s::text, %s::float8, %s::float8)",
-                       [limit, key, interval, int(rule.burst) * interval, DEFER_MIN_SECONDS,
+                       [limit, key, interval, rate_tolerance(rule), DEFER_MIN_SECONDS,
                         task_id, since, now])
         (wait,) = cursor.fetchone()
     return float(wait)

@@ -9,7 +9,7 @@ import pytest
 from django.db import transaction
 
 from queueworks.limits.declaration import RateLimit
-from queueworks.limits.rate import rate_start_take
+from queueworks.limits.rate import START_JITTER_SECONDS, rate_start_take
 
 pytestmark = pytest.mark.django_db
 
@@ -27,9 +27,26 @@ def test_starts_are_spaced_one_interval_apart():
     assert take(rule, 100.5) == 0.0                 # the next start is at 100.5
 
 
-def test_burst_lets_that_many_extra_start_at_once():
+def test_burst_lets_that_many_extra_start_almost_at_once():
+    """The last of a burst comes START_JITTER_SECONDS after the first: a body
+    that begins a little after its decision still keeps the window's bound."""
     rule = RateLimit(starts=2, per_seconds=1.0, burst=2)
-    assert [take(rule, 100.0) for _ in range(4)] == [0.0, 0.0, 0.0, pytest.approx(1.0)]
+    assert [take(rule, 100.0) for _ in range(3)] == [0.0, 0.0, pytest.approx(1.0)]
+    assert take(rule, 100.0 + START_JITTER_SECONDS) == 0.0
+    assert take(rule, 100.0 + START_JITTER_SECONDS) > 0
+
+
+@pytest.mark.parametrize("starts,burst", [(20, 2), (5, 1)])
+def test_a_full_burst_leaves_the_start_jitter_before_the_window_fills(starts, burst):
+    """Saturated from the first call: the (starts + burst + 1)th start comes
+    one period and the jitter allowance after the first."""
+    rule = RateLimit(starts=starts, per_seconds=1.0, burst=burst)
+    now, started = 100.0, []
+    while len(started) < starts + burst + 1:
+        if not take(rule, now):
+            started.append(now)
+        now += 0.001
+    assert started[-1] - started[0] >= 1.0 + min(1.0 / starts, START_JITTER_SECONDS) - 0.0011
 
 
 def test_keys_have_buckets_of_their_own():

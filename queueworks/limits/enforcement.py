@@ -73,10 +73,12 @@ def _tally(*, limit: str, key: str, started: int = 0, refused: int = 0,
 def limits_decide(*, limits: TaskLimits, task_id: str, rate_key: str | None,
                   concurrency_key: str | None, since: float | None,
                   now: float | None = None, grant: str = "", message=None,
-                  wake=None) -> Decision:
+                  wake=None, task=None) -> Decision:
     """Take what the call needs, or say how it waits.  The bookkeeping
-    (waiting calls, tallies) is written in the same transaction (on
-    PostgreSQL, a rate limit alone: by one database function, rate_sql.py)."""
+    (waiting calls, tallies) is written in the same transaction.  On
+    PostgreSQL a rate limit alone, or a concurrency limit alone (given the
+    ``task``, to hand slots over), is decided by one database function
+    (rate_sql.py, concurrency_sql.py)."""
     if (limits.concurrency is None and rate_key is not None
             and connection.vendor == "postgresql"):
         from queueworks.limits.rate_sql import rate_decide_sql
@@ -84,6 +86,15 @@ def limits_decide(*, limits: TaskLimits, task_id: str, rate_key: str | None,
         wait = rate_decide_sql(limit=limits.rate_name, key=rate_key, rule=limits.rate,
                                task_id=task_id, since=since, now=now)
         return Decision(wait, [], DEFERRED if wait else RUN)
+    if (limits.rate is None and concurrency_key is not None and task is not None
+            and connection.vendor == "postgresql"):
+        from queueworks.limits.concurrency_sql import slot_take_sql
+
+        outcome = slot_take_sql(task, limits, key=concurrency_key, task_id=task_id,
+                                grant=grant, since=since, now=now,
+                                message=message() if message is not None else None)
+        held = [(limits.concurrency_name, concurrency_key)] if outcome == RUN else []
+        return Decision(0.0, held, outcome)
     held: list[tuple[str, str]] = []
     with transaction.atomic():
         if limits.concurrency is not None and concurrency_key is not None:
@@ -152,7 +163,8 @@ def limits_enter(task, request, args, kwargs) -> list[tuple[str, str]] | None:
         concurrency_key=concurrency_key, since=since, grant=request.get(GRANT_HEADER) or "",
         message=lambda: waiter_message(task, request, args, kwargs,
                                        headers=_call_headers(request, first_refused)),
-        wake=waker_for(task, limits, concurrency_key) if concurrency_key is not None else None)
+        wake=waker_for(task, limits, concurrency_key) if concurrency_key is not None else None,
+        task=task)
     if decision.outcome == RUN:
         return decision.held
     if decision.outcome == DEFERRED:
@@ -174,6 +186,12 @@ def limits_exit(task, request, held: list[tuple[str, str]] | None) -> None:
     limits = task_limits(task.name)
     for limit, key in held:
         try:
+            if (limits is not None and limits.concurrency is not None
+                    and connection.vendor == "postgresql"):
+                from queueworks.limits.concurrency_sql import slot_release_sql
+
+                slot_release_sql(task, limits, key=key, task_id=request.id)
+                continue
             with transaction.atomic():
                 slot_release(limit=limit, key=key, task_id=request.id,
                              rule=limits.concurrency if limits else None,

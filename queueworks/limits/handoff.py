@@ -136,6 +136,30 @@ def waker_for(task, limits, key: str):
     return wake
 
 
+def key_wake(task, limits, key: str) -> int:
+    """Hand the free slots of one key to its oldest parked calls, in a
+    transaction of its own (slots freed by ended leases).  Returns the calls
+    woken; a failure is logged and left to the next try."""
+    from queueworks.limits.locking import limit_key_lock
+
+    limit = limits.concurrency_name
+    moment = _at(time.time())
+    try:
+        with transaction.atomic():
+            limit_key_lock(limit=limit, key=key)
+            slots = ConcurrencySlot.objects.filter(limit=limit, key=key)
+            slots.filter(expires_at__lte=moment).delete()
+            live = set(slots.values_list("task_id", flat=True))
+            free = int(limits.concurrency.running) - len(live)
+            if free <= 0:
+                return 0
+            return waiters_wake(task, limit=limit, key=key, free=free, holding=live,
+                                lease_seconds=limits.lease_seconds)
+    except Exception:  # noqa: BLE001 - the next sweep tries again
+        logger.exception("Could not wake the calls waiting for %s[%s].", limit, key)
+        return 0
+
+
 def limits_wake_waiters() -> int:
     """The sweep (beat): hand the slots freed by ended leases to parked calls.
 
@@ -144,7 +168,6 @@ def limits_wake_waiters() -> int:
     acknowledged by a hard time limit) frees its slot only when its lease
     ends, and nothing else would notice.  Returns the calls woken."""
     from queueworks.conf import celery_app
-    from queueworks.limits.locking import limit_key_lock
     from queueworks.limits.rules import task_limits
 
     app = celery_app()
@@ -157,17 +180,5 @@ def limits_wake_waiters() -> int:
         task = app.tasks.get(task_name)
         if limits is None or limits.concurrency is None or task is None:
             continue
-        moment = _at(time.time())
-        try:
-            with transaction.atomic():
-                limit_key_lock(limit=limit, key=key)
-                slots = ConcurrencySlot.objects.filter(limit=limit, key=key)
-                slots.filter(expires_at__lte=moment).delete()
-                live = set(slots.values_list("task_id", flat=True))
-                free = int(limits.concurrency.running) - len(live)
-                if free > 0:
-                    woken += waiters_wake(task, limit=limit, key=key, free=free,
-                                          holding=live, lease_seconds=limits.lease_seconds)
-        except Exception:  # noqa: BLE001 - the next sweep tries again
-            logger.exception("Could not wake the calls waiting for %s[%s].", limit, key)
+        woken += key_wake(task, limits, key)
     return woken

@@ -12,7 +12,7 @@ from queueworks.limits.models import ConcurrencySlot, LimitWaiter
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 RULE = ConcurrencyLimit(running=2, key="tenant_id")
-LIMIT = "t:concurrency"
+LIMIT = "t:concurrency"  # TaskLimits(task="t").concurrency_name
 
 
 class Waker:
@@ -143,3 +143,47 @@ def test_a_call_that_holds_a_slot_is_not_handed_a_second_one():
     release("a", wake=waker)
     assert waker.woken == []
     assert not LimitWaiter.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_database_functions_on_postgresql_take_the_same_decisions(monkeypatch):
+    """concurrency_sql's functions through the scenarios above: oldest first,
+    only the token's message runs, a late copy runs nothing, tallies kept."""
+    from django.db import connection
+
+    from queueworks.limits import concurrency_sql
+    from queueworks.limits.models import LimitTally
+    from queueworks.limits.rules import TaskLimits
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the database functions are PostgreSQL's (the PostgreSQL pass runs them)")
+    woken = []
+    monkeypatch.setattr(concurrency_sql, "waiter_publish",
+                        lambda task, message, grant: woken.append((message["kwargs"]["n"], grant)))
+    limits = TaskLimits(task="t", rate=None, concurrency=RULE, lease_seconds=10.0)
+
+    def take_sql(task_id, *, grant="", since=None):
+        return concurrency_sql.slot_take_sql(
+            None, limits, key="k", task_id=task_id, grant=grant, since=since,
+            message={"args": [], "kwargs": {"n": task_id}, "options": {}})
+
+    def release_sql(task_id):
+        return concurrency_sql.slot_release_sql(None, limits, key="k", task_id=task_id)
+
+    assert [take_sql(n) for n in "abcde"] == [RUN, RUN, PARKED, PARKED, PARKED]
+    assert take_sql("c") == PARKED  # its redelivery: still parked, keeps its place
+    assert release_sql("a") == 1 and release_sql("b") == 1
+    assert [n for n, _ in woken] == ["c", "d"]
+    grants = dict(woken)
+    assert take_sql("f") == PARKED                      # behind "e"
+    assert take_sql("c") == STALE                       # the original, redelivered
+    assert take_sql("c", grant="0" * 32) == STALE       # a copy with another token
+    assert take_sql("c", grant=grants["c"], since=1.0) == RUN
+    assert take_sql("c", grant=grants["c"]) == RUN      # its redelivery takes it over
+    assert release_sql("c") == 1 and [n for n, _ in woken][-1] == "e"
+    assert take_sql("c", grant=grants["c"]) == STALE    # a late copy of a call that ran
+    assert list(LimitWaiter.objects.filter(state=LimitWaiter.PARKED)
+                .values_list("task_id", flat=True)) == ["f"]
+    tally = LimitTally.objects.get(limit=LIMIT, key="k")
+    assert (tally.started, tally.refused) == (4, 5)
+    assert tally.waited_seconds > 1.0

@@ -20,7 +20,7 @@ from queueworks.limits.models import ConcurrencySlot, LimitTally, LimitWaiter
 from tests.queueworks.limits.test_limits_live import events, overlapping, starts_of
 from tests.support.live import wait_for
 
-pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 LIMIT = "apps.testing.tasks.limited_concurrency:concurrency"
 
 

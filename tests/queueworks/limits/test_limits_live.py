@@ -23,7 +23,7 @@ from apps.testing.tasks import limited_concurrency, limited_rate
 from queueworks.limits.models import ConcurrencySlot, LimitTally, LimitWaiter
 from tests.support.live import wait_for
 
-pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def events(log):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from django.db.models import Q
 
@@ -120,7 +120,3 @@ def slot_release(*, limit: str, key: str, task_id: str, rule: ConcurrencyLimit |
 def slots_running(*, limit: str, key: str, now: float) -> int:
     return ConcurrencySlot.objects.filter(limit=limit, key=key,
                                           expires_at__gt=_at(now)).count()
-
-
-def lease_end(now: float, lease_seconds: float) -> datetime:
-    return _at(now) + timedelta(seconds=lease_seconds)

@@ -156,6 +156,7 @@ def scenario_concurrency(log: Path, calls: int = 150, ms: int = 200) -> dict:
         "most_running": most, "samples": samples, "instants_over": over,
         "others": len(others), "other_start_max": max(latencies),
         "other_start_median": statistics.median(latencies),
+        "other_over_1s": sum(1 for latency in latencies if latency > 1.0),
         "load_before": load, "load_after": os.getloadavg()[0],
     }
 
@@ -282,11 +283,11 @@ def main(argv=None) -> int:
             print(f"\nConcurrency limit {RUNNING} per tenant: {c['calls']} calls of 200 ms of one "
                   f"tenant at once, {c['others']} calls of other tenants meanwhile")
             print(f"  {'finished':>8} {'most running':>13} {'10ms samples':>13} {'over 3':>7} "
-                  f"{'other start max':>16} {'median':>8} {'load':>11}")
+                  f"{'other start max':>16} {'median':>8} {'over 1 s':>9} {'load':>11}")
             print(f"  {c['finished']:>8} {c['most_running']:>13} {c['samples']:>13} "
                   f"{c['instants_over']:>7} {c['other_start_max']:>15.3f}s "
-                  f"{c['other_start_median']:>7.3f}s {c['load_before']:>5.2f}-"
-                  f"{c['load_after']:.2f}", flush=True)
+                  f"{c['other_start_median']:>7.3f}s {c['other_over_1s']:>9} "
+                  f"{c['load_before']:>5.2f}-{c['load_after']:.2f}", flush=True)
         if "cost" in scenarios:
             print("cost ...", flush=True)
             rows = [drain(log, task, args.cost_tasks)

@@ -30,6 +30,10 @@ OUTBOX_SWEEP = "queueworks.taskapi.tasks.sweep_outbox"
 BACKEND_CLEANUP = "celery.backend_cleanup"
 BEAT_HEARTBEAT = "queueworks.doctor.tasks.beat_heartbeat"
 DISPATCH_DELAYED = "queueworks.reliability.tasks.dispatch_delayed_tasks"
+LIMITS_WAKE = "queueworks.limits.tasks.wake_limit_waiters"
+# Calls parked behind a concurrency slot whose holder died without ending are
+# woken at most this long after its lease ends (queueworks/limits/handoff.py).
+LIMITS_WAKE_SECONDS = 15
 
 
 def builtin_routes(*, queue: str) -> tuple[Route, ...]:
@@ -45,6 +49,8 @@ def builtin_routes(*, queue: str) -> tuple[Route, ...]:
         Route(BEAT_HEARTBEAT, queue),
         # Reliability: delayed dispatch of long countdowns.
         Route(DISPATCH_DELAYED, queue, ignore_result=True),
+        # Limits: the sweep of concurrency slots freed by ended leases.
+        Route(LIMITS_WAKE, queue, ignore_result=True),
     )
 
 
@@ -65,6 +71,14 @@ def builtin_schedules(*, queue: str) -> tuple[Schedule, ...]:
             # queueworks/reliability: RabbitMQ's consumer_timeout).
             task=DISPATCH_DELAYED,
             schedule=crontab(minute="*"),
+            queue=queue,
+        ),
+        Schedule(
+            name="limits-wake-waiters",
+            # Hands concurrency slots freed by ended leases (a holder killed
+            # without ending) to the calls parked behind them.
+            task=LIMITS_WAKE,
+            schedule=timedelta(seconds=LIMITS_WAKE_SECONDS),
             queue=queue,
         ),
         Schedule(

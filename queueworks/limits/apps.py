@@ -14,11 +14,12 @@ class LimitsConfig(AppConfig):
     verbose_name = "Limits across workers: rate, concurrency, fair sharing, unique tasks"
 
     def ready(self):
-        # System checks of every limit, and the worker's end-of-run hooks of
-        # unique tasks.
+        # System checks of every limit, and the worker's hooks of unique tasks
+        # and of concurrency slots.
         from django.core.signals import setting_changed
 
-        from queueworks.limits import checks_rate_concurrency, checks_unique_fair, unique_hooks  # noqa: F401
+        from queueworks.limits import (  # noqa: F401
+            checks_rate_concurrency, checks_unique_fair, limit_hooks, unique_hooks)
         from queueworks.limits.unique import limits_declarations_reset
 
         # A test that changes the topology setting reads the declarations anew.

@@ -8,8 +8,8 @@ from django.db.models import F
 from queueworks.limits.models import LimitKey
 
 
-def limit_key_locked(*, limit: str, key: str) -> LimitKey:
-    """Lock and return the (limit, key) row; call inside ``transaction.atomic``.
+def limit_key_lock(*, limit: str, key: str) -> None:
+    """Lock the (limit, key) row; call inside ``transaction.atomic``.
 
     The lock is taken by an UPDATE, not a read: on PostgreSQL it holds the row
     until the transaction ends (other hosts wait on it); on SQLite a write as
@@ -23,4 +23,9 @@ def limit_key_locked(*, limit: str, key: str) -> LimitKey:
                 LimitKey.objects.create(limit=limit, key=key)
         except IntegrityError:  # another process created it first: lock theirs
             rows.update(tat=F("tat"))
-    return rows.get()
+
+
+def limit_key_locked(*, limit: str, key: str) -> LimitKey:
+    """Lock and return the (limit, key) row (see ``limit_key_lock``)."""
+    limit_key_lock(limit=limit, key=key)
+    return LimitKey.objects.get(limit=limit, key=key)

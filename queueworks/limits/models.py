@@ -16,14 +16,16 @@ class LimitKey(models.Model):
     """One (limit, key): the row every decision about it locks first.
 
     For a rate limit it is also the bucket (GCRA): ``tat`` is the theoretical
-    arrival time of the next start (seconds since the epoch) and ``horizon``
-    the retry time last promised to a refused call, so refused calls come back
-    one interval apart instead of all at once."""
+    arrival time of the next start (seconds since the epoch), ``horizon`` the
+    retry time last promised to a refused call, so refused calls come back
+    one interval apart instead of all at once, and ``last_start`` the time
+    of the latest start."""
 
     limit = models.CharField(max_length=255)
     key = models.CharField(max_length=255, default="", blank=True)
     tat = models.FloatField(default=0.0)
     horizon = models.FloatField(default=0.0)
+    last_start = models.FloatField(default=0.0, db_default=0.0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["limit", "key"],
@@ -45,6 +47,10 @@ class ConcurrencySlot(models.Model):
     task_id = models.CharField(max_length=255)
     acquired_at = models.DateTimeField()
     expires_at = models.DateTimeField()
+    # "" when the call took the slot itself; else the token of the hand-over
+    # that gave it to a waiting call (queueworks/limits/handoff.py): only the
+    # message published with that token (or its redelivery) may run on it.
+    grant = models.CharField(max_length=32, default="", blank=True, db_default="")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["limit", "key", "task_id"],
@@ -57,18 +63,32 @@ class ConcurrencySlot(models.Model):
 
 
 class LimitWaiter(models.Model):
-    """A call that was refused by a limit and waits to start (its message was
-    published again with a delay).  Deleted when it starts."""
+    """A call that was refused by a limit and waits to start.  Deleted when it
+    starts.
+
+    * Rate limit (``DEFERRED``): its message was published again with a delay
+      until ``retry_at``.
+    * Concurrency limit (``PARKED``): no message of it is in the broker; this
+      row holds the call (``message``: what to publish) until a slot is
+      handed to it, oldest first (``id`` order).  Then ``WOKEN``: a slot is
+      held for it and its message was published (queueworks/limits/handoff.py).
+    """
+
+    DEFERRED, PARKED, WOKEN = "deferred", "parked", "woken"
 
     limit = models.CharField(max_length=255)
     key = models.CharField(max_length=255, default="", blank=True)
     task_id = models.CharField(max_length=255)
     since = models.DateTimeField()
     retry_at = models.DateTimeField()
+    state = models.CharField(max_length=8, default=DEFERRED, db_default=DEFERRED)
+    message = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["limit", "key", "task_id"],
                                                name="limits_waiter_task")]
+        indexes = [models.Index(fields=["limit", "key", "state", "id"],
+                                name="limits_waiter_queue_idx")]
 
     def __str__(self):
         return f"{self.limit}[{self.key}] waiting: {self.task_id}"

@@ -17,8 +17,10 @@ from django.utils import timezone as django_timezone
 from queueworks.limits.models import ConcurrencySlot, LimitTally, LimitWaiter
 
 
-# A waiting call whose retry time is this far past without a start is not
-# waiting any more (cancelled, expired, dead-lettered): not counted.
+# A deferred or woken call whose message was published this long ago without
+# a start is not waiting any more (cancelled, expired, dead-lettered): not
+# counted.  A parked call is counted however long it waits: the database holds
+# it until a slot is handed to it.
 STALE_WAITER = timedelta(minutes=10)
 
 
@@ -61,7 +63,8 @@ def limit_states(*, now: datetime | None = None) -> list[LimitState]:
         entry = state(row.limit, row.key)
         entry.started, entry.refused, entry.waited_seconds = (row.started, row.refused,
                                                               row.waited_seconds)
-    for row in (LimitWaiter.objects.filter(retry_at__gte=now - STALE_WAITER)
+    for row in (LimitWaiter.objects.filter(Q(state=LimitWaiter.PARKED)
+                                           | Q(retry_at__gte=now - STALE_WAITER))
                 .values("limit", "key")
                 .annotate(count=Count("id"), oldest=Min("since"))):
         entry = state(row["limit"], row["key"])

@@ -99,7 +99,8 @@ class ReliableTask(DjangoTask):
         held = None
         try:
             # Rate and concurrency limits across all workers (queueworks/limits):
-            # a call over its limit is published again, delayed, and ends here
+            # a call over its limit waits (published again, delayed, or parked
+            # until a slot is handed to it) and ends here
             # (the finally below still settles its delivery count).
             held = _limits().limits_enter(self, request, args, kwargs) if in_worker else None
             return super().__call__(*args, **kwargs)

@@ -23,51 +23,74 @@ LIMIT = "probe:limit"
 
 
 def _setup(database_url: str) -> None:
-    probe_tables_create(database_url, "limits.LimitKey", "limits.ConcurrencySlot")
+    import importlib
+
+    from django.db import connection
+
+    probe_tables_create(database_url, "limits.LimitKey", "limits.ConcurrencySlot",
+                        "limits.LimitWaiter", "limits.LimitTally")
+    # The rate decision's database function (PostgreSQL), as its migration makes it.
+    migration = importlib.import_module("queueworks.limits.migrations.0004_rate_decide_function")
+    with connection.schema_editor() as editor:
+        migration.create(None, editor)
+    connection.close()
 
 
 def _rate_worker(deadline: float, out) -> None:
-    from django.db import transaction
-
     from queueworks.limits.declaration import RateLimit
-    from queueworks.limits.rate import rate_start_take
+    from queueworks.limits.enforcement import limits_decide
+    from queueworks.limits.rules import TaskLimits
 
-    rule, starts, waited, refused = RateLimit(**RATE), [], False, 0
+    # The decision a task start takes (one statement on PostgreSQL).
+    limits = TaskLimits(task="probe", rate=RateLimit(**RATE), concurrency=None,
+                        lease_seconds=30.0)
+    # Like a worker process: calls keep arriving; a refused call comes back
+    # when it was told to (first among the calls due), the process takes the
+    # next one meanwhile.
+    import heapq
+
+    starts, refused, deferred = [], 0, []
     while time.time() < deadline:
-        # The decision's own time is what the bound is about (the bucket's
-        # arithmetic holds whatever order the processes then get the lock in).
         now = time.time()
-        with transaction.atomic():
-            wait = rate_start_take(limit=LIMIT, key="k", rule=rule, waited=waited, now=now)
+        if deferred and deferred[0][0] <= now:
+            _, task_id, since = heapq.heappop(deferred)
+        else:
+            task_id, since = str(uuid.uuid4()), None
+        wait = limits_decide(limits=limits, task_id=task_id, rate_key="k",
+                             concurrency_key=None, since=since, now=now).wait
         if not wait:
             starts.append(now)
-        waited = bool(wait)
-        if wait:
+        else:
             refused += 1
-            time.sleep(wait)
+            heapq.heappush(deferred, (now + wait, task_id, since or now))
+            time.sleep(0.005)
     out.put((starts, refused))
 
 
 def _concurrency_worker(deadline: float, out) -> None:
     from django.db import transaction
 
-    from queueworks.limits.concurrency import slot_release, slot_take
+    from queueworks.limits.concurrency import RUN, slot_release, slot_take
     from queueworks.limits.declaration import ConcurrencyLimit
+    from queueworks.limits.models import LimitWaiter
 
     rule, runs, refused = ConcurrencyLimit(running=RUNNING), [], 0
     while time.time() < deadline:
         task_id = str(uuid.uuid4())
         with transaction.atomic():
-            wait = slot_take(limit=LIMIT, key="k", task_id=task_id, rule=rule,
-                             lease_seconds=30)
-        if wait:
+            outcome = slot_take(limit=LIMIT, key="k", task_id=task_id, rule=rule,
+                                lease_seconds=30)
+        if outcome != RUN:
+            # Parked: this probe has no messages to hand over; it asks again.
             refused += 1
-            time.sleep(min(wait, 0.01))
+            LimitWaiter.objects.filter(task_id=task_id).delete()
+            time.sleep(0.01)
             continue
         started = time.time()
         time.sleep(0.1)
         ended = time.time()
-        slot_release(limit=LIMIT, key="k", task_id=task_id)
+        with transaction.atomic():
+            slot_release(limit=LIMIT, key="k", task_id=task_id)
         runs.append((started, ended))
     out.put((runs, refused))
 

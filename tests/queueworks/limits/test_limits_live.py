@@ -23,7 +23,7 @@ from apps.testing.tasks import limited_concurrency, limited_rate
 from queueworks.limits.models import ConcurrencySlot, LimitTally, LimitWaiter
 from tests.support.live import wait_for
 
-pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def events(log):
@@ -151,6 +151,10 @@ def test_a_slot_held_by_a_killed_process_is_never_used_twice(live_system, tmp_pa
 
     # The victim's rerun (2.5 s) and the later call, well within the lease (8 s).
     found = wait_for(both_ended, 40, interval=0.2, message="both calls finished")
+    # The later call was parked; the victim's rerun handed it the slot as it ended.
+    rerun_end = max(e[3] for e in found[victim.id] if e[0] == "end")
+    later_start = min(e[3] for e in found[later.id] if e[0] == "start")
+    assert 0 <= later_start - rerun_end < 1.5, later_start - rerun_end
     victim_starts = [e[3] for e in found[victim.id] if e[0] == "start"]
     assert len(victim_starts) == 2  # killed once, ran again once
     runs = [(victim_starts[0], killed_at)]

@@ -273,3 +273,27 @@ def test_a_revoked_message_frees_the_key(published):
     release_revoked(sender=celery_app().tasks[TASK],
                     request=SimpleNamespace(id=claim.task_id, name=None))
     assert _claims() == {}
+
+
+@pytest.mark.parametrize("acks_on_timeout,freed", [(True, True), (False, False)])
+def test_a_run_killed_at_its_hard_time_limit_frees_the_key_unless_requeued(
+        published, monkeypatch, acks_on_timeout, freed):
+    """Celery's main process sends task_failure(TimeLimitExceeded) after it
+    killed the pool process; the message is acknowledged (no rerun) unless
+    the task requeues on timeout."""
+    from celery.exceptions import TimeLimitExceeded
+    from celery.signals import task_failure
+
+    from queueworks.conf import celery_app
+
+    task = celery_app().tasks[TASK]
+    monkeypatch.setattr(task, "acks_on_failure_or_timeout", acks_on_timeout)
+    claim = _accept("acme")
+    task_failure.send(sender=task, task_id=claim.task_id, exception=TimeLimitExceeded(10),
+                      args=[], kwargs={}, traceback=None, einfo=None)
+    assert (_claims() == {}) is freed
+    # Any other failure is the end of the run's own: task_postrun frees it.
+    claim = _accept("beta")
+    task_failure.send(sender=task, task_id=claim.task_id, exception=ValueError("x"),
+                      args=[], kwargs={}, traceback=None, einfo=None)
+    assert claim.task_id in _claims()

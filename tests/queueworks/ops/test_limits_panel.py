@@ -18,9 +18,8 @@ def test_the_panel_lists_each_limit_and_key(client, make_user, no_supervisor):
     assert limits_decide(limits=limits, task_id="a", rate_key=None, concurrency_key="acme",
                          since=None, now=now)[0] == 0.0
     # Over the limit: one call waits; it had been waiting 4 s when it first came.
-    wait, _ = limits_decide(limits=limits, task_id="b", rate_key=None, concurrency_key="acme",
-                            since=now - 4, now=now)
-    assert wait > 0
+    assert limits_decide(limits=limits, task_id="b", rate_key=None, concurrency_key="acme",
+                         since=now - 4, now=now).outcome == "parked"
     client.force_login(make_user("viewer", permissions=("taskapi.view_all_tasks",)))
     html = client.get("/ops/").content.decode()
     assert 'id="limits"' in html
@@ -41,14 +40,21 @@ def test_without_limits_in_use_there_is_no_panel(client, make_user, no_superviso
     assert 'id="limits"' not in client.get("/ops/").content.decode()
 
 
-def test_a_waiter_long_past_its_retry_time_is_not_counted(client, make_user, no_supervisor):
-    """Cancelled or expired while waiting: it never starts, so never leaves the list."""
-    limits = task_limits(TASK)
-    limits_decide(limits=limits, task_id="a", rate_key=None, concurrency_key="acme",
-                  since=None, now=100.0)
-    limits_decide(limits=limits, task_id="b", rate_key=None, concurrency_key="acme",
-                  since=None, now=100.0)
+def test_a_published_waiter_long_past_its_retry_time_is_not_counted(client, make_user,
+                                                                   no_supervisor):
+    """Deferred (its message published again) and then cancelled or expired:
+    it never starts, so never leaves the list.  A parked call is counted
+    however long it waits: the database holds it until its turn."""
+    limits = task_limits("apps.testing.tasks.limited_rate")
+    for task_id in "abcdefg":
+        limits_decide(limits=limits, task_id=task_id, rate_key="acme", concurrency_key=None,
+                      since=None, now=100.0)
+    concurrency = task_limits(TASK)
+    for task_id in "xy":
+        limits_decide(limits=concurrency, task_id=task_id, rate_key=None,
+                      concurrency_key="acme", since=None, now=100.0)
     from queueworks.limits.selectors import limit_states
 
-    [state] = limit_states()
-    assert (state.waiting, state.refused) == (0, 1)
+    states = {state.kind: state for state in limit_states()}
+    assert (states["rate"].waiting, states["rate"].refused) == (0, 6)
+    assert (states["concurrency"].waiting, states["concurrency"].refused) == (1, 1)

@@ -190,7 +190,7 @@ def render_host_unit_files(topology: Topology, inventory: Inventory, host_name: 
         # systemd units take the raw command (exec_start makes it absolute).
         files[systemd.unit_name(program)] = systemd.render_service(
             program, layout, environment_defaults=host_defaults)
-    units = " ".join(systemd.unit_name(program) for program in chosen)
+    units = " ".join(unit for program in chosen for unit in systemd.started_units(program))
     files[systemd.target_name()] = f"""{systemd.HEADER}
 [Unit]
 Description={systemd.unit_prefix()} on {host.name} without supervisor: {', '.join(host.deployed_programs)}

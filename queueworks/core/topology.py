@@ -25,6 +25,7 @@ from kombu import Exchange
 from kombu import Queue as KombuQueue
 
 from queueworks.conf import settings as queueworks_settings
+from queueworks.core.balance_declaration import Balance, moves_processes  # noqa: F401  (Balance re-exported)
 from queueworks.limits.declaration import ConcurrencyLimit, FairShare, RateLimit, Unique
 
 DEFAULT_QUEUE = "celery"
@@ -159,6 +160,12 @@ class Worker:
     pool: str = "prefork"
     # Pool processes: tasks run at the same time by this program.
     concurrency: int = 2
+    # Identical workers run as this one program, each its own process and
+    # Celery node ("<name>_<n>@<host>"): for a single-process pool (one per
+    # core), what a prefork pool's concurrency is.  A supervisor program of
+    # ``processes`` processes (numprocs), or a systemd template unit; the
+    # balancer starts and stops them one by one (docs/balancer.md).
+    processes: int = 1
     # Messages held per process: 1, as routes ack late (a held message waits behind a running task).
     prefetch_multiplier: int = 1
     # Messages prefetched on top of concurrency x prefetch_multiplier, for the
@@ -204,12 +211,18 @@ class Worker:
             raise ValueError(f"Worker {self.name!r}: task_events_lease must be 0-3600 s.")
         if not 0 <= self.prefetch_headroom <= 100:
             raise ValueError(f"Worker {self.name!r}: prefetch_headroom must be 0-100.")
+        if not 1 <= self.processes <= 64:
+            raise ValueError(f"Worker {self.name!r}: processes must be 1-64.")
 
     @property
     def node_name(self) -> str:
         # %h is expanded by Celery to the host name, so inspection shows where
         # each worker runs ("main_worker@web-1").
         return f"{self.name}@%h"
+
+    def process_node(self, number: int, host: str) -> str:
+        """The node name of process ``number`` (1-based) of a program of processes."""
+        return f"{self.name}_{number}@{host}"
 
 
 @dataclass(frozen=True)
@@ -246,89 +259,6 @@ class Schedule:
     schedule: crontab | timedelta
     queue: str
     kwargs: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Balance:
-    """Pool processes that follow the backlog across some worker programs of a host.
-
-    Off unless declared (``Topology.balance``).  A ``balancer`` program on each
-    host moves prefork pool processes between the named ``workers`` with
-    Celery's ``pool_grow``/``pool_shrink`` (queueworks/balancer): toward the program
-    whose queue would make a task wait longest (backlog x mean runtime /
-    processes), only toward waiting work and never away from it, never below a program's minimum or above its maximum, never
-    more than ``budget`` processes in all, at most ``max_shift`` added (and at
-    most as many removed) per decision and no decision within
-    ``cooldown_seconds`` of the last move.  Each worker's own ``concurrency``
-    is where it starts.
-    """
-
-    workers: tuple[str, ...]
-    # Pool processes of all balanced programs together, on each host.
-    budget: int
-    # Per program, unless ``limits`` names it: (program, minimum, maximum).
-    min_processes: int = 1
-    max_processes: int | None = None
-    limits: tuple[tuple[str, int, int], ...] = ()
-    max_shift: int = 1
-    cooldown_seconds: float = 10.0
-    # How often the balancer reads the queues and decides.
-    interval_seconds: float = 2.0
-    # Mean runtime over this many recent tasks per program (task events).
-    runtime_window: int = 50
-
-    def __post_init__(self):
-        if not self.workers:
-            raise ValueError("Balance: name the worker programs to balance in workers.")
-        if len(set(self.workers)) != len(self.workers):
-            raise ValueError("Balance: a worker program is named twice in workers.")
-        if self.budget < 1 or self.max_shift < 1 or self.min_processes < 1:
-            raise ValueError("Balance: budget, max_shift and min_processes must be at least 1.")
-        if self.cooldown_seconds < 0 or self.interval_seconds <= 0 or self.runtime_window < 1:
-            raise ValueError("Balance: cooldown_seconds >= 0, interval_seconds > 0, "
-                             "runtime_window >= 1.")
-        for name, minimum, maximum in self.limits:
-            if name not in self.workers:
-                raise ValueError(f"Balance: limits name {name!r}, which is not in workers.")
-            if not 1 <= minimum <= maximum:
-                raise ValueError(f"Balance: limits for {name!r} need 1 <= minimum <= maximum.")
-        if sum(self.bounds(name)[0] for name in self.workers) > self.budget:
-            raise ValueError("Balance: the programs' minimums add up to more than the budget.")
-
-    def bounds(self, worker: str) -> tuple[int, int]:
-        """(minimum, maximum) pool processes of one balanced program."""
-        for name, minimum, maximum in self.limits:
-            if name == worker:
-                return minimum, min(maximum, self.budget)
-        maximum = self.budget if self.max_processes is None else self.max_processes
-        return self.min_processes, min(maximum, self.budget)
-
-    def problems(self, topology: Topology) -> list[str]:
-        """Why this declaration cannot balance ``topology``'s programs (empty: it can)."""
-        problems = []
-        for name in self.workers:
-            worker = next((w for w in topology.workers if w.name == name), None)
-            if worker is None:
-                problems.append(f"balanced worker '{name}' is not a declared worker program")
-                continue
-            minimum, maximum = self.bounds(name)
-            if worker.pool != "prefork":
-                problems.append(f"balanced worker '{name}' has pool '{worker.pool}': "
-                                "pool_grow/pool_shrink need the prefork pool")
-            if worker.autoscale:
-                problems.append(f"balanced worker '{name}' is autoscaled: Celery refuses "
-                                "pool_grow/pool_shrink next to its autoscaler")
-            if not minimum <= worker.concurrency <= maximum:
-                problems.append(f"balanced worker '{name}' starts with concurrency "
-                                f"{worker.concurrency}, outside its bounds {minimum}-{maximum}")
-            if not worker.task_events and not worker.task_events_lease:
-                problems.append(f"balanced worker '{name}' sends no task events and has no "
-                                "task_events_lease: the balancer could not learn its runtimes")
-        starting = sum(w.concurrency for w in topology.workers if w.name in self.workers)
-        if starting > self.budget:
-            problems.append(f"balanced workers start with {starting} processes, over the "
-                            f"budget of {self.budget}")
-        return problems
 
 
 @dataclass(frozen=True)
@@ -379,6 +309,16 @@ class Topology:
 
     def worker_named(self, name: str) -> Worker:
         return next(worker for worker in self.workers if worker.name == name)
+
+    def process_slots(self, worker: Worker) -> int:
+        """Processes the process manager declares for ``worker``: its
+        ``processes``, or a balanced single-process program's maximum when
+        higher (the ones above ``processes`` start only when the balancer
+        starts them)."""
+        if self.balance is None or worker.name not in self.balance.workers \
+                or not moves_processes(worker):
+            return worker.processes
+        return max(worker.processes, self.balance.bounds(worker.name)[1])
 
     def longest_time_limit(self, worker: Worker) -> int:
         limits = [worker.time_limit]

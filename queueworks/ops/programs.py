@@ -14,7 +14,7 @@ import xmlrpc.client
 from dataclasses import dataclass
 
 from queueworks.core.inventory import declared, supervisor_credentials
-from queueworks.core.supervisord_client import http_rpc
+from queueworks.core.supervisord_client import full_name, http_rpc
 from queueworks.core.supervisord_client import rpc as _rpc
 from queueworks.core.supervisord_client import socket_path as supervisor_socket_path
 
@@ -94,10 +94,11 @@ def program_states() -> dict[str, ProgramState]:
                     host=host.name, program=program)
             continue
         for info in infos:
-            states[f"{host.name}:{info['name']}"] = ProgramState(
-                name=f"{host.name}:{info['name']}", state=info["statename"], pid=info["pid"],
-                description=info["description"], host=host.name, program=info["name"],
-                last_error=(program_last_error(rpc, info["name"]) or "")
+            name = full_name(info)
+            states[f"{host.name}:{name}"] = ProgramState(
+                name=f"{host.name}:{name}", state=info["statename"], pid=info["pid"],
+                description=info["description"], host=host.name, program=name,
+                last_error=(program_last_error(rpc, name) or "")
                 if shows_last_error(info) else "")
     return states
 
@@ -108,11 +109,12 @@ def _local_states() -> dict[str, ProgramState]:
         infos = rpc.getAllProcessInfo()
     except (OSError, xmlrpc.client.Error) as exc:
         raise ProgramError(f"supervisord is not reachable at {supervisor_socket_path()}: {exc}") from exc
+    # A program of processes shows a row per process, "<program>:<program>_<n>".
     return {
-        info["name"]: ProgramState(
-            name=info["name"], state=info["statename"], pid=info["pid"],
+        full_name(info): ProgramState(
+            name=full_name(info), state=info["statename"], pid=info["pid"],
             description=info["description"],
-            last_error=(program_last_error(rpc, info["name"]) or "")
+            last_error=(program_last_error(rpc, full_name(info)) or "")
             if shows_last_error(info) else "")
         for info in infos
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import xmlrpc.client
 from dataclasses import dataclass, field
 
 from django.utils import timezone
@@ -20,7 +21,7 @@ from queueworks.balancer.runtimes import RuntimeWindow
 from queueworks.balancer.services import balance_decision_record
 from queueworks.core.balance_declaration import moves_processes
 from queueworks.core.broker_state import queue_counts
-from queueworks.core.supervisord_client import Supervisord
+from queueworks.core.supervisord_client import Supervisord, SupervisordUnreachable
 from queueworks.core.topology import Balance, Topology
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,12 @@ class Balancer:
         for name in self.balance.workers:
             if self.by_processes(name):
                 # supervisord's count is exact at once: no settling.
-                sizes[self.node(name)] = len(live_processes(self.supervisord, name))
+                try:
+                    sizes[self.node(name)] = len(live_processes(self.supervisord, name))
+                except (SupervisordUnreachable, xmlrpc.client.Error) as error:
+                    # Under systemd, or a supervisord shutting down (SHUTDOWN_STATE).
+                    return [], (f"no process count of {name} from supervisord ({error}): "
+                                "nothing moves without it")
         sizes = self.settled(sizes, now)
         backlogs = self._backlogs()
         loads = []

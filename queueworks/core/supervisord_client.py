@@ -27,6 +27,11 @@ _STATE_SEVERITY = ("STOPPED", "RUNNING", "STOPPING", "STARTING", "EXITED", "UNKN
 LIVE_STATES = ("STARTING", "RUNNING", "BACKOFF")
 
 
+def _severity(info: dict) -> int:
+    state = info["statename"]
+    return _STATE_SEVERITY.index(state) if state in _STATE_SEVERITY else 0
+
+
 def full_name(info: dict) -> str:
     """supervisord's name for one process: "<group>:<process>" inside a group of processes."""
     return info["name"] if info.get("group", info["name"]) == info["name"] \
@@ -38,8 +43,7 @@ def program_info(processes: list[dict]) -> dict:
     troubled one, ``processes`` listing them all)."""
     if len(processes) == 1 and full_name(processes[0]) == processes[0]["name"]:
         return processes[0]
-    worst = max(processes, key=lambda info: _STATE_SEVERITY.index(info["statename"])
-                if info["statename"] in _STATE_SEVERITY else 0)
+    worst = max(processes, key=_severity)
     running = [info for info in processes if info["statename"] == "RUNNING"]
     first = running[0] if running else worst
     return dict(first, name=first["group"], statename=worst["statename"],
@@ -146,8 +150,12 @@ class Supervisord:
                 if info["group"] == program and info["autostart"]]
 
     def last_error(self, name: str) -> str | None:
-        """The last error in program ``name``'s log (None: none, or unreadable)."""
+        """The last error in program ``name``'s log (None: none, or unreadable);
+        for a program of processes, in its most troubled process's log."""
         try:
+            processes = self.processes_of(name)
+            if len(processes) > 1 or (processes and processes[0]["full_name"] != name):
+                name = max(processes, key=_severity)["full_name"]
             text, _, _ = self._call("tailProcessStdoutLog", name, 0, TAIL_BYTES)
         except (SupervisordUnreachable, xmlrpc.client.Error):
             return None

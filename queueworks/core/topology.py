@@ -320,6 +320,20 @@ class Topology:
             return worker.processes
         return max(worker.processes, self.balance.bounds(worker.name)[1])
 
+    def program_of_node(self, node: str) -> str:
+        """The worker program a Celery node ("<name>@<host>") belongs to: a
+        declared program's name, or "<program>_<n>" for process ``n`` of a
+        program of processes; anything else, the name before "@"."""
+        name = node.split("@", 1)[0]
+        declared = {worker.name: worker for worker in self.workers}
+        if name in declared:
+            return name
+        program, _, number = name.rpartition("_")
+        worker = declared.get(program)
+        if worker is not None and number.isdigit() and 1 <= int(number) <= self.process_slots(worker):
+            return program
+        return name
+
     def longest_time_limit(self, worker: Worker) -> int:
         limits = [worker.time_limit]
         for queue_name in worker.queues:

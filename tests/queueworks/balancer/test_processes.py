@@ -117,3 +117,82 @@ def test_a_program_start_starts_only_the_processes_that_start_with_supervisord()
     supervisord.stop("solo")
     assert [call[1] for call in supervisord.calls if call[0] == "stopProcess"] == [
         "solo:solo_1", "solo:solo_2", "solo:solo_3"]
+
+
+# -- the balancer with a program of processes ----------------------------------
+def balancer_of(supervisord, monkeypatch, *, backlogs: dict[str, int], pool: int = 2):
+    import dataclasses
+
+    from queueworks.balancer import runner
+    from tests.queueworks.balancer.processes_topology import PROCESSES_TOPOLOGY, PREFORK, SOLO
+
+    topology = dataclasses.replace(PROCESSES_TOPOLOGY, balance=dataclasses.replace(
+        PROCESSES_TOPOLOGY.balance, cooldown_seconds=0))
+    asked = []
+    monkeypatch.setattr(runner, "pool_sizes",
+                        lambda app, nodes: asked.append(nodes) or {node: pool for node in nodes})
+    monkeypatch.setattr(runner, "balance_decision_record", lambda **record: None)
+    balancer = runner.Balancer(app=FakeApp(set()), topology=topology, host="host",
+                               supervisord=supervisord)
+    queues = {SOLO: "test.balance_solo", PREFORK: "test.balance_prefork"}
+    monkeypatch.setattr(balancer, "_backlogs",
+                        lambda: {queues[name]: count for name, count in backlogs.items()})
+    return balancer, asked
+
+
+def test_the_balancer_counts_a_program_of_processes_through_supervisord(monkeypatch):
+    supervisord = FakeSupervisord([info(1, "RUNNING", group="balance_solo"),
+                                   info(2, "STOPPED", group="balance_solo")])
+    balancer, asked = balancer_of(supervisord, monkeypatch, backlogs={})
+    loads, unreadable = balancer.loads()
+    assert unreadable == ""
+    assert {load.name: load.processes for load in loads} == {
+        "balance_solo": 1, "balance_prefork": 2}
+    # Only the prefork program's pool is asked; every process node counts toward its program.
+    assert asked == [["balance_prefork@host"]]
+    assert balancer.event_nodes == {"balance_solo@host": "balance_solo",
+                                    "balance_prefork@host": "balance_prefork",
+                                    "balance_solo_1@host": "balance_solo",
+                                    "balance_solo_2@host": "balance_solo"}
+
+
+def test_a_backlog_starts_a_process_of_the_program(monkeypatch):
+    from queueworks.balancer import runner
+
+    supervisord = FakeSupervisord([info(1, "RUNNING", group="balance_solo"),
+                                   info(2, "STOPPED", group="balance_solo")])
+    balancer, _ = balancer_of(supervisord, monkeypatch, backlogs={"balance_solo": 30}, pool=1)
+    shrunk = []
+    monkeypatch.setattr(runner, "pool_change", lambda app, node, by: shrunk.append(by) or 1)
+    decision = balancer.tick()
+    assert [(m.program, m.before, m.after) for m in decision.moves] == [("balance_solo", 1, 2)]
+    assert ("startProcess", "balance_solo:balance_solo_2", False) in supervisord.calls
+    assert shrunk == [] and balancer.settling == {}
+
+
+def test_an_unreachable_supervisord_is_a_round_without_moves(monkeypatch):
+    from queueworks.core.supervisord_client import SupervisordUnreachable
+
+    class Gone(FakeSupervisord):
+        def _call(self, method, *args):
+            raise SupervisordUnreachable("supervisord is not reachable at run/supervisor.sock")
+
+    balancer, _ = balancer_of(Gone([]), monkeypatch, backlogs={"balance_solo": 30})
+    decision = balancer.tick()
+    assert decision.moves == ()
+    assert "balance_solo" in decision.summary and "not reachable" in decision.summary
+
+
+def test_the_last_error_of_a_program_of_processes_is_its_troubled_process(monkeypatch):
+    supervisord = FakeSupervisord([info(1, "RUNNING"), info(2, "FATAL")])
+    tailed = []
+
+    def call(method, *args):
+        if method == "tailProcessStdoutLog":
+            tailed.append(args[0])
+            return ["Traceback (most recent call last):\nValueError: bad\n", 0, False]
+        return FakeSupervisord._call(supervisord, method, *args)
+
+    monkeypatch.setattr(supervisord, "_call", call)
+    assert supervisord.last_error("solo") is not None
+    assert tailed == ["solo:solo_2"]

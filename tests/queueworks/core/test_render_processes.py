@@ -104,3 +104,53 @@ def test_a_balance_counts_a_program_of_processes_by_its_processes():
     threads = with_solo(solo(pool="threads", concurrency=4, processes=1),
                         Balance(workers=("solo",), budget=4))
     assert any("concurrency=1" in p for p in threads.balance.problems(threads))
+
+
+def test_a_host_of_the_inventory_renders_the_program_of_processes_too():
+    from queueworks.core.host_files import render_host_supervisor_files, render_host_unit_files
+    from queueworks.core.inventory import Host, Inventory, Paths
+
+    topology = with_solo(solo(), Balance(workers=("solo",), budget=4, max_processes=3))
+    inventory = Inventory(hosts=(Host("web-2", "10.0.0.2", programs=("solo",)),),
+                          paths=Paths(project_root="/srv/p", run_dir="/srv/p/run"))
+    files = render_host_supervisor_files(topology, inventory, "web-2")
+    conf = sections(next(text for path, text in files.items() if path.name == "solo.conf"))
+    assert conf["group:solo"]["programs"] == "solo_started,solo_spare"
+    assert "--hostname=solo_%(process_num)d@web-2 " in conf["program:solo_started"]["command"]
+    assert conf["program:solo_spare"]["numprocs_start"] == "3"
+    units = render_host_unit_files(topology, inventory, "web-2")
+    assert "--hostname=solo_%i@web-2 " in units["projectname-solo@.service"]
+    wants = next(line for line in units["projectname.target"].splitlines()
+                 if line.startswith("Wants="))
+    assert wants == "Wants=projectname-solo@1.service projectname-solo@2.service"
+
+
+def test_a_process_node_belongs_to_its_program():
+    topology = with_solo(solo(processes=3))
+    assert topology.program_of_node("solo_3@web-1") == "solo"
+    assert topology.program_of_node("solo_4@web-1") == "solo_4"
+    assert topology.program_of_node("main_worker@web-1") == "main_worker"
+    # A declared program's own name wins: the bulk lane's programs are numbered too.
+    assert topology.program_of_node("bulk_worker_2@web-1") == "bulk_worker_2"
+
+
+def test_the_doctor_and_the_task_api_count_a_process_node_for_its_program(monkeypatch):
+    from queueworks.doctor import checks_broker
+    from queueworks.taskapi import selectors
+
+    topology = with_solo(solo())
+    monkeypatch.setattr("queueworks.conf.TOPOLOGY", topology)
+    monkeypatch.setattr(selectors, "TOPOLOGY", topology)
+    assert selectors._program("solo_2@web-1") == "solo"
+
+    class App:
+        class control:
+            @staticmethod
+            def ping(timeout):
+                return [{"solo_2@web-1": {"ok": "pong"}}]
+
+    monkeypatch.setattr("queueworks.conf.celery_app", lambda: App)
+    ctx = type("Ctx", (), {"broker_ok": True, "timeout": 1.0, "conflicts": {}})()
+    findings = {f.check: f for f in checks_broker.check_worker_replies(ctx)
+                if f.check == "ping solo"}
+    assert findings["ping solo"].status == "OK", findings

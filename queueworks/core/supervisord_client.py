@@ -104,18 +104,20 @@ class UpdateResult:
 class Supervisord:
     """supervisord on this host.  ``timeout`` (seconds) bounds each call; the
     unix-socket transport has no timeout of its own, so the process's default
-    socket timeout is set for the call's duration."""
+    socket timeout is set for the call's duration.  ``proxy``: another
+    host's supervisord instead (``http_rpc``)."""
 
-    def __init__(self, path: Path | None = None, *, timeout: float | None = None):
+    def __init__(self, path: Path | None = None, *, timeout: float | None = None, proxy=None):
         self.path = path or socket_path()
         self.timeout = timeout
+        self.proxy = proxy
 
     def _call(self, method: str, *args):
         previous = socket.getdefaulttimeout()
         if self.timeout is not None:
             socket.setdefaulttimeout(self.timeout)
         try:
-            return getattr(rpc(self.path), method)(*args)
+            return getattr(self.proxy or rpc(self.path), method)(*args)
         except (OSError, xmlrpc.client.ProtocolError) as exc:
             raise SupervisordUnreachable(f"supervisord is not reachable at {self.path}: {exc}") from exc
         finally:
@@ -140,7 +142,8 @@ class Supervisord:
         """The processes of one program, by number ("<program>_<n>"), with
         ``full_name`` for starting and stopping one."""
         processes = [dict(info, full_name=full_name(info))
-                     for info in self._call("getAllProcessInfo") if info["group"] == program]
+                     for info in self._call("getAllProcessInfo")
+                     if info.get("group", info["name"]) == program]
         return sorted(processes, key=lambda info: int(info["name"].rpartition("_")[2])
                       if info["name"].rpartition("_")[2].isdigit() else 0)
 

@@ -196,3 +196,34 @@ def test_the_last_error_of_a_program_of_processes_is_its_troubled_process(monkey
     monkeypatch.setattr(supervisord, "_call", call)
     assert supervisord.last_error("solo") is not None
     assert tailed == ["solo:solo_2"]
+
+
+class FakeProxy:
+    """supervisord's XML-RPC proxy over FakeSupervisord's processes."""
+
+    def __init__(self, supervisord: FakeSupervisord):
+        self.supervisord = supervisord
+
+    def __getattr__(self, method):
+        return lambda *args: self.supervisord._call(method, *args)
+
+
+def test_ops_shows_a_program_of_processes_as_one_row_and_acts_on_all_of_it(monkeypatch):
+    from queueworks.ops import programs
+
+    supervisord = FakeSupervisord([info(1, "RUNNING"), info(2, "RUNNING"), info(3, "STOPPED"),
+                                   info(1, "RUNNING", group="web") | {"name": "web"}],
+                                  autostart={"solo_1", "solo_2", "web"})
+    monkeypatch.setattr(programs, "declared", lambda: None)
+    monkeypatch.setattr(programs, "_rpc", lambda: FakeProxy(supervisord))
+    states = programs.program_states()
+    assert set(states) == {"solo", "web"}
+    assert states["solo"].state == "RUNNING" and "solo_3 STOPPED" in states["solo"].description
+
+    assert "stop requested" in programs.program_control(name="solo", action="stop")
+    assert [c[1] for c in supervisord.calls if c[0] == "stopProcess"] == [
+        "solo:solo_1", "solo:solo_2", "solo:solo_3"]
+    assert "start requested" in programs.program_control(name="solo", action="start")
+    # The balancer's spare stays stopped: start is what supervisord starts.
+    assert [c[1] for c in supervisord.calls if c[0] == "startProcess"] == [
+        "solo:solo_1", "solo:solo_2"]

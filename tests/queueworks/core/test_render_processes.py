@@ -154,3 +154,18 @@ def test_the_doctor_and_the_task_api_count_a_process_node_for_its_program(monkey
     findings = {f.check: f for f in checks_broker.check_worker_replies(ctx)
                 if f.check == "ping solo"}
     assert findings["ping solo"].status == "OK", findings
+
+
+def test_the_overview_shows_the_processes_and_a_balanced_maximum(monkeypatch):
+    import io
+
+    from django.core.management import call_command
+
+    from queueworks.core.management.commands import topology as command
+
+    monkeypatch.setattr(command, "TOPOLOGY", with_solo(
+        solo(), Balance(workers=("solo",), budget=4, max_processes=3)))
+    out = io.StringIO()
+    call_command("topology", stdout=out)
+    row = next(line for line in out.getvalue().splitlines() if line.startswith("solo "))
+    assert " 1 x 2-3 " in row

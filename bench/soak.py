@@ -20,12 +20,15 @@ seconds at most; then each program's RSS, its children included, is read.
 Accepted-but-unconfirmed starts are published again by the system's own
 outbox sweeper (beat), as in production: the bench sweeps nothing itself.
 
-Per round: accepted (202), succeeded, not succeeded (accepted, not SUCCESS
-in time), 5xx answers (to starts and polls), unanswered starts (connection
+Per round: accepted (202), of them unpublished (``"published": false``: the
+broker did not take the message in time, the outbox relayed it), succeeded,
+not succeeded (accepted, not SUCCESS in time), 5xx answers (to starts and
+polls) by status and JSON ``code``, unanswered starts (connection
 cut by a killed web worker: never accepted), the accept latency, the time
 until the last SUCCESS, and the RSS per program.  The verdict: 0 not
 succeeded, 0 5xx, and each program's RSS at the end within 10 % of its
-round-3 figure (with fewer than 4 rounds, of its round-1 figure).
+round-3 figure (with fewer than 4 rounds, of the round before the last).
+``--keep`` keeps the run directory (every program's log) for inspection.
 """
 
 from __future__ import annotations
@@ -50,10 +53,9 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 from bench import common  # noqa: E402
+from bench.soak_report import HEADER, ok, report, row_line, rss_verdict  # noqa: E402,F401
 
 PROBE = "queueworks.core.tasks.probe"
-RSS_TOLERANCE = 0.10
-BASELINE_ROUND = 3
 # Raised as an operator raises them in .env (TASKAPI_THROTTLE_*): the soak
 # measures faults, not the per-user limits.
 RAISED_THROTTLES = {"TASKAPI_THROTTLE_START": "1000000/min",
@@ -68,6 +70,12 @@ class Round:
     succeeded: int = 0
     not_succeeded: int = 0
     server_errors: int = 0
+    # Each 5xx by its status and JSON ``code`` ("503 broker_unavailable"; "no JSON"
+    # when the body is not the API's error): to starts and polls alike.
+    server_error_codes: dict = field(default_factory=dict)
+    # Accepted with "published": false: the broker did not take the message in
+    # time, the outbox relayed it (docs/acceptance.md).
+    unpublished: int = 0
     unanswered: int = 0
     other_answers: dict = field(default_factory=dict)
     accept_p50_ms: float = 0.0
@@ -78,6 +86,21 @@ class Round:
     web_workers_killed: int = 0
     rss_mb: dict = field(default_factory=dict)
     load: str = ""
+
+
+def server_error_key(response) -> str:
+    """A 5xx answer's status and the ``code`` of its JSON body."""
+    try:
+        code = response.json().get("code")
+    except (ValueError, AttributeError):
+        code = None
+    return f"{response.status_code} {code or 'no JSON'}"
+
+
+def count_server_error(row: Round, response) -> None:
+    key = server_error_key(response)
+    row.server_errors += 1
+    row.server_error_codes[key] = row.server_error_codes.get(key, 0) + 1
 
 
 # -- the faults -----------------------------------------------------------------------------
@@ -164,10 +187,12 @@ class Client:
                 took = (time.perf_counter() - started) * 1000
                 with self.lock:
                     if response.status_code == 202:
-                        accepted.append(response.json()["task_id"])
+                        body = response.json()
+                        accepted.append(body["task_id"])
                         latencies.append(took)
+                        row.unpublished += body.get("published") is False
                     elif response.status_code >= 500:
-                        row.server_errors += 1
+                        count_server_error(row, response)
                     else:
                         key = str(response.status_code)
                         row.other_answers[key] = row.other_answers.get(key, 0) + 1
@@ -201,7 +226,7 @@ class Client:
                         continue
                     with self.lock:
                         if response.status_code >= 500:
-                            row.server_errors += 1
+                            count_server_error(row, response)
                         elif response.status_code == 200 and \
                                 response.json().get("state") == "SUCCESS":
                             done.add(task_id)
@@ -318,58 +343,14 @@ def soak(system, token: str, *, rounds: int | None, minutes: float | None, start
     return results
 
 
-def rss_verdict(results: list[Round]) -> dict[str, tuple[float, float, bool]]:
-    """Per program: (baseline MB, end MB, within the tolerance)."""
-    base = results[min(BASELINE_ROUND, len(results) - 1) - 1] if len(results) > 1 else results[0]
-    end = results[-1]
-    verdict = {}
-    for name, start_mb in base.rss_mb.items():
-        end_mb = end.rss_mb.get(name, 0.0)
-        verdict[name] = (start_mb, end_mb, end_mb <= start_mb * (1 + RSS_TOLERANCE))
-    return verdict
-
-
-def ok(results: list[Round]) -> bool:
-    return bool(results) and all(r.not_succeeded == 0 and r.server_errors == 0 and r.accepted
-                                 for r in results) and \
-        all(within for _, _, within in rss_verdict(results).values())
-
-
-def row_line(row: Round) -> str:
-    rss = " ".join(f"{name}={mb:.0f}" for name, mb in row.rss_mb.items())
-    return (f"| {row.number} | {row.accepted} | {row.succeeded} | {row.not_succeeded} | "
-            f"{row.server_errors} | {row.unanswered} | {row.accept_p50_ms:.0f} / "
-            f"{row.accept_p99_ms:.0f} | {row.starts_per_second:.1f} | {row.settle_seconds:.0f} | "
-            f"{row.connections_closed} / {row.web_workers_killed} | {row.load} | {rss} |")
-
-
-HEADER = ("| round | accepted | succeeded | not succeeded | 5xx | unanswered | accept p50 / p99 ms "
-          "| accepted/s | settle s | closed / killed | load 1 5 15 | RSS MB per program |\n"
-          "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
-
-
-def report(results: list[Round], *, database_kind: str, started: str, minutes: float,
-           args) -> str:
-    lines = [f"Soak on {database_kind}, started {started}, {minutes:.1f} min, "
-             f"{common.machine()}",
-             f"{args.starts} starts a round from {args.clients} threads; every broker connection "
-             f"of the vhost closed every {args.close_every}s, a gunicorn worker SIGKILLed every "
-             f"{args.kill_every}s; polled until SUCCESS ({args.poll_timeout:.0f}s at most)",
-             "", HEADER, *(row_line(r) for r in results), ""]
-    total = {k: sum(getattr(r, k) for r in results)
-             for k in ("accepted", "succeeded", "not_succeeded", "server_errors", "unanswered")}
-    lines.append(f"Total: {total['accepted']} accepted, {total['succeeded']} succeeded, "
-                 f"{total['not_succeeded']} not succeeded, {total['server_errors']} x 5xx, "
-                 f"{total['unanswered']} unanswered")
-    base_round = min(BASELINE_ROUND, len(results)) if len(results) > 1 else 1
-    lines.append(f"RSS, round {base_round} -> round {len(results)} (limit +"
-                 f"{RSS_TOLERANCE:.0%}):")
-    for name, (start_mb, end_mb, within) in rss_verdict(results).items():
-        change = (end_mb / start_mb - 1) if start_mb else 0.0
-        lines.append(f"  {name:<16} {start_mb:7.1f} -> {end_mb:7.1f} MB ({change:+.1%})"
-                     f"  {'ok' if within else 'GREW'}")
-    lines.append(f"Verdict: {'PASS' if ok(results) else 'FAIL'}")
-    return "\n".join(lines)
+@contextlib.contextmanager
+def run_directory(kind: str, *, keep: bool):
+    """A fresh directory for the run; removed after it unless ``keep``."""
+    if keep:
+        yield tempfile.mkdtemp(prefix=f"soak-{kind}-")
+        return
+    with tempfile.TemporaryDirectory(prefix=f"soak-{kind}-") as tmp:
+        yield tmp
 
 
 def _stop_on_signal(signum, frame):
@@ -388,6 +369,9 @@ def main(argv=None) -> int:
     parser.add_argument("--kill-every", type=float, default=2.0)
     parser.add_argument("--poll-timeout", type=float, default=240.0)
     parser.add_argument("--json", type=Path, help="also write the rounds here")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the run directory (every program's log, supervisord's, "
+                             "the SQLite file) and print its path")
     args = parser.parse_args(argv)
     if args.rounds is None and args.minutes is None:
         parser.error("give --rounds, --minutes or both")
@@ -409,7 +393,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_signal)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     began = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix=f"soak-{args.database}-") as tmp, \
+    with run_directory(args.database, keep=args.keep) as tmp, \
             database(args.database, Path(tmp)) as database_url, \
             common.throwaway_vhost(f"soak-{args.database}") as vhost:
         token = setup_django(database_url)
@@ -433,6 +417,8 @@ def main(argv=None) -> int:
                   minutes=(time.monotonic() - began) / 60, args=args)
     print()
     print(text)
+    if args.keep:
+        print(f"Run directory kept: {tmp} (program logs in {Path(tmp) / 'system' / 'log'})")
     if args.json:
         args.json.write_text(json.dumps({"database": args.database, "started": started,
                                          "rounds": [asdict(r) for r in results],

@@ -1,8 +1,10 @@
-"""The per-host process balancer's declaration (``Topology.balance``).
+"""``Balance``: the per-host process balancer's declaration in the topology.
 
-What it moves depends on the program's pool (docs/balancer.md): a prefork
-program's pool processes (Celery's ``pool_grow``/``pool_shrink``), or a
-program of single-process workers' processes themselves (``Worker.processes``:
+Re-exported by ``queueworks/core/topology.py``, where a declaration imports it
+from; the balancer that acts on it is ``queueworks/balancer``.  What it moves
+depends on the program's pool (docs/balancer.md): a prefork program's pool
+processes (Celery's ``pool_grow``/``pool_shrink``), or a program of
+single-process workers' processes themselves (``Worker.processes``:
 supervisord starts and stops them one by one).  Either way a "process" runs
 one task at a time, so the decision (queueworks/balancer/decision.py) is the same.
 """

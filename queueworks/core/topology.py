@@ -25,7 +25,7 @@ from kombu import Exchange
 from kombu import Queue as KombuQueue
 
 from queueworks.conf import settings as queueworks_settings
-from queueworks.core.balance_declaration import Balance, moves_processes  # noqa: F401  (Balance re-exported)
+from queueworks.core.balance_declaration import Balance, moves_processes
 from queueworks.limits.declaration import ConcurrencyLimit, FairShare, RateLimit, Unique
 
 DEFAULT_QUEUE = "celery"

@@ -46,6 +46,7 @@ def task_enqueue(
     task_id: str | None = None,
     headers: Mapping[str, object] | None = None,
     wait_confirm: float | None = None,
+    keep_for: float | None = None,
 ) -> str:
     """Publish one call of ``task`` through this process's pooled publisher.
 
@@ -54,7 +55,10 @@ def task_enqueue(
     the broker's confirm is collected in the background and an unconfirmed
     message is re-sent (queueworks/dispatch/publisher.py), so the call costs one
     socket write instead of a round trip to the broker's disk.
-    ``wait_confirm`` (seconds) waits for the confirm as well.  Returns the id.
+    ``wait_confirm`` (seconds) waits for the confirm as well.  ``keep_for``
+    (seconds): when the broker cannot be reached now, the publisher keeps the
+    message and sends it once it can, for that long, and ``PublishDeferred``
+    is raised (queueworks/dispatch/keeping.py).  Returns the id.
     """
     from queueworks.dispatch.process_publisher import process_publisher
 
@@ -71,7 +75,8 @@ def task_enqueue(
                       application_headers=message_headers, correlation_id=task_id,
                       **_message_properties(app, priority))
     if compat_amqp.SUPPORTED:
-        process_publisher().publish(message, routing_key=queue_name, wait_confirm=wait_confirm)
+        process_publisher().publish(message, routing_key=queue_name, wait_confirm=wait_confirm,
+                                    keep_for=keep_for)
     else:
         _publish_and_wait(app, message, queue_name)
     finished = time.perf_counter()

@@ -27,6 +27,12 @@ drops the wait:
   few round trips, however many suspects; they may overtake a suspect);
 * nothing that goes wrong while reconnecting or re-sending stops the
   background thread or drops a waiting message;
+* a publish that cannot reach the broker now raises its error and keeps
+  nothing, unless it passes ``keep_for`` (seconds): then the message is kept
+  unsent, the background thread sends it once it reconnects, and the call
+  raises ``PublishDeferred``; a kept message still unsent after ``keep_for``
+  is dropped (its owner, e.g. the outbox sweeper, publishes it instead, so
+  the two never both hold it);
 * at process exit it waits up to ``EXIT_WAIT_SECONDS`` for the last confirms.
 
 A message that is never confirmed stays in memory only; what makes an
@@ -48,6 +54,7 @@ from amqp.exceptions import ChannelError
 
 from queueworks.dispatch.compat.amqp import basic_publish_no_wait, publish_without_reading
 from queueworks.dispatch.isolation import SuspectIsolation
+from queueworks.dispatch.keeping import KeptUnsent, PublishDeferred  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +77,12 @@ class _Entry:
     routing_key: str
     message: object
     attempts: int = 1
+    #: Kept unsent (``keep_for``): dropped at this monotonic time unless written.
+    drop_at: float | None = None
+    written: bool = False
 
 
-class ConfirmingPublisher(SuspectIsolation):
+class ConfirmingPublisher(SuspectIsolation, KeptUnsent):
     def __init__(self, connect: Callable[[], object], *, queues=(),
                  on_confirmed: Callable[[list], None] | None = None,
                  on_failed: Callable[[object, Exception], None] | None = None):
@@ -106,12 +116,13 @@ class ConfirmingPublisher(SuspectIsolation):
         self._closed = False
 
     # -- public --------------------------------------------------------------------
-    def publish(self, message, *, routing_key: str, wait_confirm: float | None = None) -> int:
+    def publish(self, message, *, routing_key: str, wait_confirm: float | None = None,
+                keep_for: float | None = None) -> int:
         """Publish to the default exchange, routed to queue ``routing_key``.
 
         Returns the message's number for :meth:`wait_for`.  Raises the
         broker's connection errors if it cannot connect at all (the message
-        is then not kept).
+        is then not kept), or with ``keep_for`` ``PublishDeferred`` (kept).
         """
         with self._lock:
             self._seq += 1
@@ -122,15 +133,13 @@ class ConfirmingPublisher(SuspectIsolation):
                 self._send_or_open(seq)
             except Exception:  # noqa: BLE001 - a stale connection: one fresh try
                 self._drop_connection()
-                if not had_channel:
-                    self._pending.pop(seq, None)  # unreachable: the caller hears it now
-                    raise
                 try:
+                    if not had_channel:
+                        raise
                     self._send_or_open(seq)
-                except Exception:
+                except Exception as exc:
                     self._drop_connection()
-                    self._pending.pop(seq, None)
-                    raise
+                    self._keep_or_forget(seq, keep_for, exc)
         if wait_confirm is not None and not self.wait_for(seq, timeout=wait_confirm):
             raise PublishNotConfirmed(
                 f"the broker did not confirm the message within {wait_confirm}s "
@@ -180,6 +189,7 @@ class ConfirmingPublisher(SuspectIsolation):
             # a confirm, then sent again.  The reader's next channel sends it.
             return
         entry = self._pending[seq]
+        entry.written = True  # kept until confirmed, like any other
         self._tag += 1
         self._inflight[self._tag] = seq
         basic_publish_no_wait(self._channel, entry.message, exchange="", routing_key=entry.routing_key)
@@ -213,6 +223,9 @@ class ConfirmingPublisher(SuspectIsolation):
         for queue in self.queues:
             queue(channel).declare()
         self._channel, self._tag, self._inflight = channel, 0, {}
+        self._start_reader()
+
+    def _start_reader(self) -> None:
         if self._reader is None or not self._reader.is_alive():
             self._reader = threading.Thread(target=self._read_confirms,
                                             name="confirm-reader", daemon=True)
@@ -295,6 +308,7 @@ class ConfirmingPublisher(SuspectIsolation):
     def _read_once(self) -> None:
         connection = self._connection
         if connection is None:
+            self._drop_expired()
             if self._pending:
                 self._reconnect_and_resend()
             else:

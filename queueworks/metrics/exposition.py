@@ -93,7 +93,13 @@ class ProjectCollector(Collector):
             names.RESULT_WRITES,
             "Result writes the database refused: written again (retried) or the message "
             "returned to its queue (requeued)", labels=["task", "outcome"])
+        deferred = CounterMetricFamily(
+            names.OUTBOX_DEFERRED,
+            "Task API starts accepted while the broker did not take the message; the "
+            "outbox published them later", labels=["task"])
         for task_name, entry in sorted(totals.items()):
+            if entry.outcomes.get(names.OUTBOX_DEFERRED_KEY):
+                deferred.add_metric([task_name], entry.outcomes[names.OUTBOX_DEFERRED_KEY])
             for outcome in names.OUTCOMES:
                 outcomes.add_metric([task_name, outcome], entry.outcomes.get(outcome, 0.0))
             for outcome in names.RESULT_OUTCOMES:
@@ -103,7 +109,7 @@ class ProjectCollector(Collector):
             if entry.runtime.count:
                 runtime.add_metric([task_name], entry.runtime.cumulative(),
                                    sum_value=entry.runtime.total)
-        return outcomes, runtime, result_writes
+        return outcomes, runtime, result_writes, deferred
 
     # -- workers -----------------------------------------------------------
     def _workers(self):

@@ -24,6 +24,11 @@ BALANCER_DECISIONS = f"{PREFIX}_balancer_decisions"  # exposed as ..._total
 SOURCE_UP = f"{PREFIX}_metrics_source_up"
 # Result writes the database refused: exposed as ..._total{task,outcome}.
 RESULT_WRITES = f"{PREFIX}_result_writes"
+# Task API starts the broker did not take at once, relayed by the outbox
+# (queueworks/taskapi/recorded.py): exposed as ..._total{task}, from the tally
+# key OUTBOX_DEFERRED_KEY.
+OUTBOX_DEFERRED = f"{PREFIX}_taskapi_outbox_deferred"
+OUTBOX_DEFERRED_KEY = "outbox_deferred"
 # Unique tasks and fair sharing (queueworks/limits/metrics.py).
 UNIQUE_CLAIMS = f"{PREFIX}_unique_claims"  # {task,state}
 UNIQUE_DUPLICATES = f"{PREFIX}_unique_duplicates"  # exposed as ..._total{task}

@@ -5,7 +5,6 @@ queueworks/taskapi/outbox.py) and published as one batch
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -15,14 +14,10 @@ from django.db import transaction
 from queueworks.dispatch.headers import RECORDED_HEADER
 from queueworks.dispatch.services import BulkEnqueueError, BulkEnqueueResult, tasks_enqueue_bulk
 from queueworks.taskapi.allowlist import allowed
-from queueworks.taskapi.errors import BrokerUnavailable, TaskValidationError
-from queueworks.taskapi.outbox import (
-    outbox_mark_confirmed,
-    outbox_records_discard,
-    outbox_records_write,
-)
-
-logger = logging.getLogger(__name__)
+from queueworks.taskapi.broker import BROKER_ERRORS
+from queueworks.taskapi.errors import TaskValidationError
+from queueworks.taskapi.outbox import outbox_mark_confirmed, outbox_records_write
+from queueworks.taskapi.recorded import outbox_publish_deferred
 
 
 def tasks_start_bulk(
@@ -38,11 +33,11 @@ def tasks_start_bulk(
     The batch is published on commit:
 
     * confirmed in full: every record is marked confirmed;
-    * nothing could be sent (the broker unreachable or refusing the queue):
-      the rows are removed again and ``BrokerUnavailable`` says so;
-    * cut off halfway, refused in part or not confirmed in time: the batch is
-      accepted all the same; the confirmed records are marked and the others
-      (``pending_ids``) are published again by the outbox sweeper.
+    * anything less (nothing could be sent: the broker unreachable or
+      refusing the queue; cut off halfway, refused in part or not confirmed
+      in time): the batch is accepted all the same, its rows are committed;
+      the confirmed records are marked and the others (``pending_ids``) are
+      published by the outbox sweeper.
     """
     spec = allowed(task) if isinstance(task, str) else None
     if spec is None:
@@ -94,17 +89,16 @@ def _publish_recorded_batch(*, task_name: str, task_ids: list[str],
                                     task_ids=task_ids, queue=queue,
                                     headers={RECORDED_HEADER: True})
     except BulkEnqueueError as exc:
-        if not exc.written:
-            outbox_records_discard(task_ids=task_ids)
-            # The error's text is logged under the reference the answer carries.
-            raise BrokerUnavailable(
-                f"The message broker is unreachable or refused the batch: {exc}. "
-                "Nothing was sent.") from exc
         outbox_mark_confirmed(task_ids=exc.confirmed_ids)
-        logger.warning("Bulk start of %d %s: %s; the outbox sweeper publishes the %d "
-                       "unconfirmed ones.", len(task_ids), task_name, exc, len(exc.task_ids))
-        return BulkEnqueueResult(task_ids=task_ids, queue=queue,
-                                 seconds=time.perf_counter() - started,
-                                 pending_ids=exc.task_ids)
-    outbox_mark_confirmed(task_ids=task_ids)
-    return result
+        outbox_publish_deferred(task_ids=exc.task_ids, task_name=task_name, error=exc,
+                                relay="the outbox sweeper")
+        pending_ids = exc.task_ids
+    except BROKER_ERRORS as exc:  # committed is accepted: the sweeper publishes them
+        outbox_publish_deferred(task_ids=task_ids, task_name=task_name, error=exc,
+                                relay="the outbox sweeper")
+        pending_ids = task_ids
+    else:
+        outbox_mark_confirmed(task_ids=task_ids)
+        return result
+    return BulkEnqueueResult(task_ids=task_ids, queue=queue, seconds=time.perf_counter() - started,
+                             pending_ids=pending_ids)

@@ -44,6 +44,11 @@ class BulkTaskStartView(TaskApiView):
             "task": serializers.CharField(), "queue": serializers.CharField(),
             "count": serializers.IntegerField(),
             "task_ids": serializers.ListField(child=serializers.CharField()),
+            "published": serializers.BooleanField(
+                help_text="false: the broker did not take every message in time; the tasks "
+                          "are accepted all the same and the outbox publishes the "
+                          "unpublished_ids shortly"),
+            "unpublished_ids": serializers.ListField(child=serializers.CharField()),
         }), 400: ApiErrorSerializer, 401: ApiErrorSerializer, 403: ApiErrorSerializer,
             415: ApiErrorSerializer, 429: ApiErrorSerializer,
             503: ApiErrorSerializer},
@@ -60,7 +65,8 @@ class BulkTaskStartView(TaskApiView):
                           first_task_id=result.task_ids[0] if result.task_ids else None)
         response = Response(
             {"task": data["task"], "queue": result.queue, "count": len(result.task_ids),
-             "task_ids": result.task_ids},
+             "task_ids": result.task_ids, "published": not result.pending_ids,
+             "unpublished_ids": list(result.pending_ids)},
             status=status.HTTP_202_ACCEPTED,
         )
         # How long publishing and the broker's confirms took (browser dev tools

@@ -16,6 +16,11 @@ What ``202 Accepted`` stands on:
    connection broke, the broker lost the message.  A record whose task a
    worker already started, or that was cancelled, is only marked.
 
+A start the broker does not take in time (unreachable, a lost connection,
+no answer within ``TASKAPI_BROKER_TIMEOUT``) is accepted all the same: its
+record stays here, the answer says ``"published": false`` and the sweeper (or
+sooner the web process's publisher, queueworks/taskapi/recorded.py) publishes it.
+
 So a task may be published twice (its first message was on its way when the
 process died, then the sweeper sends it again): delivery is at least once,
 with the same task id.  Effects stay exactly once the way every effect of
@@ -83,19 +88,14 @@ def outbox_records_write(
         ], ignore_conflicts=True)
 
 
-def outbox_records_discard(*, task_ids: Sequence[str]) -> None:
-    """Remove the rows of tasks that were certainly not sent (the caller hears a 503)."""
-    from django_celery_results.models import TaskResult
+def outbox_deferred_count(*, task_name: str, amount: int = 1) -> None:
+    """Count accepted calls the broker did not take at once (the outbox relays
+    them): ``projectname_taskapi_outbox_deferred_total{task}`` on /metrics."""
+    from queueworks.metrics import names
+    from queueworks.metrics.services import task_tallies_add
 
-    from queueworks.limits.models import UniqueClaim
-    from queueworks.taskapi.models import TaskRecord
-
-    for start in range(0, len(task_ids), _CHUNK):
-        chunk = list(task_ids[start:start + _CHUNK])
-        TaskResult.objects.filter(task_id__in=chunk, status=states.PENDING).delete()
-        TaskRecord.objects.filter(task_id__in=chunk).delete()
-        # A unique task that was never sent holds no key.
-        UniqueClaim.objects.filter(task_id__in=chunk).delete()
+    minute = timezone.now().replace(second=0, microsecond=0)
+    task_tallies_add(deltas={(task_name, minute, names.OUTBOX_DEFERRED_KEY): float(amount)})
 
 
 def outbox_mark_confirmed(*, task_ids: Sequence[str]) -> int:

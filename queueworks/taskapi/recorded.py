@@ -5,32 +5,43 @@ task backend's and ``delay()`` of a unique task (queueworks/limits/unique_enqueu
 and PENDING result, queueworks/taskapi/outbox.py) in the caller's transaction,
 with a unique task's claim, and publishes it on commit (``_publish_start``),
 to the call's fair-sharing sub-queue when its route shares its queue fairly.
+
+Once the rows are committed the task is accepted, whatever the broker does
+next: a publish the broker does not take in time (unreachable, a lost
+connection, no answer within ``TASKAPI_BROKER_TIMEOUT``) leaves the record in
+the outbox and the outcome says ``published=False``.  The process's
+publisher keeps the message and sends it as soon as the broker answers, for
+half of ``TASKAPI_OUTBOX_REPUBLISH_AFTER_SECONDS`` (queueworks/dispatch/keeping.py);
+after that bound the outbox sweeper publishes the record, so one of them
+holds it at a time.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from amqp.exceptions import AMQPError
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from queueworks.conf import celery_app
+from queueworks.conf import settings as queueworks_settings
+from queueworks.dispatch.keeping import PublishDeferred
 from queueworks.dispatch.process_publisher import publisher_supported
 from queueworks.dispatch.services import task_enqueue
 from queueworks.limits.fair import fair_queue_for
-from queueworks.limits.unique import Claim as UniqueClaimOutcome
 from queueworks.limits.unique import UniqueKeyError, unique_claim_take, unique_for, unique_key
 from queueworks.reliability.delayed import delayed_task_store, long_delay_seconds
 from queueworks.taskapi.broker import BROKER_ERRORS, broker_connection, retry_policy
 from queueworks.taskapi.errors import BrokerUnavailable, TaskValidationError
 from queueworks.taskapi.models import RECORDED_HEADER, TaskRecord
 from queueworks.taskapi.outbox import (
+    outbox_deferred_count,
     outbox_mark_confirmed,
-    outbox_records_discard,
     outbox_records_write,
 )
 
@@ -39,15 +50,35 @@ app = celery_app()
 logger = logging.getLogger(__name__)
 
 
+@dataclass
+class Acceptance:
+    """What became of a recorded call."""
+
+    #: The accepted task's id; for a unique task's ``duplicate`` the holder's.
+    task_id: str
+    #: A unique task's key was held: nothing was written or published.
+    duplicate: bool = False
+    #: True: the broker took the message (or the delayed store holds it);
+    #: False: it did not in time, the outbox relays the record; None: the
+    #: caller's transaction has not committed yet (published on commit).
+    published: bool | None = None
+
+
+def publisher_keep_seconds() -> float:
+    """How long this process's publisher keeps a message the broker did not
+    take: half the sweeper's bound, so the sweeper never takes a record the
+    publisher may still send."""
+    return queueworks_settings.TASKAPI_OUTBOX_REPUBLISH_AFTER_SECONDS / 2
+
+
 def _publish_start(
     *, task_id: str, task_name: str, args: list, kwargs: dict, queue: str,
     priority: int | None, run_at: datetime | None,
-) -> None:
+) -> bool:
     """Publish an accepted task; its rows are already committed (the outbox).
 
-    If nothing could be sent the rows are removed again and the caller hears
-    ``BrokerUnavailable``; the confirm marks the record, else the outbox
-    sweeper publishes it again (queueworks/taskapi/outbox.py).
+    True when the broker took the message; False when it did not in time:
+    the record stays in the outbox and is relayed (``outbox_publish_deferred``).
     """
     # Fair sharing: the call's sub-queue (queueworks/limits/fair.py).
     queue = fair_queue_for(task_name, queue, args, kwargs)
@@ -61,7 +92,8 @@ def _publish_start(
             # The common case: this process's pooled publisher, confirm in
             # the background (queueworks/dispatch/process_publisher.py marks the record).
             task_enqueue(task=task_name, args=args, kwargs=kwargs, queue=queue,
-                         priority=priority, task_id=task_id, headers=options["headers"])
+                         priority=priority, task_id=task_id, headers=options["headers"],
+                         keep_for=publisher_keep_seconds())
         else:
             with broker_connection() as conn:
                 # confirm_publish: send_task returns once the broker confirmed.
@@ -70,17 +102,35 @@ def _publish_start(
                     retry=True, retry_policy=retry_policy(), **options,
                 )
             outbox_mark_confirmed(task_ids=[task_id])
+    except PublishDeferred as exc:
+        outbox_publish_deferred(task_ids=[task_id], task_name=task_name, error=exc.__cause__
+                                or exc, relay="this process's publisher once the broker "
+                                "answers, else the outbox sweeper")
+        return False
     except (BrokerUnavailable, AMQPError, *BROKER_ERRORS) as exc:
-        # The publisher raises only for a message it never wrote (py-amqp's
-        # channel and connection errors included): nothing was sent.
-        outbox_records_discard(task_ids=[task_id])
-        if isinstance(exc, BrokerUnavailable):
-            raise
-        raise BrokerUnavailable(
-            f"The message broker refused or dropped the message: {exc.__class__.__name__}: {exc}. "
-            "Nothing was sent."
-        ) from exc
+        # Committed is accepted: the sweeper publishes the record (a publish
+        # that failed here may still have reached the broker: at least once).
+        outbox_publish_deferred(task_ids=[task_id], task_name=task_name, error=exc,
+                                relay="the outbox sweeper")
+        return False
     logger.info("Task API accepted %s[%s] on queue %s", task_name, task_id, queue)
+    return True
+
+
+def outbox_publish_deferred(*, task_ids: list[str], task_name: str, error: BaseException,
+                            relay: str) -> None:
+    """Accepted tasks whose message the broker did not take: a log line per
+    call and the ``..._taskapi_outbox_deferred_total`` counter (docs/metrics.md)."""
+    logger.warning(
+        "Task API accepted %d %s (%s) but the broker did not take the message (%s: %s); "
+        "the record stays in the outbox and is published by %s.", len(task_ids), task_name,
+        ", ".join(task_ids[:10]) + (" ..." if len(task_ids) > 10 else ""),
+        error.__class__.__name__, error, relay)
+    try:
+        outbox_deferred_count(task_name=task_name, amount=len(task_ids))
+    except DatabaseError:  # the count only: the records are committed already
+        logger.exception("Could not count %d deferred publishes of %s", len(task_ids),
+                         task_name)
 
 
 def recorded_task_enqueue(
@@ -98,7 +148,7 @@ def recorded_task_accept(
     *, task_name: str, args: list, kwargs: dict, queue: str, priority: int | None,
     run_at: datetime | None, user=None, rerun_of: TaskRecord | None = None,
     task_id: str | None = None,
-) -> UniqueClaimOutcome:
+) -> Acceptance:
     """Write an already validated call to the outbox and publish it on commit.
 
     The rows (``TaskRecord`` and a PENDING result) are written in the
@@ -112,7 +162,9 @@ def recorded_task_accept(
     its key in the same transaction; when a live task holds the key already,
     nothing is written or published and the outcome names that task
     (``duplicate``).  A call without the key's parameters raises
-    ``TaskValidationError`` naming the parameter.
+    ``TaskValidationError`` naming the parameter.  A call the broker does not
+    take in time is accepted all the same (``published=False``): its claim
+    stays with its record, as for any accepted call, until the task ends.
     """
     task_id = task_id or str(uuid.uuid4())
     unique = unique_for(task_name)
@@ -127,7 +179,7 @@ def recorded_task_accept(
             claim = unique_claim_take(task_name=task_name, key=key, task_id=task_id,
                                       unique=unique)
             if claim.duplicate:
-                return claim
+                return Acceptance(task_id=claim.task_id, duplicate=True)
         outbox_records_write(task_name=task_name, calls=[(task_id, args, kwargs)], queue=queue,
                              priority=priority, eta=run_at, user=user, rerun_of=rerun_of)
         if run_at is not None and (run_at - timezone.now()).total_seconds() > long_delay_seconds():
@@ -139,9 +191,14 @@ def recorded_task_accept(
             # The stored row holds it now; the delayed dispatch publishes it
             # with confirms when it is near, so the sweep must not.
             outbox_mark_confirmed(task_ids=[task_id])
-            return UniqueClaimOutcome(task_id=task_id, duplicate=False)
-    transaction.on_commit(lambda: _publish_start(
-        task_id=task_id, task_name=task_name, args=args, kwargs=kwargs, queue=queue,
-        priority=priority, run_at=run_at,
-    ))
-    return UniqueClaimOutcome(task_id=task_id, duplicate=False)
+            return Acceptance(task_id=task_id, published=True)
+    accepted = Acceptance(task_id=task_id)
+
+    def publish() -> None:
+        accepted.published = _publish_start(
+            task_id=task_id, task_name=task_name, args=args, kwargs=kwargs, queue=queue,
+            priority=priority, run_at=run_at)
+
+    # Runs now in autocommit mode, else when the caller's transaction commits.
+    transaction.on_commit(publish)
+    return accepted

@@ -84,6 +84,11 @@ class TaskTicketSerializer(serializers.Serializer):
     rerun_of = serializers.CharField(required=False)
     # Present (true) when a unique task's key was held: task_id is the holder's.
     duplicate = serializers.BooleanField(required=False)
+    published = serializers.BooleanField(
+        required=False,
+        help_text="true: the broker took the message.  false: it did not in time; the task "
+                  "is accepted all the same and the outbox publishes it shortly (it runs; "
+                  "cancel it if it is no longer wanted).")
 
 
 class ErrorInfoSerializer(serializers.Serializer):

@@ -70,6 +70,10 @@ class TaskTicket:
     state: str = states.PENDING
     # A unique task's key was held: task_id is the holder's, nothing was started.
     duplicate: bool = False
+    # False: the broker did not take the message in time; the task is accepted
+    # and its outbox record is published later (queueworks/taskapi/recorded.py).
+    # None: not known yet (the caller's transaction publishes on commit).
+    published: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -154,9 +158,10 @@ def task_start(
 
     The rows are written in the caller's transaction (they are the outbox:
     queueworks/taskapi/outbox.py) and the message is published when it
-    commits (immediately in autocommit mode); if the broker is unreachable
-    then, ``BrokerUnavailable`` is raised within a bounded time and the rows
-    are removed.  Returns the new task's id and queue.
+    commits (immediately in autocommit mode).  Once committed the task is
+    accepted: if the broker does not take the message within a bounded time
+    the ticket says ``published=False`` and the outbox publishes it later.
+    Returns the new task's id and queue.
     """
     args = [] if args is None else args
     kwargs = {} if kwargs is None else kwargs
@@ -171,7 +176,8 @@ def task_start(
         return TaskTicket(task_id=claim.task_id, task=spec.name, queue=_queue_of(claim.task_id,
                                                                                  target),
                           state=_state_of(claim.task_id), duplicate=True)
-    return TaskTicket(task_id=claim.task_id, task=spec.name, queue=target)
+    return TaskTicket(task_id=claim.task_id, task=spec.name, queue=target,
+                      published=claim.published)
 
 
 def _queue_of(task_id: str, default: str) -> str:
@@ -306,8 +312,8 @@ def task_rerun(*, task_id: str, user=None) -> TaskTicket:
 
     Raises ``TaskNotFound`` for an unknown id, ``TaskConflict`` (HTTP 409)
     when the task is no longer allowlisted, its stored arguments no longer
-    match the schema or its queue is no longer allowed, and
-    ``BrokerUnavailable`` like ``task_start``.  Returns the new task's ticket.
+    match the schema or its queue is no longer allowed.  Returns the new
+    task's ticket (``published`` like ``task_start``'s).
     """
     name, args, kwargs, queue, priority = _stored_call(task_id, user)
     spec = allowed(name)

@@ -119,10 +119,13 @@ class TaskPagination(PageNumberPagination):
 
 
 def _ticket(view: TaskApiView, ticket: services.TaskTicket, **extra) -> dict:
-    return {
+    body = {
         "task_id": ticket.task_id, "task": ticket.task, "queue": ticket.queue,
         "state": ticket.state, "status_url": view.status_url(ticket.task_id), **extra,
     }
+    if ticket.published is not None:
+        body["published"] = ticket.published
+    return body
 
 
 class TaskCollectionView(TaskApiView):
@@ -161,7 +164,9 @@ class TaskCollectionView(TaskApiView):
         request=TaskStartSerializer,
         responses={202: TaskTicketSerializer, 200: TaskTicketSerializer, **ERRORS,
                    **BROKER_DOWN},
-        description="202: started.  200: the task is declared unique and a task with the "
+        description="202: started (\"published\": false: the broker did not take the "
+                    "message in time; the task is recorded and the outbox publishes it "
+                    "later).  200: the task is declared unique and a task with the "
                     "same unique key is waiting or running; its id is returned with "
                     "\"duplicate\": true and nothing new was started.",
     )

@@ -14,10 +14,10 @@ import time
 
 
 class LatencyProxy:
-    def __init__(self, target: tuple[str, int], *, delay: float):
+    def __init__(self, target: tuple[str, int], *, delay: float, port: int = 0):
         self.target = target
         self.delay = delay
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = socket.create_server(("127.0.0.1", port))
         self.port = self._listener.getsockname()[1]
         self._sockets: list[socket.socket] = [self._listener]
         self._closed = False

@@ -115,21 +115,32 @@ def test_a_bulk_start_cut_mid_batch_answers_the_truth(quiet_vhost, monkeypatch, 
 
 @pytest.mark.live
 @pytest.mark.django_db(transaction=True)
-def test_a_channel_error_before_anything_is_sent_is_a_503_that_records_nothing(quiet_vhost):
+def test_a_channel_error_before_anything_is_sent_leaves_the_batch_to_the_outbox(quiet_vhost):
     """The routed queue exists with other arguments: the declare is refused
-    (a py-amqp channel error), nothing is published and no row is left."""
+    (a py-amqp channel error) and nothing is published.  The rows were
+    committed first, so the batch is accepted, every id unpublished; the
+    sweeper finds the broker refusing each message and records the reason."""
+    from django_celery_results.models import TaskResult
+
     from queueworks.taskapi.bulk import tasks_start_bulk
-    from queueworks.taskapi.errors import BrokerUnavailable
     from queueworks.taskapi.models import TaskRecord
+    from queueworks.taskapi.outbox import outbox_sweep
 
     conn = _admin(quiet_vhost)
     conn.channel().queue_declare(QUEUE, durable=True, auto_delete=False,
                                  arguments={"x-max-length": 7})
     conn.close()
     tokens = [f"refused-{uuid.uuid4().hex[:8]}-{i}" for i in range(5)]
-    with pytest.raises(BrokerUnavailable, match="Nothing was sent"):
-        tasks_start_bulk(task=TASK, kwargs_list=[{"token": t} for t in tokens])
-    assert not TaskRecord.objects.filter(kwargs__token__in=tokens).exists()
+    result = tasks_start_bulk(task=TASK, kwargs_list=[{"token": t} for t in tokens])
+    assert set(result.pending_ids) == set(result.task_ids) and len(result.task_ids) == 5
+    assert TaskRecord.objects.filter(kwargs__token__in=tokens, confirmed_at__isnull=True
+                                     ).count() == 5
+    assert _queued_ids(quiet_vhost, QUEUE) == []
+
+    outcome = outbox_sweep(older_than=0)
+    assert outcome.refused == 5 and outcome.republished == 0, outcome
+    assert set(TaskResult.objects.filter(task_id__in=result.task_ids)
+               .values_list("status", flat=True)) == {"FAILURE"}
     assert _queued_ids(quiet_vhost, QUEUE) == []
 
 

@@ -289,3 +289,63 @@ def test_publishes_from_other_threads_are_confirmed_while_a_refused_message_is_i
         publisher.close()
         proxy.close()
         conn.close()
+
+
+def _switchable_publisher(vhost: str, reachable, confirmed: list) -> ConfirmingPublisher:
+    """Connects to the real broker only once ``reachable`` is set; before, to
+    a port where nothing listens (connection refused)."""
+    from kombu import Connection
+
+    from tests.support.live import free_port
+
+    def connect():
+        url = (rabbit.broker_url(vhost) if reachable.is_set()
+               else f"pyamqp://nobody:unreachable@127.0.0.1:{free_port()}//")
+        connection = Connection(url, connect_timeout=1)
+        connection.ensure_connection(max_retries=1)
+        return connection
+
+    return ConfirmingPublisher(connect, on_confirmed=confirmed.extend)
+
+
+def test_a_message_kept_while_the_broker_is_unreachable_is_sent_once_it_answers(vhost):
+    import threading
+
+    from queueworks.dispatch.publisher import PublishDeferred
+
+    conn = _declare(vhost, "kept")
+    reachable, confirmed = threading.Event(), []
+    publisher = _switchable_publisher(vhost, reachable, confirmed)
+    try:
+        with pytest.raises(PublishDeferred, match="kept"):
+            publisher.publish(_message("kept-1"), routing_key="kept", keep_for=60)
+        assert publisher.unconfirmed == 1
+        reachable.set()
+        wait_for(lambda: publisher.unconfirmed == 0, 20, message="the kept message confirmed")
+        assert _drain_ids(conn, "kept") == ["kept-1"]
+        assert [m.properties["application_headers"]["id"] for m in confirmed] == ["kept-1"]
+    finally:
+        publisher.close(timeout=1)
+        conn.close()
+
+
+def test_a_kept_message_never_sent_is_dropped_after_its_time_and_without_keep_nothing_is_kept(
+        vhost, caplog):
+    import threading
+
+    from queueworks.dispatch.publisher import PublishDeferred
+
+    publisher = _switchable_publisher(vhost, threading.Event(), [])
+    try:
+        with pytest.raises(Exception) as plain:
+            publisher.publish(_message("not-kept"), routing_key="kept")
+        assert not isinstance(plain.value, PublishDeferred)
+        assert publisher.unconfirmed == 0
+        with caplog.at_level(logging.WARNING, logger="queueworks.dispatch.publisher"):
+            with pytest.raises(PublishDeferred):
+                publisher.publish(_message("dropped-1"), routing_key="kept", keep_for=1)
+            assert publisher.unconfirmed == 1
+            wait_for(lambda: publisher.unconfirmed == 0, 15, message="the kept message dropped")
+        assert "dropped-1" in caplog.text
+    finally:
+        publisher.close(timeout=0)

@@ -242,3 +242,16 @@ def test_refused_result_writes_are_exposed_by_outcome(client, quiet_sources, scr
     tasks = {s.labels["outcome"]: s.value for s in parsed[names.TASKS].samples
              if s.labels.get("task") == "t.r" and s.name.endswith("_total")}
     assert tasks["success"] == 4.0 and "retried" not in tasks
+
+
+def test_deferred_starts_are_exposed_per_task(client, quiet_sources, scraper_credentials):
+    from queueworks.taskapi.outbox import outbox_deferred_count
+
+    outbox_deferred_count(task_name="t.d")
+    outbox_deferred_count(task_name="t.d", amount=2)
+    task_tallies_add(deltas={("t.other", datetime(2026, 1, 1, tzinfo=timezone.utc),
+                              names.SUCCESS): 1})
+    parsed = families(client.get("/metrics", **basic(*scraper_credentials)).content.decode())
+    samples = {s.labels["task"]: s.value for s in parsed[names.OUTBOX_DEFERRED].samples
+               if s.name.endswith("_total")}
+    assert samples == {"t.d": 3.0}

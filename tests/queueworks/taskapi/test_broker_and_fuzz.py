@@ -1,5 +1,6 @@
 """The Task API served by extra gunicorn processes: one whose broker is
-unreachable (503, promptly, nothing recorded), and one on a worker-less vhost
+unreachable (a start is accepted promptly and left to the outbox, reads that
+need the broker are a prompt 503), and one on a worker-less vhost
 that schemathesis fuzzes from /api/schema/ (no 5xx) and where refused requests
 can be seen to publish nothing."""
 
@@ -22,8 +23,8 @@ from tests.support.live import PROJECT_ROOT, free_port, wait_for
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 DIAGNOSE = "queueworks.taskapi.tasks.diagnose"
-# Requests answered with 503 must come back well within this (connect timeout
-# 2 s, one quick retry), never hang until the client gives up.
+# Requests the broker cannot serve must come back well within this (connect
+# timeout 2 s, one quick retry), never hang until the client gives up.
 PROMPT_SECONDS = 10
 FUZZ_EXAMPLES = int(os.environ.get("TASKAPI_FUZZ_EXAMPLES", "15"))
 FUZZ_SEED = os.environ.get("TASKAPI_FUZZ_SEED", "20261123")
@@ -54,7 +55,7 @@ def _timed(call):
 
 
 @pytest.mark.parametrize("broker", ["closed port", "silent listener"])
-def test_unreachable_broker_is_a_prompt_503_and_records_nothing(live_system, broker):
+def test_unreachable_broker_accepts_starts_promptly_and_answers_reads_503(live_system, broker):
     with socket.socket() as silent:
         if broker == "closed port":
             port = free_port()  # nothing listens there
@@ -70,10 +71,10 @@ def test_unreachable_broker_is_a_prompt_503_and_records_nothing(live_system, bro
         with web_server(env) as base:
             api = Http(base, operator)
             response, took = _timed(lambda: api.post(
-                "/api/v1/tasks/", {"task": DIAGNOSE, "kwargs": {"message": "never sent"}}))
-            assert response.status_code == 503, response.text
-            body = response.json()
-            assert body["code"] == "broker_unavailable" and "broker" in body["detail"]
+                "/api/v1/tasks/", {"task": DIAGNOSE, "kwargs": {"message": "left to the outbox"}}))
+            # The record was committed before the publish: accepted, not published.
+            assert response.status_code == 202, response.text
+            assert response.json()["published"] is False, response.text
             assert took < PROMPT_SECONDS, took
             response, took = _timed(lambda: api.get("/api/v1/queues/"))
             assert response.status_code == 503, response.text
@@ -91,7 +92,8 @@ def test_unreachable_broker_is_a_prompt_503_and_records_nothing(live_system, bro
                 assert response.json()["code"] == "broker_unavailable"
             # Reads that need no broker still work.
             assert api.get("/api/v1/tasks/").status_code == 200
-        assert row_counts() == before  # nothing recorded as PENDING or started
+        # The accepted start is recorded (PENDING, unconfirmed), nothing else.
+        assert row_counts() == (before[0] + 1, before[1] + 1)
 
 
 def _messages_in(vhost: str, queues: list[str]) -> int:

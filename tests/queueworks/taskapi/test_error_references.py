@@ -48,12 +48,17 @@ def test_a_broker_refusal_answers_a_reference_and_logs_the_text(live_system):
     with web_server(env) as base:
         log_path = Path(env["RUN_DIR"]) / f"taskapi-web-{base.rsplit(':', 1)[1]}.log"
         api = Http(base, operator)
-        answers = [
-            api.post("/api/v1/tasks/", {"task": DIAGNOSE, "kwargs": {"message": "never sent"}}),
+        # Starts are committed before the publish: accepted, left to the
+        # outbox, and the refusal's text stays out of the answer.
+        starts = [
+            api.post("/api/v1/tasks/", {"task": DIAGNOSE, "kwargs": {"message": "deferred"}}),
             api.post("/api/v1/tasks/bulk/", {"task": "queueworks.core.tasks.probe",
-                                             "kwargs_list": [{"token": "never-sent"}]}),
-            api.get("/api/v1/queues/"),
+                                             "kwargs_list": [{"token": "deferred"}]}),
         ]
+        for answer in starts:
+            assert answer.status_code == 202 and answer.json()["published"] is False, answer.text
+            assert SECRET not in answer.text and rabbit.APP_AUTH[0] not in answer.text
+        answers = [api.get("/api/v1/queues/"), api.get("/api/v1/queues/")]
         references = {_assert_referenced(answer, status=503, code="broker_unavailable",
                                          log_text=log_path.read_text(errors="replace"))
                       for answer in answers}

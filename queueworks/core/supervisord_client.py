@@ -119,7 +119,9 @@ class Supervisord:
         try:
             return getattr(self.proxy or rpc(self.path), method)(*args)
         except (OSError, xmlrpc.client.ProtocolError) as exc:
-            raise SupervisordUnreachable(f"supervisord is not reachable at {self.path}: {exc}") from exc
+            # Another host's proxy names no socket of this host.
+            where = "" if self.proxy is not None else f" at {self.path}"
+            raise SupervisordUnreachable(f"supervisord is not reachable{where}: {exc}") from exc
         finally:
             if self.timeout is not None:
                 socket.setdefaulttimeout(previous)

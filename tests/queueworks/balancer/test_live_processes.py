@@ -1,7 +1,7 @@
 """The balancer moving the processes of a program of single-process workers,
 under supervisor, through the real broker and real workers.
 
-A supervisorsd of its own runs a balanced program of SoloPool workers
+A supervisord of its own runs a balanced program of SoloPool workers
 (``processes=1``, up to 2: "balance_solo_2" does not start with supervisord),
 a balanced prefork program (2 processes, 1-2), budget 3, and the
 ``balancer`` program rendered from

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import logging
 import time
+import xmlrpc.client
 from dataclasses import dataclass, field
 
 from django.utils import timezone
 
 from queueworks.balancer.decision import Decision, Move, ProgramLoad, decide
 from queueworks.balancer.pools import PoolError, pool_change, pool_sizes
+from queueworks.balancer.processes import live_processes, process_change
 from queueworks.balancer.runtimes import RuntimeWindow
 from queueworks.balancer.services import balance_decision_record
+from queueworks.core.balance_declaration import moves_processes
 from queueworks.core.broker_state import queue_counts
+from queueworks.core.supervisord_client import Supervisord, SupervisordUnreachable
 from queueworks.core.topology import Balance, Topology
 
 logger = logging.getLogger(__name__)
@@ -43,10 +47,14 @@ class Balancer:
     settling: dict = field(default_factory=dict)
     # Program -> ready messages at the previous reading.
     previous_backlogs: dict = field(default_factory=dict)
+    # This host's supervisord: it starts and stops a program of processes.
+    supervisord: Supervisord | None = None
     _connection: object = None
 
     def __post_init__(self):
         self.window = RuntimeWindow(self.balance.runtime_window)
+        if self.supervisord is None:
+            self.supervisord = Supervisord(timeout=10.0)
 
     @property
     def balance(self) -> Balance:
@@ -55,9 +63,31 @@ class Balancer:
     def node(self, program: str) -> str:
         return f"{program}@{self.host}"
 
+    def by_processes(self, program: str) -> bool:
+        """Balanced by starting and stopping a group's processes, not by a pool's size."""
+        return moves_processes(self.topology.worker_named(program))
+
+    def process_node(self, program: str, number: int) -> str:
+        return self.topology.worker_named(program).process_node(number, self.host)
+
+    @property
+    def pool_nodes(self) -> list[str]:
+        return [self.node(name) for name in self.balance.workers if not self.by_processes(name)]
+
+    @property
+    def event_nodes(self) -> dict[str, str]:
+        """Node -> the program whose runtimes its task events count toward."""
+        nodes = {self.node(name): name for name in self.balance.workers}
+        for name in self.balance.workers:
+            if self.by_processes(name):
+                worker = self.topology.worker_named(name)
+                nodes.update({self.process_node(name, number): name
+                              for number in range(1, self.topology.process_slots(worker) + 1)})
+        return nodes
+
     @property
     def nodes(self) -> list[str]:
-        return [self.node(name) for name in self.balance.workers]
+        return list(self.event_nodes)
 
     def queues_of(self, program: str) -> tuple[str, ...]:
         # Fair sharing's sub-queues hold the queue's backlog too.
@@ -90,10 +120,19 @@ class Balancer:
     def loads(self, now: float | None = None) -> tuple[list[ProgramLoad], str]:
         """The programs' loads now; empty with the reason when one cannot be read."""
         now = time.monotonic() if now is None else now
-        sizes = pool_sizes(self.app, self.nodes)
-        missing = [node for node in self.nodes if node not in sizes]
+        sizes = pool_sizes(self.app, self.pool_nodes) if self.pool_nodes else {}
+        missing = [node for node in self.pool_nodes if node not in sizes]
         if missing:
             return [], f"no pool size from {', '.join(missing)}: nothing moves without it"
+        for name in self.balance.workers:
+            if self.by_processes(name):
+                # supervisord's count is exact at once: no settling.
+                try:
+                    sizes[self.node(name)] = len(live_processes(self.supervisord, name))
+                except (SupervisordUnreachable, xmlrpc.client.Error) as error:
+                    # Under systemd, or a supervisord shutting down (SHUTDOWN_STATE).
+                    return [], (f"no process count of {name} from supervisord ({error}): "
+                                "nothing moves without it")
         sizes = self.settled(sizes, now)
         backlogs = self._backlogs()
         loads = []
@@ -102,7 +141,7 @@ class Balancer:
             loads.append(ProgramLoad(
                 name=name, processes=sizes[self.node(name)],
                 backlog=sum(backlogs.get(queue, 0) for queue in self.queues_of(name)),
-                mean_runtime=self.window.mean(self.node(name)),
+                mean_runtime=self.window.mean(name),
                 minimum=minimum, maximum=maximum,
                 previous_backlog=self.previous_backlogs.get(name, 0)))
         self.previous_backlogs = {load.name: load.backlog for load in loads}
@@ -138,12 +177,17 @@ class Balancer:
                     continue
             error = ""
             try:
-                moved = pool_change(self.app, self.node(move.program), by=change)
+                if self.by_processes(move.program):
+                    moved = process_change(
+                        self.app, self.supervisord, move.program, by=change,
+                        node_of=lambda number, name=move.program: self.process_node(name, number))
+                else:
+                    moved = pool_change(self.app, self.node(move.program), by=change)
             except PoolError as refusal:
                 moved, error = refusal.moved, str(refusal)
             before = running[move.program]
             running[move.program] += moved if change > 0 else -moved
-            if moved:
+            if moved and not self.by_processes(move.program):
                 self.settling[move.program] = (running[move.program], now)
             self._record(move, before, running[move.program], error, decided_at)
 

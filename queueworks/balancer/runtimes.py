@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 class RuntimeWindow:
-    """The last ``size`` runtimes per node name; thread-safe."""
+    """The last ``size`` runtimes per program (or node) name; thread-safe."""
 
     def __init__(self, size: int):
         self.size = size
@@ -40,9 +40,12 @@ class RuntimeWindow:
 
 
 class EventListener(threading.Thread):
-    """Feeds a RuntimeWindow from ``task-succeeded`` events; reconnects on errors."""
+    """Feeds a RuntimeWindow from ``task-succeeded`` events; reconnects on errors.
 
-    def __init__(self, app, window: RuntimeWindow, nodes: set[str]):
+    ``nodes`` maps each node to the key its runtimes count under: its
+    program (a program of processes has a node per process)."""
+
+    def __init__(self, app, window: RuntimeWindow, nodes: dict[str, str]):
         super().__init__(name="balancer-events", daemon=True)
         self.app, self.window, self.nodes = app, window, nodes
         self.stopping = threading.Event()
@@ -55,7 +58,7 @@ class EventListener(threading.Thread):
 
     def on_succeeded(self, event: dict) -> None:
         if event.get("hostname") in self.nodes:
-            self.window.add(event["hostname"], event.get("runtime"))
+            self.window.add(self.nodes[event["hostname"]], event.get("runtime"))
 
     def run(self) -> None:
         while not self.stopping.is_set():

@@ -48,10 +48,20 @@ def check_topology(topology: Topology, known_tasks: Iterable[str],
                 hint="Add the queue to a Worker's queues in projectname/topology.py.",
                 id="topology.E003",
             ))
+    for worker in topology.workers:
+        if worker.processes > 1 and (worker.pool == "prefork" or worker.autoscale):
+            errors.append(Error(
+                f"Worker '{worker.name}' declares processes={worker.processes} with "
+                f"{'autoscale' if worker.autoscale else 'the prefork pool'}: identical "
+                "processes are for a single-process pool; a prefork pool grows by concurrency.",
+                hint="Use concurrency (or autoscale) for prefork, or a single-process pool "
+                     "(e.g. queueworks.dispatch.pool:SoloPool) with concurrency=1.",
+                id="topology.E013"))
     if topology.balance is not None:
         errors += [
-            Error(f"Balance: {problem}.", hint="See docs/balancer.md: balanced programs run the "
-                  "prefork pool without autoscale, with task events, within the budget.",
+            Error(f"Balance: {problem}.", hint="See docs/balancer.md: balanced programs run "
+                  "without autoscale (prefork, or single-process workers declared with "
+                  "processes), with task events, within the budget.",
                   id="topology.E012")
             for problem in topology.balance.problems(topology)
         ]

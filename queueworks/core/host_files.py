@@ -20,6 +20,7 @@ inventory, ``deploy/supervisord.conf``) is untouched by any of this.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import PurePosixPath
 
 from queueworks.core import systemd
@@ -56,10 +57,9 @@ def host_programs(topology: Topology, inventory: Inventory, host_name: str) -> l
         executable, _, arguments = program.command.partition(" ")
         if executable in systemd.VENV_EXECUTABLES:
             executable = f"{inventory.paths_of(host.name).venv_bin}/{executable}"
-        result.append(Program(
-            name=program.name,
+        result.append(replace(
+            program,
             command=resolve(f"{executable} {arguments}", inventory, host),
-            stopwaitsecs=program.stopwaitsecs, priority=program.priority, extra=program.extra,
             environment=tuple((name, resolve(value, inventory, host))
                               for name, value in program.environment),
         ))
@@ -190,7 +190,7 @@ def render_host_unit_files(topology: Topology, inventory: Inventory, host_name: 
         # systemd units take the raw command (exec_start makes it absolute).
         files[systemd.unit_name(program)] = systemd.render_service(
             program, layout, environment_defaults=host_defaults)
-    units = " ".join(systemd.unit_name(program) for program in chosen)
+    units = " ".join(unit for program in chosen for unit in systemd.started_units(program))
     files[systemd.target_name()] = f"""{systemd.HEADER}
 [Unit]
 Description={systemd.unit_prefix()} on {host.name} without supervisor: {', '.join(host.deployed_programs)}

@@ -10,7 +10,6 @@ and stderr together), so it works wherever supervisord is reachable.
 from __future__ import annotations
 
 import re
-import xmlrpc.client
 
 TAIL_BYTES = 16_000
 CRASH_STATES = ("BACKOFF", "FATAL")
@@ -48,15 +47,6 @@ def last_error(text: str) -> str | None:
         elif LOGGED_ERROR.search(line):
             logged = line
     return exception or logged
-
-
-def program_last_error(rpc, name: str) -> str | None:
-    """The last error in program ``name``'s log, through supervisord's ``rpc`` proxy."""
-    try:
-        text, _, _ = rpc.tailProcessStdoutLog(name, 0, TAIL_BYTES)
-    except (OSError, xmlrpc.client.Error):
-        return None
-    return last_error(text)
 
 
 def recently_restarted(info: dict) -> bool:

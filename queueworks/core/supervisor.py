@@ -26,6 +26,8 @@ HEADER = f"{GENERATED_MARK}\n; Do not edit: change the topology and render again
 SHUTDOWN_MARGIN = 30
 # A program must stay up this long to count as started (Celery's own example).
 START_SECONDS = 10
+# The number of one process of a program of processes, expanded by supervisor.
+PROCESS_NUMBER = "%(process_num)d"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,21 @@ class Program:
     extra: tuple[tuple[str, str], ...] = ()
     # Environment variables for this program only (name, value).
     environment: tuple[tuple[str, str], ...] = ()
+    # Identical processes (Worker.processes; a balanced program's maximum),
+    # named "<name>_<n>", and how many of them start with supervisord (the
+    # balancer starts the others): None, all.
+    processes: int = 1
+    started: int | None = None
+
+    @property
+    def autostarted(self) -> int:
+        return self.processes if self.started is None else self.started
+
+    def process_names(self) -> list[str]:
+        """Supervisor's names of the processes: "<group>:<process>" for a group."""
+        if self.processes == 1:
+            return [self.name]
+        return [f"{self.name}:{self.name}_{number}" for number in range(1, self.processes + 1)]
 
 
 def worker_environment(worker: Worker) -> tuple[tuple[str, str], ...]:
@@ -60,16 +77,19 @@ def worker_environment(worker: Worker) -> tuple[tuple[str, str], ...]:
 
 
 def worker_command(worker: Worker, host: str | None = None,
-                   topology: Topology | None = None) -> str:
+                   topology: Topology | None = None, processes: int = 1) -> str:
     # %% is supervisor's escape for a literal %: Celery expands %h itself.
     # A named host (``render_supervisor --host web-2``) is written literally,
     # so workers on hosts sharing a kernel host name stay distinct.
-    node_name = worker.node_name if host is None else f"{worker.name}@{host}"
+    node_name = (worker.node_name if host is None else f"{worker.name}@{host}").replace("%", "%%")
+    if processes > 1:
+        # One node per process; supervisor expands %(process_num)d itself.
+        node_name = node_name.replace("@", f"_{PROCESS_NUMBER}@", 1)
     parts = [
         f"celery -A {conf.celery_app_argument()} worker",
         # With the topology: fair sharing's sub-queues too (queueworks/limits/fair.py).
         f"--queues={','.join(topology.consumed_queue_names(worker) if topology else worker.queues)}",
-        f"--hostname={node_name.replace('%', '%%')}",
+        f"--hostname={node_name}",
         f"--pool={'custom' if ':' in worker.pool else worker.pool}",
         (f"--autoscale={worker.autoscale[0]},{worker.autoscale[1]}" if worker.autoscale
          else f"--concurrency={worker.concurrency}"),
@@ -124,10 +144,13 @@ def programs(topology: Topology, host: str | None = None) -> list[Program]:
     result = [
         Program(
             name=worker.name,
-            command=worker_command(worker, host, topology),
+            command=worker_command(worker, host, topology, topology.process_slots(worker)),
             stopwaitsecs=topology.longest_time_limit(worker) + SHUTDOWN_MARGIN,
             priority=200,
             environment=worker_environment(worker),
+            processes=topology.process_slots(worker),
+            started=(worker.processes if worker.processes < topology.process_slots(worker)
+                     else None),
         )
         for worker in topology.workers
     ]
@@ -183,34 +206,58 @@ def render_program(program: Program, *, directory: str = "%(ENV_PROJECT_ROOT)s",
                    environment: tuple[tuple[str, str], ...] = ()) -> str:
     """One program file.  The defaults read paths from supervisord's
     environment (``manage.py supervisord``); a host of the inventory passes
-    absolute ones, its ``user`` and its environment (queueworks/core/host_files.py)."""
-    options = [
-        ("command", program.command),
-        ("directory", directory),
-        *([("user", user)] if user else []),
-        ("environment", ",".join(
-            [f'DJANGO_SETTINGS_MODULE="{conf.deploy_settings_module()}"', 'PYTHONUNBUFFERED="1"']
-            + [f'{name}="{value}"' for name, value in environment + program.environment])),
-        *program.extra,
-        ("autostart", "true"),
-        ("autorestart", "true"),
-        ("startsecs", str(START_SECONDS)),
-        ("startretries", "10"),
-        ("stopsignal", "TERM"),
-        ("stopwaitsecs", str(program.stopwaitsecs)),
-        # TERM goes to the main process only: Celery's warm shutdown lets pool
-        # children finish their task.  If it is still alive at stopwaitsecs,
-        # KILL goes to the whole group so no orphan keeps a task.
-        ("stopasgroup", "false"),
-        ("killasgroup", "true"),
-        ("priority", str(program.priority)),
-        ("redirect_stderr", "true"),
-        ("stdout_logfile", f"{log_dir}/{program.name}.log"),
-        ("stdout_logfile_maxbytes", "50MB"),
-        ("stdout_logfile_backups", "5"),
-    ]
-    body = "\n".join(f"{key}={value}" for key, value in options)
-    return f"{HEADER}\n[program:{program.name}]\n{body}\n"
+    absolute ones, its ``user`` and its environment (queueworks/core/host_files.py).
+
+    A program of processes is a supervisor process group of that name, its
+    processes "<name>_1".. (numprocs); when only some start with supervisord
+    (a balanced program below its maximum), a [group:] of two program
+    sections, "<name>_started" (autostart) and "<name>_spare" (started by
+    the balancer): supervisor's autostart is per program section.
+    """
+    def section(name: str, *, number_from: int = 1, count: int = 1,
+                autostart: bool = True) -> str:
+        log_name = program.name if program.processes == 1 else f"{program.name}_{PROCESS_NUMBER}"
+        options = [
+            ("command", program.command),
+            *([("process_name", f"{program.name}_{PROCESS_NUMBER}"), ("numprocs", str(count)),
+               ("numprocs_start", str(number_from))] if program.processes > 1 else []),
+            ("directory", directory),
+            *([("user", user)] if user else []),
+            ("environment", ",".join(
+                [f'DJANGO_SETTINGS_MODULE="{conf.deploy_settings_module()}"', 'PYTHONUNBUFFERED="1"']
+                + [f'{name}="{value}"' for name, value in environment + program.environment])),
+            *program.extra,
+            ("autostart", "true" if autostart else "false"),
+            ("autorestart", "true"),
+            ("startsecs", str(START_SECONDS)),
+            ("startretries", "10"),
+            ("stopsignal", "TERM"),
+            ("stopwaitsecs", str(program.stopwaitsecs)),
+            # TERM goes to the main process only: Celery's warm shutdown lets pool
+            # children finish their task.  If it is still alive at stopwaitsecs,
+            # KILL goes to the whole group so no orphan keeps a task.
+            ("stopasgroup", "false"),
+            ("killasgroup", "true"),
+            ("priority", str(program.priority)),
+            ("redirect_stderr", "true"),
+            ("stdout_logfile", f"{log_dir}/{log_name}.log"),
+            ("stdout_logfile_maxbytes", "50MB"),
+            ("stdout_logfile_backups", "5"),
+        ]
+        body = "\n".join(f"{key}={value}" for key, value in options)
+        return f"[program:{name}]\n{body}\n"
+
+    if program.autostarted == program.processes:
+        return f"{HEADER}\n{section(program.name, count=program.processes)}"
+    started, spare = f"{program.name}_started", f"{program.name}_spare"
+    group = (f"[group:{program.name}]\nprograms={started},{spare}\n"
+             f"priority={program.priority}\n")
+    return "\n".join([
+        HEADER, group,
+        section(started, count=program.autostarted),
+        section(spare, number_from=program.autostarted + 1,
+                count=program.processes - program.autostarted, autostart=False),
+    ])
 
 
 def render_program_files(topology: Topology, *, host: str | None = None,

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 
 from queueworks import conf
-from queueworks.core.supervisor import Program, programs
+from queueworks.core.supervisor import PROCESS_NUMBER, Program, programs
 from queueworks.core.topology import Topology
 
 GENERATED_MARK = "# Generated from the topology by `python manage.py render_systemd`."
@@ -68,7 +68,20 @@ class Layout:
 
 
 def unit_name(program: Program) -> str:
+    """``<project>-<program>.service``; a program of processes is a template
+    unit, ``<project>-<program>@.service``, one instance per process number."""
+    if program.processes > 1:
+        return f"{unit_prefix()}-{program.name}@.service"
     return f"{unit_prefix()}-{program.name}.service"
+
+
+def started_units(program: Program) -> list[str]:
+    """The units the target starts: a template's instances 1..the started processes
+    (a balanced program's others are the balancer's to start)."""
+    if program.processes == 1:
+        return [unit_name(program)]
+    return [f"{unit_prefix()}-{program.name}@{number}.service"
+            for number in range(1, program.autostarted + 1)]
 
 
 def exec_start(command: str, layout: Layout) -> str:
@@ -78,6 +91,8 @@ def exec_start(command: str, layout: Layout) -> str:
         executable = f"{layout.project_root}/.venv/bin/{executable}"
     # %(ENV_X)s -> ${X}; '%%' stays: it is systemd's escape for '%' too.
     arguments = re.sub(r"%\(ENV_([A-Z_]+)\)s", r"${\1}", arguments)
+    # A process's number is a template unit's instance name.
+    arguments = arguments.replace(PROCESS_NUMBER, "%i")
     return f"{executable} {arguments}".strip()
 
 
@@ -96,7 +111,7 @@ def render_service(program: Program, layout: Layout,
     ])
     return f"""{HEADER}
 [Unit]
-Description={unit_prefix()} {program.name} ({role})
+Description={unit_prefix()} {program.name}{" %i" if program.processes > 1 else ""} ({role})
 PartOf={target}
 After=network-online.target rabbitmq-server.service redis-server.service postgresql.service
 Wants=network-online.target
@@ -120,7 +135,7 @@ RestartSec={RESTART_SECONDS}
 KillSignal=SIGTERM
 KillMode=mixed
 TimeoutStopSec={program.stopwaitsecs}
-SyslogIdentifier={unit_prefix()}-{program.name}
+SyslogIdentifier={unit_prefix()}-{program.name}{"_%i" if program.processes > 1 else ""}
 
 [Install]
 WantedBy={target}
@@ -135,7 +150,7 @@ def state_directory(layout: Layout) -> str:
 
 
 def render_target(topology: Topology) -> str:
-    units = " ".join(unit_name(program) for program in programs(topology))
+    units = " ".join(unit for program in programs(topology) for unit in started_units(program))
     return f"""{HEADER}
 [Unit]
 Description={unit_prefix()}: web, Celery workers, beat and Flower

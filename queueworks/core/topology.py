@@ -25,7 +25,7 @@ from kombu import Exchange
 from kombu import Queue as KombuQueue
 
 from queueworks.conf import settings as queueworks_settings
-from queueworks.core.balance_declaration import Balance
+from queueworks.core.balance_declaration import Balance, moves_processes
 from queueworks.limits.declaration import ConcurrencyLimit, FairShare, RateLimit, Unique
 
 DEFAULT_QUEUE = "celery"
@@ -160,6 +160,12 @@ class Worker:
     pool: str = "prefork"
     # Pool processes: tasks run at the same time by this program.
     concurrency: int = 2
+    # Identical workers run as this one program, each its own process and
+    # Celery node ("<name>_<n>@<host>"): for a single-process pool (one per
+    # core), what a prefork pool's concurrency is.  A supervisor program of
+    # ``processes`` processes (numprocs), or a systemd template unit; the
+    # balancer starts and stops them one by one (docs/balancer.md).
+    processes: int = 1
     # Messages held per process: 1, as routes ack late (a held message waits behind a running task).
     prefetch_multiplier: int = 1
     # Messages prefetched on top of concurrency x prefetch_multiplier, for the
@@ -205,12 +211,18 @@ class Worker:
             raise ValueError(f"Worker {self.name!r}: task_events_lease must be 0-3600 s.")
         if not 0 <= self.prefetch_headroom <= 100:
             raise ValueError(f"Worker {self.name!r}: prefetch_headroom must be 0-100.")
+        if not 1 <= self.processes <= 64:
+            raise ValueError(f"Worker {self.name!r}: processes must be 1-64.")
 
     @property
     def node_name(self) -> str:
         # %h is expanded by Celery to the host name, so inspection shows where
         # each worker runs ("main_worker@web-1").
         return f"{self.name}@%h"
+
+    def process_node(self, number: int, host: str) -> str:
+        """The node name of process ``number`` (1-based) of a program of processes."""
+        return f"{self.name}_{number}@{host}"
 
 
 @dataclass(frozen=True)
@@ -297,6 +309,30 @@ class Topology:
 
     def worker_named(self, name: str) -> Worker:
         return next(worker for worker in self.workers if worker.name == name)
+
+    def process_slots(self, worker: Worker) -> int:
+        """Processes the process manager declares for ``worker``: its
+        ``processes``, or a balanced single-process program's maximum when
+        higher (the ones above ``processes`` start only when the balancer
+        starts them)."""
+        if self.balance is None or worker.name not in self.balance.workers \
+                or not moves_processes(worker):
+            return worker.processes
+        return max(worker.processes, self.balance.bounds(worker.name)[1])
+
+    def program_of_node(self, node: str) -> str:
+        """The worker program a Celery node ("<name>@<host>") belongs to: a
+        declared program's name, or "<program>_<n>" for process ``n`` of a
+        program of processes; anything else, the name before "@"."""
+        name = node.split("@", 1)[0]
+        declared = {worker.name: worker for worker in self.workers}
+        if name in declared:
+            return name
+        program, _, number = name.rpartition("_")
+        worker = declared.get(program)
+        if worker is not None and number.isdigit() and 1 <= int(number) <= self.process_slots(worker):
+            return program
+        return name
 
     def longest_time_limit(self, worker: Worker) -> int:
         limits = [worker.time_limit]

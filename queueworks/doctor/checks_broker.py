@@ -217,7 +217,7 @@ def check_worker_replies(ctx: Context) -> list[Finding]:
     nodes = sorted(node for reply in replies for node in reply)
     findings = []
     for worker in TOPOLOGY.workers:
-        mine = [node for node in nodes if node.startswith(f"{worker.name}@")]
+        mine = [node for node in nodes if TOPOLOGY.program_of_node(node) == worker.name]
         if mine:
             findings.append(Finding(f"ping {worker.name}", OK, f"{', '.join(mine)} replied"))
         elif causes := _conflict_causes(ctx, [worker.name]):

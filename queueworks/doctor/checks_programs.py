@@ -65,7 +65,10 @@ def check_programs(ctx: Context) -> list[Finding]:
             fix = (f"`python manage.py render_supervisor` then "
                    f"`{SUPERVISORCTL} reread && {SUPERVISORCTL} update`")
         else:
-            fix = f"`{SUPERVISORCTL} start {program.name}`; see run/log/{program.name}.log"
+            # supervisorctl names a group's processes "<program>:*".
+            name, log = ((program.name, program.name) if program.processes == 1
+                         else (f"{program.name}:*", f"{program.name}_<n>"))
+            fix = f"`{SUPERVISORCTL} start {name}`; see run/log/{log}.log"
         findings.append(Finding(f"program {program.name}", status, message, fix))
     return findings
 

@@ -14,11 +14,11 @@ import xmlrpc.client
 from dataclasses import dataclass
 
 from queueworks.core.inventory import declared, supervisor_credentials
-from queueworks.core.supervisord_client import http_rpc
+from queueworks.core.supervisord_client import Supervisord, SupervisordUnreachable, http_rpc
 from queueworks.core.supervisord_client import rpc as _rpc
 from queueworks.core.supervisord_client import socket_path as supervisor_socket_path
 
-from queueworks.core.program_logs import program_last_error, shows_last_error
+from queueworks.core.program_logs import shows_last_error
 
 ACTIONS = ("start", "stop", "restart")
 # Stopping the web server from the page it serves would lock the operator out.
@@ -75,8 +75,11 @@ def _rpc_for(name: str):
 def program_states() -> dict[str, ProgramState]:
     """Name -> state of every program; raises ProgramError when unreachable.
 
-    With an inventory: every host's programs; a host that does not answer
-    shows its declared programs as UNREACHABLE (with the reason) instead.
+    A program of processes (``Worker.processes``) is one row, its most
+    troubled process's state (``program_info``), every process in the
+    description.  With an inventory: every host's programs; a host that does
+    not answer shows its declared programs as UNREACHABLE (with the reason)
+    instead.
     """
     inventory = declared()
     if inventory is None:
@@ -84,49 +87,49 @@ def program_states() -> dict[str, ProgramState]:
     states: dict[str, ProgramState] = {}
     for host in inventory.hosts:
         try:
-            rpc = _host_rpc(host.name)
-            infos = rpc.getAllProcessInfo()
-        except (OSError, xmlrpc.client.Error) as exc:
+            client = Supervisord(proxy=_host_rpc(host.name))
+            infos = client.process_info()
+        except (OSError, xmlrpc.client.Error, SupervisordUnreachable) as exc:
             for program in host.deployed_programs:
                 states[f"{host.name}:{program}"] = ProgramState(
                     name=f"{host.name}:{program}", state="UNREACHABLE", pid=0,
                     description=f"supervisord on {host.name} ({host.supervisor_url}): {exc}",
                     host=host.name, program=program)
             continue
-        for info in infos:
-            states[f"{host.name}:{info['name']}"] = ProgramState(
-                name=f"{host.name}:{info['name']}", state=info["statename"], pid=info["pid"],
-                description=info["description"], host=host.name, program=info["name"],
-                last_error=(program_last_error(rpc, info["name"]) or "")
-                if shows_last_error(info) else "")
+        for name, info in infos.items():
+            states[f"{host.name}:{name}"] = ProgramState(
+                name=f"{host.name}:{name}", state=info["statename"], pid=info["pid"],
+                description=info["description"], host=host.name, program=name,
+                last_error=(client.last_error(name) or "") if shows_last_error(info) else "")
     return states
 
 
 def _local_states() -> dict[str, ProgramState]:
-    rpc = _rpc()
+    client = Supervisord(proxy=_rpc())
     try:
-        infos = rpc.getAllProcessInfo()
-    except (OSError, xmlrpc.client.Error) as exc:
+        infos = client.process_info()
+    except (OSError, xmlrpc.client.Error, SupervisordUnreachable) as exc:
         raise ProgramError(f"supervisord is not reachable at {supervisor_socket_path()}: {exc}") from exc
     return {
-        info["name"]: ProgramState(
-            name=info["name"], state=info["statename"], pid=info["pid"],
-            description=info["description"],
-            last_error=(program_last_error(rpc, info["name"]) or "")
-            if shows_last_error(info) else "")
-        for info in infos
+        name: ProgramState(
+            name=name, state=info["statename"], pid=info["pid"], description=info["description"],
+            last_error=(client.last_error(name) or "") if shows_last_error(info) else "")
+        for name, info in infos.items()
     }
+
+
+def _client_for(name: str) -> tuple[Supervisord, str]:
+    rpc, program = _rpc_for(name)
+    return Supervisord(proxy=rpc), program
 
 
 def _restart_in_background(name: str) -> None:
     def restart():
-        rpc, name_there = _rpc_for(name)
-        try:
-            # wait=True: a worker's warm shutdown finishes its running task first.
-            rpc.stopProcess(name_there, True)
-        except xmlrpc.client.Fault:
-            pass  # already stopped
-        rpc.startProcess(name_there, False)
+        client, name_there = _client_for(name)
+        # A worker's warm shutdown finishes its running task first; a program
+        # of processes comes back with those that start with supervisord.
+        client.stop(name_there)
+        client.start(name_there, wait=False)
 
     threading.Thread(target=restart, name=f"restart-{name}", daemon=True).start()
 
@@ -146,11 +149,12 @@ def program_control(*, name: str, action: str) -> str:
     if states[name].state == "UNREACHABLE":
         raise ProgramError(f"{name}: {states[name].description}")
     rpc, program = _rpc_for(name)
+    client = Supervisord(proxy=rpc)
     try:
         if action == "start":
             if states[name].state == "RUNNING":
                 return f"{name} is already running"
-            rpc.startProcess(program, False)
+            client.start(program, wait=False)
             return f"{name}: start requested"
         if program in NOT_STOPPABLE:
             if action == "restart":
@@ -161,11 +165,11 @@ def program_control(*, name: str, action: str) -> str:
         if action == "stop":
             if states[name].state not in ("RUNNING", "STARTING", "BACKOFF"):
                 return f"{name} is not running"
-            rpc.stopProcess(program, False)
+            client.stop(program, wait=False)
             return f"{name}: stop requested (a worker finishes its running tasks first)"
         _restart_in_background(name)
         return f"{name}: restart requested"
     except xmlrpc.client.Fault as exc:
         raise ProgramError(f"{name}: {exc.faultString}") from exc
-    except OSError as exc:
+    except (OSError, SupervisordUnreachable) as exc:
         raise ProgramError(f"supervisord is not reachable: {exc}") from exc

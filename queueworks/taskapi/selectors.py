@@ -198,7 +198,7 @@ def task_rows(results: Iterable[TaskResult], *, include_traceback: bool = False)
 # -- workers ---------------------------------------------------------------------
 
 def _program(hostname: str) -> str:
-    return hostname.split("@", 1)[0]
+    return TOPOLOGY.program_of_node(hostname)
 
 
 def _brief(request: dict) -> dict:

@@ -34,7 +34,9 @@ class ProgramsSystem(LiveSystem):
         )
         wait_for(lambda: (self.run_dir / "supervisor.sock").exists(), 20,
                  message="supervisor socket")
-        self.wait_running(self.program_names(), timeout=START_TIMEOUT)
+        # Not the processes a balancer starts (autostart=false).
+        started = [info["name"] for info in self.rpc().getAllConfigInfo() if info["autostart"]]
+        self.wait_running(started, timeout=START_TIMEOUT)
         self.wait_workers_ready(self.workers, timeout=START_TIMEOUT)
 
 

@@ -55,7 +55,7 @@ def test_the_test_topology_is_balanceable():
 
 
 @pytest.mark.parametrize("changes, problem", [
-    ({"pool": "solo"}, "pool_grow/pool_shrink need the prefork pool"),
+    ({"pool": "solo"}, "a program balanced by processes runs one task per process"),
     ({"autoscale": (3, 1)}, "is autoscaled"),
     ({"concurrency": 5}, "outside its bounds 1-3"),
     ({"task_events": False, "task_events_lease": 0}, "could not learn its runtimes"),

@@ -69,7 +69,7 @@ class Command(BaseCommand):
         stopping = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stopping.set())
-        listener = EventListener(app, balancer.window, set(balancer.nodes))
+        listener = EventListener(app, balancer.window, balancer.event_nodes)
         listener.start()
         renewed = 0.0
         logger.info("Balancing %s on %s: budget %d, max shift %d, cooldown %.0f s.",

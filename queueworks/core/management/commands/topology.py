@@ -23,7 +23,11 @@ class Command(BaseCommand):
         worker_rows = [
             [w.name, ",".join(w.queues), w.pool,
              # An autoscaling pool shows its range, min-max.
-             f"{w.autoscale[1]}-{w.autoscale[0]}" if w.autoscale else str(w.concurrency),
+             # A program of processes: concurrency x processes (a balanced one: -its maximum).
+             f"{w.autoscale[1]}-{w.autoscale[0]}" if w.autoscale else str(w.concurrency) + (
+                 f" x {w.processes}" + (f"-{t.process_slots(w)}" if t.process_slots(w) > w.processes
+                                        else "")
+                 if t.process_slots(w) > 1 else ""),
              str(w.prefetch_multiplier),
              str(w.max_tasks_per_child or "-"), f"{w.soft_time_limit}/{w.time_limit}s"]
             for w in t.workers

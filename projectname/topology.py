@@ -210,9 +210,9 @@ TEST_SUPPORT_ROUTES = (
     Route(f"{DJANGO_TESTING}.unique_echo", "main_worker", unique=Unique(key="tenant_id")),
     # A route's time limits on each lane (tests/queueworks/core/test_route_time_limits*.py):
     # a hard limit far below the worker's soft one, and a soft limit alone.
-    Route(f"{TESTING}.hard_limited_main", "main_worker", time_limit=2),
-    Route(f"{TESTING}.hard_limited_bulk", "bulk", time_limit=2),
-    Route(f"{TESTING}.hard_limited_heavy", "heavy", time_limit=2),
+    Route(f"{TESTING}.hard_limited_main", "main_worker", time_limit=3),
+    Route(f"{TESTING}.hard_limited_bulk", "bulk", time_limit=3),
+    Route(f"{TESTING}.hard_limited_heavy", "heavy", time_limit=3),
     Route(f"{TESTING}.soft_limited_main", "main_worker", soft_time_limit=1),
 )
 

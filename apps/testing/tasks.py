@@ -217,7 +217,7 @@ def _sleep_under_limits(seconds: float, ignore_soft_limit: bool) -> float:
     return round(time.monotonic() - started, 2)
 
 
-# One per lane, each routed with a hard limit (2 s) far below its worker's
+# One per lane, each routed with a hard limit (3 s) far below its worker's
 # soft limit and no soft limit of its own (tests/queueworks/core/test_route_time_limits*.py).
 @shared_task(bind=True)
 def hard_limited_main(self, seconds: float, ignore_soft_limit: bool = False) -> float:

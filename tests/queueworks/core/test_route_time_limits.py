@@ -130,3 +130,17 @@ def test_every_publish_path_carries_the_coherent_pair(monkeypatch):
     hard_limited_main.apply_async(kwargs={"seconds": 0})
     assert (sent[0]["soft_time_limit"], sent[0]["time_limit"]) == (0.7, 1)
     assert "time_limit" not in sent[1]
+
+
+def test_manage_topology_shows_the_limits_each_task_runs_under():
+    import io
+    import re
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("topology", stdout=out)
+    assert re.search(r"apps\.testing\.tasks\.unique_job\s+main_worker\s+late\s+6\.7/10\n",
+                     out.getvalue())
+    assert re.search(r"apps\.testing\.tasks\.soft_limited_main\s+main_worker\s+late\s+1/-\n",
+                     out.getvalue())

@@ -208,6 +208,12 @@ TEST_SUPPORT_ROUTES = (
     Route(f"{TESTING}.unique_job_early_ack", "main_worker", acks_late=False, time_limit=8,
           unique=Unique(key="tenant_id", lease_seconds=10)),
     Route(f"{DJANGO_TESTING}.unique_echo", "main_worker", unique=Unique(key="tenant_id")),
+    # A route's time limits on each lane (tests/queueworks/core/test_route_time_limits*.py):
+    # a hard limit far below the worker's soft one, and a soft limit alone.
+    Route(f"{TESTING}.hard_limited_main", "main_worker", time_limit=3),
+    Route(f"{TESTING}.hard_limited_bulk", "bulk", time_limit=3),
+    Route(f"{TESTING}.hard_limited_heavy", "heavy", time_limit=3),
+    Route(f"{TESTING}.soft_limited_main", "main_worker", soft_time_limit=1),
 )
 
 

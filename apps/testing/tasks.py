@@ -197,3 +197,44 @@ def unique_job_early_ack(self, tenant_id: str, run_id: str, seconds: float = 0) 
     if seconds:
         time.sleep(seconds)
     return tenant_id
+
+
+def _sleep_under_limits(seconds: float, ignore_soft_limit: bool) -> float:
+    """Sleep ``seconds`` unless a time limit stops it; the seconds slept.
+
+    At the soft limit: a clean failure naming the seconds it ran, unless
+    ``ignore_soft_limit`` (then only the hard limit stops it)."""
+    started = time.monotonic()
+    deadline = started + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        except SoftTimeLimitExceeded:
+            if ignore_soft_limit:
+                continue
+            raise SoftTimeLimitReached(
+                f"stopped at the soft time limit after {time.monotonic() - started:.2f}s") from None
+    return round(time.monotonic() - started, 2)
+
+
+# One per lane, each routed with a hard limit (3 s) far below its worker's
+# soft limit and no soft limit of its own (tests/queueworks/core/test_route_time_limits*.py).
+@shared_task(bind=True)
+def hard_limited_main(self, seconds: float, ignore_soft_limit: bool = False) -> float:
+    return _sleep_under_limits(seconds, ignore_soft_limit)
+
+
+@shared_task(bind=True)
+def hard_limited_bulk(self, seconds: float, ignore_soft_limit: bool = False) -> float:
+    return _sleep_under_limits(seconds, ignore_soft_limit)
+
+
+@shared_task(bind=True)
+def hard_limited_heavy(self, seconds: float, ignore_soft_limit: bool = False) -> float:
+    return _sleep_under_limits(seconds, ignore_soft_limit)
+
+
+@shared_task(bind=True)
+def soft_limited_main(self, seconds: float, ignore_soft_limit: bool = False) -> float:
+    """Routed with a soft limit (1 s) alone: the worker's hard limit stays."""
+    return _sleep_under_limits(seconds, ignore_soft_limit)

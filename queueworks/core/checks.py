@@ -16,6 +16,7 @@ from django.core.checks import Error, Tags, register
 
 from queueworks.conf import TOPOLOGY
 from queueworks.conf import settings as queueworks_settings
+from queueworks.core.time_limits import time_limit_problems
 from queueworks.core.topology import Topology
 
 
@@ -102,6 +103,11 @@ def check_topology(topology: Topology, known_tasks: Iterable[str],
                 "which no worker consumes.",
                 hint="Add the queue to a Worker's queues.", id="topology.E008",
             ))
+    errors += [
+        Error(problem, hint="Declare a soft limit below the hard limit (docs/topology.md, "
+              "\"Time limits\").", id="topology.E014")
+        for problem in time_limit_problems(topology)
+    ]
     names = [worker.name for worker in topology.workers]
     for name in {name for name in names if names.count(name) > 1}:
         errors.append(Error(

@@ -26,6 +26,7 @@ from kombu import Queue as KombuQueue
 
 from queueworks.conf import settings as queueworks_settings
 from queueworks.core.balance_declaration import Balance, moves_processes
+from queueworks.core.time_limits import refuse_incoherent_route_limits, route_time_limits
 from queueworks.limits.declaration import ConcurrencyLimit, FairShare, RateLimit, Unique
 
 DEFAULT_QUEUE = "celery"
@@ -235,6 +236,8 @@ class Route:
     # default: every task's effects must be idempotent, see queueworks/reliability).
     # acks_late=False acks on receipt: a crash loses the task, never repeats it.
     acks_late: bool = True
+    # Seconds; either overrides the worker's.  A hard limit at or below the
+    # worker's soft limit brings a soft limit below it (queueworks/core/time_limits.py).
     soft_time_limit: int | None = None
     time_limit: int | None = None
     # Deliveries (execution starts) before dead-lettering; None: DELIVERY_LIMIT.
@@ -248,6 +251,9 @@ class Route:
     concurrency_limit: ConcurrencyLimit | None = None
     fair_share: FairShare | None = None
     unique: Unique | None = None
+
+    def __post_init__(self):
+        refuse_incoherent_route_limits(self)
 
 
 @dataclass(frozen=True)
@@ -405,10 +411,11 @@ class Topology:
                 options["max_deliveries"] = route.max_deliveries
             if route.ignore_result is not None:
                 options["ignore_result"] = route.ignore_result
-            if route.soft_time_limit:
-                options["soft_time_limit"] = route.soft_time_limit
-            if route.time_limit:
-                options["time_limit"] = route.time_limit
+            soft, hard = route_time_limits(self, route)
+            if soft:
+                options["soft_time_limit"] = soft
+            if hard:
+                options["time_limit"] = hard
             if options:
                 annotations[route.task] = options
         return annotations

@@ -65,6 +65,18 @@ def _at_least_one_second(options: dict) -> None:
             options["eta"] = now + timedelta(seconds=1)
 
 
+def _coherent_time_limits(task_name: str, options: dict) -> None:
+    """A call's own time limits, with a soft limit that fires before the hard
+    one (queueworks/core/time_limits.py): without it, a hard limit under the
+    worker's soft limit is only enforced at the soft one on prefork."""
+    from queueworks.conf import topology
+    from queueworks.core.time_limits import call_time_limits
+
+    options["soft_time_limit"], options["time_limit"] = call_time_limits(
+        topology(), task_name, soft_time_limit=options.get("soft_time_limit"),
+        time_limit=options.get("time_limit"))
+
+
 class ReliableTask(DjangoTask):
     #: Celery's default strategy, except on the bulk lane's solo pool, where
     #: plain messages run inline (queueworks/dispatch/lean.py).
@@ -133,6 +145,8 @@ class ReliableTask(DjangoTask):
     def apply_async(self, args=None, kwargs=None, task_id=None, producer=None,
                     link=None, link_error=None, shadow=None, **options):
         direct = options.pop("direct", False)
+        if options.get("time_limit") or options.get("soft_time_limit"):
+            _coherent_time_limits(self.name, options)
         if not direct and self._unique_route() and not self.app.conf.task_always_eager:
             from queueworks.limits.unique_enqueue import unique_apply_async
 

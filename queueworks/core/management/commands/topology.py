@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand
 
 from queueworks.dispatch.compat import celery as compat_celery
 from queueworks.conf import TOPOLOGY
+from queueworks.core.time_limits import route_time_limits
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -32,9 +33,11 @@ class Command(BaseCommand):
              str(w.max_tasks_per_child or "-"), f"{w.soft_time_limit}/{w.time_limit}s"]
             for w in t.workers
         ]
+        # The limits each task runs under, a derived soft limit included
+        # ("-": the worker's own).
         route_rows = [
             [r.task, r.queue, "late" if r.acks_late else "early",
-             f"{r.soft_time_limit or '-'}/{r.time_limit or '-'}"]
+             "/".join(f"{limit:g}" if limit else "-" for limit in route_time_limits(t, r))]
             for r in t.routes
         ]
         schedule_rows = [

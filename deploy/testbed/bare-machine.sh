@@ -157,6 +157,7 @@ asyncio.run(main())
 
 # Inside the new namespaces, before PID 1 takes over: loopback, the root's
 # mounts (private to the machine: they vanish with it), an empty /run.
+# PID 1 is the root's python3, reaping every orphan as an init does.
 SETUP='
 set -e
 ip link set lo up
@@ -169,7 +170,13 @@ mount --rbind /dev "$ROOT/dev"
 mount -t tmpfs -o mode=1777 tmpfs "$ROOT/dev/shm"
 mount -t tmpfs -o mode=755 tmpfs "$ROOT/run"
 mkdir -p "$ROOT/run/lock" && chmod 1777 "$ROOT/run/lock"
-exec python3 -c "
+# The root becomes / of the machine (pivot_root, not chroot): /proc/PID/root
+# of its processes reads as on a machine of its own.
+cd "$ROOT"
+pivot_root . .
+umount -l .
+cd /
+exec /usr/bin/python3 -c "
 import os, time
 while True:
     try:
@@ -215,7 +222,7 @@ machine_exec() {
                      PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
   [ -n "${CI:-}" ] && environment+=(CI="$CI")
   [ -n "${TERM:-}" ] && environment+=(TERM="$TERM")
-  nsenter --target "$init" --net --mount --pid -- chroot "$ROOT" /usr/bin/env -i \
+  nsenter --target "$init" --net --mount --pid -- /usr/bin/env -i \
     "${environment[@]}" "${proxy[@]}" /bin/bash -c 'cd /root/project && exec "$@"' bash "$@"
 }
 

@@ -27,7 +27,7 @@ import pytest
 import requests
 
 from tests.support import rabbit
-from tests.support.host_inventory import unprivileged_venv
+from tests.support.host_inventory import unprivileged_checkout, unprivileged_venv
 from tests.support.requirements import require
 from tests.support.live import free_port, wait_for
 
@@ -106,11 +106,17 @@ def host_dirs():
     shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.fixture
+def checkout():
+    with unprivileged_checkout() as path:
+        yield path
+
+
 @pytest.mark.live
 @pytest.mark.timeout(300)
-def test_boot_unit_starts_supervisord_without_the_wrapper(host_dirs, broker_vhost):
+def test_boot_unit_starts_supervisord_without_the_wrapper(host_dirs, checkout, broker_vhost):
     port = free_port()
-    venv = unprivileged_venv(host_dirs / "venv")
+    venv = unprivileged_venv(host_dirs / "venv", checkout=checkout)
     require(venv is not None, f"a system python{sys.version_info.major}.{sys.version_info.minor} "
                               "for a virtualenv the unprivileged user can run")
     env_file = host_dirs / "env"
@@ -125,6 +131,7 @@ def test_boot_unit_starts_supervisord_without_the_wrapper(host_dirs, broker_vhos
     render_env = dict(os.environ, DEPLOY_INVENTORY="tests.support.host_inventory:BOOT",
                       HOST_TEST_RUN_DIR=str(host_dirs / "run"), HOST_TEST_ENV_FILE=str(env_file),
                       HOST_TEST_SUPERVISOR_PORT=str(port), HOST_TEST_VENV=str(venv),
+                      HOST_TEST_PROJECT=str(checkout),
                       HOST_TEST_IDLE_PORT=str(free_port()))
     deploy = host_dirs / "deploy"
     for args in (["render_supervisor", "--host", "boot-1", "--deploy-dir", str(deploy)],

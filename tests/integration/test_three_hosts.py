@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.host_inventory import unprivileged_venv
+from tests.support.host_inventory import unprivileged_checkout, unprivileged_venv
 from tests.support.live import wait_for
 from tests.support.requirements import require, require_tool
 from tests.support.testbed import free_base_port, free_link_local_net
@@ -63,7 +63,8 @@ def _psql(sql: str) -> None:
 
 
 class Bed:
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, checkout: Path):
+        self.checkout = checkout  # what the hosts run: /srv/projectname on real ones
         self.tag = f"d{os.getpid() % 10000:04d}"
         self.state = base / f"state-{self.tag}"
         self.net = free_link_local_net()
@@ -170,26 +171,31 @@ def bed():
             "PostgreSQL (psql, runuser) for the three-host database")
     base = Path(tempfile.mkdtemp(prefix="t3-"))
     base.chmod(0o755)
-    bed = Bed(base)
-    check = subprocess.run(["bash", str(TESTBED), "check"], env=bed.env, capture_output=True,
-                           text=True, timeout=60)
-    require(check.returncode != 3, f"the multi-host test bed: {check.stdout.strip()}")
-    _psql(f"CREATE ROLE {bed.database} LOGIN PASSWORD '{bed.db_password}'")
-    _psql(f"CREATE DATABASE {bed.database} OWNER {bed.database}")
-    try:
-        yield bed
-    finally:
-        for host in list(bed.supervisords):
-            bed.shut_down(host, timeout=60)
-        if bed.relay is not None:
-            bed.relay.kill()
-            bed.relay.wait()
-        down = subprocess.run(["bash", str(TESTBED), "down"], env=bed.env, capture_output=True,
-                              text=True, timeout=180)
-        _psql(f"DROP DATABASE IF EXISTS {bed.database} WITH (FORCE)")
-        _psql(f"DROP ROLE IF EXISTS {bed.database}")
-        shutil.rmtree(base, ignore_errors=True)
-        assert down.returncode == 0, down.stdout + down.stderr
+    with unprivileged_checkout() as checkout:
+        bed = Bed(base, checkout)
+        check = subprocess.run(["bash", str(TESTBED), "check"], env=bed.env, capture_output=True,
+                               text=True, timeout=60)
+        require(check.returncode != 3, f"the multi-host test bed: {check.stdout.strip()}")
+        _psql(f"CREATE ROLE {bed.database} LOGIN PASSWORD '{bed.db_password}'")
+        _psql(f"CREATE DATABASE {bed.database} OWNER {bed.database}")
+        try:
+            yield bed
+        finally:
+            _tear_down(bed, base)
+
+
+def _tear_down(bed: Bed, base: Path) -> None:
+    for host in list(bed.supervisords):
+        bed.shut_down(host, timeout=60)
+    if bed.relay is not None:
+        bed.relay.kill()
+        bed.relay.wait()
+    down = subprocess.run(["bash", str(TESTBED), "down"], env=bed.env, capture_output=True,
+                          text=True, timeout=180)
+    _psql(f"DROP DATABASE IF EXISTS {bed.database} WITH (FORCE)")
+    _psql(f"DROP ROLE IF EXISTS {bed.database}")
+    shutil.rmtree(base, ignore_errors=True)
+    assert down.returncode == 0, down.stdout + down.stderr
 
 
 @pytest.mark.integration
@@ -200,7 +206,7 @@ def test_three_hosts_deployed_from_the_inventory(bed):
     bed.testbed("cluster-up", timeout=400)
     credentials = _env_file(bed.state / "credentials")
     bed.broker_user = (credentials["APP_USER"], credentials["APP_PASSWORD"])
-    venv = unprivileged_venv(bed.state / "venv")
+    venv = unprivileged_venv(bed.state / "venv", checkout=bed.checkout)
     require(venv is not None, "a system python of the suite's version for the hosts' venv")
     # PostgreSQL listens on loopback: relayed to the bridge for the namespaces.
     bed.relay = subprocess.Popen(["socat", f"TCP-LISTEN:5432,bind={bed.bridge},fork,reuseaddr",
@@ -215,6 +221,7 @@ def test_three_hosts_deployed_from_the_inventory(bed):
         "CELERY_BROKER_HEARTBEAT=10", "TASK_QUEUE_TYPE=quorum",
         "DEPLOY_INVENTORY=tests.support.host_inventory:THREE",
         f"TB3_STATE={bed.state}", f"TB3_NET={bed.net}", f"TB3_VENV={venv}",
+        f"TB3_PROJECT={bed.checkout}",
         f"SUPERVISOR_USERNAME={CREDENTIALS[0]}", f"SUPERVISOR_PASSWORD={CREDENTIALS[1]}",
         f"FLOWER_BASIC_AUTH=ops:{secrets.token_hex(12)}",
         f"RABBITMQ_MANAGEMENT_URL=http://{bed.bridge}:1",

@@ -1,8 +1,9 @@
 """Inventories for the deploy tests, built from the environment the test sets
 (DEPLOY_INVENTORY=tests.support.host_inventory:BOOT names one in a subprocess).
 
-BOOT: host boot-1 on loopback running main_worker as ``nobody``, its run
-directory and env file where the test puts them (HOST_TEST_RUN_DIR,
+BOOT: host boot-1 on loopback running main_worker as ``nobody``, its
+checkout, run directory and env file where the test puts them
+(HOST_TEST_PROJECT: unprivileged_checkout(), HOST_TEST_RUN_DIR,
 HOST_TEST_ENV_FILE), supervisord's HTTP interface on HOST_TEST_SUPERVISOR_PORT;
 host idle-1 holds every other program and is never started (its interface,
 HOST_TEST_IDLE_PORT, does not answer).
@@ -11,6 +12,10 @@ HOST_TEST_IDLE_PORT, does not answer).
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from queueworks.core.inventory import Host, Inventory, Paths
@@ -28,7 +33,8 @@ def _boot() -> Inventory | None:
                    "web", "beat", "flower", "heavy_worker", "bulk_worker_1", "bulk_worker_2"),
                    supervisor_port=int(os.environ["HOST_TEST_IDLE_PORT"]))),
         user="nobody",
-        paths=Paths(project_root=PROJECT_ROOT, run_dir=os.environ["HOST_TEST_RUN_DIR"],
+        paths=Paths(project_root=os.environ["HOST_TEST_PROJECT"],
+                    run_dir=os.environ["HOST_TEST_RUN_DIR"],
                     env_file=os.environ["HOST_TEST_ENV_FILE"],
                     venv=os.environ.get("HOST_TEST_VENV", "")),
     )
@@ -37,15 +43,39 @@ def _boot() -> Inventory | None:
 BOOT = _boot()
 
 
-def unprivileged_venv(dest: Path) -> Path | None:
+@contextmanager
+def unprivileged_checkout() -> Iterator[Path]:
+    """This checkout where an unprivileged program user can read it.
+
+    A clone in root's home (Debian's /root is 0700) is out of ``nobody``'s
+    reach though its own files are readable: a bind mount on a fresh 0755
+    directory shows the same tree without the private directory above it, as
+    a host's /srv/projectname would.  Unmounted when the block ends; the mount
+    point is only ever removed empty, so no cleanup can reach the checkout.
+    """
+    mount_point = Path(tempfile.mkdtemp(prefix="checkout-"))
+    mount_point.chmod(0o755)
+    subprocess.run(["mount", "--bind", PROJECT_ROOT, str(mount_point)], check=True,
+                   capture_output=True, text=True, timeout=60)
+    try:
+        yield mount_point
+    finally:
+        # Lazy: a program that outlived its test keeps its files, the path goes now.
+        subprocess.run(["umount", "--lazy", str(mount_point)], check=True, capture_output=True,
+                       text=True, timeout=60)
+        mount_point.rmdir()
+
+
+def unprivileged_venv(dest: Path, checkout: Path | None = None) -> Path | None:
     """A virtualenv an unprivileged user can run, with this suite's packages.
 
     The suite's own venv may sit on an interpreter in a private home
     directory (pyenv under /root); a program running as ``nobody`` could not
     execute it.  This builds one on the system's python3 of the same version
-    and points it at the suite's site-packages.  None: no such interpreter.
+    and points it at the suite's site-packages, through ``checkout``
+    (unprivileged_checkout()) when they lie in this checkout.  None: no such
+    interpreter.
     """
-    import subprocess
     import sys
     import sysconfig
 
@@ -55,6 +85,8 @@ def unprivileged_venv(dest: Path) -> Path | None:
     subprocess.run([str(system_python), "-m", "venv", "--without-pip", str(dest)], check=True,
                    capture_output=True, timeout=120)
     purelib = sysconfig.get_paths()["purelib"]
+    if checkout is not None and Path(purelib).resolve().is_relative_to(PROJECT_ROOT):
+        purelib = str(checkout / Path(purelib).resolve().relative_to(PROJECT_ROOT))
     [site] = list((dest / "lib").glob("python3*/site-packages"))
     (site / "suite.pth").write_text(purelib + "\n")
     for name, module, function in (("celery", "celery.__main__", "main"),
@@ -80,13 +112,14 @@ SPLIT = Inventory(hosts=(
 def _three() -> Inventory | None:
     """THREE: the multi-host test bed's three namespaces as web-1 (h1),
     worker-1 (h2) and worker-2 (h3), each with its own run directory under
-    TB3_STATE (real hosts each have their own /var/lib/projectname)."""
+    TB3_STATE (real hosts each have their own /var/lib/projectname), all on
+    the checkout at TB3_PROJECT (unprivileged_checkout())."""
     if "TB3_STATE" not in os.environ:
         return None
     net, state = os.environ["TB3_NET"], os.environ["TB3_STATE"]
 
     def paths(host: str) -> Paths:
-        return Paths(project_root=PROJECT_ROOT, run_dir=f"{state}/{host}/run",
+        return Paths(project_root=os.environ["TB3_PROJECT"], run_dir=f"{state}/{host}/run",
                      env_file=f"{state}/env", venv=os.environ["TB3_VENV"])
 
     return Inventory(

@@ -152,6 +152,8 @@ def test_conflict_named_then_migrated_with_a_backlog_and_the_worker_runs(
         # migration with a management user that may set policies.
         operator_env = {**live_system.env, "RABBITMQ_MANAGEMENT_USER": rabbit.AUTH[0],
                         "RABBITMQ_MANAGEMENT_PASSWORD": rabbit.AUTH[1]}
+        # As in an operator's shell: its output to this pipe is buffered unless flushed.
+        operator_env.pop("PYTHONUNBUFFERED", None)
         process = subprocess.Popen(
             [sys.executable, "manage.py", "migrate_queues", "--no-resume",
              f"--run-dir={live_system.run_dir}"], cwd=PROJECT_ROOT, env=operator_env,

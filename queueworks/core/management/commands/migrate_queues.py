@@ -129,6 +129,12 @@ class Command(BaseCommand):
             raise CommandError(f"{exc}; nothing is lost: run migrate_queues again to finish "
                                "(it finds the holding queue)") from exc
 
+    def _step(self, line: str) -> None:
+        # Flushed: in a pipe (tee, a log collector) each step shows when it
+        # happens, not when the command exits.
+        self.stdout.write(line)
+        self.stdout.flush()
+
     def _migrate(self, plans, connection, broker_url, supervisor, *, no_resume,
                  stop_producers, timeout):
         supervisor.names()  # fail before touching anything when supervisord is unreachable
@@ -142,7 +148,7 @@ class Command(BaseCommand):
                     plan=plan, connection=connection, broker_url=broker_url,
                     pause=supervisor.stop,
                     resume=(lambda programs: None) if no_resume else supervisor.start,
-                    use_policy=not stop_producers, timeout=timeout, log=self.stdout.write))
+                    use_policy=not stop_producers, timeout=timeout, log=self._step))
         finally:
             if stop_producers:
                 supervisor.start(list(PRODUCERS))

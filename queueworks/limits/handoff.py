@@ -44,6 +44,7 @@ from datetime import datetime, timezone
 
 from django.db import transaction
 
+from queueworks.core.json_values import json_safe
 from queueworks.limits.models import ConcurrencySlot, LimitWaiter
 
 logger = logging.getLogger(__name__)
@@ -62,18 +63,9 @@ def waiter_message(task, request, args, kwargs, *, headers: dict) -> dict:
     cancel it), JSON only."""
     signature = task.signature_from_request(request, args, kwargs, headers=headers)
     options = {name: value for name, value in signature.options.items()
-               if name not in ("countdown", "eta") and _json_safe(value)}
+               if name not in ("countdown", "eta") and json_safe(value)}
     return {"args": list(args or ()), "kwargs": dict(kwargs or {}), "options": options}
 
-
-def _json_safe(value) -> bool:
-    import json
-
-    try:
-        json.dumps(value)
-        return True
-    except (TypeError, ValueError):
-        return False
 
 
 def waiter_publish(task, message: dict, *, grant: str) -> None:

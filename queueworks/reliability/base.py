@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from celery.contrib.django.task import DjangoTask
 from celery.exceptions import Retry
 
+from queueworks.core.json_values import json_safe
 from queueworks.reliability.retry import BACKOFF_FACTOR, BACKOFF_MAX, PermanentError, backoff_delay
 from queueworks.conf import settings as queueworks_settings
 
@@ -175,7 +176,7 @@ class ReliableTask(DjangoTask):
         stored = {k: v for k, v in options.items()
                   if k in ("queue", "routing_key", "priority", "expires", "headers",
                            "time_limit", "soft_time_limit")
-                  and _json_safe(v)}
+                  and json_safe(v)}
         with transaction.atomic():
             delayed_task_store(task_name=self.name, task_id=task_id, args=list(args or []),
                                kwargs=dict(kwargs or {}), options=stored, eta=eta)
@@ -223,12 +224,3 @@ def _limits():
         _LIMITS = enforcement
     return _LIMITS
 
-
-def _json_safe(value) -> bool:
-    import json
-
-    try:
-        json.dumps(value)
-        return True
-    except (TypeError, ValueError):
-        return False

@@ -1,14 +1,34 @@
 """Metric names and the runtime histogram's buckets, in one place.
 
-Grafana's dashboard (deploy/grafana/projectname.json) and docs/metrics.md use
-these names; a test checks the dashboard against a real scrape.
+Every name starts with the project's name (``QUEUEWORKS_PROJECT_NAME``):
+``projectname_`` in the example project, whose Grafana dashboard
+(deploy/grafana/projectname.json) and docs/metrics.md use these names; a test
+checks the dashboard against a real scrape.
 """
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 
-PREFIX = "projectname"
+
+def _prefix() -> str:
+    """The project's name (QUEUEWORKS_PROJECT_NAME, else the settings module's
+    top package), as a Prometheus name allows it; "queueworks" before Django
+    is configured (a script that only reads the names)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from queueworks.conf import project_name
+
+    try:
+        name = project_name()
+    except ImproperlyConfigured:
+        name = "queueworks"
+    name = re.sub(r"[^a-zA-Z0-9_]", "_", name)
+    return name if re.match(r"[a-zA-Z_]", name) else f"_{name}"
+
+
+PREFIX = _prefix()
 
 QUEUE_READY = f"{PREFIX}_queue_messages_ready"
 QUEUE_UNACKED = f"{PREFIX}_queue_messages_unacked"

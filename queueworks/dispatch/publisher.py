@@ -44,6 +44,7 @@ Each process's own publisher is built in queueworks/dispatch/process_publisher.p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -203,11 +204,17 @@ class ConfirmingPublisher(SuspectIsolation, KeptUnsent):
                 self._transmit(seq)
 
     def _open_channel(self) -> None:
-        if self._connection is None:
+        # The reader thread drains ``self._connection`` without the lock, so a
+        # new connection is handed to it only once its channel is open and
+        # declared: opening reads the broker's answers on this thread, and a
+        # reader draining the same socket meanwhile could take an answer this
+        # thread then waits for forever, the lock held, every publish blocked.
+        connection = self._connection
+        fresh = connection is None
+        if fresh:
             connection = self._connect()
-            # Only the reader thread may read the socket.
+            # Only the reader thread may read the socket once it is handed over.
             publish_without_reading(connection.connection)
-            self._connection = connection
         opened = []
 
         def on_open(channel):
@@ -216,12 +223,19 @@ class ConfirmingPublisher(SuspectIsolation, KeptUnsent):
             if len(opened) > 1:
                 self._revived = channel
 
-        channel = self._connection.connection.channel(callback=on_open)
-        channel.confirm_select()
-        channel.events["basic_ack"].add(self._on_ack)
-        channel.events["basic_nack"].add(self._on_nack)
-        for queue in self.queues:
-            queue(channel).declare()
+        try:
+            channel = connection.connection.channel(callback=on_open)
+            channel.confirm_select()
+            channel.events["basic_ack"].add(self._on_ack)
+            channel.events["basic_nack"].add(self._on_nack)
+            for queue in self.queues:
+                queue(channel).declare()
+        except Exception:
+            if fresh:
+                with contextlib.suppress(Exception):  # it is gone either way
+                    connection.release()
+            raise
+        self._connection = connection
         self._channel, self._tag, self._inflight = channel, 0, {}
         self._start_reader()
 

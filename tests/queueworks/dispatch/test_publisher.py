@@ -349,3 +349,33 @@ def test_a_kept_message_never_sent_is_dropped_after_its_time_and_without_keep_no
         assert "dropped-1" in caplog.text
     finally:
         publisher.close(timeout=0)
+
+
+def test_the_reader_is_handed_a_connection_only_once_its_channel_is_open(vhost):
+    """Opening reads the broker's answers on the publishing thread: the reader
+    thread, which drains the publisher's connection without the lock, must
+    not see the connection before that is done, or it can take an answer the
+    opening thread then waits for forever (with the lock held, every publish
+    behind it blocked)."""
+    seen_during_open = []
+
+    class Probe:
+        def __init__(self, channel):
+            self.channel = channel
+
+        def declare(self):
+            seen_during_open.append(publisher._connection)
+            self.channel.basic_qos(0, 10, False)  # a round trip, as a declare is
+
+    admin = _declare(vhost, "reader-handover")
+    publisher = ConfirmingPublisher(_publisher(vhost)._connect, queues=[Probe])
+    try:
+        publisher.publish(_message("first"), routing_key="reader-handover", wait_confirm=5)
+        with publisher._lock:  # a lost connection, as the reader drops it
+            publisher._drop_connection()
+        publisher.publish(_message("second"), routing_key="reader-handover", wait_confirm=10)
+    finally:
+        publisher.close(timeout=5)
+        admin.close()
+    assert len(seen_during_open) >= 2
+    assert seen_during_open[:2] == [None, None]

@@ -63,8 +63,6 @@ def run_dir(base_dir: Path | str | None = None) -> Path:
     if os.environ.get("RUN_DIR"):
         return Path(os.environ["RUN_DIR"])
     if base_dir is None:
-        from django.conf import settings
-
         base_dir = project_root()
     return Path(base_dir) / "run"
 

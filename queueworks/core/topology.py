@@ -24,7 +24,6 @@ from celery.schedules import crontab
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
-from queueworks.conf import settings as queueworks_settings
 from queueworks.core.balance_declaration import Balance, moves_processes
 from queueworks.core.queue_limits import (  # noqa: F401 - declared here for every importer
     DEAD_LETTER_DELIVERY_LIMIT,

@@ -18,7 +18,6 @@ import xmlrpc.client
 from pathlib import Path
 
 from amqp.exceptions import AMQPError
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from kombu.exceptions import OperationalError
 

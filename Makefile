@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # tasks_backend): their live system runs this virtualenv's workers.
 VENV_DJANGO6 ?= .venv-django6
 PY_DJANGO6 := $(VENV_DJANGO6)/bin/python
-PYTEST_DJANGO6_ARGS ?= -m 'not live or tasks_backend'
+PYTEST_DJANGO6_ARGS ?= -m '(not live or tasks_backend) and not system_python'
 
 .PHONY: install install-test system system-test python rabbitmq-user run test test-rabbitmq4 test-postgres test-django6 render check
 install: system python .env rabbitmq-user

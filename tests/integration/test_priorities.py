@@ -129,14 +129,17 @@ def test_measure_priority_against_dedicated_queues(live_system):
     for name, outcome in outcomes.items():
         print(f"{name:<55} started after {outcome.position:>2}/{BACKLOG} backlog tasks, "
               f"waited {outcome.wait:.2f} s")
-    for outcome in outcomes.values():
-        assert outcome.position < BACKLOG, outcome  # each overtook part of the backlog
-    # On the same worker, only what it already held starts first; with two
-    # queues RabbitMQ may hand it one more from the other queue as it
-    # alternates between the worker's consumers.
-    priority, same_worker = list(outcomes.values())[:2]
+    priority, same_worker, own_worker = outcomes.values()
+    # With priorities only what the worker already held starts first.
     assert priority.overtaken_by <= IN_FLIGHT, priority
-    assert same_worker.overtaken_by <= IN_FLIGHT + 1, same_worker
+    assert priority.position < BACKLOG, priority
+    # A worker of its own starts it while the backlog runs elsewhere.
+    assert own_worker.position < BACKLOG, own_worker
+    # Two queues on one worker give no such bound: as acks free the channel's
+    # prefetch, RabbitMQ may hand it several more from the backlog queue
+    # first (9 of 16 seen on a loaded machine), which is why docs/topology.md
+    # chooses priorities.  Measured and printed, not bounded.
+    assert same_worker.position <= BACKLOG, same_worker
 
 
 def test_the_task_api_priority_overtakes_a_backlog(live_system):

@@ -5,6 +5,7 @@ tests/integration/test_faults*.py) and the throughput benchmark's unit of work
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from celery import shared_task
@@ -121,10 +122,14 @@ def _limit_log(log: str, event: str, key: str, task_id: str) -> None:
             handle.write(f"{event} {key} {task_id} {os.getpid()} {time.time():.6f}\n")
 
 
-def _limited_sleep(task, tenant_id: str, ms: int, log: str) -> None:
-    """Logs the start, sleeps ``ms``, logs the end: a run a sampler can see."""
+def _limited_sleep(task, tenant_id: str, ms: int, log: str, stuck: bool = False) -> None:
+    """Logs the start, sleeps ``ms``, logs the end: a run a sampler can see.
+    ``stuck``: as a run stuck in C code (``_sleep_stuck``)."""
     _limit_log(log, "start", tenant_id, task.request.id)
-    time.sleep(ms / 1000)
+    if stuck:
+        _sleep_stuck(ms / 1000)
+    else:
+        time.sleep(ms / 1000)
     _limit_log(log, "end", tenant_id, task.request.id)
 
 
@@ -135,9 +140,10 @@ def limited_rate(self, tenant_id: str, log: str = "") -> None:
 
 
 @shared_task(bind=True, ignore_result=True)
-def limited_concurrency(self, tenant_id: str, ms: int = 0, log: str = "") -> None:
+def limited_concurrency(self, tenant_id: str, ms: int = 0, log: str = "",
+                        stuck: bool = False) -> None:
     """Concurrency-limited per ``tenant_id`` (its route): logs start and end."""
-    _limited_sleep(self, tenant_id, ms, log)
+    _limited_sleep(self, tenant_id, ms, log, stuck)
 
 
 # bench/limits.py's units of work, on the bulk lane (routes in projectname/topology.py).
@@ -166,11 +172,15 @@ def limits_bench_limited(self, tenant_id: str, log: str = "") -> None:
 
 
 @shared_task(bind=True)
-def unique_job(self, tenant_id: str, run_id: str, seconds: float = 0) -> str:
+def unique_job(self, tenant_id: str, run_id: str, seconds: float = 0,
+               stuck: bool = False) -> str:
     """Unique by tenant_id (its route, tests/queueworks/limits): records each
-    run (``FaultExecution``, token = tenant) and sleeps ``seconds``."""
+    run (``FaultExecution``, token = tenant) and sleeps ``seconds``
+    (``stuck``: as a run stuck in C code, ``_sleep_stuck``)."""
     fault_execution_record(run_id=run_id, token=tenant_id)
-    if seconds:
+    if stuck:
+        _sleep_stuck(seconds)
+    elif seconds:
         time.sleep(seconds)
     return tenant_id
 
@@ -215,6 +225,17 @@ def _sleep_under_limits(seconds: float, ignore_soft_limit: bool) -> float:
             raise SoftTimeLimitReached(
                 f"stopped at the soft time limit after {time.monotonic() - started:.2f}s") from None
     return round(time.monotonic() - started, 2)
+
+
+def _sleep_stuck(seconds: float) -> None:
+    """Sleep ``seconds`` like a run stuck in C code: deaf to the soft limit and
+    to SIGTERM (blocked), so on prefork only the SIGKILL at the hard limit
+    ends it and nothing of the task's own code runs after that."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        _sleep_under_limits(seconds, ignore_soft_limit=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 # One per lane, each routed with a hard limit (3 s) far below its worker's

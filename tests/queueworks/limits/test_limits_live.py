@@ -166,3 +166,28 @@ def test_a_slot_held_by_a_killed_process_is_never_used_twice(live_system, tmp_pa
     assert time.time() - killed_at < 8 + 10
     wait_for(lambda: not ConcurrencySlot.objects.filter(key=tenant).exists(), 10,
              message="the slots were given back")
+
+
+def test_a_run_killed_at_its_hard_time_limit_hands_its_slot_on_at_once(live_system, tmp_path):
+    """A run stuck in C code (deaf to the soft limit and to SIGTERM): at the
+    route's hard limit (5 s) main_worker's prefork pool SIGKILLs its process,
+    so none of the task's own code runs again, and the main process's
+    ``task_failure`` hands the slot to the parked call then, not when the
+    lease (8 s from the start) ends."""
+    log = tmp_path / "time-limit.log"
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    stuck = limited_concurrency.delay(tenant, ms=20_000, log=str(log), stuck=True)
+    started = wait_for(lambda: events(log).get(stuck.id), 30, interval=0.1,
+                       message="the stuck run started")[0][3]
+    parked = limited_concurrency.delay(tenant, ms=100, log=str(log))
+    wait_for(lambda: LimitWaiter.objects.filter(task_id=parked.id).exists(), 10,
+             interval=0.1, message="the second call parked")
+    found = wait_for(lambda: (lambda f: f if any(e[0] == "end" for e in f.get(parked.id, ()))
+                              else None)(events(log)), 40, interval=0.2,
+                     message="the parked call ran")
+    parked_start = min(e[3] for e in found[parked.id] if e[0] == "start")
+    # Killed at 5 s; the lease would have freed the slot at 8 s at the earliest.
+    assert 5.0 <= parked_start - started < 7.5, parked_start - started
+    assert not any(e[0] == "end" for e in found[stuck.id])  # it never finished
+    wait_for(lambda: not ConcurrencySlot.objects.filter(key=tenant).exists(), 10,
+             message="the slot given back")

@@ -124,3 +124,31 @@ def test_a_key_whose_run_was_sigkilled_and_never_redelivered_is_free_after_its_l
     # The killed run never ran again: two executions, the killed one and the new task's.
     time.sleep(2)
     assert len(_executions(run_id)) == 2
+
+
+def test_a_run_killed_at_its_hard_time_limit_frees_its_key_at_once(api, live_system):
+    """unique_job's route: hard limit 10 s, lease 15 s.  A run stuck in C code
+    (deaf to the soft limit and to SIGTERM) is SIGKILLed at 10 s by
+    main_worker's prefork pool, so none of its own code runs again; the main
+    process's ``task_failure`` frees the key then: a new call is accepted
+    before the lease would have ended."""
+    from django.utils import timezone
+
+    run_id, tenant = uuid.uuid4().hex, f"limit-{uuid.uuid4().hex[:6]}"
+    response = api.post("/api/v1/tasks/", {"task": TASK, "kwargs": {
+        "tenant_id": tenant, "run_id": run_id, "seconds": 18, "stuck": True}})
+    assert response.status_code == 202, response.text
+    first = response.json()
+    wait_for(lambda: _executions(run_id), 30, message="the run started")
+    started = _executions(run_id)[0].executed_at
+    done = api.wait_state(first["task_id"], {"SUCCESS", "FAILURE"}, timeout=60)
+    assert done["state"] == "FAILURE", done
+    assert done["error"]["type"] == "TimeLimitExceeded" and done["error"]["message"] == "10", done
+    wait_for(lambda: _claim(first["task_id"]) is None, 10, interval=0.1,
+             message="the claim freed")
+    freed_after = (timezone.now() - started).total_seconds()
+    assert freed_after < 14, freed_after  # before the 15 s lease
+    status, later = _post(api, tenant, run_id, 0)
+    assert status == 202 and later["task_id"] != first["task_id"]
+    assert api.wait_state(later["task_id"], {"SUCCESS", "FAILURE"}, timeout=60)["state"] \
+        == "SUCCESS"

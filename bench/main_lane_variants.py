@@ -52,8 +52,6 @@ VARIANTS = (
     Variant("deployed", f"main_worker as deployed (prefork -c 2, prefetch 1 + "
                         f"{_deployed_headroom()} headroom, priorities, acks late, task events "
                         "only while Flower listens: none here, INFO logs)", overtaking=True),
-    Variant("batch-policy", "... CPU policy batch (a woken process never preempts the "
-            "running one)", env={"CPU_SCHEDULING_POLICY": "batch"}, overtaking=True),
     Variant("events-on", "... task events on (as while Flower listens)",
             env={"CELERY_WORKER_SEND_TASK_EVENTS": "1", "WORKER_TASK_EVENTS_LEASE": "0"}),
     Variant("no-headroom", "... prefetch 1, no headroom", env={"WORKER_PREFETCH_HEADROOM": "0"},

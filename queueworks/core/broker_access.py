@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import importlib
 import os
 
-from queueworks.core.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, Topology
+from queueworks.core.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, FAIR_SEPARATOR, Topology
 
 
 def project_name(environ=os.environ) -> str:
@@ -88,9 +88,13 @@ def project_permissions(topology: Topology | None = None) -> Permissions:
     # (an exchange and a queue) while it declares the queue again.
     holds = [f"{queue}{MIGRATION_HOLD_SUFFIX}" for queue in queues]
     names = [*queues, *holds, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, *CELERY_EXACT_NAMES]
-    resources = _alternation(names, CELERY_NAME_PATTERNS)
+    # Fair sharing's sub-queues and their exchanges, "<queue>.fair.<n>": those
+    # declared now, and those a smaller fair_buckets left behind, which
+    # migrate_queues empties (queueworks/limits/fair_stranded.py).
+    fair = tuple(re.escape(f"{queue}{FAIR_SEPARATOR}") + "[0-9]+" for queue in sorted(queues))
+    resources = _alternation(names, CELERY_NAME_PATTERNS + fair)
     # Publishing to the default exchange (replies, direct sends) is a write on amq.default.
-    write = _alternation([*names, "amq.default"], CELERY_NAME_PATTERNS)
+    write = _alternation([*names, "amq.default"], CELERY_NAME_PATTERNS + fair)
     return Permissions(configure=resources, write=write, read=resources)
 
 

@@ -57,3 +57,44 @@ def test_every_program_of_the_live_system_connects_as_the_project_user(live_syst
     response.raise_for_status()
     users = {connection["user"] for connection in response.json()}
     assert users == {APP_USER}, users
+
+
+def _with_fair_buckets(queue: str, buckets: int):
+    from dataclasses import replace
+
+    return replace(TOPOLOGY, queues=tuple(replace(q, fair_buckets=buckets) if q.name == queue
+                                          else q for q in TOPOLOGY.queues))
+
+
+@pytest.mark.parametrize("kind", ["configure", "write", "read"])
+def test_the_patterns_cover_fair_sub_queues_declared_and_left_behind(kind):
+    """A fair queue's workers declare and consume <queue>.fair.<n>; migrate_queues
+    reads the sub-queues a smaller fair_buckets left (queueworks/limits/fair_stranded.py)."""
+    pattern = re.compile(getattr(project_permissions(_with_fair_buckets("bulk", 4)), kind))
+    assert [name for name in ("bulk.fair.0", "bulk.fair.3", "bulk.fair.63", "main_worker.fair.2")
+            if not pattern.search(name)] == []
+    assert [name for name in ("bulk.fair.", "bulk.fair.x", "bulk.fairy.1", "orders.fair.1",
+                              "bulk.fair.1.x") if pattern.search(name)] == []
+
+
+@pytest.mark.live
+@pytest.mark.rabbitmq4
+def test_the_project_user_declares_a_fair_sub_queue():
+    """On a vhost with the project's permissions for a topology with fair
+    sharing, its user declares and reads a sub-queue as a worker does."""
+    vhost = rabbit.create_vhost("fairperm")
+    try:
+        permissions = project_permissions(_with_fair_buckets("bulk", 4)).as_json()
+        requests.put(f"{rabbit.MANAGEMENT_URL}/api/permissions/{vhost}/{rabbit.APP_AUTH[0]}",
+                     json=permissions, auth=rabbit.AUTH, timeout=10).raise_for_status()
+        connection = amqp.Connection(host=rabbit.AMQP_HOSTPORT, userid=rabbit.APP_AUTH[0],
+                                     password=rabbit.APP_AUTH[1], virtual_host=vhost)
+        connection.connect()
+        try:
+            channel = connection.channel()
+            channel.queue_declare("bulk.fair.2", durable=True)
+            assert channel.basic_get("bulk.fair.2") is None
+        finally:
+            connection.close()
+    finally:
+        rabbit.delete_vhost(vhost)

@@ -161,14 +161,15 @@ def move_messages(connection, *, source: str, target: str) -> int:
     message and never lose one.
     """
     channel = connection.channel()
-    channel.confirm_select()
     moved = 0
     try:
         while True:
             message = channel.basic_get(queue=source, no_ack=False)
             if message is None:
                 return moved
-            channel.basic_publish(_copy(message), exchange="", routing_key=target)
+            # Returns once the broker confirmed the copy (raises if it refused
+            # it), whatever the connection's own confirm_publish option.
+            channel.basic_publish_confirm(_copy(message), exchange="", routing_key=target)
             channel.basic_ack(message.delivery_tag)
             moved += 1
     finally:

@@ -113,7 +113,7 @@ def check_queues(ctx: Context) -> list[Finding]:
                                     f"{consumers} consumer(s), {messages} message(s) waiting"))
         if queue.fair_buckets and not redis:
             findings.append(_fair_finding(queue, counts, programs, start))
-    return findings
+    return findings if redis else findings + _stranded_findings(ctx)
 
 
 def _fair_finding(queue, counts, programs: str, start: str) -> Finding:
@@ -131,6 +131,40 @@ def _fair_finding(queue, counts, programs: str, start: str) -> Finding:
         return Finding(subject, FAIL, f"0 consumers on {', '.join(idle)}",
                        f"start {programs}: {start}")
     return Finding(subject, OK, f"{len(names)} sub-queues consumed, {waiting} message(s) waiting")
+
+
+def _stranded_findings(ctx: Context) -> list[Finding]:
+    """Fair sub-queues the topology no longer declares (queueworks/limits/fair_stranded.py):
+    no worker consumes them, so what they hold would wait forever."""
+    from kombu import Connection
+
+    from queueworks.conf import TOPOLOGY
+    from queueworks.limits.fair_stranded import stranded_fair_queues
+
+    from queueworks.core.broker_state import management_api
+
+    with Connection(ctx.broker_url, connect_timeout=ctx.timeout) as connection:
+        stranded = stranded_fair_queues(connection, TOPOLOGY, broker_url=ctx.broker_url)
+    vhost = management_api(ctx.broker_url).vhost
+    findings = []
+    for parent in sorted({queue.parent for queue in stranded}):
+        mine = [queue for queue in stranded if queue.parent == parent]
+        waiting = sum(queue.ready for queue in mine)
+        names = ", ".join(queue.name for queue in mine)
+        subject = f"stranded sub-queues of {parent}"
+        if waiting:
+            findings.append(Finding(
+                subject, FAIL, f"{waiting} message(s) in {names}, which the topology no longer "
+                "declares: no worker consumes them",
+                "`manage.py migrate_queues` moves them to the sub-queues declared now"))
+        else:
+            findings.append(Finding(
+                subject, WARN, f"{names} empty but still on the broker",
+                "delete them once every process runs the current topology (a process still "
+                "on the old one may publish there): "
+                + "; ".join(f"`rabbitmqctl delete_queue --vhost {vhost} {queue.name}`"
+                            for queue in mine)))
+    return findings
 
 
 def _argument_findings(ctx: Context) -> list[Finding]:

@@ -33,7 +33,7 @@ import zlib
 from queueworks.limits.declaration import MissingKeyArgument
 
 
-def _fair_table(declared) -> dict[str, tuple[str, str, int]]:
+def fair_table(declared) -> dict[str, tuple[str, str, int]]:
     """task name -> (queue, key parameter, buckets) for each fair route."""
     queues = {queue.name: queue for queue in declared.queues}
     table = {}
@@ -54,7 +54,7 @@ def fair_routes() -> dict[str, tuple[str, str, int]]:
     if _cache is None:
         from queueworks.conf import topology
 
-        _cache = _fair_table(topology())
+        _cache = fair_table(topology())
     return _cache
 
 
@@ -94,9 +94,15 @@ def fair_queue_for(task_name: str, queue: str | None, args=(), kwargs=None) -> s
     route = fair_routes().get(task_name)
     if route is None:
         return queue
-    route_queue, key, buckets = route
-    if queue is not None and queue != route_queue:
+    if queue is not None and queue != route[0]:
         return queue
+    return fair_target(task_name, route, args, kwargs)
+
+
+def fair_target(task_name: str, route: tuple[str, str, int], args=(), kwargs=None) -> str:
+    """The sub-queue of a call of a fair route ((queue, key, buckets), as in
+    ``fair_table``); the queue itself when the call lacks the key."""
+    route_queue, key, buckets = route
     from queueworks.limits.unique import task_signature
 
     try:

@@ -1,5 +1,7 @@
 """Redeclare every topology queue whose live type or arguments differ, losing nothing
-(and its exchange when that has another type: queueworks/core/exchange_swap.py).
+(and its exchange when that has another type: queueworks/core/exchange_swap.py),
+and move the messages of fair sub-queues the topology no longer declares to
+where a publish would send them now (queueworks/limits/fair_stranded.py).
 
     python manage.py migrate_queues --dry-run        # the plan, changes nothing
     python manage.py migrate_queues                  # migrate (see queueworks/core/queue_migration.py)
@@ -29,6 +31,7 @@ from queueworks.core.queue_migration import (
     results_table,
 )
 from queueworks.conf import project_root
+from queueworks.limits.fair_stranded import fair_messages_rehome, stranded_fair_queues
 from queueworks.core.supervisord_client import Supervisord, SupervisordUnreachable
 
 PRODUCERS = ("beat", "web")
@@ -73,7 +76,8 @@ class Supervisor:
 class Command(BaseCommand):
     help = ("Delete and redeclare every topology queue whose type or arguments differ from "
             "projectname/topology.py (and its exchange when its type differs), moving its "
-            "messages aside and back with its workers paused; --dry-run prints the plan.")
+            "messages aside and back with its workers paused, and move the messages of fair "
+            "sub-queues the topology no longer declares; --dry-run prints the plan.")
 
     def add_arguments(self, parser):
         parser.add_argument("--dry-run", action="store_true", help="Print the plan only.")
@@ -110,17 +114,30 @@ class Command(BaseCommand):
                 plans = [plan for plan in queues_to_migrate(connection=connection,
                                                             broker_url=broker_url)
                          if not queue or plan.queue in queue]
-                if not plans:
+                stranded = [sub for sub in stranded_fair_queues(connection, TOPOLOGY,
+                                                                broker_url=broker_url)
+                            if sub.ready and (not queue or sub.parent in queue)]
+                if not plans and not stranded:
                     self.stdout.write("every queue matches the topology: nothing to migrate")
                     return
                 for plan in plans:
                     self.stdout.write("\n".join(plan.lines()))
+                for sub in stranded:
+                    self.stdout.write(f"{sub.name}: {sub.ready} message(s) in a fair sub-queue "
+                                      f"the topology no longer declares; each goes where a "
+                                      f"publish to {sub.parent} would send it now")
                 if dry_run:
                     self.stdout.write("dry run: nothing changed")
                     return
-                self._migrate(plans, connection, broker_url, Supervisor(Path(run_dir)),
-                              no_resume=no_resume, stop_producers=stop_producers,
-                              timeout=timeout)
+                if plans:
+                    self._migrate(plans, connection, broker_url, Supervisor(Path(run_dir)),
+                                  no_resume=no_resume, stop_producers=stop_producers,
+                                  timeout=timeout)
+                for sub in stranded:
+                    moved = fair_messages_rehome(connection, sub, topology=TOPOLOGY)
+                    self._step(f"{sub.name}: moved " + (", ".join(
+                        f"{count} to {target}" for target, count in sorted(moved.items()))
+                        or "nothing (emptied meanwhile)"))
         except (OperationalError, OSError) as exc:
             raise CommandError(f"cannot reach the broker: {exc}") from exc
         except (BrokerStateError, QueueMigrationError, AMQPError) as exc:

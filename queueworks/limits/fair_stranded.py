@@ -1,0 +1,127 @@
+"""Fair sub-queues the topology no longer declares, and the messages left in them.
+
+Lowering a queue's ``fair_buckets`` (or removing fair sharing) leaves the
+sub-queues past the new count on the broker: the workers, restarted with the
+new topology, no longer consume them, so whatever they hold would wait
+forever, silently.  Here:
+
+* ``stranded_fair_queues`` finds them: every live ``<queue>.fair.<n>`` of a
+  topology queue that the topology does not declare (the broker's queue list
+  from the management API, else a passive declare of every possible bucket);
+* ``fair_messages_rehome`` moves each message of one to where a publish would
+  send it today (``fair_queue_for`` with the call's arguments: a declared
+  sub-queue, or the queue itself), published with confirms and acknowledged
+  only after the broker confirmed the copy, as ``migrate_queues`` moves
+  messages: an interruption can duplicate one message, never lose one.
+
+``manage.py doctor`` fails on a stranded sub-queue holding messages, and
+``manage.py migrate_queues`` rehomes them.  An emptied sub-queue is left in
+place: a process still running the old topology may publish to it, and
+deleting it would make those publishes vanish; doctor warns until it is
+deleted by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import amqp
+
+from queueworks.core.broker_state import BrokerStateError, management_api, queue_counts
+
+# Queue.fair_buckets is at most 64 (queueworks/core/topology.py).
+MAX_BUCKETS = 64
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class StrandedQueue:
+    name: str  # "<queue>.fair.<n>"
+    parent: str  # the topology queue it belonged to
+    ready: int
+
+
+def _stranded_name(topology, name: str) -> str | None:
+    """The parent queue of ``name`` when it is a sub-queue the topology left."""
+    from queueworks.core.topology import FAIR_SEPARATOR
+
+    for queue in topology.queues:
+        match = re.fullmatch(re.escape(queue.name + FAIR_SEPARATOR) + r"(\d+)", name)
+        if match and name not in queue.fair_queue_names():
+            return queue.name
+    return None
+
+
+def _live_names(connection, topology, broker_url: str | None) -> list[str]:
+    """Every queue of the vhost (management API), else each possible bucket
+    of each topology queue that exists (passive declares)."""
+    import requests
+
+    from queueworks.core.topology import FAIR_SEPARATOR
+
+    api = management_api(broker_url)
+    try:
+        response = requests.get(api.path("queues", api.vhost), params={"columns": "name"},
+                                auth=(api.user, api.password), timeout=3.0)
+        response.raise_for_status()
+        return [row["name"] for row in response.json()]
+    except (requests.RequestException, ValueError, KeyError):
+        candidates = [f"{queue.name}{FAIR_SEPARATOR}{n}" for queue in topology.queues
+                      for n in range(MAX_BUCKETS)]
+        return [name for name, count in queue_counts(connection, candidates).items()
+                if count is not None]
+
+
+def stranded_fair_queues(connection, topology, *, broker_url: str | None = None
+                         ) -> list[StrandedQueue]:
+    """The sub-queues on the broker that ``topology`` no longer declares."""
+    names = sorted(name for name in _live_names(connection, topology, broker_url)
+                   if _stranded_name(topology, name))
+    counts = queue_counts(connection, names)
+    return [StrandedQueue(name=name, parent=_stranded_name(topology, name), ready=count[0])
+            for name, count in counts.items() if count is not None]
+
+
+def _target(topology, message: amqp.Message, parent: str) -> str:
+    """Where a publish would send this call today; the queue itself when the
+    body cannot be read (its worker dead-letters poison)."""
+    from queueworks.limits.fair import fair_table, fair_target
+
+    headers = message.properties.get("application_headers") or {}
+    task = headers.get("task")
+    route = fair_table(topology).get(task)
+    if route is None or route[0] != parent or message.properties.get("content_type") != JSON:
+        return parent
+    try:
+        args, kwargs, _ = json.loads(message.body)
+    except (ValueError, TypeError):
+        return parent
+    return fair_target(task, route, args, kwargs)
+
+
+def fair_messages_rehome(connection, stranded: StrandedQueue, *, topology) -> dict[str, int]:
+    """Move every ready message of ``stranded`` to its queue today; returns
+    target -> count.  Refuses (BrokerStateError) while a target is missing."""
+    queue = next(q for q in topology.queues if q.name == stranded.parent)
+    targets = [queue.name, *queue.fair_queue_names()]
+    missing = [name for name, count in queue_counts(connection, targets).items() if count is None]
+    if missing:
+        raise BrokerStateError(f"{', '.join(missing)} not declared on the broker: start the "
+                               f"workers of {queue.name} with the current topology first")
+    channel = connection.channel()
+    moved: dict[str, int] = {}
+    try:
+        while True:
+            message = channel.basic_get(queue=stranded.name, no_ack=False)
+            if message is None:
+                return moved
+            target = _target(topology, message, stranded.parent)
+            # Returns once the broker confirmed the copy (raises if it refused it).
+            channel.basic_publish_confirm(amqp.Message(body=message.body, **message.properties),
+                                          exchange="", routing_key=target)
+            channel.basic_ack(message.delivery_tag)
+            moved[target] = moved.get(target, 0) + 1
+    finally:
+        channel.close()

@@ -18,6 +18,7 @@ sentence, so a conflict is named as the cause of what follows from it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlparse
 
@@ -86,8 +87,10 @@ class QueueState:
 
 
 def queue_states(names: list[str], *, now: float | None = None, broker_url: str | None = None,
-                 timeout: float = MANAGEMENT_TIMEOUT) -> dict[str, QueueState]:
-    """Name -> state of each named queue, from the management API (one request)."""
+                 timeout: float = MANAGEMENT_TIMEOUT,
+                 also: Callable[[str], bool] | None = None) -> dict[str, QueueState]:
+    """Name -> state of each named queue, from the management API (one request),
+    and of every other queue of the vhost whose name ``also`` accepts."""
     api = management_api(broker_url)
     try:
         response = requests.get(api.path("queues", api.vhost), params={"columns": QUEUE_COLUMNS},
@@ -97,6 +100,8 @@ def queue_states(names: list[str], *, now: float | None = None, broker_url: str 
         raise BrokerStateError(f"RabbitMQ management API at {api.url}: {exc}") from exc
     now = time.time() if now is None else now
     rows = {row["name"]: row for row in response.json()}
+    if also is not None:
+        names = [*names, *(name for name in rows if name not in names and also(name))]
     states = {}
     for name in names:
         row = rows.get(name)

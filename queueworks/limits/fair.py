@@ -58,20 +58,43 @@ def fair_routes() -> dict[str, tuple[str, str, int]]:
     return _cache
 
 
+def fair_parent(topology, name: str) -> str | None:
+    """The topology queue whose fair sub-queue ``name`` is (``<queue>.fair.<n>``),
+    declared now or left by a larger ``fair_buckets`` (fair_stranded.py)."""
+    from queueworks.core.topology import FAIR_SEPARATOR
+
+    queue, separator, bucket = name.rpartition(FAIR_SEPARATOR)
+    if separator and bucket.isdigit() and bucket.isascii() and queue in topology.queue_names():
+        return queue
+    return None
+
+
+def fair_queue_states(topology, **options) -> dict:
+    """Each topology queue's state with all of its sub-queues folded in, those
+    the topology no longer declares too: messages stranded there wait on the
+    queue's wait alert, its /metrics gauges and its /ops/ row
+    (``queue_states`` options pass through)."""
+    from queueworks.core.broker_state import queue_states
+
+    states = queue_states(topology.declared_queue_names(),
+                          also=lambda name: fair_parent(topology, name) is not None, **options)
+    return fold_fair_states(topology, states)
+
+
 def fold_fair_states(topology, states: dict) -> dict:
     """``states`` (name -> QueueState, sub-queues included) with each fair
-    queue's sub-queues folded into it: ready and unacked summed, the oldest
-    wait the longest, consumers the queue's own.  What a fair queue holds, for
-    its wait alert, its /metrics gauges and its /ops/ row."""
+    queue's sub-queues (any ``fair_parent`` names) folded into it: ready and
+    unacked summed, the oldest wait the longest, consumers the queue's own.
+    What a fair queue holds, for its wait alert, its /metrics gauges and its
+    /ops/ row."""
     from dataclasses import replace
 
     folded = dict(states)
     for queue in topology.queues:
         parent = states.get(queue.name)
-        subs = [states[name] for name in queue.fair_queue_names()
-                if name in states and states[name].exists]
-        folded = {name: state for name, state in folded.items()
-                  if name not in queue.fair_queue_names()}
+        mine = [name for name in states if fair_parent(topology, name) == queue.name]
+        subs = [states[name] for name in mine if states[name].exists]
+        folded = {name: state for name, state in folded.items() if name not in mine}
         if parent is None or not parent.exists or not subs:
             continue
         waits = [s.oldest_wait for s in (parent, *subs) if s.oldest_wait is not None]

@@ -53,12 +53,11 @@ class ProjectCollector(Collector):
 
     # -- queues ------------------------------------------------------------
     def _queues(self):
-        from queueworks.core.broker_state import queue_states
+        from queueworks.limits.fair import fair_queue_states
 
-        from queueworks.limits.fair import fold_fair_states
-
-        # A fair queue's gauges include its sub-queues (each bucket: the limits source).
-        states = fold_fair_states(TOPOLOGY, queue_states(TOPOLOGY.declared_queue_names()))
+        # A fair queue's gauges include its sub-queues (each bucket: the limits
+        # source), stranded ones too.
+        states = fair_queue_states(TOPOLOGY)
         ready = GaugeMetricFamily(names.QUEUE_READY, "Messages ready for delivery", labels=["queue"])
         unacked = GaugeMetricFamily(names.QUEUE_UNACKED, "Messages delivered, not yet acknowledged",
                                     labels=["queue"])

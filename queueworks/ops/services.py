@@ -381,14 +381,15 @@ def alerts_check(*, now: datetime | None = None) -> list[AlertIncident]:
     A part that cannot be read is skipped, not closed: an unreachable
     supervisord must not look like a recovered crash loop.
     """
-    from queueworks.core.broker_state import BrokerStateError, queue_states
+    from queueworks.core.broker_state import BrokerStateError
     from queueworks.ops.programs import ProgramError, program_states
 
     try:
-        from queueworks.limits.fair import fold_fair_states
+        from queueworks.limits.fair import fair_queue_states
 
-        # A fair queue's backlog waits in its sub-queues: its alert sees them.
-        stats = fold_fair_states(TOPOLOGY, queue_states(TOPOLOGY.declared_queue_names()))
+        # A fair queue's backlog waits in its sub-queues: its alert sees them,
+        # and those stranded in sub-queues no longer declared.
+        stats = fair_queue_states(TOPOLOGY)
     except BrokerStateError as exc:
         logger.warning("alerts: queue states not read: %s", exc)
         stats = {}

@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from queueworks.core.error_reference import error_reference_logged
 from queueworks.ops import selectors
-from queueworks.limits.fair import fold_fair_states
+from queueworks.limits.fair import fair_parent, fold_fair_states
 from queueworks.limits.selectors import (
     fair_overview,
     fair_queue_names,
@@ -126,8 +126,10 @@ def dashboard_data(*, user=None) -> dict:
     except ProgramError as exc:
         programs, errors = {}, [str(exc)]
     try:
-        # Fair sharing's sub-queues too, for the limits panel.
-        stats = queue_stats(TOPOLOGY.queue_names() + fair_queue_names(TOPOLOGY))
+        # Fair sharing's sub-queues too, for the limits panel (and those no
+        # longer declared, whose messages count on their queue's row).
+        stats = queue_stats(TOPOLOGY.queue_names() + fair_queue_names(TOPOLOGY),
+                            also=lambda name: fair_parent(TOPOLOGY, name) is not None)
     except BrokerStatsError as exc:
         stats = {}
         reference = error_reference_logged(logger=logger, what="ops: queue statistics",

@@ -53,6 +53,11 @@ def test_doctor_names_a_stranded_sub_queue_and_migrate_queues_runs_its_tasks_onc
                 exchange="", routing_key="celery.fair.2")
         wait_for(lambda: rabbit.queue_info(live_system.vhost, "celery.fair.2").get("messages")
                  == 20, 30, interval=0.5, message="20 messages stranded")
+        # The alerts, /metrics and /ops/ count them on their queue.
+        from queueworks.limits.fair import fair_queue_states
+        from projectname.topology import TOPOLOGY
+
+        assert fair_queue_states(TOPOLOGY)["celery"].ready >= 20
         _, report = doctor_json(doctor_env)
         finding = by_check(report)["stranded sub-queues of celery"]
         assert finding["status"] == "FAIL", finding

@@ -41,6 +41,26 @@ def test_only_sub_queues_past_the_declared_count_are_stranded():
     assert _stranded_name(_topology(0), "fq.fair.0") == "fq"
 
 
+def test_stranded_sub_queues_fold_into_their_queue_for_alerts_metrics_and_ops():
+    from queueworks.core.broker_state import QueueState
+    from queueworks.limits.fair import fair_parent, fold_fair_states
+
+    four = _topology(4)
+    assert [fair_parent(four, name) for name in (
+        "fq.fair.1", "fq.fair.9", "other.fair.0", "fq.fair.x", "fq.fair.", "orders.fair.1",
+        "fq")] == ["fq", "fq", "other", None, None, None, None]
+    states = {
+        "fq": QueueState("fq", True, ready=1, consumers=2, oldest_wait=1.0),
+        "fq.fair.0": QueueState("fq.fair.0", True, ready=2, unacked=1, oldest_wait=5.0),
+        "fq.fair.5": QueueState("fq.fair.5", True, ready=3, oldest_wait=900.0),
+        "other": QueueState("other", True, ready=4),
+    }
+    folded = fold_fair_states(four, states)
+    assert sorted(folded) == ["fq", "other"]
+    assert (folded["fq"].ready, folded["fq"].unacked, folded["fq"].consumers,
+            folded["fq"].oldest_wait) == (6, 1, 2, 900.0)
+
+
 def _admin(vhost: str) -> amqp.Connection:
     connection = amqp.Connection(host=rabbit.AMQP_HOSTPORT, userid=rabbit.AUTH[0],
                                  password=rabbit.AUTH[1], virtual_host=vhost, heartbeat=0)

@@ -47,7 +47,7 @@ def test_fair_buckets_are_gauged_per_queue_bucket_and_state(monkeypatch):
                       fair_share=FairShare(key="tenant_id")),))
     asked = []
 
-    def states(names_):
+    def states(names_, **options):
         asked.append(list(names_))
         return {name: QueueState(name=name, exists=True, ready=7 if name.endswith(".1") else 0,
                                  unacked=1) for name in names_}

@@ -44,7 +44,7 @@ def no_broker_outside_live_tests(request, monkeypatch):
 
     monkeypatch.setattr(selectors, "_workers_replies", lambda: ({}, ""))
     monkeypatch.setattr(selectors, "dead_letters", lambda **kwargs: ([], "not read in this test"))
-    monkeypatch.setattr(views, "queue_stats", lambda names: {
+    monkeypatch.setattr(views, "queue_stats", lambda names, **options: {
         name: QueueStats(name=name, exists=True, consumers=1) for name in names})
 
 

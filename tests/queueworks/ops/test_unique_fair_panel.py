@@ -44,7 +44,7 @@ def test_the_panel_shows_each_fair_bucket(client, make_user, no_supervisor, monk
         routes=(Route("apps.testing.tasks.fair_job", "heavy",
                       fair_share=FairShare(key="tenant_id")),))
     monkeypatch.setattr(views, "TOPOLOGY", topology)
-    monkeypatch.setattr(views, "queue_stats", lambda names: {
+    monkeypatch.setattr(views, "queue_stats", lambda names, **options: {
         name: QueueStats(name=name, exists=True, consumers=1,
                          ready=500 if name == "heavy.fair.2" else 0) for name in names})
     client.force_login(make_user("viewer", permissions=("taskapi.view_all_tasks",)))

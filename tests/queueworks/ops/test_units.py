@@ -19,7 +19,7 @@ from queueworks.ops.services import alerts_evaluate, schedules_sync
 pytestmark = pytest.mark.django_db
 
 
-def _stats(names):
+def _stats(names, **options):
     return {
         "celery": QueueStats(name="celery", exists=True, consumers=1),
         "main_worker": QueueStats(name="main_worker", exists=True, ready=7, consumers=0,

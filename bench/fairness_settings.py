@@ -10,4 +10,6 @@ from projectname.settings import *  # noqa: F401,F403,E402
 from bench.fairness_topology import TOPOLOGY  # noqa: E402
 
 QUEUEWORKS_TOPOLOGY = "bench.fairness_topology:TOPOLOGY"
-CELERY_TASK_QUEUES = TOPOLOGY.celery_queues()
+# Declared as the project's settings declare queues: quorum under
+# TASK_QUEUE_TYPE=quorum (the 4.x node's default in the suite).
+CELERY_TASK_QUEUES = TOPOLOGY.with_queue_type(QUEUEWORKS_TASK_QUEUE_TYPE).celery_queues()  # noqa: F405

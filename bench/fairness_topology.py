@@ -17,6 +17,11 @@ from projectname.topology import TOPOLOGY as PROJECT_TOPOLOGY
 
 BUCKETS = int(os.environ.get("BENCH_FAIR_BUCKETS", "8"))
 CONCURRENCY = int(os.environ.get("BENCH_FAIR_CONCURRENCY", "2"))
+# The lanes' queue type: TASK_QUEUE_TYPE's (quorum on the suite's 4.x node),
+# classic by default.  A quorum lane dead-letters (a quorum queue drops a
+# message past its delivery limit otherwise); a classic one needs not.
+LANE_TYPE = os.environ.get("TASK_QUEUE_TYPE") or "classic"
+DEAD_LETTER = LANE_TYPE == "quorum"
 # Queue names the test vhost's permissions allow (tests/support/rabbit.py).
 FAIR_QUEUE, FIFO_QUEUE = "test.bench_fair", "test.bench_fifo"
 FAIR_PROGRAM, FIFO_PROGRAM = "bench_fair", "bench_fifo"
@@ -30,9 +35,10 @@ def _worker(name: str, queue: str) -> Worker:
 
 
 TOPOLOGY = PROJECT_TOPOLOGY.with_added(
-    queues=(Queue(FAIR_QUEUE, "fair sharing benchmark lane", dead_letter=False,
-                  fair_buckets=BUCKETS),
-            Queue(FIFO_QUEUE, "FIFO benchmark lane", dead_letter=False)),
+    queues=(Queue(FAIR_QUEUE, "fair sharing benchmark lane", dead_letter=DEAD_LETTER,
+                  fair_buckets=BUCKETS, queue_type=LANE_TYPE),
+            Queue(FIFO_QUEUE, "FIFO benchmark lane", dead_letter=DEAD_LETTER,
+                  queue_type=LANE_TYPE)),
     workers=(_worker(FAIR_PROGRAM, FAIR_QUEUE), _worker(FIFO_PROGRAM, FIFO_QUEUE)),
     routes=(Route(TASK, FAIR_QUEUE, fair_share=FairShare(key="tenant_id")),),
 )

@@ -24,12 +24,11 @@ deleted by hand.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
 import amqp
 
-from queueworks.core.broker_state import BrokerStateError, management_api, queue_counts
+from queueworks.core.broker_state import BrokerStateError, queue_counts, queue_states
 
 # Queue.fair_buckets is at most 64 (queueworks/core/topology.py).
 MAX_BUCKETS = 64
@@ -45,29 +44,21 @@ class StrandedQueue:
 
 def _stranded_name(topology, name: str) -> str | None:
     """The parent queue of ``name`` when it is a sub-queue the topology left."""
-    from queueworks.core.topology import FAIR_SEPARATOR
+    from queueworks.limits.fair import fair_parent
 
-    for queue in topology.queues:
-        match = re.fullmatch(re.escape(queue.name + FAIR_SEPARATOR) + r"(\d+)", name)
-        if match and name not in queue.fair_queue_names():
-            return queue.name
-    return None
+    parent = fair_parent(topology, name)
+    return parent if parent and name not in topology.declared_queue_names() else None
 
 
 def _live_names(connection, topology, broker_url: str | None) -> list[str]:
-    """Every queue of the vhost (management API), else each possible bucket
-    of each topology queue that exists (passive declares)."""
-    import requests
-
+    """The stranded sub-queues' names: from the vhost's queue list (management
+    API), else a passive declare of each possible bucket of each queue."""
     from queueworks.core.topology import FAIR_SEPARATOR
 
-    api = management_api(broker_url)
     try:
-        response = requests.get(api.path("queues", api.vhost), params={"columns": "name"},
-                                auth=(api.user, api.password), timeout=3.0)
-        response.raise_for_status()
-        return [row["name"] for row in response.json()]
-    except (requests.RequestException, ValueError, KeyError):
+        return list(queue_states([], broker_url=broker_url,
+                                 also=lambda name: _stranded_name(topology, name) is not None))
+    except BrokerStateError:
         candidates = [f"{queue.name}{FAIR_SEPARATOR}{n}" for queue in topology.queues
                       for n in range(MAX_BUCKETS)]
         return [name for name, count in queue_counts(connection, candidates).items()

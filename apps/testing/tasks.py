@@ -62,19 +62,12 @@ def fault_sleep(self, run_id: str, token: str, seconds: float,
     ``ignore_soft_limit`` (then the hard limit kills its pool process).
     """
     fault_execution_record(run_id=run_id, token=token)
-    started = time.monotonic()
-    deadline = started + seconds
-    while time.monotonic() < deadline:
-        try:
-            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-        except SoftTimeLimitExceeded:
-            if ignore_soft_limit:
-                continue
-            # Clean-up point: nothing was applied, nothing is half-done.
-            raise SoftTimeLimitReached(
-                f"fault_sleep {token}: stopped at the soft time limit after "
-                f"{time.monotonic() - started:.1f}s of {seconds}s; nothing was applied"
-            ) from None
+    try:
+        _sleep_under_limits(seconds, ignore_soft_limit)
+    except SoftTimeLimitReached as stopped:
+        # Clean-up point: nothing was applied, nothing is half-done.
+        raise SoftTimeLimitReached(
+            f"fault_sleep {token}: {stopped} of {seconds}s; nothing was applied") from None
     fault_effect_apply(run_id=run_id, token=token, task_id=self.request.id)
     return token
 

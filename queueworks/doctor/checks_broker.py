@@ -139,9 +139,8 @@ def _stranded_findings(ctx: Context) -> list[Finding]:
     from kombu import Connection
 
     from queueworks.conf import TOPOLOGY
-    from queueworks.limits.fair_stranded import stranded_fair_queues
-
     from queueworks.core.broker_state import management_api
+    from queueworks.limits.fair_stranded import stranded_fair_queues
 
     with Connection(ctx.broker_url, connect_timeout=ctx.timeout) as connection:
         stranded = stranded_fair_queues(connection, TOPOLOGY, broker_url=ctx.broker_url)

@@ -160,18 +160,27 @@ def move_messages(connection, *, source: str, target: str) -> int:
     broker confirmed the copy, so an interruption can duplicate at most one
     message and never lose one.
     """
+    return sum(move_messages_each(connection, source=source,
+                                  target_of=lambda message: target).values())
+
+
+def move_messages_each(connection, *, source: str,
+                       target_of: Callable[[amqp.Message], str]) -> dict[str, int]:
+    """``move_messages`` with each message's target chosen by ``target_of``;
+    returns target -> messages moved there."""
     channel = connection.channel()
-    moved = 0
+    moved: dict[str, int] = {}
     try:
         while True:
             message = channel.basic_get(queue=source, no_ack=False)
             if message is None:
                 return moved
+            target = target_of(message)
             # Returns once the broker confirmed the copy (raises if it refused
             # it), whatever the connection's own confirm_publish option.
             channel.basic_publish_confirm(_copy(message), exchange="", routing_key=target)
             channel.basic_ack(message.delivery_tag)
-            moved += 1
+            moved[target] = moved.get(target, 0) + 1
     finally:
         channel.close()
 

@@ -9,10 +9,11 @@ forever, silently.  Here:
   topology queue that the topology does not declare (the broker's queue list
   from the management API, else a passive declare of every possible bucket);
 * ``fair_messages_rehome`` moves each message of one to where a publish would
-  send it today (``fair_queue_for`` with the call's arguments: a declared
-  sub-queue, or the queue itself), published with confirms and acknowledged
-  only after the broker confirmed the copy, as ``migrate_queues`` moves
-  messages: an interruption can duplicate one message, never lose one.
+  send it today (``fair_target`` with the call's arguments: a declared
+  sub-queue, or the queue itself) through ``migrate_queues``' own move
+  (queueworks/core/queue_migration.py): each copy confirmed before its
+  original is acknowledged, so an interruption can duplicate one message,
+  never lose one.
 
 ``manage.py doctor`` fails on a stranded sub-queue holding messages, and
 ``manage.py migrate_queues`` rehomes them.  An emptied sub-queue is left in
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 import amqp
 
 from queueworks.core.broker_state import BrokerStateError, queue_counts, queue_states
+from queueworks.core.queue_migration import move_messages_each
 
 # Queue.fair_buckets is at most 64 (queueworks/core/topology.py).
 MAX_BUCKETS = 64
@@ -101,18 +103,5 @@ def fair_messages_rehome(connection, stranded: StrandedQueue, *, topology) -> di
     if missing:
         raise BrokerStateError(f"{', '.join(missing)} not declared on the broker: start the "
                                f"workers of {queue.name} with the current topology first")
-    channel = connection.channel()
-    moved: dict[str, int] = {}
-    try:
-        while True:
-            message = channel.basic_get(queue=stranded.name, no_ack=False)
-            if message is None:
-                return moved
-            target = _target(topology, message, stranded.parent)
-            # Returns once the broker confirmed the copy (raises if it refused it).
-            channel.basic_publish_confirm(amqp.Message(body=message.body, **message.properties),
-                                          exchange="", routing_key=target)
-            channel.basic_ack(message.delivery_tag)
-            moved[target] = moved.get(target, 0) + 1
-    finally:
-        channel.close()
+    return move_messages_each(connection, source=stranded.name, target_of=lambda message: (
+        _target(topology, message, stranded.parent)))

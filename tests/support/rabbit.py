@@ -114,6 +114,17 @@ def admin_broker_url(vhost: str) -> str:
     return f"pyamqp://{quote(AUTH[0], safe='')}:{quote(AUTH[1], safe='')}@{AMQP_HOSTPORT}/{vhost}"
 
 
+def admin_connection(vhost: str):
+    """A py-amqp connection to ``vhost`` with full rights (no heartbeats):
+    tests that declare, fill or read queues themselves."""
+    import amqp
+
+    connection = amqp.Connection(host=AMQP_HOSTPORT, userid=AUTH[0], password=AUTH[1],
+                                 virtual_host=vhost, heartbeat=0)
+    connection.connect()
+    return connection
+
+
 def queue_info(vhost: str, queue: str) -> dict:
     return _api("GET", f"queues/{vhost}/{queue}").json()
 

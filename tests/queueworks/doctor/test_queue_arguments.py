@@ -7,7 +7,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import amqp
 import pytest
 
 from queueworks.core.broker_state import declared_queues, queue_states
@@ -22,16 +21,9 @@ BACKLOG = 500
 UNACKED = 50
 
 
-def _connection(vhost: str) -> amqp.Connection:
-    conn = amqp.Connection(host=rabbit.AMQP_HOSTPORT, userid=rabbit.AUTH[0],
-                           password=rabbit.AUTH[1], virtual_host=vhost, heartbeat=0)
-    conn.connect()
-    return conn
-
-
 def _peek(vhost: str) -> list[bytes]:
     """Every message body in `celery`, read without acking (the close returns them)."""
-    conn = _connection(vhost)
+    conn = rabbit.admin_connection(vhost)
     channel = conn.channel()
     bodies = []
     while (message := channel.basic_get("celery", no_ack=False)) is not None:
@@ -71,7 +63,7 @@ def test_conflict_named_then_migrated_with_a_backlog_and_the_worker_runs(
     try:
         # Another application's `celery` queue: no dead-letter argument.
         rabbit._api("DELETE", f"queues/{vhost}/celery")
-        conn = _connection(vhost)
+        conn = rabbit.admin_connection(vhost)
         channel = conn.channel()
         channel.queue_declare("celery", durable=True, auto_delete=False)
         channel.queue_bind("celery", "celery", "celery")
@@ -135,7 +127,7 @@ def test_conflict_named_then_migrated_with_a_backlog_and_the_worker_runs(
         assert "x-dead-letter-exchange" not in queue_states(["celery"])["celery"].arguments
 
         # A consumer elsewhere holds some messages unacked until the workers are paused.
-        holder = _connection(vhost)
+        holder = rabbit.admin_connection(vhost)
         hold_channel = holder.channel()
         hold_channel.basic_qos(0, UNACKED, False)
         held = []

@@ -19,13 +19,6 @@ from tests.support.fault_counts import count_run
 from tests.support.live import PROJECT_ROOT, wait_for
 
 
-def _admin(vhost: str) -> amqp.Connection:
-    connection = amqp.Connection(host=rabbit.AMQP_HOSTPORT, userid=rabbit.AUTH[0],
-                                 password=rabbit.AUTH[1], virtual_host=vhost, heartbeat=0)
-    connection.connect()
-    return connection
-
-
 @pytest.mark.live
 @pytest.mark.django_db(transaction=True)
 def test_doctor_names_a_stranded_sub_queue_and_migrate_queues_runs_its_tasks_once(
@@ -38,7 +31,7 @@ def test_doctor_names_a_stranded_sub_queue_and_migrate_queues_runs_its_tasks_onc
     run_id = uuid.uuid4().hex[:12]
     fault_account_open(run_id=run_id)
     tokens = {f"s{n}" for n in range(20)}
-    connection = _admin(live_system.vhost)
+    connection = rabbit.admin_connection(live_system.vhost)
     connection.channel().queue_declare("celery.fair.2", durable=True, auto_delete=False)
     try:
         channel = connection.channel()

@@ -61,13 +61,6 @@ def test_stranded_sub_queues_fold_into_their_queue_for_alerts_metrics_and_ops():
             folded["fq"].oldest_wait) == (6, 1, 2, 900.0)
 
 
-def _admin(vhost: str) -> amqp.Connection:
-    connection = amqp.Connection(host=rabbit.AMQP_HOSTPORT, userid=rabbit.AUTH[0],
-                                 password=rabbit.AUTH[1], virtual_host=vhost, heartbeat=0)
-    connection.connect()
-    return connection
-
-
 def _celery_message(task: str, args: list, kwargs: dict) -> amqp.Message:
     task_id = str(uuid.uuid4())
     return amqp.Message(body=json.dumps([args, kwargs, {}]), content_type="application/json",
@@ -101,7 +94,7 @@ def test_stranded_messages_move_to_the_bucket_a_publish_picks_now(fair_vhost, ma
     if management == "no-api":  # the queue list from passive declares instead
         monkeypatch.setattr(settings, "QUEUEWORKS_RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:9")
     url = rabbit.admin_broker_url(fair_vhost)
-    connection = _admin(fair_vhost)
+    connection = rabbit.admin_connection(fair_vhost)
     channel = connection.channel()
     for name in ("fq", "other", *(f"fq{FAIR_SEPARATOR}{n}" for n in range(8))):
         channel.queue_declare(name, durable=True, auto_delete=False)
@@ -144,7 +137,7 @@ def test_stranded_messages_move_to_the_bucket_a_publish_picks_now(fair_vhost, ma
 
 @pytest.mark.live
 def test_a_missing_target_refuses_before_moving_anything(fair_vhost):
-    connection = _admin(fair_vhost)
+    connection = rabbit.admin_connection(fair_vhost)
     channel = connection.channel()
     channel.queue_declare("fq.fair.5", durable=True, auto_delete=False)
     channel.basic_publish_confirm(_celery_message(FAIR_TASK, [], {"tenant_id": "a"}),
